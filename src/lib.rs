@@ -1,0 +1,11 @@
+//! cxlake: lands contact-center exports as typed, Hive-partitioned Parquet.
+//!
+//! Layers depend only downward: `cli` → `pipeline` → (`sources`, `decode`, `sink`, `state`) →
+//! `schema`. Each layer has its own error type; `anyhow` is used only in `main`.
+
+pub mod decode;
+pub mod schema;
+pub mod sink;
+pub mod sources;
+pub mod state;
+pub mod window;

@@ -1,0 +1,80 @@
+//! Moving a window's staged files into the lake, replacing whatever the window had before.
+//!
+//! A window's files are first written under `_cxlake/staging/<run-id>/` (invisible to readers).
+//! Only when every dataset of the window has been decoded and written without fault are they
+//! published: each staged file is renamed to its final `part-NNNNN.parquet` name (an atomic
+//! rename on local disk; server-side copy + delete on S3, where each object appears whole), then
+//! every other object in the partition — parts of a previous, larger run, leftovers of a crash —
+//! is deleted. Readers therefore never see a partial file, and after publishing the partition
+//! holds exactly the new files. Between the first rename and the last delete a reader may see a
+//! mix of old and new parts of that one window; the window record stays `publishing` until the
+//! end, so a crash there is redone by the next run (atomic multi-file swaps need a table
+//! format, which is what `--format delta` is for).
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+
+use super::layout;
+use super::parquet::WrittenFile;
+use super::{Destination, SinkError};
+
+/// Publishes staged files of one dataset and window; returns the files at their final paths.
+pub async fn publish_partition(
+    dest: &Destination,
+    source: &str,
+    dataset: &str,
+    date: NaiveDate,
+    staged: &[WrittenFile],
+) -> Result<Vec<WrittenFile>, SinkError> {
+    let final_dir = layout::partition_dir(source, dataset, date);
+    let mut published = Vec::with_capacity(staged.len());
+    for (index, file) in staged.iter().enumerate() {
+        let from = dest.path(&file.path);
+        let to_relative = format!("{final_dir}/{}", layout::part_file_name(index));
+        let to = dest.path(&to_relative);
+        dest.store
+            .rename(&from, &to)
+            .await
+            .map_err(|e| SinkError::store(&from, e))?;
+        published.push(WrittenFile {
+            path: to_relative,
+            ..file.clone()
+        });
+    }
+    let keep: BTreeSet<String> = published.iter().map(|f| f.path.clone()).collect();
+    delete_except(dest, &final_dir, &keep).await?;
+    Ok(published)
+}
+
+/// Deletes every object under `dir` whose relative path is not in `keep`.
+pub async fn delete_except(
+    dest: &Destination,
+    dir: &str,
+    keep: &BTreeSet<String>,
+) -> Result<usize, SinkError> {
+    let prefix = dest.path(dir);
+    let existing: Vec<_> = dest
+        .store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| SinkError::store(&prefix, e))?;
+    let mut deleted = 0;
+    for meta in existing {
+        if !keep.contains(&dest.relative(&meta.location)) {
+            match dest.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(SinkError::store(&meta.location, e)),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Removes everything under `dir` (staging of a failed or finished window).
+pub async fn delete_dir(dest: &Destination, dir: &str) -> Result<usize, SinkError> {
+    delete_except(dest, dir, &BTreeSet::new()).await
+}

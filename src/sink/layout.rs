@@ -1,0 +1,103 @@
+//! The lake's directory layout. Consumers depend on it, so it is defined here once:
+//!
+//! ```text
+//! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN.parquet     data (Hive partitioned)
+//! <dest>/_cxlake/state/<source>/date=YYYY-MM-DD.json                  one record per window
+//! <dest>/_cxlake/runs/<run-id>.json                                   one report per run
+//! <dest>/_cxlake/rejects/<source>/<dataset>/date=YYYY-MM-DD/<run-id>.csv   quarantined rows
+//! <dest>/_cxlake/staging/<run-id>/…                                   files not yet committed
+//! ```
+//!
+//! Names starting with `_` are skipped by Spark, Hive and DuckDB globs over `<dest>/<source>/…`,
+//! so bookkeeping never shows up as data. Every component is validated before it gets here:
+//! sources and datasets are lowercase identifiers, dates are `NaiveDate`s, run ids are UUIDs.
+
+use chrono::NaiveDate;
+
+pub const BOOKKEEPING_DIR: &str = "_cxlake";
+
+/// True for names that are safe as one path component: `[a-z0-9_]+`, not starting with `_`.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+pub fn partition_dir(source: &str, dataset: &str, date: NaiveDate) -> String {
+    debug_assert!(is_identifier(source) && is_identifier(dataset));
+    format!("{source}/{dataset}/date={date}")
+}
+
+pub fn part_file_name(index: usize) -> String {
+    format!("part-{index:05}.parquet")
+}
+
+pub fn staging_dir(run_id: &str, source: &str, dataset: &str, date: NaiveDate) -> String {
+    format!(
+        "{BOOKKEEPING_DIR}/staging/{run_id}/{}",
+        partition_dir(source, dataset, date)
+    )
+}
+
+pub fn staging_root() -> String {
+    format!("{BOOKKEEPING_DIR}/staging")
+}
+
+pub fn window_state_dir(source: &str) -> String {
+    format!("{BOOKKEEPING_DIR}/state/{source}")
+}
+
+pub fn window_state_file(source: &str, date: NaiveDate) -> String {
+    format!("{}/date={date}.json", window_state_dir(source))
+}
+
+pub fn runs_dir() -> String {
+    format!("{BOOKKEEPING_DIR}/runs")
+}
+
+pub fn run_report_file(run_id: &str) -> String {
+    format!("{}/{run_id}.json", runs_dir())
+}
+
+pub fn rejects_file(source: &str, dataset: &str, date: NaiveDate, run_id: &str) -> String {
+    format!(
+        "{BOOKKEEPING_DIR}/rejects/{}/{run_id}.csv",
+        partition_dir(source, dataset, date)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_exactly_as_documented() {
+        let d = NaiveDate::from_ymd_opt(2024, 3, 9).unwrap();
+        assert_eq!(
+            format!(
+                "{}/{}",
+                partition_dir("saltedcx", "turn", d),
+                part_file_name(7)
+            ),
+            "saltedcx/turn/date=2024-03-09/part-00007.parquet"
+        );
+        assert_eq!(
+            window_state_file("saltedcx", d),
+            "_cxlake/state/saltedcx/date=2024-03-09.json"
+        );
+        assert_eq!(
+            rejects_file("saltedcx", "turn", d, "r1"),
+            "_cxlake/rejects/saltedcx/turn/date=2024-03-09/r1.csv"
+        );
+    }
+
+    #[test]
+    fn identifiers_cannot_escape_the_destination() {
+        for bad in ["", "..", "a/b", "_cxlake", "Turn", "a.b", "a b"] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+        assert!(is_identifier("engagement_fact"));
+    }
+}

@@ -1,0 +1,41 @@
+//! Everything that writes to the destination: where objects go ([`layout`]), how a destination
+//! URL becomes an object store ([`store`]), how batches become Parquet part files ([`parquet`]),
+//! and how a window's files replace the previous ones ([`commit`]).
+//!
+//! All I/O goes through `object_store`, so local disk and S3-compatible stores follow the same
+//! code path and the same guarantees: an object is either absent or complete, never partial.
+
+pub mod commit;
+pub mod layout;
+pub mod parquet;
+pub mod store;
+
+pub use store::Destination;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error("invalid destination `{dest}`: {message}")]
+    InvalidDestination { dest: String, message: String },
+    #[error("object store error at {path}: {source}")]
+    Store {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("parquet error writing {path}: {source}")]
+    Parquet {
+        path: String,
+        source: ::parquet::errors::ParquetError,
+    },
+    #[error("bookkeeping file {path} is corrupt: {message}; move it aside and rerun the affected window")]
+    CorruptState { path: String, message: String },
+}
+
+impl SinkError {
+    pub(crate) fn store(path: &object_store::path::Path, source: object_store::Error) -> SinkError {
+        SinkError::Store {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

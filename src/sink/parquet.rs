@@ -1,0 +1,219 @@
+//! Writing a stream of `RecordBatch`es as ZSTD Parquet part files.
+//!
+//! One [`PartWriter`] writes one partition directory: `part-00000.parquet`, `part-00001.parquet`…
+//! rolling to a new file past [`PartWriterConfig::target_file_bytes`]. Row groups are closed by
+//! size (rows or bytes, whichever first) so that memory stays flat and scans get large, well
+//! compressed row groups. Each file is hashed (SHA-256) and sized as it streams out, for the
+//! bookkeeping record. Following arrow-rs, the writer is an `AsyncArrowWriter` over an
+//! object-store `BufWriter` (single put or multipart upload, as the size demands).
+
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use sha2::{Digest, Sha256};
+
+use super::layout;
+use super::{Destination, SinkError};
+
+/// One Parquet file as written, for the window's bookkeeping record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenFile {
+    /// Path relative to the lake root.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PartWriterConfig {
+    /// Start a new part file once the current one has this many bytes.
+    pub target_file_bytes: usize,
+    /// Close a row group at this many rows…
+    pub row_group_rows: usize,
+    /// …or at this many (estimated, encoded) bytes, whichever comes first.
+    pub row_group_bytes: usize,
+    pub zstd_level: i32,
+}
+
+impl Default for PartWriterConfig {
+    fn default() -> Self {
+        PartWriterConfig {
+            target_file_bytes: 256 << 20,
+            row_group_rows: 1 << 20,
+            row_group_bytes: 64 << 20,
+            zstd_level: 3,
+        }
+    }
+}
+
+impl PartWriterConfig {
+    /// The one place where Parquet writer properties are decided.
+    pub fn writer_properties(&self) -> WriterProperties {
+        WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_1_0)
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(self.zstd_level).unwrap_or_default(),
+            ))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_max_row_group_bytes(Some(self.row_group_bytes))
+            .set_created_by(format!("cxlake version {}", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+}
+
+#[derive(Default)]
+struct Digested {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+/// Passes bytes to the object store while hashing and counting them.
+struct HashingWriter {
+    inner: BufWriter,
+    digest: Arc<Mutex<Digested>>,
+}
+
+impl AsyncFileWriter for HashingWriter {
+    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        {
+            let mut digest = self.digest.lock().expect("digest lock poisoned");
+            digest.hasher.update(&bs);
+            digest.bytes += bs.len() as u64;
+        }
+        AsyncFileWriter::write(&mut self.inner, bs)
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        AsyncFileWriter::complete(&mut self.inner)
+    }
+}
+
+struct OpenFile {
+    writer: AsyncArrowWriter<HashingWriter>,
+    path: Path,
+    rows: u64,
+    digest: Arc<Mutex<Digested>>,
+}
+
+/// Writes one partition directory's worth of part files.
+pub struct PartWriter {
+    dest: Destination,
+    dir: String,
+    schema: SchemaRef,
+    config: PartWriterConfig,
+    properties: WriterProperties,
+    current: Option<OpenFile>,
+    written: Vec<WrittenFile>,
+}
+
+impl PartWriter {
+    /// `dir` is relative to the lake root, e.g. a staging directory.
+    pub fn new(
+        dest: Destination,
+        dir: String,
+        schema: SchemaRef,
+        config: PartWriterConfig,
+    ) -> PartWriter {
+        PartWriter {
+            properties: config.writer_properties(),
+            dest,
+            dir,
+            schema,
+            config,
+            current: None,
+            written: Vec::new(),
+        }
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            self.current = Some(self.open_next()?);
+        }
+        let file = self.current.as_mut().expect("opened above");
+        file.writer
+            .write(batch)
+            .await
+            .map_err(|source| SinkError::Parquet {
+                path: file.path.to_string(),
+                source,
+            })?;
+        file.rows += batch.num_rows() as u64;
+        if file.writer.bytes_written() + file.writer.in_progress_size()
+            >= self.config.target_file_bytes
+        {
+            self.close_current().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last file and returns every file written. No rows means no files.
+    pub async fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
+        self.close_current().await?;
+        Ok(self.written)
+    }
+
+    /// Abandons the current file, cancelling its upload, and returns what was completed before.
+    pub async fn abort(mut self) -> Vec<WrittenFile> {
+        if let Some(file) = self.current.take() {
+            let mut inner = file.writer.into_inner();
+            let _ = inner.inner.abort().await;
+        }
+        self.written
+    }
+
+    fn open_next(&self) -> Result<OpenFile, SinkError> {
+        let name = layout::part_file_name(self.written.len());
+        let path = self.dest.path(&format!("{}/{name}", self.dir));
+        let digest = Arc::new(Mutex::new(Digested::default()));
+        let sink = HashingWriter {
+            inner: BufWriter::new(self.dest.store.clone(), path.clone()),
+            digest: digest.clone(),
+        };
+        let writer =
+            AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(self.properties.clone()))
+                .map_err(|source| SinkError::Parquet {
+                    path: path.to_string(),
+                    source,
+                })?;
+        Ok(OpenFile {
+            writer,
+            path,
+            rows: 0,
+            digest,
+        })
+    }
+
+    async fn close_current(&mut self) -> Result<(), SinkError> {
+        let Some(mut file) = self.current.take() else {
+            return Ok(());
+        };
+        if let Err(source) = file.writer.finish().await {
+            let mut inner = file.writer.into_inner();
+            let _ = inner.inner.abort().await;
+            return Err(SinkError::Parquet {
+                path: file.path.to_string(),
+                source,
+            });
+        }
+        let digest = std::mem::take(&mut *file.digest.lock().expect("digest lock poisoned"));
+        self.written.push(WrittenFile {
+            path: self.dest.relative(&file.path),
+            rows: file.rows,
+            bytes: digest.bytes,
+            sha256: hex::encode(digest.hasher.finalize()),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! Sources: one folder per platform, each with its HTTP client, its emulator and the mapping of
+//! its exports onto declared datasets.
+//!
+//! Every platform in scope delivers, for a time window, one file per dataset — whatever the way
+//! there: an async export job that is created, polled and downloaded (Salted CX, Khoros, Loop),
+//! a synchronous JSON response (Dixa) or files dropped on SFTP (Sparkcentral). So the contract
+//! between a source and the pipeline is [`Source::fetch_window`]: "put this window's files for
+//! these datasets into this spool directory and tell me what and where they are". Decoding,
+//! writing and committing are the pipeline's, identical for every source. The shared pieces of
+//! the async-job sources (poll schedule, deadline) live in [`poll`].
+
+pub mod poll;
+pub mod saltedcx;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use crate::window::Window;
+
+/// How a fetched file is encoded, i.e. which decoder reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv,
+}
+
+/// One dataset's file for one window, on local disk in the run's spool directory.
+#[derive(Debug, Clone)]
+pub struct FetchedFile {
+    pub dataset: String,
+    /// The platform's name for the file, used in messages and reject records (`turns.csv`).
+    pub file_name: String,
+    pub path: PathBuf,
+    pub format: FileFormat,
+    pub bytes: u64,
+}
+
+/// Everything a source fetched for one window.
+#[derive(Debug, Clone)]
+pub struct FetchedWindow {
+    /// The platform's id of the export, if it has one (recorded for audit and adoption).
+    pub export_id: Option<String>,
+    pub files: Vec<FetchedFile>,
+}
+
+/// How bad a source failure is for the rest of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureScope {
+    /// Only this window failed; the run goes on with the next one.
+    Window,
+    /// Every window would fail the same way (bad key, bad filter): stop, nothing more to try.
+    Run,
+}
+
+/// A platform that can deliver a window of data as files.
+pub trait Source: Send + Sync {
+    /// Short name, also the lake's top-level folder: `saltedcx`.
+    fn name(&self) -> &'static str;
+
+    /// Fetches `datasets` of `window` into `spool`, a directory owned by this run.
+    fn fetch_window(
+        &self,
+        window: Window,
+        datasets: &[String],
+        spool: &std::path::Path,
+    ) -> impl Future<Output = Result<FetchedWindow, SourceError>> + Send;
+}
+
+/// A source failure, with the scope it applies to. The message is safe to log: sources never
+/// put API keys or presigned URLs into it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    pub scope: FailureScope,
+    pub message: String,
+}

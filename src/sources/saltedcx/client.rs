@@ -1,0 +1,561 @@
+//! HTTP client for the Salted CX export API, exactly as documented: `POST /api/v1/export`,
+//! `GET /api/v1/export/{id}/status` (polled), presigned CSV downloads, `GET …/export/history`.
+//!
+//! Two `reqwest` clients on purpose: the API client sends `Authorization: Bearer <key>`, the
+//! download client sends nothing — presigned URLs carry their own signature and point at another
+//! host (S3), which must never see the API key. Both URLs and the key are credentials, so
+//! neither appears in any error or log line: transport errors are stripped of their URL and
+//! download problems name the dataset, not the URL.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Response, StatusCode};
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
+use crate::sources::poll::PollConfig;
+use crate::window::Window;
+
+/// The API key. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(value: impl Into<String>) -> ApiKey {
+        ApiKey(value.into().trim().to_string())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value, for the Authorization header and for scrubbing it out of texts.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// API base, e.g. `https://api.eu.salted.cx/`.
+    pub base_url: Url,
+    pub api_key: ApiKey,
+    /// Permit plain `http://` to non-loopback hosts.
+    pub allow_http: bool,
+    pub poll: PollConfig,
+    pub connect_timeout: Duration,
+    /// Longest silence while reading any response body.
+    pub read_timeout: Duration,
+    /// How often an expired download URL is replaced by a fresh one before the window fails.
+    pub max_url_refreshes: u32,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: Url, api_key: ApiKey) -> ClientConfig {
+        ClientConfig {
+            base_url,
+            api_key,
+            allow_http: false,
+            poll: PollConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            max_url_refreshes: 3,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("Salted CX rejected the export request with {code}: {message} (hint: {hint})")]
+    BadRequest {
+        code: String,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("the Salted CX API key was rejected (401 Unauthorized); check SALTEDCX_API_KEY or --api-key-file")]
+    Unauthorized,
+    #[error(
+        "export {export_id} was not found (404): it does not exist or belongs to another account"
+    )]
+    NotFound { export_id: String },
+    #[error("export {export_id} FAILED on the Salted CX side: {error}; rerun the window later")]
+    ExportFailed { export_id: String, error: String },
+    #[error("export {export_id} was still PROCESSING after {waited_secs} s; raise --export-timeout or rerun later")]
+    Timeout { export_id: String, waited_secs: u64 },
+    #[error("the download URL of {dataset} was still expired after {refreshes} refreshes; rerun the window")]
+    UrlExpired { dataset: String, refreshes: u32 },
+    #[error("the download of {dataset} was refused (403) for a reason other than expiry")]
+    DownloadForbidden { dataset: String },
+    #[error("{context}: HTTP {status}{detail}")]
+    Http {
+        context: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{context}: {message}")]
+    Transport { context: String, message: String },
+    #[error("the download of {dataset} was cut short: got {got} of {expected} bytes")]
+    Truncated {
+        dataset: String,
+        got: u64,
+        expected: u64,
+    },
+    #[error("refusing plain http:// for the {what} at {host}: use https, or pass --allow-http on a trusted network")]
+    InsecureUrl { what: &'static str, host: String },
+    #[error("unexpected answer from {context}: {message}")]
+    Protocol { context: String, message: String },
+    #[error("cannot write the download to {path}: {source}")]
+    Spool {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// Errors where retrying another window would fail the same way.
+    pub fn affects_whole_run(&self) -> bool {
+        match self {
+            ClientError::Unauthorized | ClientError::InsecureUrl { .. } => true,
+            ClientError::BadRequest { code, .. } => code != "INVALID_DATE_RANGE",
+            _ => false,
+        }
+    }
+}
+
+/// Whether a URL may be used: https always; http only to loopback or with `allow_http`.
+pub fn check_url(url: &Url, what: &'static str, allow_http: bool) -> Result<(), ClientError> {
+    let host = url.host_str().unwrap_or_default().to_string();
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http || is_loopback(url) => Ok(()),
+        _ => Err(ClientError::InsecureUrl { what, host }),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Talks to one Salted CX tenant.
+#[derive(Debug, Clone)]
+pub struct SaltedCxClient {
+    config: ClientConfig,
+    api: reqwest::Client,
+    downloads: reqwest::Client,
+}
+
+impl SaltedCxClient {
+    pub fn new(mut config: ClientConfig) -> Result<SaltedCxClient, ClientError> {
+        check_url(&config.base_url, "API URL", config.allow_http)?;
+        // `statusUrl` is relative ("api/v1/…"); joining it onto a base without a trailing slash
+        // would drop the base's last path segment.
+        if !config.base_url.path().ends_with('/') {
+            let path = format!("{}/", config.base_url.path());
+            config.base_url.set_path(&path);
+        }
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("cxlake/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+        };
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            context: "building the HTTP client".into(),
+            message: e.to_string(),
+        };
+        Ok(SaltedCxClient {
+            api: builder().build().map_err(transport)?,
+            downloads: builder().build().map_err(transport)?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn endpoint(&self, relative: &str) -> Result<Url, ClientError> {
+        let url = self
+            .config
+            .base_url
+            .join(relative)
+            .map_err(|e| ClientError::Protocol {
+                context: "the API".into(),
+                message: format!("cannot resolve `{relative}` against the API URL: {e}"),
+            })?;
+        // Never send the key to a host the user did not configure.
+        if url.origin() != self.config.base_url.origin() {
+            return Err(ClientError::Protocol {
+                context: "the API".into(),
+                message: "a status URL points at another host; refusing to send the API key there"
+                    .into(),
+            });
+        }
+        Ok(url)
+    }
+
+    async fn api_get(&self, url: Url, context: &str) -> Result<Response, ClientError> {
+        self.api
+            .get(url)
+            .bearer_auth(self.config.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| transport_error(context, e))
+    }
+
+    /// `POST /api/v1/export` for one window.
+    pub async fn create_export(
+        &self,
+        window: Window,
+        datasets: &[String],
+        contact: Option<&str>,
+    ) -> Result<CreatedExport, ClientError> {
+        let mut url = self.endpoint("api/v1/export")?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair(
+                "from",
+                &window.start().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            );
+            query.append_pair("to", &window.end().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            query.append_pair("include", &datasets.join(","));
+            if let Some(contact) = contact {
+                query.append_pair("contact", contact);
+            }
+        }
+        let context = format!("creating the export of {window}");
+        let response = self
+            .api
+            .post(url)
+            .bearer_auth(self.config.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| transport_error(&context, e))?;
+        let created: CreatedExport = self.json(response, &context, None).await?;
+        if created.export_id.is_empty() || created.status_url.is_empty() {
+            return Err(ClientError::Protocol {
+                context,
+                message: "empty exportId or statusUrl".into(),
+            });
+        }
+        Ok(created)
+    }
+
+    /// `GET` the status at `status_url` (relative, as the API returns it).
+    pub async fn status(
+        &self,
+        export_id: &str,
+        status_url: &str,
+    ) -> Result<ExportStatus, ClientError> {
+        let context = format!("reading the status of export {export_id}");
+        let response = self.api_get(self.endpoint(status_url)?, &context).await?;
+        self.json(response, &context, Some(export_id)).await
+    }
+
+    /// The status URL of an export id (for exports found in the history or a state record).
+    pub fn status_url_for(export_id: &str) -> String {
+        let encoded: String = url::form_urlencoded::byte_serialize(export_id.as_bytes()).collect();
+        format!("api/v1/export/{}/status", encoded.replace('+', "%20"))
+    }
+
+    /// Polls until the export is COMPLETED, with a growing interval and an overall deadline.
+    pub async fn wait_completed(
+        &self,
+        created: &CreatedExport,
+    ) -> Result<ExportStatus, ClientError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.poll.deadline;
+        let mut intervals = self.config.poll.intervals();
+        loop {
+            let status = self.status(&created.export_id, &created.status_url).await?;
+            match status.status {
+                ExportState::Completed => return Ok(status),
+                ExportState::Failed => {
+                    return Err(ClientError::ExportFailed {
+                        export_id: created.export_id.clone(),
+                        error: status.error.unwrap_or_else(|| "no error given".into()),
+                    })
+                }
+                ExportState::Processing => {}
+            }
+            let wait = intervals.next().expect("intervals never end");
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(ClientError::Timeout {
+                    export_id: created.export_id.clone(),
+                    waited_secs: started.elapsed().as_secs(),
+                });
+            }
+            tracing::debug!(export_id = %created.export_id, wait_ms = wait.as_millis() as u64, "Export still processing");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `GET /api/v1/export/history`: the most recent exports (up to 100).
+    pub async fn history(&self) -> Result<Vec<ExportStatus>, ClientError> {
+        let context = "reading the export history";
+        let response = self
+            .api_get(self.endpoint("api/v1/export/history")?, context)
+            .await?;
+        self.json(response, context, None).await
+    }
+
+    /// Downloads `dataset` of a COMPLETED export into `path`, asking the status endpoint for a
+    /// fresh presigned URL when the one in hand has expired.
+    pub async fn download_dataset(
+        &self,
+        created: &CreatedExport,
+        mut status: ExportStatus,
+        dataset: &str,
+        path: &Path,
+    ) -> Result<u64, ClientError> {
+        let mut refreshes = 0;
+        loop {
+            let url = status
+                .download_urls
+                .get(dataset)
+                .ok_or_else(|| ClientError::Protocol {
+                    context: format!("export {}", created.export_id),
+                    message: format!("COMPLETED without a download URL for {dataset}"),
+                })?;
+            match self.download(url, dataset, path).await {
+                Err(DownloadFailure::Expired) if refreshes < self.config.max_url_refreshes => {
+                    refreshes += 1;
+                    tracing::warn!(dataset, export_id = %created.export_id, refreshes, "Download URL expired; asking the status endpoint for a fresh one");
+                    status = self.status(&created.export_id, &created.status_url).await?;
+                    if status.status != ExportState::Completed {
+                        return Err(ClientError::Protocol {
+                            context: format!("export {}", created.export_id),
+                            message: format!(
+                                "status went from COMPLETED to {:?} while downloading",
+                                status.status
+                            ),
+                        });
+                    }
+                }
+                Err(DownloadFailure::Expired) => {
+                    return Err(ClientError::UrlExpired {
+                        dataset: dataset.to_string(),
+                        refreshes,
+                    })
+                }
+                Err(DownloadFailure::Other(e)) => return Err(e),
+                Ok(bytes) => return Ok(bytes),
+            }
+        }
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        dataset: &str,
+        path: &Path,
+    ) -> Result<u64, DownloadFailure> {
+        let context = format!("downloading {dataset}");
+        let url = Url::parse(url).map_err(|_| ClientError::Protocol {
+            context: context.clone(),
+            message: "the download URL is not a URL".into(),
+        })?;
+        check_url(&url, "download URL", self.config.allow_http)?;
+        let response = self
+            .downloads
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| transport_error(&context, e))?;
+        match response.status() {
+            s if s.is_success() => {}
+            StatusCode::FORBIDDEN => {
+                // S3 says "Request has expired" for a presigned URL past its lifetime. The body
+                // is not quoted anywhere: S3 error bodies can echo the signature.
+                let body = response.text().await.unwrap_or_default();
+                return Err(if body.to_ascii_lowercase().contains("expired") {
+                    DownloadFailure::Expired
+                } else {
+                    ClientError::DownloadForbidden {
+                        dataset: dataset.to_string(),
+                    }
+                    .into()
+                });
+            }
+            s => {
+                return Err(ClientError::Http {
+                    context,
+                    status: s.as_u16(),
+                    detail: String::new(),
+                }
+                .into())
+            }
+        }
+        let expected = response.content_length();
+        let spool_error = |source| ClientError::Spool {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file =
+            tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(spool_error)?);
+        let mut got = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| transport_error(&context, e))?;
+            got += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(spool_error)?;
+        }
+        file.flush().await.map_err(spool_error)?;
+        file.into_inner().sync_all().await.map_err(spool_error)?;
+        if let Some(expected) = expected {
+            if got != expected {
+                return Err(ClientError::Truncated {
+                    dataset: dataset.to_string(),
+                    got,
+                    expected,
+                }
+                .into());
+            }
+        }
+        Ok(got)
+    }
+
+    /// Decodes a JSON answer, or turns an error status into the matching [`ClientError`].
+    async fn json<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        response: Response,
+        context: &str,
+        export_id: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(context, e))?;
+        match status {
+            s if s.is_success() => {
+                serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+                    context: context.to_string(),
+                    message: e.to_string(),
+                })
+            }
+            StatusCode::BAD_REQUEST => match serde_json::from_slice::<ApiError>(&body) {
+                Ok(error) => Err(ClientError::BadRequest {
+                    hint: api::hint_for_code(&error.code),
+                    message: self.scrub(&error.message),
+                    code: error.code,
+                }),
+                Err(_) => Err(self.http_error(context, status, &body)),
+            },
+            StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized),
+            StatusCode::NOT_FOUND if export_id.is_some() => Err(ClientError::NotFound {
+                export_id: export_id.unwrap_or_default().to_string(),
+            }),
+            _ => Err(self.http_error(context, status, &body)),
+        }
+    }
+
+    fn http_error(&self, context: &str, status: StatusCode, body: &[u8]) -> ClientError {
+        let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        let text = self.scrub(text.trim());
+        ClientError::Http {
+            context: context.to_string(),
+            status: status.as_u16(),
+            detail: if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            },
+        }
+    }
+
+    /// Removes the API key from a text that came back from the server.
+    fn scrub(&self, text: &str) -> String {
+        let key = self.config.api_key.expose();
+        if key.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(key, "***")
+        }
+    }
+}
+
+enum DownloadFailure {
+    Expired,
+    Other(ClientError),
+}
+
+impl From<ClientError> for DownloadFailure {
+    fn from(e: ClientError) -> Self {
+        DownloadFailure::Other(e)
+    }
+}
+
+fn transport_error(context: &str, error: reqwest::Error) -> ClientError {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    // `without_url`: a presigned URL is a credential and must not reach a log.
+    let error = error.without_url();
+    let mut message = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    ClientError::Transport {
+        context: context.to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        let ok = |u: &str, allow| check_url(&Url::parse(u).unwrap(), "API URL", allow).is_ok();
+        assert!(ok("https://api.eu.salted.cx", false));
+        assert!(ok("http://127.0.0.1:8080", false));
+        assert!(ok("http://127.8.0.1:8080", false));
+        assert!(ok("http://localhost:8080", false));
+        assert!(ok("http://[::1]:8080", false));
+        assert!(!ok("http://api.eu.salted.cx", false));
+        assert!(!ok("http://10.0.0.5", false));
+        assert!(ok("http://10.0.0.5", true));
+        assert!(!ok("ftp://127.0.0.1", true));
+    }
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        assert_eq!(format!("{:?}", ApiKey::new("secret-value")), "ApiKey(***)");
+    }
+
+    #[test]
+    fn status_url_of_an_opaque_id_is_encoded() {
+        assert_eq!(
+            SaltedCxClient::status_url_for("abc-123"),
+            "api/v1/export/abc-123/status"
+        );
+        assert_eq!(
+            SaltedCxClient::status_url_for("a/b c"),
+            "api/v1/export/a%2Fb%20c/status"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Export windows: half-open UTC days `[D 00:00, D+1 00:00)`.
+//!
+//! Every platform here caps one export at 24 h, and daily partitions are what consumers prune
+//! on, so a window is exactly one UTC day and its partition is `date=D`. This module turns the
+//! user's `--from/--to` and the destination's history into the list of windows to run.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+
+/// One UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window {
+    pub date: NaiveDate,
+}
+
+impl Window {
+    pub fn new(date: NaiveDate) -> Window {
+        Window { date }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        self.date.and_time(NaiveTime::MIN).and_utc()
+    }
+
+    /// Exclusive end: the next day's midnight.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.next().start()
+    }
+
+    pub fn next(&self) -> Window {
+        Window::new(self.date + Days::new(1))
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.date)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error(
+        "`{0}` is not a date or time; write YYYY-MM-DD or RFC 3339 such as 2024-01-31T00:00:00Z"
+    )]
+    BadTime(String),
+    #[error("--from {from} is not before --to {to}; nothing to export")]
+    EmptyRange { from: NaiveDate, to: String },
+    #[error("window {date} has not ended yet (it ends {end}); only complete UTC days are exported — lower --to")]
+    Incomplete { date: NaiveDate, end: DateTime<Utc> },
+    #[error(
+        "no window of {source_name} is recorded as done in {dest}; give --from for the first run"
+    )]
+    NothingToResume { source_name: String, dest: String },
+}
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, WindowError> {
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| WindowError::BadTime(text.to_string()))
+}
+
+/// The windows covering `[from, to)`: the day containing `from` up to the last day starting
+/// before `to`. Every window must have ended by `now`.
+pub fn windows_between(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Window>, WindowError> {
+    let first = Window::new(from.date_naive());
+    if first.start() >= to {
+        return Err(WindowError::EmptyRange {
+            from: first.date,
+            to: to.to_rfc3339(),
+        });
+    }
+    let mut windows = Vec::new();
+    let mut w = first;
+    while w.start() < to {
+        if w.end() > now {
+            return Err(WindowError::Incomplete {
+                date: w.date,
+                end: w.end(),
+            });
+        }
+        windows.push(w);
+        w = w.next();
+    }
+    Ok(windows)
+}
+
+/// The start of the current UTC day: the default `--to`, so only complete days are exported.
+pub fn start_of_today(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.date_naive().and_time(NaiveTime::MIN).and_utc()
+}
+
+/// Windows for a run without `--from`: every day from the first done window up to `to` that is
+/// not done (gaps left by failed runs included), plus the last `lookback_days` done windows again.
+pub fn resume_windows(
+    done: &BTreeSet<NaiveDate>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    lookback_days: u32,
+) -> Option<Result<Vec<Window>, WindowError>> {
+    let first = *done.first()?;
+    let all = match windows_between(first.and_time(NaiveTime::MIN).and_utc(), to, now) {
+        Ok(all) => all,
+        Err(WindowError::EmptyRange { .. }) => return Some(Ok(Vec::new())),
+        Err(e) => return Some(Err(e)),
+    };
+    let lookback: BTreeSet<NaiveDate> = all
+        .iter()
+        .map(|w| w.date)
+        .filter(|d| done.contains(d))
+        .rev()
+        .take(lookback_days as usize)
+        .collect();
+    Some(Ok(all
+        .into_iter()
+        .filter(|w| !done.contains(&w.date) || lookback.contains(&w.date))
+        .collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn a_window_is_a_half_open_utc_day() {
+        let w = Window::new(d("2024-02-28"));
+        assert_eq!(w.start(), t("2024-02-28T00:00:00Z"));
+        assert_eq!(w.end(), t("2024-02-29T00:00:00Z"));
+        assert_eq!(w.next().end(), t("2024-03-01"));
+        assert_eq!((w.end() - w.start()).num_hours(), 24);
+    }
+
+    #[test]
+    fn times_parse_as_dates_or_rfc3339() {
+        assert_eq!(t("2024-01-02"), t("2024-01-02T00:00:00Z"));
+        assert_eq!(t("2024-01-02T01:00:00+01:00"), t("2024-01-02"));
+        assert!(parse_time("02/01/2024").is_err());
+    }
+
+    #[test]
+    fn range_covers_whole_days_and_refuses_unfinished_ones() {
+        let now = t("2024-01-10T08:00:00Z");
+        let ws = windows_between(t("2024-01-01"), t("2024-01-04"), now).unwrap();
+        assert_eq!(
+            ws.iter().map(|w| w.date).collect::<Vec<_>>(),
+            vec![d("2024-01-01"), d("2024-01-02"), d("2024-01-03")]
+        );
+        // A `from` in the middle of a day starts that day; a `to` in the middle of a day ends after it.
+        let ws =
+            windows_between(t("2024-01-01T13:00:00Z"), t("2024-01-02T00:00:01Z"), now).unwrap();
+        assert_eq!(ws.len(), 2);
+        assert!(matches!(
+            windows_between(t("2024-01-03"), t("2024-01-03"), now),
+            Err(WindowError::EmptyRange { .. })
+        ));
+        assert!(matches!(
+            windows_between(t("2024-01-09"), t("2024-01-11"), now),
+            Err(WindowError::Incomplete { .. })
+        ));
+        assert_eq!(start_of_today(now), t("2024-01-10"));
+    }
+
+    #[test]
+    fn resume_fills_gaps_continues_and_looks_back() {
+        let now = t("2024-01-10T08:00:00Z");
+        let done: BTreeSet<_> = [
+            d("2024-01-01"),
+            d("2024-01-02"),
+            d("2024-01-04"),
+            d("2024-01-05"),
+        ]
+        .into();
+        let dates = |ws: Vec<Window>| {
+            ws.into_iter()
+                .map(|w| w.date.to_string())
+                .collect::<Vec<_>>()
+        };
+        let ws = resume_windows(&done, t("2024-01-08"), now, 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(dates(ws), ["2024-01-03", "2024-01-06", "2024-01-07"]);
+        let ws = resume_windows(&done, t("2024-01-08"), now, 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            dates(ws),
+            [
+                "2024-01-03",
+                "2024-01-04",
+                "2024-01-05",
+                "2024-01-06",
+                "2024-01-07"
+            ]
+        );
+        assert!(resume_windows(&BTreeSet::new(), t("2024-01-08"), now, 0).is_none());
+        let up_to_date = resume_windows(&done, t("2024-01-01"), now, 0)
+            .unwrap()
+            .unwrap();
+        assert!(up_to_date.is_empty());
+    }
+}
