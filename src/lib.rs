@@ -3,9 +3,13 @@
 //! Layers depend only downward: `cli` → `pipeline` → (`sources`, `decode`, `sink`, `state`) →
 //! `schema`. Each layer has its own error type; `anyhow` is used only in `main`.
 
+pub mod cli;
 pub mod decode;
+pub mod pipeline;
+pub mod report;
 pub mod schema;
 pub mod sink;
 pub mod sources;
 pub mod state;
+pub mod status;
 pub mod window;

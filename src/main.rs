@@ -1,1 +1,35 @@
-fn main() {}
+//! The `cxlake` binary: parse, run, report, exit with a code that says what happened.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use cxlake::cli::{Cli, UsageError};
+use cxlake::report::exit_code;
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let code = match runtime.block_on(cxlake::cli::run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.chain().any(|cause| cause.is::<UsageError>()) {
+                exit_code::USAGE
+            } else {
+                exit_code::PARTIAL
+            }
+        }
+    };
+    // Dropping the runtime waits for blocking tasks; a finished run has none worth waiting for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -80,20 +80,14 @@ impl StateStore {
         source: &str,
         date: NaiveDate,
     ) -> Result<Option<WindowRecord>, SinkError> {
-        self.get_json(&layout::window_state_file(source, date))
-            .await
+        self.get_json(&layout::window_state_file(source, date)).await
     }
 
     /// Every window record of `source`, sorted by date.
     pub async fn load_windows(&self, source: &str) -> Result<Vec<WindowRecord>, SinkError> {
         let dir = self.dest.path(&layout::window_state_dir(source));
-        let metas: Vec<_> = self
-            .dest
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| SinkError::store(&dir, e))?;
+        let metas: Vec<_> =
+            self.dest.store.list(Some(&dir)).try_collect().await.map_err(|e| SinkError::store(&dir, e))?;
         let mut records: Vec<WindowRecord> = futures::stream::iter(metas)
             .filter(|m| futures::future::ready(m.location.as_ref().ends_with(".json")))
             .map(|m| async move {
@@ -109,24 +103,14 @@ impl StateStore {
     }
 
     pub async fn save_window(&self, record: &WindowRecord) -> Result<(), SinkError> {
-        self.put_json(
-            &layout::window_state_file(&record.source, record.date),
-            record,
-        )
-        .await
+        self.put_json(&layout::window_state_file(&record.source, record.date), record).await
     }
 
     /// Sources that have bookkeeping in this destination.
     pub async fn sources(&self) -> Result<Vec<String>, SinkError> {
-        let dir = self
-            .dest
-            .path(&format!("{}/state", layout::BOOKKEEPING_DIR));
-        let listing = self
-            .dest
-            .store
-            .list_with_delimiter(Some(&dir))
-            .await
-            .map_err(|e| SinkError::store(&dir, e))?;
+        let dir = self.dest.path(&format!("{}/state", layout::BOOKKEEPING_DIR));
+        let listing =
+            self.dest.store.list_with_delimiter(Some(&dir)).await.map_err(|e| SinkError::store(&dir, e))?;
         let mut names: Vec<String> = listing
             .common_prefixes
             .iter()
@@ -141,11 +125,7 @@ impl StateStore {
         let path = self.dest.path(relative);
         let mut bytes = serde_json::to_vec_pretty(value).expect("bookkeeping records serialize");
         bytes.push(b'\n');
-        self.dest
-            .store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| SinkError::store(&path, e))?;
+        self.dest.store.put(&path, PutPayload::from(bytes)).await.map_err(|e| SinkError::store(&path, e))?;
         Ok(())
     }
 
@@ -155,18 +135,12 @@ impl StateStore {
     ) -> Result<Option<T>, SinkError> {
         let path = self.dest.path(relative);
         let bytes = match self.dest.store.get(&path).await {
-            Ok(result) => result
-                .bytes()
-                .await
-                .map_err(|e| SinkError::store(&path, e))?,
+            Ok(result) => result.bytes().await.map_err(|e| SinkError::store(&path, e))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(SinkError::store(&path, e)),
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| SinkError::CorruptState {
-                path: path.to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| SinkError::CorruptState { path: path.to_string(), message: e.to_string() })
     }
 }

@@ -41,17 +41,15 @@ impl std::fmt::Display for Window {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
-    #[error(
-        "`{0}` is not a date or time; write YYYY-MM-DD or RFC 3339 such as 2024-01-31T00:00:00Z"
-    )]
+    #[error("`{0}` is not a date or time; write YYYY-MM-DD or RFC 3339 such as 2024-01-31T00:00:00Z")]
     BadTime(String),
     #[error("--from {from} is not before --to {to}; nothing to export")]
     EmptyRange { from: NaiveDate, to: String },
-    #[error("window {date} has not ended yet (it ends {end}); only complete UTC days are exported — lower --to")]
-    Incomplete { date: NaiveDate, end: DateTime<Utc> },
     #[error(
-        "no window of {source_name} is recorded as done in {dest}; give --from for the first run"
+        "window {date} has not ended yet (it ends {end}); only complete UTC days are exported — lower --to"
     )]
+    Incomplete { date: NaiveDate, end: DateTime<Utc> },
+    #[error("no window of {source_name} is recorded as done in {dest}; give --from for the first run")]
     NothingToResume { source_name: String, dest: String },
 }
 
@@ -74,19 +72,13 @@ pub fn windows_between(
 ) -> Result<Vec<Window>, WindowError> {
     let first = Window::new(from.date_naive());
     if first.start() >= to {
-        return Err(WindowError::EmptyRange {
-            from: first.date,
-            to: to.to_rfc3339(),
-        });
+        return Err(WindowError::EmptyRange { from: first.date, to: to.to_rfc3339() });
     }
     let mut windows = Vec::new();
     let mut w = first;
     while w.start() < to {
         if w.end() > now {
-            return Err(WindowError::Incomplete {
-                date: w.date,
-                end: w.end(),
-            });
+            return Err(WindowError::Incomplete { date: w.date, end: w.end() });
         }
         windows.push(w);
         w = w.next();
@@ -113,17 +105,9 @@ pub fn resume_windows(
         Err(WindowError::EmptyRange { .. }) => return Some(Ok(Vec::new())),
         Err(e) => return Some(Err(e)),
     };
-    let lookback: BTreeSet<NaiveDate> = all
-        .iter()
-        .map(|w| w.date)
-        .filter(|d| done.contains(d))
-        .rev()
-        .take(lookback_days as usize)
-        .collect();
-    Some(Ok(all
-        .into_iter()
-        .filter(|w| !done.contains(&w.date) || lookback.contains(&w.date))
-        .collect()))
+    let lookback: BTreeSet<NaiveDate> =
+        all.iter().map(|w| w.date).filter(|d| done.contains(d)).rev().take(lookback_days as usize).collect();
+    Some(Ok(all.into_iter().filter(|w| !done.contains(&w.date) || lookback.contains(&w.date)).collect()))
 }
 
 #[cfg(test)]
@@ -162,8 +146,7 @@ mod tests {
             vec![d("2024-01-01"), d("2024-01-02"), d("2024-01-03")]
         );
         // A `from` in the middle of a day starts that day; a `to` in the middle of a day ends after it.
-        let ws =
-            windows_between(t("2024-01-01T13:00:00Z"), t("2024-01-02T00:00:01Z"), now).unwrap();
+        let ws = windows_between(t("2024-01-01T13:00:00Z"), t("2024-01-02T00:00:01Z"), now).unwrap();
         assert_eq!(ws.len(), 2);
         assert!(matches!(
             windows_between(t("2024-01-03"), t("2024-01-03"), now),
@@ -179,39 +162,14 @@ mod tests {
     #[test]
     fn resume_fills_gaps_continues_and_looks_back() {
         let now = t("2024-01-10T08:00:00Z");
-        let done: BTreeSet<_> = [
-            d("2024-01-01"),
-            d("2024-01-02"),
-            d("2024-01-04"),
-            d("2024-01-05"),
-        ]
-        .into();
-        let dates = |ws: Vec<Window>| {
-            ws.into_iter()
-                .map(|w| w.date.to_string())
-                .collect::<Vec<_>>()
-        };
-        let ws = resume_windows(&done, t("2024-01-08"), now, 0)
-            .unwrap()
-            .unwrap();
+        let done: BTreeSet<_> = [d("2024-01-01"), d("2024-01-02"), d("2024-01-04"), d("2024-01-05")].into();
+        let dates = |ws: Vec<Window>| ws.into_iter().map(|w| w.date.to_string()).collect::<Vec<_>>();
+        let ws = resume_windows(&done, t("2024-01-08"), now, 0).unwrap().unwrap();
         assert_eq!(dates(ws), ["2024-01-03", "2024-01-06", "2024-01-07"]);
-        let ws = resume_windows(&done, t("2024-01-08"), now, 2)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            dates(ws),
-            [
-                "2024-01-03",
-                "2024-01-04",
-                "2024-01-05",
-                "2024-01-06",
-                "2024-01-07"
-            ]
-        );
+        let ws = resume_windows(&done, t("2024-01-08"), now, 2).unwrap().unwrap();
+        assert_eq!(dates(ws), ["2024-01-03", "2024-01-04", "2024-01-05", "2024-01-06", "2024-01-07"]);
         assert!(resume_windows(&BTreeSet::new(), t("2024-01-08"), now, 0).is_none());
-        let up_to_date = resume_windows(&done, t("2024-01-01"), now, 0)
-            .unwrap()
-            .unwrap();
+        let up_to_date = resume_windows(&done, t("2024-01-01"), now, 0).unwrap().unwrap();
         assert!(up_to_date.is_empty());
     }
 }

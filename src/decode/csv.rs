@@ -36,16 +36,14 @@ enum Builder {
 impl Builder {
     fn new(column_type: ColumnType, capacity: usize) -> Builder {
         match column_type {
-            ColumnType::Utf8 => {
-                Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16))
-            }
+            ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
             ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
             ColumnType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
             ColumnType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
             ColumnType::Date32 => Builder::Date32(Date32Builder::with_capacity(capacity)),
-            ColumnType::TimestampUtc => Builder::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
-            ),
+            ColumnType::TimestampUtc => {
+                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
+            }
         }
     }
 
@@ -90,10 +88,7 @@ pub struct CsvDecoder<R: Read> {
 
 impl<R: Read> std::fmt::Debug for CsvDecoder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvDecoder")
-            .field("file", &self.file)
-            .field("stats", &self.stats)
-            .finish()
+        f.debug_struct("CsvDecoder").field("file", &self.file).field("stats", &self.stats).finish()
     }
 }
 
@@ -106,11 +101,7 @@ pub struct DecodedBatch {
 
 impl<R: Read> CsvDecoder<R> {
     /// Reads the header and maps it onto `schema`. `file` names the input in messages.
-    pub fn new(
-        schema: Arc<DatasetSchema>,
-        file: impl Into<String>,
-        input: R,
-    ) -> Result<Self, DecodeError> {
+    pub fn new(schema: Arc<DatasetSchema>, file: impl Into<String>, input: R) -> Result<Self, DecodeError> {
         Self::with_batch_rows(schema, file, input, DEFAULT_BATCH_ROWS)
     }
 
@@ -129,29 +120,19 @@ impl<R: Read> CsvDecoder<R> {
         let mut header = ::csv::ByteRecord::new();
         let has_header = reader
             .read_byte_record(&mut header)
-            .map_err(|e| DecodeError::Header {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| DecodeError::Header { file: file.clone(), message: e.to_string() })?;
         let mut names = Vec::with_capacity(header.len());
         if has_header {
             for (i, raw) in header.iter().enumerate() {
                 // A UTF-8 byte-order mark (Excel, some exporters) sits before the first name.
-                let raw = if i == 0 {
-                    raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-                } else {
-                    raw
-                };
+                let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
                 let name = std::str::from_utf8(raw).map_err(|_| DecodeError::Header {
                     file: file.clone(),
                     message: format!("column {} of the header is not valid UTF-8", i + 1),
                 })?;
                 let name = name.trim().to_string();
                 if names.contains(&name) {
-                    return Err(DecodeError::DuplicateColumn {
-                        file: file.clone(),
-                        column: name,
-                    });
+                    return Err(DecodeError::DuplicateColumn { file: file.clone(), column: name });
                 }
                 names.push(name);
             }
@@ -178,11 +159,7 @@ impl<R: Read> CsvDecoder<R> {
                 drift.push(SchemaDrift::UnknownColumn(name.clone()));
             }
         }
-        let builders = schema
-            .columns
-            .iter()
-            .map(|c| Builder::new(c.column_type, batch_rows))
-            .collect();
+        let builders = schema.columns.iter().map(|c| Builder::new(c.column_type, batch_rows)).collect();
         Ok(CsvDecoder {
             header_len: names.len(),
             done: !has_header,
@@ -221,14 +198,11 @@ impl<R: Read> CsvDecoder<R> {
         let mut text_bytes = 0usize;
         let mut spare: Vec<Parsed<'static>> = Vec::with_capacity(self.positions.len());
         while rows < self.batch_rows && text_bytes < MAX_BATCH_TEXT_BYTES {
-            let more = self
-                .reader
-                .read_byte_record(&mut self.record)
-                .map_err(|e| DecodeError::Read {
-                    file: self.file.clone(),
-                    line: e.position().map(|p| p.line()).unwrap_or(0),
-                    message: e.to_string(),
-                })?;
+            let more = self.reader.read_byte_record(&mut self.record).map_err(|e| DecodeError::Read {
+                file: self.file.clone(),
+                line: e.position().map(|p| p.line()).unwrap_or(0),
+                message: e.to_string(),
+            })?;
             if !more {
                 self.done = true;
                 break;
@@ -241,13 +215,7 @@ impl<R: Read> CsvDecoder<R> {
             }
             self.stats.rows_read += 1;
             let mut parsed = recycle(std::mem::take(&mut spare));
-            let outcome = parse_row(
-                &self.schema,
-                &self.positions,
-                self.header_len,
-                record,
-                &mut parsed,
-            );
+            let outcome = parse_row(&self.schema, &self.positions, self.header_len, record, &mut parsed);
             match outcome {
                 Ok(row_text) => {
                     append_row(&mut self.builders, &parsed);
@@ -286,13 +254,7 @@ fn parse_row<'r>(
     out: &mut Vec<Parsed<'r>>,
 ) -> Result<usize, (Option<String>, String)> {
     if record.len() != header_len {
-        return Err((
-            None,
-            format!(
-                "expected {header_len} fields as in the header, found {}",
-                record.len()
-            ),
-        ));
+        return Err((None, format!("expected {header_len} fields as in the header, found {}", record.len())));
     }
     let mut text_bytes = 0;
     for (column, position) in schema.columns.iter().zip(positions) {
@@ -307,12 +269,8 @@ fn parse_row<'r>(
             out.push(Parsed::Null);
             continue;
         }
-        let text = std::str::from_utf8(raw).map_err(|e| {
-            (
-                Some(column.name.clone()),
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            )
-        })?;
+        let text = std::str::from_utf8(raw)
+            .map_err(|e| (Some(column.name.clone()), format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
         let value = match column.column_type {
             ColumnType::Utf8 => {
                 text_bytes += text.len();
@@ -377,9 +335,8 @@ fn quote_for_message(text: &str) -> String {
 
 /// Re-encodes a record as one CSV line, so a reject file holds it exactly as it was.
 fn encode_record(record: &::csv::ByteRecord) -> Vec<u8> {
-    let mut writer = ::csv::WriterBuilder::new()
-        .terminator(::csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
+    let mut writer =
+        ::csv::WriterBuilder::new().terminator(::csv::Terminator::Any(b'\n')).from_writer(Vec::new());
     // Writing into a Vec cannot fail.
     let _ = writer.write_byte_record(record);
     let mut bytes = writer.into_inner().unwrap_or_default();
@@ -397,10 +354,7 @@ mod tests {
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 
     fn agent_schema() -> Arc<DatasetSchema> {
-        SchemaRegistry::embedded()
-            .unwrap()
-            .get("saltedcx.agent")
-            .unwrap()
+        SchemaRegistry::embedded().unwrap().get("saltedcx.agent").unwrap()
     }
 
     fn decode_all(
@@ -421,60 +375,28 @@ mod tests {
         let csv = "name,hourly_cost,pid\nAda,12.5,a1\nBob,,b2\n";
         let (batches, rejects, stats) = decode_all(agent_schema(), csv.as_bytes());
         assert!(rejects.is_empty());
-        assert_eq!(
-            stats,
-            DecodeStats {
-                rows_read: 2,
-                rows_written: 2,
-                rows_rejected: 0
-            }
-        );
+        assert_eq!(stats, DecodeStats { rows_read: 2, rows_written: 2, rows_rejected: 0 });
         let batch = &batches[0];
         let schema = agent_schema();
-        let pid = batch
-            .column(schema.column_index("pid").unwrap())
-            .as_string::<i32>();
-        let name = batch
-            .column(schema.column_index("name").unwrap())
-            .as_string::<i32>();
-        let cost = batch
-            .column(schema.column_index("hourly_cost").unwrap())
-            .as_primitive::<Float64Type>();
-        assert_eq!(
-            (pid.value(0), name.value(0), cost.value(0)),
-            ("a1", "Ada", 12.5)
-        );
+        let pid = batch.column(schema.column_index("pid").unwrap()).as_string::<i32>();
+        let name = batch.column(schema.column_index("name").unwrap()).as_string::<i32>();
+        let cost = batch.column(schema.column_index("hourly_cost").unwrap()).as_primitive::<Float64Type>();
+        assert_eq!((pid.value(0), name.value(0), cost.value(0)), ("a1", "Ada", 12.5));
         assert_eq!(pid.value(1), "b2");
         assert!(cost.is_null(1), "empty field is null");
         let team = batch.column(schema.column_index("team").unwrap());
-        assert_eq!(
-            team.null_count(),
-            2,
-            "absent nullable column loads as nulls"
-        );
+        assert_eq!(team.null_count(), 2, "absent nullable column loads as nulls");
     }
 
     #[test]
     fn drift_is_reported_and_missing_required_column_fails() {
-        let decoder = CsvDecoder::new(
-            agent_schema(),
-            "agents.csv",
-            "pid,name,shoe_size\n".as_bytes(),
-        )
-        .unwrap();
-        assert!(decoder
-            .drift()
-            .contains(&SchemaDrift::UnknownColumn("shoe_size".into())));
-        assert!(decoder
-            .drift()
-            .contains(&SchemaDrift::MissingNullableColumn("team".into())));
-        let err =
-            CsvDecoder::new(agent_schema(), "agents.csv", "name,team\n".as_bytes()).unwrap_err();
+        let decoder =
+            CsvDecoder::new(agent_schema(), "agents.csv", "pid,name,shoe_size\n".as_bytes()).unwrap();
+        assert!(decoder.drift().contains(&SchemaDrift::UnknownColumn("shoe_size".into())));
+        assert!(decoder.drift().contains(&SchemaDrift::MissingNullableColumn("team".into())));
+        let err = CsvDecoder::new(agent_schema(), "agents.csv", "name,team\n".as_bytes()).unwrap_err();
         let message = err.to_string();
-        assert!(
-            message.contains("agents.csv") && message.contains("`pid`"),
-            "{message}"
-        );
+        assert!(message.contains("agents.csv") && message.contains("`pid`"), "{message}");
     }
 
     #[test]
@@ -486,64 +408,30 @@ mod tests {
         assert!(rejects.is_empty(), "{rejects:?}");
         let schema = agent_schema();
         let batch = &batches[0];
-        assert_eq!(
-            batch
-                .column(schema.column_index("pid").unwrap())
-                .as_string::<i32>()
-                .value(0),
-            "a,1"
-        );
-        assert_eq!(
-            batch
-                .column(schema.column_index("name").unwrap())
-                .as_string::<i32>()
-                .value(0),
-            tricky
-        );
+        assert_eq!(batch.column(schema.column_index("pid").unwrap()).as_string::<i32>().value(0), "a,1");
+        assert_eq!(batch.column(schema.column_index("name").unwrap()).as_string::<i32>().value(0), tricky);
     }
 
     #[test]
     fn bad_rows_are_rejected_whole_with_line_column_and_raw_record() {
         let csv = b"pid,hourly_cost,name\na1,1.5,Ada\na2,cheap,Bob\na3,2\n,3,Eve\na5,4,\xff\xfe\na6,5,Zed\n";
         let (batches, rejects, stats) = decode_all(agent_schema(), csv);
-        assert_eq!(
-            stats,
-            DecodeStats {
-                rows_read: 6,
-                rows_written: 2,
-                rows_rejected: 4
-            }
-        );
+        assert_eq!(stats, DecodeStats { rows_read: 6, rows_written: 2, rows_rejected: 4 });
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 2);
         assert_eq!(rejects[0].line, 3);
         assert_eq!(rejects[0].column.as_deref(), Some("hourly_cost"));
-        assert!(
-            rejects[0].reason.contains("\"cheap\""),
-            "{}",
-            rejects[0].reason
-        );
+        assert!(rejects[0].reason.contains("\"cheap\""), "{}", rejects[0].reason);
         assert_eq!(rejects[0].raw, b"a2,cheap,Bob");
-        assert!(
-            rejects[1].reason.contains("expected 3 fields"),
-            "{}",
-            rejects[1].reason
-        );
+        assert!(rejects[1].reason.contains("expected 3 fields"), "{}", rejects[1].reason);
         assert_eq!(rejects[2].column.as_deref(), Some("pid"));
         assert!(rejects[3].reason.contains("UTF-8"));
         assert_eq!(rejects[3].raw, b"a5,4,\xff\xfe");
         let names = batches.iter().flat_map(|b| {
-            let col = b
-                .column(agent_schema().column_index("name").unwrap())
-                .as_string::<i32>()
-                .clone();
+            let col = b.column(agent_schema().column_index("name").unwrap()).as_string::<i32>().clone();
             (0..col.len()).map(move |i| col.value(i).to_string())
         });
-        assert_eq!(
-            names.collect::<Vec<_>>(),
-            vec!["Ada", "Zed"],
-            "no half-appended row"
-        );
+        assert_eq!(names.collect::<Vec<_>>(), vec!["Ada", "Zed"], "no half-appended row");
     }
 
     #[test]
@@ -557,10 +445,7 @@ mod tests {
 
     #[test]
     fn typed_columns_decode_to_their_arrow_types() {
-        let schema = SchemaRegistry::embedded()
-            .unwrap()
-            .get("saltedcx.turn")
-            .unwrap();
+        let schema = SchemaRegistry::embedded().unwrap().get("saltedcx.turn").unwrap();
         let csv = "pid,engagement_pid,turn_time,duration,sentiment\nt1,e1,2024-01-01 10:00:00.5,1500,-0.25\n";
         let mut decoder = CsvDecoder::new(schema.clone(), "turns.csv", csv.as_bytes()).unwrap();
         let batch = decoder.next_batch().unwrap().unwrap().batch;
@@ -569,9 +454,7 @@ mod tests {
             .as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_704_103_200_500_000);
         assert_eq!(ts.timezone(), Some("UTC"));
-        let duration = batch
-            .column(schema.column_index("duration").unwrap())
-            .as_primitive::<Int64Type>();
+        let duration = batch.column(schema.column_index("duration").unwrap()).as_primitive::<Int64Type>();
         assert_eq!(duration.value(0), 1500);
     }
 }

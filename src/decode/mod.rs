@@ -55,26 +55,15 @@ pub enum SchemaDrift {
 #[non_exhaustive]
 pub enum DecodeError {
     #[error("{file}: required column `{column}` is missing from the header; the export does not match schema {schema} (use --schemas to adjust it)")]
-    MissingRequiredColumn {
-        file: String,
-        column: String,
-        schema: String,
-    },
+    MissingRequiredColumn { file: String, column: String, schema: String },
     #[error("{file}: column `{column}` appears twice in the header")]
     DuplicateColumn { file: String, column: String },
     #[error("{file}: cannot read the header: {message}")]
     Header { file: String, message: String },
     #[error("{file}: read error near line {line}: {message}")]
-    Read {
-        file: String,
-        line: u64,
-        message: String,
-    },
+    Read { file: String, line: u64, message: String },
     #[error("cannot open {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }

@@ -19,41 +19,18 @@ use serde::Deserialize;
 
 /// Schema files compiled into the binary: `(source, dataset, toml text)`.
 const EMBEDDED: &[(&str, &str, &str)] = &[
-    (
-        "saltedcx",
-        "engagement",
-        include_str!("../../schemas/saltedcx/engagement.toml"),
-    ),
-    (
-        "saltedcx",
-        "customer",
-        include_str!("../../schemas/saltedcx/customer.toml"),
-    ),
-    (
-        "saltedcx",
-        "turn",
-        include_str!("../../schemas/saltedcx/turn.toml"),
-    ),
-    (
-        "saltedcx",
-        "review",
-        include_str!("../../schemas/saltedcx/review.toml"),
-    ),
-    (
-        "saltedcx",
-        "agent",
-        include_str!("../../schemas/saltedcx/agent.toml"),
-    ),
+    ("saltedcx", "engagement", include_str!("../../schemas/saltedcx/engagement.toml")),
+    ("saltedcx", "customer", include_str!("../../schemas/saltedcx/customer.toml")),
+    ("saltedcx", "turn", include_str!("../../schemas/saltedcx/turn.toml")),
+    ("saltedcx", "review", include_str!("../../schemas/saltedcx/review.toml")),
+    ("saltedcx", "agent", include_str!("../../schemas/saltedcx/agent.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SchemaError {
     #[error("cannot read schema file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid schema file {origin}: {message}")]
     Invalid { origin: String, message: String },
     #[error("unknown dataset `{name}`; known datasets: {known}. Run `cxlake schema list`")]
@@ -95,9 +72,7 @@ impl ColumnType {
             ColumnType::Float64 => DataType::Float64,
             ColumnType::Boolean => DataType::Boolean,
             ColumnType::Date32 => DataType::Date32,
-            ColumnType::TimestampUtc => {
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-            }
+            ColumnType::TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         }
     }
 }
@@ -176,10 +151,7 @@ struct ColumnFile {
 }
 
 fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> {
-    let invalid = |message: String| SchemaError::Invalid {
-        origin: origin.to_string(),
-        message,
-    };
+    let invalid = |message: String| SchemaError::Invalid { origin: origin.to_string(), message };
     let file: SchemaFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if file.columns.is_empty() {
         return Err(invalid("no [[columns]] declared".into()));
@@ -204,15 +176,10 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
         });
     }
     if !columns.iter().any(|c| c.name == file.primary_key) {
-        return Err(invalid(format!(
-            "primary_key `{}` is not a declared column",
-            file.primary_key
-        )));
+        return Err(invalid(format!("primary_key `{}` is not a declared column", file.primary_key)));
     }
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|c| Field::new(&c.name, c.column_type.arrow_type(), c.nullable))
-        .collect();
+    let fields: Vec<Field> =
+        columns.iter().map(|c| Field::new(&c.name, c.column_type.arrow_type(), c.nullable)).collect();
     Ok(DatasetSchema {
         source: file.source,
         dataset: file.dataset,
@@ -246,50 +213,34 @@ impl SchemaRegistry {
     pub fn with_overrides(dir: &Path) -> Result<SchemaRegistry, SchemaError> {
         let mut registry = SchemaRegistry::embedded()?;
         let read_dir = |p: &Path| {
-            std::fs::read_dir(p).map_err(|source| SchemaError::Read {
-                path: p.to_path_buf(),
-                source,
-            })
+            std::fs::read_dir(p).map_err(|source| SchemaError::Read { path: p.to_path_buf(), source })
         };
         for source_dir in read_dir(dir)? {
-            let source_dir = source_dir.map_err(|source| SchemaError::Read {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            let source_dir =
+                source_dir.map_err(|source| SchemaError::Read { path: dir.to_path_buf(), source })?;
             if !source_dir.path().is_dir() {
                 continue;
             }
             for entry in read_dir(&source_dir.path())? {
-                let path = entry
-                    .map_err(|source| SchemaError::Read {
-                        path: source_dir.path(),
-                        source,
-                    })?
-                    .path();
+                let path =
+                    entry.map_err(|source| SchemaError::Read { path: source_dir.path(), source })?.path();
                 if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                     continue;
                 }
-                let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| SchemaError::Read { path: path.clone(), source })?;
                 let schema = parse_schema(&path.display().to_string(), &text)?;
-                registry
-                    .schemas
-                    .insert(schema.qualified_name(), Arc::new(schema));
+                registry.schemas.insert(schema.qualified_name(), Arc::new(schema));
             }
         }
         Ok(registry)
     }
 
     pub fn get(&self, qualified: &str) -> Result<Arc<DatasetSchema>, SchemaError> {
-        self.schemas
-            .get(qualified)
-            .cloned()
-            .ok_or_else(|| SchemaError::UnknownDataset {
-                name: qualified.to_string(),
-                known: self.schemas.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+        self.schemas.get(qualified).cloned().ok_or_else(|| SchemaError::UnknownDataset {
+            name: qualified.to_string(),
+            known: self.schemas.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 
     pub fn dataset(&self, source: &str, dataset: &str) -> Result<Arc<DatasetSchema>, SchemaError> {
@@ -309,12 +260,7 @@ mod tests {
     fn embedded_schemas_load_with_expanded_numbered_columns() {
         let registry = SchemaRegistry::embedded().unwrap();
         let engagement = registry.get("saltedcx.engagement").unwrap();
-        for name in [
-            "attribute_01",
-            "attribute_04",
-            "engagement_fact_01",
-            "engagement_fact_03",
-        ] {
+        for name in ["attribute_01", "attribute_04", "engagement_fact_01", "engagement_fact_03"] {
             assert!(engagement.column_index(name).is_some(), "{name} missing");
         }
         assert_eq!(engagement.columns.len(), 80);
@@ -347,19 +293,12 @@ mod tests {
     fn invalid_schema_names_the_problem() {
         let text = "source='s'\ndataset='d'\nfile='f.csv'\nprimary_key='id'\ndescription=''\n[[columns]]\nname='id'\ntype='Int32'\nnullable=false\ndescription=''\n";
         let err = parse_schema("x.toml", text).unwrap_err().to_string();
-        assert!(
-            err.contains("x.toml") && err.contains("`id`") && err.contains("Int32"),
-            "{err}"
-        );
+        assert!(err.contains("x.toml") && err.contains("`id`") && err.contains("Int32"), "{err}");
     }
 
     #[test]
     fn unknown_dataset_lists_known_ones() {
-        let err = SchemaRegistry::embedded()
-            .unwrap()
-            .get("saltedcx.nope")
-            .unwrap_err()
-            .to_string();
+        let err = SchemaRegistry::embedded().unwrap().get("saltedcx.nope").unwrap_err().to_string();
         assert!(err.contains("saltedcx.turn"), "{err}");
     }
 }

@@ -87,9 +87,8 @@ fn parse_date_prefix(b: &[u8]) -> Result<i64, InvalidValue> {
 /// digits) and the SQL-ish `2024-01-01 10:00:00[.fff]`; a value without zone is taken as UTC.
 /// Fractions finer than a microsecond are truncated (Arrow's cast does the same).
 pub fn parse_timestamp_micros(text: &str) -> Result<i64, InvalidValue> {
-    const SHAPE: InvalidValue = InvalidValue(
-        "expected a timestamp as RFC 3339 (2024-01-31T13:45:00Z) or YYYY-MM-DD HH:MM:SS[.fff]",
-    );
+    const SHAPE: InvalidValue =
+        InvalidValue("expected a timestamp as RFC 3339 (2024-01-31T13:45:00Z) or YYYY-MM-DD HH:MM:SS[.fff]");
     let b = text.trim().as_bytes();
     let days = parse_date_prefix(b).map_err(|e| if b.len() < 10 { SHAPE } else { e })?;
     if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
@@ -118,9 +117,7 @@ pub fn parse_timestamp_micros(text: &str) -> Result<i64, InvalidValue> {
         [sign @ (b'+' | b'-'), tz @ ..] => {
             let (h, m) = match tz {
                 [h1, h2] => (digits(&[*h1, *h2]), Some(0)),
-                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
-                    (digits(&[*h1, *h2]), digits(&[*m1, *m2]))
-                }
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (digits(&[*h1, *h2]), digits(&[*m1, *m2])),
                 _ => return Err(InvalidValue("zone offset must be Z, ±HH, ±HHMM or ±HH:MM")),
             };
             let (h, m) = match (h, m) {
@@ -136,8 +133,7 @@ pub fn parse_timestamp_micros(text: &str) -> Result<i64, InvalidValue> {
         }
         _ => return Err(SHAPE),
     };
-    let seconds =
-        days * 86_400 + hour as i64 * 3600 + minute as i64 * 60 + second as i64 - offset_seconds;
+    let seconds = days * 86_400 + hour as i64 * 3600 + minute as i64 * 60 + second as i64 - offset_seconds;
     Ok(seconds * MICROS_PER_SECOND + micros)
 }
 
@@ -158,24 +154,18 @@ pub fn parse_i64(text: &str) -> Result<i64, InvalidValue> {
     if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
         return Err(InvalidValue("expected a whole number"));
     }
-    integral
-        .parse::<i64>()
-        .map_err(|_| InvalidValue("number out of range for Int64"))
+    integral.parse::<i64>().map_err(|_| InvalidValue("number out of range for Int64"))
 }
 
 /// Parses a decimal or scientific number; `NaN` and `inf` are accepted as IEEE values.
 pub fn parse_f64(text: &str) -> Result<f64, InvalidValue> {
     let t = text.trim();
     let looks_numeric = t.bytes().any(|c| c.is_ascii_digit())
-        || matches!(
-            t.to_ascii_lowercase().trim_start_matches(['+', '-']),
-            "nan" | "inf" | "infinity"
-        );
+        || matches!(t.to_ascii_lowercase().trim_start_matches(['+', '-']), "nan" | "inf" | "infinity");
     if !looks_numeric {
         return Err(InvalidValue("expected a number"));
     }
-    t.parse::<f64>()
-        .map_err(|_| InvalidValue("expected a number"))
+    t.parse::<f64>().map_err(|_| InvalidValue("expected a number"))
 }
 
 /// Parses `true/false`, `t/f`, `yes/no`, `y/n`, `1/0` in any letter case.
@@ -240,10 +230,7 @@ mod tests {
             "yesterday",
             "2024-01-01T10:00:00.1234567890Z",
         ] {
-            assert!(
-                parse_timestamp_micros(text).is_err(),
-                "{text} should be rejected"
-            );
+            assert!(parse_timestamp_micros(text).is_err(), "{text} should be rejected");
         }
     }
 
@@ -255,16 +242,7 @@ mod tests {
         assert_eq!(parse_i64("1500.0"), Ok(1500));
         assert_eq!(parse_i64(" 3 "), Ok(3));
         assert_eq!(parse_i64("9223372036854775807"), Ok(i64::MAX));
-        for bad in [
-            "1500.5",
-            "12a",
-            "",
-            "-",
-            "1e3",
-            "9223372036854775808",
-            "1,000",
-            "1.",
-        ] {
+        for bad in ["1500.5", "12a", "", "-", "1e3", "9223372036854775808", "1,000", "1."] {
             assert!(parse_i64(bad).is_err(), "{bad}");
         }
     }

@@ -35,14 +35,8 @@ pub async fn publish_partition(
         let from = dest.path(&file.path);
         let to_relative = format!("{final_dir}/{}", layout::part_file_name(index));
         let to = dest.path(&to_relative);
-        dest.store
-            .rename(&from, &to)
-            .await
-            .map_err(|e| SinkError::store(&from, e))?;
-        published.push(WrittenFile {
-            path: to_relative,
-            ..file.clone()
-        });
+        dest.store.rename(&from, &to).await.map_err(|e| SinkError::store(&from, e))?;
+        published.push(WrittenFile { path: to_relative, ..file.clone() });
     }
     let keep: BTreeSet<String> = published.iter().map(|f| f.path.clone()).collect();
     delete_except(dest, &final_dir, &keep).await?;
@@ -56,12 +50,8 @@ pub async fn delete_except(
     keep: &BTreeSet<String>,
 ) -> Result<usize, SinkError> {
     let prefix = dest.path(dir);
-    let existing: Vec<_> = dest
-        .store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| SinkError::store(&prefix, e))?;
+    let existing: Vec<_> =
+        dest.store.list(Some(&prefix)).try_collect().await.map_err(|e| SinkError::store(&prefix, e))?;
     let mut deleted = 0;
     for meta in existing {
         if !keep.contains(&dest.relative(&meta.location)) {

@@ -20,9 +20,7 @@ pub const BOOKKEEPING_DIR: &str = "_cxlake";
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 pub fn partition_dir(source: &str, dataset: &str, date: NaiveDate) -> String {
@@ -35,10 +33,7 @@ pub fn part_file_name(index: usize) -> String {
 }
 
 pub fn staging_dir(run_id: &str, source: &str, dataset: &str, date: NaiveDate) -> String {
-    format!(
-        "{BOOKKEEPING_DIR}/staging/{run_id}/{}",
-        partition_dir(source, dataset, date)
-    )
+    format!("{BOOKKEEPING_DIR}/staging/{run_id}/{}", partition_dir(source, dataset, date))
 }
 
 pub fn staging_root() -> String {
@@ -62,10 +57,7 @@ pub fn run_report_file(run_id: &str) -> String {
 }
 
 pub fn rejects_file(source: &str, dataset: &str, date: NaiveDate, run_id: &str) -> String {
-    format!(
-        "{BOOKKEEPING_DIR}/rejects/{}/{run_id}.csv",
-        partition_dir(source, dataset, date)
-    )
+    format!("{BOOKKEEPING_DIR}/rejects/{}/{run_id}.csv", partition_dir(source, dataset, date))
 }
 
 #[cfg(test)]
@@ -76,17 +68,10 @@ mod tests {
     fn layout_is_exactly_as_documented() {
         let d = NaiveDate::from_ymd_opt(2024, 3, 9).unwrap();
         assert_eq!(
-            format!(
-                "{}/{}",
-                partition_dir("saltedcx", "turn", d),
-                part_file_name(7)
-            ),
+            format!("{}/{}", partition_dir("saltedcx", "turn", d), part_file_name(7)),
             "saltedcx/turn/date=2024-03-09/part-00007.parquet"
         );
-        assert_eq!(
-            window_state_file("saltedcx", d),
-            "_cxlake/state/saltedcx/date=2024-03-09.json"
-        );
+        assert_eq!(window_state_file("saltedcx", d), "_cxlake/state/saltedcx/date=2024-03-09.json");
         assert_eq!(
             rejects_file("saltedcx", "turn", d, "r1"),
             "_cxlake/rejects/saltedcx/turn/date=2024-03-09/r1.csv"

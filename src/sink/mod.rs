@@ -18,24 +18,15 @@ pub enum SinkError {
     #[error("invalid destination `{dest}`: {message}")]
     InvalidDestination { dest: String, message: String },
     #[error("object store error at {path}: {source}")]
-    Store {
-        path: String,
-        source: object_store::Error,
-    },
+    Store { path: String, source: object_store::Error },
     #[error("parquet error writing {path}: {source}")]
-    Parquet {
-        path: String,
-        source: ::parquet::errors::ParquetError,
-    },
+    Parquet { path: String, source: ::parquet::errors::ParquetError },
     #[error("bookkeeping file {path} is corrupt: {message}; move it aside and rerun the affected window")]
     CorruptState { path: String, message: String },
 }
 
 impl SinkError {
     pub(crate) fn store(path: &object_store::path::Path, source: object_store::Error) -> SinkError {
-        SinkError::Store {
-            path: path.to_string(),
-            source,
-        }
+        SinkError::Store { path: path.to_string(), source }
     }
 }

@@ -60,9 +60,7 @@ impl PartWriterConfig {
     pub fn writer_properties(&self) -> WriterProperties {
         WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(self.zstd_level).unwrap_or_default(),
-            ))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level).unwrap_or_default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_max_row_group_bytes(Some(self.row_group_bytes))
             .set_created_by(format!("cxlake version {}", env!("CARGO_PKG_VERSION")))
@@ -117,12 +115,7 @@ pub struct PartWriter {
 
 impl PartWriter {
     /// `dir` is relative to the lake root, e.g. a staging directory.
-    pub fn new(
-        dest: Destination,
-        dir: String,
-        schema: SchemaRef,
-        config: PartWriterConfig,
-    ) -> PartWriter {
+    pub fn new(dest: Destination, dir: String, schema: SchemaRef, config: PartWriterConfig) -> PartWriter {
         PartWriter {
             properties: config.writer_properties(),
             dest,
@@ -145,14 +138,9 @@ impl PartWriter {
         file.writer
             .write(batch)
             .await
-            .map_err(|source| SinkError::Parquet {
-                path: file.path.to_string(),
-                source,
-            })?;
+            .map_err(|source| SinkError::Parquet { path: file.path.to_string(), source })?;
         file.rows += batch.num_rows() as u64;
-        if file.writer.bytes_written() + file.writer.in_progress_size()
-            >= self.config.target_file_bytes
-        {
+        if file.writer.bytes_written() + file.writer.in_progress_size() >= self.config.target_file_bytes {
             self.close_current().await?;
         }
         Ok(())
@@ -181,18 +169,9 @@ impl PartWriter {
             inner: BufWriter::new(self.dest.store.clone(), path.clone()),
             digest: digest.clone(),
         };
-        let writer =
-            AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(self.properties.clone()))
-                .map_err(|source| SinkError::Parquet {
-                    path: path.to_string(),
-                    source,
-                })?;
-        Ok(OpenFile {
-            writer,
-            path,
-            rows: 0,
-            digest,
-        })
+        let writer = AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(self.properties.clone()))
+            .map_err(|source| SinkError::Parquet { path: path.to_string(), source })?;
+        Ok(OpenFile { writer, path, rows: 0, digest })
     }
 
     async fn close_current(&mut self) -> Result<(), SinkError> {
@@ -202,10 +181,7 @@ impl PartWriter {
         if let Err(source) = file.writer.finish().await {
             let mut inner = file.writer.into_inner();
             let _ = inner.inner.abort().await;
-            return Err(SinkError::Parquet {
-                path: file.path.to_string(),
-                source,
-            });
+            return Err(SinkError::Parquet { path: file.path.to_string(), source });
         }
         let digest = std::mem::take(&mut *file.digest.lock().expect("digest lock poisoned"));
         self.written.push(WrittenFile {

@@ -27,34 +27,24 @@ pub struct Destination {
 
 impl std::fmt::Debug for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Destination")
-            .field("display", &self.display)
-            .finish()
+        f.debug_struct("Destination").field("display", &self.display).finish()
     }
 }
 
 impl Destination {
     pub fn parse(dest: &str) -> Result<Destination, SinkError> {
-        let invalid = |message: String| SinkError::InvalidDestination {
-            dest: dest.to_string(),
-            message,
-        };
-        if let Some(rest) = dest
-            .strip_prefix("s3://")
-            .or_else(|| dest.strip_prefix("s3a://"))
-        {
+        let invalid = |message: String| SinkError::InvalidDestination { dest: dest.to_string(), message };
+        if let Some(rest) = dest.strip_prefix("s3://").or_else(|| dest.strip_prefix("s3a://")) {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(invalid(
-                    "no bucket name; write s3://BUCKET/optional/prefix".into(),
-                ));
+                return Err(invalid("no bucket name; write s3://BUCKET/optional/prefix".into()));
             }
             let store = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| invalid(format!("{e}; check the AWS_* environment variables")))?;
-            let root = Path::parse(prefix.trim_matches('/'))
-                .map_err(|e| invalid(format!("bad prefix: {e}")))?;
+            let root =
+                Path::parse(prefix.trim_matches('/')).map_err(|e| invalid(format!("bad prefix: {e}")))?;
             return Ok(Destination {
                 store: Arc::new(store),
                 root,
@@ -63,13 +53,10 @@ impl Destination {
             });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
-            return Err(invalid(
-                "unsupported scheme; use a local directory or s3://bucket/prefix".into(),
-            ));
+            return Err(invalid("unsupported scheme; use a local directory or s3://bucket/prefix".into()));
         }
         let dir = std::path::PathBuf::from(dest.strip_prefix("file://").unwrap_or(dest));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| invalid(format!("cannot create directory: {e}")))?;
+        std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("cannot create directory: {e}")))?;
         let dir = dir.canonicalize().map_err(|e| invalid(e.to_string()))?;
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| invalid(e.to_string()))?;
         Ok(Destination {
@@ -92,10 +79,7 @@ impl Destination {
     /// The path of `full` relative to the lake root, as stored in bookkeeping files.
     pub fn relative(&self, full: &Path) -> String {
         match full.prefix_match(&self.root) {
-            Some(parts) => parts
-                .map(|p| p.as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/"),
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
             None => full.to_string(),
         }
     }

@@ -47,11 +47,7 @@ mod tests {
             max_interval: Duration::from_secs(5),
             deadline: Duration::from_secs(60),
         };
-        let waits: Vec<u64> = config
-            .intervals()
-            .take(5)
-            .map(|d| d.as_millis() as u64)
-            .collect();
+        let waits: Vec<u64> = config.intervals().take(5).map(|d| d.as_millis() as u64).collect();
         assert_eq!(waits, [2000, 3000, 4500, 5000, 5000]);
     }
 }

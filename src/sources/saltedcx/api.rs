@@ -55,10 +55,7 @@ impl std::fmt::Debug for ExportStatus {
         f.debug_struct("ExportStatus")
             .field("export_id", &self.export_id)
             .field("status", &self.status)
-            .field(
-                "download_urls",
-                &self.download_urls.keys().collect::<Vec<_>>(),
-            )
+            .field("download_urls", &self.download_urls.keys().collect::<Vec<_>>())
             .field("error", &self.error)
             .finish()
     }

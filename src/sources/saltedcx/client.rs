@@ -78,16 +78,12 @@ impl ClientConfig {
 #[non_exhaustive]
 pub enum ClientError {
     #[error("Salted CX rejected the export request with {code}: {message} (hint: {hint})")]
-    BadRequest {
-        code: String,
-        message: String,
-        hint: &'static str,
-    },
-    #[error("the Salted CX API key was rejected (401 Unauthorized); check SALTEDCX_API_KEY or --api-key-file")]
-    Unauthorized,
+    BadRequest { code: String, message: String, hint: &'static str },
     #[error(
-        "export {export_id} was not found (404): it does not exist or belongs to another account"
+        "the Salted CX API key was rejected (401 Unauthorized); check SALTEDCX_API_KEY or --api-key-file"
     )]
+    Unauthorized,
+    #[error("export {export_id} was not found (404): it does not exist or belongs to another account")]
     NotFound { export_id: String },
     #[error("export {export_id} FAILED on the Salted CX side: {error}; rerun the window later")]
     ExportFailed { export_id: String, error: String },
@@ -98,28 +94,17 @@ pub enum ClientError {
     #[error("the download of {dataset} was refused (403) for a reason other than expiry")]
     DownloadForbidden { dataset: String },
     #[error("{context}: HTTP {status}{detail}")]
-    Http {
-        context: String,
-        status: u16,
-        detail: String,
-    },
+    Http { context: String, status: u16, detail: String },
     #[error("{context}: {message}")]
     Transport { context: String, message: String },
     #[error("the download of {dataset} was cut short: got {got} of {expected} bytes")]
-    Truncated {
-        dataset: String,
-        got: u64,
-        expected: u64,
-    },
+    Truncated { dataset: String, got: u64, expected: u64 },
     #[error("refusing plain http:// for the {what} at {host}: use https, or pass --allow-http on a trusted network")]
     InsecureUrl { what: &'static str, host: String },
     #[error("unexpected answer from {context}: {message}")]
     Protocol { context: String, message: String },
     #[error("cannot write the download to {path}: {source}")]
-    Spool {
-        path: String,
-        source: std::io::Error,
-    },
+    Spool { path: String, source: std::io::Error },
 }
 
 impl ClientError {
@@ -191,20 +176,15 @@ impl SaltedCxClient {
     }
 
     fn endpoint(&self, relative: &str) -> Result<Url, ClientError> {
-        let url = self
-            .config
-            .base_url
-            .join(relative)
-            .map_err(|e| ClientError::Protocol {
-                context: "the API".into(),
-                message: format!("cannot resolve `{relative}` against the API URL: {e}"),
-            })?;
+        let url = self.config.base_url.join(relative).map_err(|e| ClientError::Protocol {
+            context: "the API".into(),
+            message: format!("cannot resolve `{relative}` against the API URL: {e}"),
+        })?;
         // Never send the key to a host the user did not configure.
         if url.origin() != self.config.base_url.origin() {
             return Err(ClientError::Protocol {
                 context: "the API".into(),
-                message: "a status URL points at another host; refusing to send the API key there"
-                    .into(),
+                message: "a status URL points at another host; refusing to send the API key there".into(),
             });
         }
         Ok(url)
@@ -229,10 +209,7 @@ impl SaltedCxClient {
         let mut url = self.endpoint("api/v1/export")?;
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair(
-                "from",
-                &window.start().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            );
+            query.append_pair("from", &window.start().format("%Y-%m-%dT%H:%M:%SZ").to_string());
             query.append_pair("to", &window.end().format("%Y-%m-%dT%H:%M:%SZ").to_string());
             query.append_pair("include", &datasets.join(","));
             if let Some(contact) = contact {
@@ -249,20 +226,13 @@ impl SaltedCxClient {
             .map_err(|e| transport_error(&context, e))?;
         let created: CreatedExport = self.json(response, &context, None).await?;
         if created.export_id.is_empty() || created.status_url.is_empty() {
-            return Err(ClientError::Protocol {
-                context,
-                message: "empty exportId or statusUrl".into(),
-            });
+            return Err(ClientError::Protocol { context, message: "empty exportId or statusUrl".into() });
         }
         Ok(created)
     }
 
     /// `GET` the status at `status_url` (relative, as the API returns it).
-    pub async fn status(
-        &self,
-        export_id: &str,
-        status_url: &str,
-    ) -> Result<ExportStatus, ClientError> {
+    pub async fn status(&self, export_id: &str, status_url: &str) -> Result<ExportStatus, ClientError> {
         let context = format!("reading the status of export {export_id}");
         let response = self.api_get(self.endpoint(status_url)?, &context).await?;
         self.json(response, &context, Some(export_id)).await
@@ -275,10 +245,7 @@ impl SaltedCxClient {
     }
 
     /// Polls until the export is COMPLETED, with a growing interval and an overall deadline.
-    pub async fn wait_completed(
-        &self,
-        created: &CreatedExport,
-    ) -> Result<ExportStatus, ClientError> {
+    pub async fn wait_completed(&self, created: &CreatedExport) -> Result<ExportStatus, ClientError> {
         let started = tokio::time::Instant::now();
         let deadline = started + self.config.poll.deadline;
         let mut intervals = self.config.poll.intervals();
@@ -309,9 +276,7 @@ impl SaltedCxClient {
     /// `GET /api/v1/export/history`: the most recent exports (up to 100).
     pub async fn history(&self) -> Result<Vec<ExportStatus>, ClientError> {
         let context = "reading the export history";
-        let response = self
-            .api_get(self.endpoint("api/v1/export/history")?, context)
-            .await?;
+        let response = self.api_get(self.endpoint("api/v1/export/history")?, context).await?;
         self.json(response, context, None).await
     }
 
@@ -326,13 +291,10 @@ impl SaltedCxClient {
     ) -> Result<u64, ClientError> {
         let mut refreshes = 0;
         loop {
-            let url = status
-                .download_urls
-                .get(dataset)
-                .ok_or_else(|| ClientError::Protocol {
-                    context: format!("export {}", created.export_id),
-                    message: format!("COMPLETED without a download URL for {dataset}"),
-                })?;
+            let url = status.download_urls.get(dataset).ok_or_else(|| ClientError::Protocol {
+                context: format!("export {}", created.export_id),
+                message: format!("COMPLETED without a download URL for {dataset}"),
+            })?;
             match self.download(url, dataset, path).await {
                 Err(DownloadFailure::Expired) if refreshes < self.config.max_url_refreshes => {
                     refreshes += 1;
@@ -349,10 +311,7 @@ impl SaltedCxClient {
                     }
                 }
                 Err(DownloadFailure::Expired) => {
-                    return Err(ClientError::UrlExpired {
-                        dataset: dataset.to_string(),
-                        refreshes,
-                    })
+                    return Err(ClientError::UrlExpired { dataset: dataset.to_string(), refreshes })
                 }
                 Err(DownloadFailure::Other(e)) => return Err(e),
                 Ok(bytes) => return Ok(bytes),
@@ -360,24 +319,14 @@ impl SaltedCxClient {
         }
     }
 
-    async fn download(
-        &self,
-        url: &str,
-        dataset: &str,
-        path: &Path,
-    ) -> Result<u64, DownloadFailure> {
+    async fn download(&self, url: &str, dataset: &str, path: &Path) -> Result<u64, DownloadFailure> {
         let context = format!("downloading {dataset}");
         let url = Url::parse(url).map_err(|_| ClientError::Protocol {
             context: context.clone(),
             message: "the download URL is not a URL".into(),
         })?;
         check_url(&url, "download URL", self.config.allow_http)?;
-        let response = self
-            .downloads
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| transport_error(&context, e))?;
+        let response = self.downloads.get(url).send().await.map_err(|e| transport_error(&context, e))?;
         match response.status() {
             s if s.is_success() => {}
             StatusCode::FORBIDDEN => {
@@ -387,28 +336,14 @@ impl SaltedCxClient {
                 return Err(if body.to_ascii_lowercase().contains("expired") {
                     DownloadFailure::Expired
                 } else {
-                    ClientError::DownloadForbidden {
-                        dataset: dataset.to_string(),
-                    }
-                    .into()
+                    ClientError::DownloadForbidden { dataset: dataset.to_string() }.into()
                 });
             }
-            s => {
-                return Err(ClientError::Http {
-                    context,
-                    status: s.as_u16(),
-                    detail: String::new(),
-                }
-                .into())
-            }
+            s => return Err(ClientError::Http { context, status: s.as_u16(), detail: String::new() }.into()),
         }
         let expected = response.content_length();
-        let spool_error = |source| ClientError::Spool {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut file =
-            tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(spool_error)?);
+        let spool_error = |source| ClientError::Spool { path: path.display().to_string(), source };
+        let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(spool_error)?);
         let mut got = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -420,12 +355,7 @@ impl SaltedCxClient {
         file.into_inner().sync_all().await.map_err(spool_error)?;
         if let Some(expected) = expected {
             if got != expected {
-                return Err(ClientError::Truncated {
-                    dataset: dataset.to_string(),
-                    got,
-                    expected,
-                }
-                .into());
+                return Err(ClientError::Truncated { dataset: dataset.to_string(), got, expected }.into());
             }
         }
         Ok(got)
@@ -439,17 +369,10 @@ impl SaltedCxClient {
         export_id: Option<&str>,
     ) -> Result<T, ClientError> {
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(context, e))?;
+        let body = response.bytes().await.map_err(|e| transport_error(context, e))?;
         match status {
-            s if s.is_success() => {
-                serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
-                    context: context.to_string(),
-                    message: e.to_string(),
-                })
-            }
+            s if s.is_success() => serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Protocol { context: context.to_string(), message: e.to_string() }),
             StatusCode::BAD_REQUEST => match serde_json::from_slice::<ApiError>(&body) {
                 Ok(error) => Err(ClientError::BadRequest {
                     hint: api::hint_for_code(&error.code),
@@ -459,9 +382,9 @@ impl SaltedCxClient {
                 Err(_) => Err(self.http_error(context, status, &body)),
             },
             StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized),
-            StatusCode::NOT_FOUND if export_id.is_some() => Err(ClientError::NotFound {
-                export_id: export_id.unwrap_or_default().to_string(),
-            }),
+            StatusCode::NOT_FOUND if export_id.is_some() => {
+                Err(ClientError::NotFound { export_id: export_id.unwrap_or_default().to_string() })
+            }
             _ => Err(self.http_error(context, status, &body)),
         }
     }
@@ -472,11 +395,7 @@ impl SaltedCxClient {
         ClientError::Http {
             context: context.to_string(),
             status: status.as_u16(),
-            detail: if text.is_empty() {
-                String::new()
-            } else {
-                format!(": {text}")
-            },
+            detail: if text.is_empty() { String::new() } else { format!(": {text}") },
         }
     }
 
@@ -518,10 +437,7 @@ fn transport_error(context: &str, error: reqwest::Error) -> ClientError {
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    ClientError::Transport {
-        context: context.to_string(),
-        message,
-    }
+    ClientError::Transport { context: context.to_string(), message }
 }
 
 #[cfg(test)]
@@ -549,13 +465,7 @@ mod tests {
 
     #[test]
     fn status_url_of_an_opaque_id_is_encoded() {
-        assert_eq!(
-            SaltedCxClient::status_url_for("abc-123"),
-            "api/v1/export/abc-123/status"
-        );
-        assert_eq!(
-            SaltedCxClient::status_url_for("a/b c"),
-            "api/v1/export/a%2Fb%20c/status"
-        );
+        assert_eq!(SaltedCxClient::status_url_for("abc-123"), "api/v1/export/abc-123/status");
+        assert_eq!(SaltedCxClient::status_url_for("a/b c"), "api/v1/export/a%2Fb%20c/status");
     }
 }

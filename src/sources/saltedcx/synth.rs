@@ -24,12 +24,7 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig {
-            seed: 42,
-            engagements_per_day: 120,
-            customers: 2_000,
-            agents: 40,
-        }
+        SynthConfig { seed: 42, engagements_per_day: 120, customers: 2_000, agents: 40 }
     }
 }
 
@@ -122,11 +117,7 @@ pub struct EngagementSeed {
 }
 
 /// The engagements of one day, optionally only those of one customer.
-pub fn day_plan(
-    config: &SynthConfig,
-    date: NaiveDate,
-    only_customer: Option<usize>,
-) -> Vec<EngagementSeed> {
+pub fn day_plan(config: &SynthConfig, date: NaiveDate, only_customer: Option<usize>) -> Vec<EngagementSeed> {
     let day = day_number(date);
     let mut rng = Rng::derive(&[config.seed, STREAM_DAY, day]);
     let spread = (config.engagements_per_day / 10).max(1) as u64;
@@ -141,20 +132,8 @@ pub fn day_plan(
             // Leave an hour at the end of the day so the engagement ends within the window.
             let start = day_start + Duration::milliseconds(rng.below(23 * 3_600_000) as i64);
             let turns = rng.range(10, 30) as usize;
-            let review_questions = if rng.chance(30) {
-                rng.range(3, 5) as usize
-            } else {
-                0
-            };
-            EngagementSeed {
-                index,
-                pid,
-                customer,
-                agent,
-                start,
-                turns,
-                review_questions,
-            }
+            let review_questions = if rng.chance(30) { rng.range(3, 5) as usize } else { 0 };
+            EngagementSeed { index, pid, customer, agent, start, turns, review_questions }
         })
         .filter(|e| only_customer.is_none_or(|c| c == e.customer))
         .collect()
@@ -172,16 +151,14 @@ pub fn customer_phone(index: usize) -> String {
 /// Resolves `--contact` the way the emulator's tenant does.
 pub fn customer_for_contact(config: &SynthConfig, contact: &str) -> Option<usize> {
     let contact = contact.trim();
-    let index = if let Some(local) = contact
-        .strip_prefix("customer")
-        .and_then(|r| r.strip_suffix("@example.com"))
-    {
-        local.parse::<usize>().ok()?
-    } else if let Some(number) = contact.strip_prefix("+42077") {
-        number.parse::<usize>().ok()?
-    } else {
-        return None;
-    };
+    let index =
+        if let Some(local) = contact.strip_prefix("customer").and_then(|r| r.strip_suffix("@example.com")) {
+            local.parse::<usize>().ok()?
+        } else if let Some(number) = contact.strip_prefix("+42077") {
+            number.parse::<usize>().ok()?
+        } else {
+            return None;
+        };
     (index < config.customers).then_some(index)
 }
 
@@ -207,34 +184,12 @@ fn maybe(rng: &mut Rng, percent_present: u64, value: impl FnOnce(&mut Rng) -> St
     }
 }
 
-const FIRST_NAMES: &[&str] = &[
-    "Anna",
-    "Jiří",
-    "Zoë",
-    "Łukasz",
-    "Mei",
-    "Oluwaseun",
-    "Søren",
-    "José",
-    "Aiko",
-    "Noah",
-];
-const LAST_NAMES: &[&str] = &[
-    "Nováková",
-    "O'Brien",
-    "Müller",
-    "van der Berg",
-    "Kowalski",
-    "Chen",
-    "García",
-    "Smith, Jr.",
-];
-const CHANNELS: &[(&str, &str)] = &[
-    ("CHAT", "Web chat"),
-    ("EMAIL", "Support inbox"),
-    ("VOICE", "Hotline CZ"),
-    ("MESSENGER", "WhatsApp"),
-];
+const FIRST_NAMES: &[&str] =
+    &["Anna", "Jiří", "Zoë", "Łukasz", "Mei", "Oluwaseun", "Søren", "José", "Aiko", "Noah"];
+const LAST_NAMES: &[&str] =
+    &["Nováková", "O'Brien", "Müller", "van der Berg", "Kowalski", "Chen", "García", "Smith, Jr."];
+const CHANNELS: &[(&str, &str)] =
+    &[("CHAT", "Web chat"), ("EMAIL", "Support inbox"), ("VOICE", "Hotline CZ"), ("MESSENGER", "WhatsApp")];
 const QUEUES: &[&str] = &["Billing", "Technical support", "Sales", "Retention", "VIP"];
 const TEAMS: &[&str] = &["Team Alpha", "Team Beta", "Night shift", "Prague 1"];
 const LANGUAGES: &[&str] = &["en", "cs", "de", "ja", "es"];
@@ -260,13 +215,7 @@ fn person_name(rng: &mut Rng) -> String {
 }
 
 fn engagement_row(config: &SynthConfig, date: NaiveDate, e: &EngagementSeed) -> Vec<String> {
-    let mut rng = Rng::derive(&[
-        config.seed,
-        STREAM_ENGAGEMENT,
-        day_number(date),
-        e.index as u64,
-        1,
-    ]);
+    let mut rng = Rng::derive(&[config.seed, STREAM_ENGAGEMENT, day_number(date), e.index as u64, 1]);
     let (channel_type, channel) = CHANNELS[rng.below(CHANNELS.len() as u64) as usize];
     let total_ms = rng.range(30_000, 3_000_000);
     let end = e.start + Duration::milliseconds(total_ms as i64);
@@ -291,93 +240,51 @@ fn engagement_row(config: &SynthConfig, date: NaiveDate, e: &EngagementSeed) -> 
         channel_type.to_string(),
         rng.pick(&["INBOUND", "OUTBOUND"]).to_string(),
         rng.pick(&["CLOSED", "RESOLVED", "ABANDONED"]).to_string(),
-        rng.pick(&["CONVERSATION", "CALLBACK", "TRANSFER"])
-            .to_string(),
+        rng.pick(&["CONVERSATION", "CALLBACK", "TRANSFER"]).to_string(),
         rng.pick(&["SUCCESS", "FAILURE", "NEUTRAL"]).to_string(),
-        maybe(&mut rng, 60, |r| {
-            r.pick(&["WITHIN_SLA", "BREACHED"]).to_string()
-        }),
+        maybe(&mut rng, 60, |r| r.pick(&["WITHIN_SLA", "BREACHED"]).to_string()),
         rng.pick(&["AGENT", "CUSTOMER", "SYSTEM"]).to_string(),
         rng.pick(&["CUSTOMER", "AGENT"]).to_string(),
         maybe(&mut rng, 70, |r| {
-            r.pick(&["Resolved on first contact", "Escalated", "Follow-up needed"])
-                .to_string()
+            r.pick(&["Resolved on first contact", "Escalated", "Follow-up needed"]).to_string()
         }),
         channel.to_string(),
         rng.pick(QUEUES).to_string(),
         agent_team(config, e.agent).to_string(),
-        rng.pick(&["Customer care", "Sales", "Back office"])
-            .to_string(),
-        maybe(&mut rng, 80, |r| {
-            r.pick(&["Refund issued", "Plan changed", "Information given"])
-                .to_string()
-        }),
-        maybe(&mut rng, 80, |r| {
-            r.pick(&["Billing", "Product", "Other"]).to_string()
-        }),
+        rng.pick(&["Customer care", "Sales", "Back office"]).to_string(),
+        maybe(&mut rng, 80, |r| r.pick(&["Refund issued", "Plan changed", "Information given"]).to_string()),
+        maybe(&mut rng, 80, |r| r.pick(&["Billing", "Product", "Other"]).to_string()),
         maybe(&mut rng, 75, |r| {
-            r.pick(&[
-                "Invoice question",
-                "Delivery delay",
-                "Login problem",
-                "Cancellation",
-            ])
-            .to_string()
+            r.pick(&["Invoice question", "Delivery delay", "Login problem", "Cancellation"]).to_string()
         }),
-        maybe(&mut rng, 75, |r| {
-            r.pick(&["Billing", "Logistics", "Account"]).to_string()
-        }),
+        maybe(&mut rng, 75, |r| r.pick(&["Billing", "Logistics", "Account"]).to_string()),
         maybe(&mut rng, 40, |r| format!("Case #{}", r.below(100_000))),
-        rng.pick(&["Genesys", "Zendesk", "Salesforce", "Daktela"])
-            .to_string(),
+        rng.pick(&["Genesys", "Zendesk", "Salesforce", "Daktela"]).to_string(),
         rng.pick(&["web", "app", "phone"]).to_string(),
         rng.pick(LANGUAGES).to_string(),
-        maybe(&mut rng, 60, |r| {
-            r.pick(&["Twilio", "Vonage", "Meta"]).to_string()
-        }),
-        maybe(&mut rng, 60, |r| {
-            r.pick(&["Complaint", "Question", "Request"]).to_string()
-        }),
-        maybe(&mut rng, 30, |r| {
-            r.pick(&["Black Friday", "Spring promo"]).to_string()
-        }),
+        maybe(&mut rng, 60, |r| r.pick(&["Twilio", "Vonage", "Meta"]).to_string()),
+        maybe(&mut rng, 60, |r| r.pick(&["Complaint", "Question", "Request"]).to_string()),
+        maybe(&mut rng, 30, |r| r.pick(&["Black Friday", "Spring promo"]).to_string()),
         rng.pick(&["LOW", "NORMAL", "HIGH", "URGENT"]).to_string(),
-        maybe(&mut rng, 40, |r| {
-            format!("1 > {} > {}", r.range(1, 5), r.range(1, 9))
-        }),
-        maybe(&mut rng, 50, |r| {
-            r.pick(&["Main IVR", "Chat bot flow", "Email triage"])
-                .to_string()
-        }),
-        maybe(&mut rng, 60, |r| {
-            r.pick(&["Support", "Onboarding", "Collections"])
-                .to_string()
-        }),
-        maybe(&mut rng, 30, |r| person_name(r)),
+        maybe(&mut rng, 40, |r| format!("1 > {} > {}", r.range(1, 5), r.range(1, 9))),
+        maybe(&mut rng, 50, |r| r.pick(&["Main IVR", "Chat bot flow", "Email triage"]).to_string()),
+        maybe(&mut rng, 60, |r| r.pick(&["Support", "Onboarding", "Collections"]).to_string()),
+        maybe(&mut rng, 30, person_name),
         rng.pick(&["Acme", "Acme Kids", "Acme Pro"]).to_string(),
+        maybe(&mut rng, 70, |r| r.pick(&["Payments", "Shipping", "Account"]).to_string()),
         maybe(&mut rng, 70, |r| {
-            r.pick(&["Payments", "Shipping", "Account"]).to_string()
-        }),
-        maybe(&mut rng, 70, |r| {
-            r.pick(&[
-                "Refund request",
-                "Where is my order",
-                "Password reset",
-                "Price, \"discount\"",
-            ])
-            .to_string()
+            r.pick(&["Refund request", "Where is my order", "Password reset", "Price, \"discount\""])
+                .to_string()
         }),
     ];
     for i in 1..=4 {
         row.push(maybe(&mut rng, 40, |r| format!("attr{i}-{}", r.below(50))));
     }
     row.extend([
-        rng.pick(&["Prague", "Brno", "Remote", "Lisbon"])
-            .to_string(),
-        rng.pick(&["Agent", "Senior agent", "Team lead"])
-            .to_string(),
+        rng.pick(&["Prague", "Brno", "Remote", "Lisbon"]).to_string(),
+        rng.pick(&["Agent", "Senior agent", "Team lead"]).to_string(),
         rng.pick(&["In-house", "Outsourced BPO"]).to_string(),
-        maybe(&mut rng, 20, |r| person_name(r)),
+        maybe(&mut rng, 20, person_name),
         maybe(&mut rng, 90, |r| format!("{:.4}", 0.5 + 20.0 * r.unit())),
     ]);
     let wait = rng.below(300_000);
@@ -408,11 +315,7 @@ fn engagement_row(config: &SynthConfig, date: NaiveDate, e: &EngagementSeed) -> 
 }
 
 fn customer_pid(config: &SynthConfig, index: usize) -> String {
-    uuid_like(&mut Rng::derive(&[
-        config.seed,
-        STREAM_CUSTOMER,
-        index as u64,
-    ]))
+    uuid_like(&mut Rng::derive(&[config.seed, STREAM_CUSTOMER, index as u64]))
 }
 
 fn customer_name(config: &SynthConfig, index: usize) -> String {
@@ -442,22 +345,12 @@ fn customer_row(config: &SynthConfig, index: usize) -> Vec<String> {
         customer_name(config, index),
         format!("https://app.salted.cx/customers/{pid}"),
         rng.pick(&["PERSON", "COMPANY"]).to_string(),
-        maybe(&mut rng, 70, |r| {
-            r.pick(&["Retail", "SMB", "Enterprise"]).to_string()
-        }),
-        maybe(&mut rng, 70, |r| {
-            r.pick(&["Gold", "Silver", "Bronze"]).to_string()
-        }),
-        maybe(&mut rng, 40, |r| {
-            r.pick(&["Acme s.r.o.", "Globex, Inc.", "株式会社テスト"])
-                .to_string()
-        }),
+        maybe(&mut rng, 70, |r| r.pick(&["Retail", "SMB", "Enterprise"]).to_string()),
+        maybe(&mut rng, 70, |r| r.pick(&["Gold", "Silver", "Bronze"]).to_string()),
+        maybe(&mut rng, 40, |r| r.pick(&["Acme s.r.o.", "Globex, Inc.", "株式会社テスト"]).to_string()),
         rng.pick(&["EMEA", "APAC", "AMER"]).to_string(),
         rng.pick(&["CZ", "DE", "JP", "US", "ES"]).to_string(),
-        maybe(&mut rng, 30, |r| {
-            r.pick(&["Praha", "Bayern", "Tokyo", "California"])
-                .to_string()
-        }),
+        maybe(&mut rng, 30, |r| r.pick(&["Praha", "Bayern", "Tokyo", "California"]).to_string()),
     ]
 }
 
@@ -472,14 +365,11 @@ fn agent_row(config: &SynthConfig, index: usize) -> Vec<String> {
         format!("{:.2}", 12.0 + 30.0 * rng.unit()),
         maybe(&mut rng, 50, |r| format!("{:.2}", 0.5 + 4.0 * r.unit())),
         agent_team(config, index).to_string(),
-        rng.pick(&["Customer care", "Sales", "Back office"])
-            .to_string(),
-        rng.pick(&["Prague", "Brno", "Remote", "Lisbon"])
-            .to_string(),
+        rng.pick(&["Customer care", "Sales", "Back office"]).to_string(),
+        rng.pick(&["Prague", "Brno", "Remote", "Lisbon"]).to_string(),
         rng.pick(&["In-house", "Outsourced BPO"]).to_string(),
-        rng.pick(&["Agent", "Senior agent", "Team lead"])
-            .to_string(),
-        maybe(&mut rng, 80, |r| person_name(r)),
+        rng.pick(&["Agent", "Senior agent", "Team lead"]).to_string(),
+        maybe(&mut rng, 80, person_name),
     ]
 }
 
@@ -509,11 +399,7 @@ fn write_turns<W: Write>(
         let pid = uuid_like(&mut rng);
         offset_ms += rng.range(500, 90_000) as i64;
         let participant = if n % 2 == 0 { "CUSTOMER" } else { "AGENT" };
-        let content = if rng.chance(3) {
-            String::new()
-        } else {
-            turn_content(&mut rng)
-        };
+        let content = if rng.chance(3) { String::new() } else { turn_content(&mut rng) };
         let language = rng.pick(LANGUAGES);
         let row = [
             pid.clone(),
@@ -522,13 +408,9 @@ fn write_turns<W: Write>(
             offset_ms.to_string(),
             previous.clone().unwrap_or_default(),
             participant.to_string(),
-            rng.pick(&["MESSAGE", "MESSAGE", "NOTE", "EVENT"])
-                .to_string(),
+            rng.pick(&["MESSAGE", "MESSAGE", "NOTE", "EVENT"]).to_string(),
             rng.pick(&["WEB", "MOBILE", "API"]).to_string(),
-            maybe(&mut rng, 50, |r| {
-                r.pick(&["Greeting", "Question", "Answer", "Closing"])
-                    .to_string()
-            }),
+            maybe(&mut rng, 50, |r| r.pick(&["Greeting", "Question", "Answer", "Closing"]).to_string()),
             maybe(&mut rng, 60, |r| r.below(120_000).to_string()),
             content.chars().count().to_string(),
             maybe(&mut rng, 90, |r| r.score(-1.0, 1.0)),
@@ -536,16 +418,8 @@ fn write_turns<W: Write>(
             maybe(&mut rng, 50, |r| r.score(0.0, 1.0)),
             maybe(&mut rng, 30, |r| format!("msg-{}", r.below(1 << 40))),
             content.clone(),
-            if participant == "AGENT" {
-                content.clone()
-            } else {
-                String::new()
-            },
-            if participant == "CUSTOMER" {
-                content
-            } else {
-                String::new()
-            },
+            if participant == "AGENT" { content.clone() } else { String::new() },
+            if participant == "CUSTOMER" { content } else { String::new() },
             language.to_string(),
             rng.pick(LANGUAGES).to_string(),
             language.to_string(),
@@ -562,12 +436,7 @@ fn write_reviews<W: Write>(
     e: &EngagementSeed,
     out: &mut csv::Writer<W>,
 ) -> io::Result<u64> {
-    let mut rng = Rng::derive(&[
-        config.seed,
-        STREAM_REVIEWS,
-        day_number(date),
-        e.index as u64,
-    ]);
+    let mut rng = Rng::derive(&[config.seed, STREAM_REVIEWS, day_number(date), e.index as u64]);
     let session = uuid_like(&mut rng);
     let reviewer = rng.below(config.agents as u64) as usize;
     let review_time = e.start + Duration::hours(rng.range(1, 20) as i64);
@@ -600,8 +469,7 @@ fn write_reviews<W: Write>(
             ["Poor", "Fair", "Good", "Very good", "Excellent"][answer as usize - 1].to_string(),
             maybe(&mut rng, 30, |r| format!("r-{}", r.below(10))),
             maybe(&mut rng, 30, |r| {
-                r.pick(&["Missed greeting", "Great tone", "Policy, not followed"])
-                    .to_string()
+                r.pick(&["Missed greeting", "Great tone", "Policy, not followed"]).to_string()
             }),
             maybe(&mut rng, 80, |r| r.score(0.5, 1.0)),
             format!("{:.2}", answer / best * 100.0),
@@ -609,22 +477,13 @@ fn write_reviews<W: Write>(
             "1".to_string(),
             format!("{best:.1}"),
             maybe(&mut rng, 40, |r| {
-                r.pick(&["Dobrá práce 👍", "Needs work,\nsee notes", "素晴らしい対応"])
-                    .to_string()
+                r.pick(&["Dobrá práce 👍", "Needs work,\nsee notes", "素晴らしい対応"]).to_string()
             }),
             maybe(&mut rng, 20, |_| "Translated comment".to_string()),
             maybe(&mut rng, 40, |r| r.pick(LANGUAGES).to_string()),
             maybe(&mut rng, 20, |_| "en".to_string()),
-            if verified {
-                "true".into()
-            } else {
-                "false".into()
-            },
-            if verified {
-                agent_name(config, (reviewer + 1) % config.agents)
-            } else {
-                String::new()
-            },
+            if verified { "true".into() } else { "false".into() },
+            if verified { agent_name(config, (reviewer + 1) % config.agents) } else { String::new() },
             maybe(&mut rng, 15, |_| "Checked in calibration".to_string()),
             rng.pick(&["SCALE", "YES_NO", "CHOICE"]).to_string(),
             format!("{}", rng.range(1, 4)),
@@ -644,62 +503,68 @@ pub fn header(dataset: &str) -> Option<Vec<String>> {
     Some(schema.columns.iter().map(|c| c.name.clone()).collect())
 }
 
-/// Writes one dataset's CSV for `date` (optionally one customer's slice) and returns its rows.
+/// The engagements that start in `[from, to)`, with the day each one belongs to.
+pub fn window_plan(
+    config: &SynthConfig,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    only_customer: Option<usize>,
+) -> Vec<(NaiveDate, EngagementSeed)> {
+    let mut plan = Vec::new();
+    let mut date = from.date_naive();
+    while date.and_hms_opt(0, 0, 0).expect("valid").and_utc() < to {
+        plan.extend(
+            day_plan(config, date, only_customer)
+                .into_iter()
+                .filter(|e| e.start >= from && e.start < to)
+                .map(|e| (date, e)),
+        );
+        date = date.succ_opt().expect("date in range");
+    }
+    plan
+}
+
+/// Writes one dataset's CSV for the window `[from, to)` (optionally one customer's slice) and
+/// returns its rows.
 pub fn write_dataset<W: Write>(
     config: &SynthConfig,
     dataset: &str,
-    date: NaiveDate,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
     only_customer: Option<usize>,
     out: W,
 ) -> io::Result<u64> {
-    let header = header(dataset).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("unknown dataset {dataset}"),
-        )
-    })?;
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(out);
+    let header = header(dataset)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown dataset {dataset}")))?;
+    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
     writer.write_record(&header)?;
-    let plan = day_plan(config, date, only_customer);
+    let plan = window_plan(config, from, to, only_customer);
     let mut rows = 0u64;
     match dataset {
         "engagement" => {
-            for e in &plan {
-                writer.write_record(engagement_row(config, date, e))?;
+            for (date, e) in &plan {
+                writer.write_record(engagement_row(config, *date, e))?;
                 rows += 1;
             }
         }
         "turn" => {
-            for e in &plan {
-                rows += write_turns(config, date, e, &mut writer)?;
+            for (date, e) in &plan {
+                rows += write_turns(config, *date, e, &mut writer)?;
             }
         }
         "review" => {
-            for e in &plan {
-                rows += write_reviews(config, date, e, &mut writer)?;
+            for (date, e) in &plan {
+                rows += write_reviews(config, *date, e, &mut writer)?;
             }
         }
         "customer" | "agent" => {
-            let mut ids: Vec<usize> = plan
-                .iter()
-                .map(|e| {
-                    if dataset == "customer" {
-                        e.customer
-                    } else {
-                        e.agent
-                    }
-                })
-                .collect();
+            let mut ids: Vec<usize> =
+                plan.iter().map(|(_, e)| if dataset == "customer" { e.customer } else { e.agent }).collect();
             ids.sort_unstable();
             ids.dedup();
             for id in ids {
-                let row = if dataset == "customer" {
-                    customer_row(config, id)
-                } else {
-                    agent_row(config, id)
-                };
+                let row =
+                    if dataset == "customer" { customer_row(config, id) } else { agent_row(config, id) };
                 writer.write_record(row)?;
                 rows += 1;
             }
@@ -710,15 +575,16 @@ pub fn write_dataset<W: Write>(
     Ok(rows)
 }
 
-/// Generates one dataset's CSV in memory.
+/// Generates one dataset's CSV for the UTC day `date` in memory.
 pub fn dataset_csv(
     config: &SynthConfig,
     dataset: &str,
     date: NaiveDate,
     only_customer: Option<usize>,
 ) -> io::Result<(Vec<u8>, u64)> {
+    let window = crate::window::Window::new(date);
     let mut bytes = Vec::new();
-    let rows = write_dataset(config, dataset, date, only_customer, &mut bytes)?;
+    let rows = write_dataset(config, dataset, window.start(), window.end(), only_customer, &mut bytes)?;
     Ok((bytes, rows))
 }
 
@@ -732,19 +598,11 @@ mod tests {
 
     #[test]
     fn every_dataset_has_every_documented_column_in_every_row() {
-        let config = SynthConfig {
-            engagements_per_day: 30,
-            ..SynthConfig::default()
-        };
+        let config = SynthConfig { engagements_per_day: 30, ..SynthConfig::default() };
         for dataset in super::super::api::DATASETS {
             let (bytes, rows) = dataset_csv(&config, dataset, date(), None).unwrap();
             let mut reader = csv::Reader::from_reader(bytes.as_slice());
-            let header: Vec<String> = reader
-                .headers()
-                .unwrap()
-                .iter()
-                .map(str::to_string)
-                .collect();
+            let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
             assert_eq!(Some(header.clone()), super::header(dataset));
             let records: Vec<_> = reader.records().map(|r| r.unwrap()).collect();
             assert_eq!(records.len() as u64, rows, "{dataset}");
@@ -764,6 +622,16 @@ mod tests {
     }
 
     #[test]
+    fn a_window_across_midnight_takes_engagements_from_both_days() {
+        let config = SynthConfig::default();
+        let noon = date().and_hms_opt(12, 0, 0).unwrap().and_utc();
+        let plan = window_plan(&config, noon, noon + Duration::hours(24), None);
+        let days: std::collections::BTreeSet<_> = plan.iter().map(|(d, _)| *d).collect();
+        assert_eq!(days.len(), 2);
+        assert!(plan.iter().all(|(_, e)| e.start >= noon && e.start < noon + Duration::hours(24)));
+    }
+
+    #[test]
     fn turns_are_10_to_30_per_engagement_and_contain_hard_text() {
         let config = SynthConfig::default();
         let plan = day_plan(&config, date(), None);
@@ -780,14 +648,8 @@ mod tests {
         let config = SynthConfig::default();
         let plan = day_plan(&config, date(), None);
         let customer = plan[0].customer;
-        assert_eq!(
-            customer_for_contact(&config, &customer_email(customer)),
-            Some(customer)
-        );
-        assert_eq!(
-            customer_for_contact(&config, &customer_phone(customer)),
-            Some(customer)
-        );
+        assert_eq!(customer_for_contact(&config, &customer_email(customer)), Some(customer));
+        assert_eq!(customer_for_contact(&config, &customer_phone(customer)), Some(customer));
         assert_eq!(customer_for_contact(&config, "nobody@example.org"), None);
         let only = day_plan(&config, date(), Some(customer));
         assert!(!only.is_empty() && only.iter().all(|e| e.customer == customer));

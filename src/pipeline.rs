@@ -1,0 +1,500 @@
+//! The sync pipeline: windows → fetch → decode → stage → check rejects → publish → record.
+//!
+//! Windows run one after another, oldest first, and each is all-or-nothing: its datasets are
+//! decoded and written to staging in parallel, and only if every one of them succeeds (within
+//! `--max-rejects`) are they published together and the window recorded as done. A failing
+//! window is reported and the run moves on (ripgrep's "keep going, report at the end"); only a
+//! failure that would repeat for every window (bad key, bad filter) stops the run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::future::try_join_all;
+use object_store::buffered::BufWriter;
+use tokio::io::AsyncWriteExt;
+
+use crate::decode::csv::CsvDecoder;
+use crate::decode::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
+use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
+use crate::schema::DatasetSchema;
+use crate::sink::commit;
+use crate::sink::layout;
+use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
+use crate::sink::{Destination, SinkError};
+use crate::sources::{FailureScope, FetchedFile, FileFormat, Source, SourceError};
+use crate::state::{DatasetRecord, StateStore, WindowRecord, WindowStatus, STATE_FORMAT_VERSION};
+use crate::window::Window;
+
+/// How many rejected rows a file may have before its window is not committed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RejectLimit {
+    Rows(u64),
+    Percent(f64),
+}
+
+impl RejectLimit {
+    pub fn parse(text: &str) -> Result<RejectLimit, String> {
+        let t = text.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(RejectLimit::Percent(v)),
+                _ => Err(format!("`{text}` is not a percentage between 0% and 100%")),
+            }
+        } else {
+            t.parse::<u64>()
+                .map(RejectLimit::Rows)
+                .map_err(|_| format!("`{text}` is not a row count or a percentage like 0.5%"))
+        }
+    }
+
+    pub fn exceeded_by(&self, stats: &DecodeStats) -> bool {
+        match *self {
+            RejectLimit::Rows(n) => stats.rows_rejected > n,
+            RejectLimit::Percent(p) => {
+                stats.rows_rejected > 0 && (stats.rows_rejected as f64) * 100.0 > p * stats.rows_read as f64
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RejectLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RejectLimit::Rows(n) => write!(f, "{n} rows"),
+            RejectLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// A validated sync: everything the pipeline needs, nothing it has to check again.
+pub struct SyncPlan<S> {
+    pub source: S,
+    pub dest: Destination,
+    pub datasets: Vec<Arc<DatasetSchema>>,
+    pub windows: Vec<Window>,
+    pub run_id: String,
+    pub max_rejects: RejectLimit,
+    pub writer: PartWriterConfig,
+    /// Where downloads are spooled (a fresh temporary directory inside it).
+    pub spool_dir: Option<PathBuf>,
+    /// Fingerprint of an export filter (`--contact`), recorded with each window.
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    TooManyRejects(Box<TooManyRejects>),
+    #[error("cannot use the spool directory: {0}")]
+    Spool(std::io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl WindowError {
+    fn scope(&self) -> FailureScope {
+        match self {
+            WindowError::Source(e) => e.scope,
+            _ => FailureScope::Window,
+        }
+    }
+}
+
+/// A file whose rejected rows exceeded `--max-rejects`, so its window is not committed.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {rejected} of {read} rows did not fit schema {schema} (limit {limit}); first: {first}; all rejected rows are in {rejects_path}")]
+pub struct TooManyRejects {
+    pub file: String,
+    pub schema: String,
+    pub read: u64,
+    pub rejected: u64,
+    pub limit: RejectLimit,
+    pub first: String,
+    pub rejects_path: String,
+}
+
+/// One dataset's file decoded and written to staging.
+#[derive(Debug)]
+pub struct StagedDataset {
+    pub dataset: String,
+    pub stats: DecodeStats,
+    pub files: Vec<WrittenFile>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs every window of the plan and writes the run report into the destination.
+pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkError> {
+    let state = StateStore::new(plan.dest.clone());
+    let started_at = Utc::now();
+    let mut windows = Vec::with_capacity(plan.windows.len());
+    let mut fatal_error = None;
+    for window in &plan.windows {
+        if fatal_error.is_some() {
+            windows.push(WindowReport {
+                date: window.date,
+                outcome: WindowOutcome::Skipped,
+                export_id: None,
+                seconds: 0.0,
+                datasets: BTreeMap::new(),
+                error: None,
+            });
+            continue;
+        }
+        let started = Instant::now();
+        tracing::info!(source = plan.source.name(), window = %window, "Window started");
+        let result = run_window(plan, &state, *window).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let report = match result {
+            Ok(record) => {
+                tracing::info!(window = %window, seconds, "Window committed");
+                WindowReport {
+                    date: window.date,
+                    outcome: WindowOutcome::Committed,
+                    export_id: record.export_id.clone(),
+                    seconds,
+                    datasets: record
+                        .datasets
+                        .iter()
+                        .filter(|(name, _)| plan.datasets.iter().any(|d| &d.dataset == *name))
+                        .map(|(name, d)| {
+                            (
+                                name.clone(),
+                                DatasetReport { stats: d.stats, files: d.files.len(), bytes: d.bytes },
+                            )
+                        })
+                        .collect(),
+                    error: None,
+                }
+            }
+            Err(error) => {
+                tracing::error!(window = %window, error = %error, "Window failed; its previous data (if any) is unchanged");
+                if error.scope() == FailureScope::Run {
+                    fatal_error = Some(error.to_string());
+                }
+                WindowReport {
+                    date: window.date,
+                    outcome: if error.scope() == FailureScope::Run {
+                        WindowOutcome::Skipped
+                    } else {
+                        WindowOutcome::Failed
+                    },
+                    export_id: None,
+                    seconds,
+                    datasets: BTreeMap::new(),
+                    error: Some(error.to_string()),
+                }
+            }
+        };
+        windows.push(report);
+    }
+    let report = RunReport {
+        run_id: plan.run_id.clone(),
+        source: plan.source.name().to_string(),
+        dest: plan.dest.display.clone(),
+        started_at,
+        finished_at: Utc::now(),
+        windows,
+        fatal_error,
+    };
+    state.put_json(&layout::run_report_file(&plan.run_id), &report).await?;
+    remove_local_staging(&plan.dest, &plan.run_id);
+    Ok(report)
+}
+
+async fn run_window<S: Source>(
+    plan: &SyncPlan<S>,
+    state: &StateStore,
+    window: Window,
+) -> Result<WindowRecord, WindowError> {
+    let spool = match &plan.spool_dir {
+        Some(dir) => tempfile::Builder::new().prefix("cxlake-spool-").tempdir_in(dir),
+        None => tempfile::Builder::new().prefix("cxlake-spool-").tempdir(),
+    }
+    .map_err(WindowError::Spool)?;
+    let names: Vec<String> = plan.datasets.iter().map(|d| d.dataset.clone()).collect();
+    let fetched = plan.source.fetch_window(window, &names, spool.path()).await?;
+    let source = plan.source.name();
+
+    let staging = plan.datasets.iter().map(|schema| {
+        let file = fetched.files.iter().find(|f| f.dataset == schema.dataset).cloned();
+        async move {
+            let file = file.ok_or_else(|| {
+                WindowError::Internal(format!("the source delivered no file for {}", schema.dataset))
+            })?;
+            stage_file(plan, source, schema.clone(), window, &file).await
+        }
+    });
+    let staged = match try_join_all(staging).await {
+        Ok(staged) => staged,
+        Err(e) => {
+            discard_staging(plan, source, window).await;
+            return Err(e);
+        }
+    };
+    let record = commit_window(plan, state, source, window, fetched.export_id, staged).await;
+    if record.is_err() {
+        discard_staging(plan, source, window).await;
+    }
+    record
+}
+
+/// Decodes one fetched file into staged Parquet parts, quarantining rejected rows.
+pub async fn stage_file<S>(
+    plan: &SyncPlan<S>,
+    source: &str,
+    schema: Arc<DatasetSchema>,
+    window: Window,
+    file: &FetchedFile,
+) -> Result<StagedDataset, WindowError> {
+    let FileFormat::Csv = file.format;
+    let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
+    let mut writer = PartWriter::new(plan.dest.clone(), staging_dir, schema.arrow_schema(), plan.writer);
+    let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
+    let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
+
+    // Decoding is CPU work on a blocking thread; batches come back through a small channel so
+    // that decoding the next batch overlaps encoding the previous one, with bounded memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let (path, file_name, decode_schema) = (file.path.clone(), file.file_name.clone(), schema.clone());
+    let decoder = tokio::task::spawn_blocking(move || decode_csv_file(&path, decode_schema, file_name, tx));
+
+    let mut write_error = None;
+    while let Some(decoded) = rx.recv().await {
+        let crate::decode::csv::DecodedBatch { batch, rejects: rows } = decoded;
+        if let Err(e) = rejects.write(&rows).await {
+            write_error = Some(e);
+            break;
+        }
+        if let Err(e) = writer.write(&batch).await {
+            write_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let decoded = decoder.await.map_err(|e| WindowError::Internal(format!("decoder task: {e}")));
+    if let Some(error) = write_error {
+        writer.abort().await;
+        rejects.abort().await;
+        return Err(error.into());
+    }
+    let (stats, drift) = match decoded.and_then(|r| r.map_err(WindowError::from)) {
+        Ok(done) => done,
+        Err(e) => {
+            writer.abort().await;
+            rejects.abort().await;
+            return Err(e);
+        }
+    };
+    let files = writer.finish().await?;
+    let first_reject = rejects.finish().await?;
+    debug_assert_eq!(stats.rows_read, stats.rows_written + stats.rows_rejected);
+
+    let warnings: Vec<String> = drift
+        .iter()
+        .map(|d| match d {
+            SchemaDrift::UnknownColumn(c) => format!(
+                "{}: column `{c}` is not in schema {}; its values are not loaded",
+                file.file_name,
+                schema.qualified_name()
+            ),
+            SchemaDrift::MissingNullableColumn(c) => {
+                format!("{}: column `{c}` is missing; loaded as nulls", file.file_name)
+            }
+        })
+        .collect();
+    for warning in &warnings {
+        tracing::warn!(window = %window, dataset = %schema.dataset, "{warning}");
+    }
+    if stats.rows_rejected > 0 {
+        tracing::warn!(window = %window, dataset = %schema.dataset, rejected = stats.rows_rejected, rejects = %rejects_relative, "Rows did not fit the schema and were quarantined");
+    }
+    if plan.max_rejects.exceeded_by(&stats) {
+        return Err(WindowError::TooManyRejects(Box::new(TooManyRejects {
+            file: file.file_name.clone(),
+            schema: schema.qualified_name(),
+            read: stats.rows_read,
+            rejected: stats.rows_rejected,
+            limit: plan.max_rejects,
+            first: first_reject.unwrap_or_default(),
+            rejects_path: format!("{}/{rejects_relative}", plan.dest.display.trim_end_matches('/')),
+        })));
+    }
+    Ok(StagedDataset { dataset: schema.dataset.clone(), stats, files, warnings })
+}
+
+fn decode_csv_file(
+    path: &Path,
+    schema: Arc<DatasetSchema>,
+    file_name: String,
+    tx: tokio::sync::mpsc::Sender<crate::decode::csv::DecodedBatch>,
+) -> Result<(DecodeStats, Vec<SchemaDrift>), DecodeError> {
+    let input =
+        std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
+    let mut decoder = CsvDecoder::new(schema, file_name, std::io::BufReader::with_capacity(1 << 20, input))?;
+    while let Some(batch) = decoder.next_batch()? {
+        if tx.blocking_send(batch).is_err() {
+            // The writer stopped (and will report why); nothing more to do here.
+            break;
+        }
+    }
+    Ok((decoder.stats(), decoder.drift().to_vec()))
+}
+
+/// Publishes the staged datasets of a window and records it as done.
+async fn commit_window<S>(
+    plan: &SyncPlan<S>,
+    state: &StateStore,
+    source: &str,
+    window: Window,
+    export_id: Option<String>,
+    staged: Vec<StagedDataset>,
+) -> Result<WindowRecord, WindowError> {
+    // Datasets not in this run keep their previous record (their files are untouched).
+    let mut datasets = match state.load_window(source, window.date).await? {
+        Some(previous) if previous.status == WindowStatus::Done => previous.datasets,
+        _ => BTreeMap::new(),
+    };
+    let mut record = WindowRecord {
+        format_version: STATE_FORMAT_VERSION,
+        source: source.to_string(),
+        date: window.date,
+        window_start: window.start(),
+        window_end: window.end(),
+        status: WindowStatus::Publishing,
+        export_id,
+        run_id: plan.run_id.clone(),
+        filter: plan.filter.clone(),
+        finished_at: None,
+        datasets: datasets.clone(),
+    };
+    state.save_window(&record).await?;
+    for dataset in staged {
+        let files =
+            commit::publish_partition(&plan.dest, source, &dataset.dataset, window.date, &dataset.files)
+                .await?;
+        datasets.insert(
+            dataset.dataset,
+            DatasetRecord {
+                stats: dataset.stats,
+                bytes: files.iter().map(|f| f.bytes).sum(),
+                files,
+                warnings: dataset.warnings,
+            },
+        );
+    }
+    record.datasets = datasets;
+    record.status = WindowStatus::Done;
+    record.finished_at = Some(Utc::now());
+    state.save_window(&record).await?;
+    Ok(record)
+}
+
+/// Removes this run's staged files of a window that will not be committed.
+async fn discard_staging<S>(plan: &SyncPlan<S>, source: &str, window: Window) {
+    for schema in &plan.datasets {
+        let dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
+        if let Err(e) = commit::delete_dir(&plan.dest, &dir).await {
+            tracing::warn!(error = %e, "Could not remove staged files; they are invisible to readers and removed by a later run");
+        }
+    }
+}
+
+/// object_store leaves empty directories behind on local disk; tidy this run's staging tree.
+fn remove_local_staging(dest: &Destination, run_id: &str) {
+    if let Some(dir) = &dest.local_dir {
+        let staging = dir.join(layout::staging_root()).join(run_id);
+        let _ = std::fs::remove_dir_all(staging);
+    }
+}
+
+/// Streams rejected rows into `_cxlake/rejects/…/<run-id>.csv`, created on the first reject.
+struct RejectSink {
+    dest: Destination,
+    path: object_store::path::Path,
+    writer: Option<BufWriter>,
+    first: Option<String>,
+}
+
+impl RejectSink {
+    fn new(dest: &Destination, relative: &str) -> RejectSink {
+        RejectSink { dest: dest.clone(), path: dest.path(relative), writer: None, first: None }
+    }
+
+    async fn write(&mut self, rows: &[RejectedRow]) -> Result<(), SinkError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if self.first.is_none() {
+            self.first = Some(rows[0].to_string());
+        }
+        let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
+        if self.writer.is_none() {
+            let _ = csv.write_record(["file", "line", "column", "reason", "raw_record"]);
+            self.writer = Some(BufWriter::new(self.dest.store.clone(), self.path.clone()));
+        }
+        for row in rows {
+            let line = row.line.to_string();
+            let _ = csv.write_record([
+                row.file.as_bytes(),
+                line.as_bytes(),
+                row.column.as_deref().unwrap_or("").as_bytes(),
+                row.reason.as_bytes(),
+                &row.raw,
+            ]);
+        }
+        let bytes = csv.into_inner().unwrap_or_default();
+        let writer = self.writer.as_mut().expect("created above");
+        writer.write_all(&bytes).await.map_err(|e| SinkError::Store {
+            path: self.path.to_string(),
+            source: object_store::Error::Generic { store: "rejects", source: Box::new(e) },
+        })
+    }
+
+    /// Completes the file; returns the first reject, described, if there was any.
+    async fn finish(mut self) -> Result<Option<String>, SinkError> {
+        if let Some(mut writer) = self.writer.take() {
+            writer.shutdown().await.map_err(|e| SinkError::Store {
+                path: self.path.to_string(),
+                source: object_store::Error::Generic { store: "rejects", source: Box::new(e) },
+            })?;
+        }
+        Ok(self.first)
+    }
+
+    /// Keeps what was quarantined so far: rejected rows are evidence even when the window fails.
+    async fn abort(self) {
+        let _ = self.finish().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(read: u64, rejected: u64) -> DecodeStats {
+        DecodeStats { rows_read: read, rows_written: read - rejected, rows_rejected: rejected }
+    }
+
+    #[test]
+    fn reject_limits_by_rows_and_percent() {
+        assert_eq!(RejectLimit::parse("0"), Ok(RejectLimit::Rows(0)));
+        assert_eq!(RejectLimit::parse("0.5%"), Ok(RejectLimit::Percent(0.5)));
+        assert!(RejectLimit::parse("lots").is_err());
+        assert!(RejectLimit::parse("150%").is_err());
+        assert!(!RejectLimit::Rows(0).exceeded_by(&stats(10, 0)));
+        assert!(RejectLimit::Rows(0).exceeded_by(&stats(10, 1)));
+        assert!(!RejectLimit::Rows(2).exceeded_by(&stats(10, 2)));
+        assert!(!RejectLimit::Percent(10.0).exceeded_by(&stats(100, 10)));
+        assert!(RejectLimit::Percent(10.0).exceeded_by(&stats(100, 11)));
+        assert!(!RejectLimit::Percent(0.0).exceeded_by(&stats(0, 0)));
+    }
+}

@@ -1,0 +1,167 @@
+//! The run report: what a run did to each window, kept in `<dest>/_cxlake/runs/<run-id>.json`,
+//! printed as a table at the end, and turned into the process exit code.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodeStats;
+
+/// Process exit codes, documented in the README.
+pub mod exit_code {
+    /// Every window committed.
+    pub const OK: i32 = 0;
+    /// Some windows failed (or exceeded --max-rejects); the others are committed.
+    pub const PARTIAL: i32 = 1;
+    /// Usage, configuration or authentication error: nothing was attempted.
+    pub const USAGE: i32 = 2;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowOutcome {
+    Committed,
+    Failed,
+    /// Not attempted because the run stopped early (e.g. the API key was rejected).
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetReport {
+    #[serde(flatten)]
+    pub stats: DecodeStats,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    pub date: NaiveDate,
+    pub outcome: WindowOutcome,
+    pub export_id: Option<String>,
+    pub seconds: f64,
+    pub datasets: BTreeMap<String, DatasetReport>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub source: String,
+    pub dest: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub windows: Vec<WindowReport>,
+    /// Set when the run stopped before trying every window.
+    pub fatal_error: Option<String>,
+}
+
+impl RunReport {
+    pub fn committed(&self) -> usize {
+        self.windows.iter().filter(|w| w.outcome == WindowOutcome::Committed).count()
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        if self.fatal_error.is_some() && self.committed() == 0 {
+            exit_code::USAGE
+        } else if self.windows.iter().any(|w| w.outcome != WindowOutcome::Committed)
+            || self.fatal_error.is_some()
+        {
+            exit_code::PARTIAL
+        } else {
+            exit_code::OK
+        }
+    }
+
+    /// Rows written per dataset over all committed windows.
+    pub fn rows_by_dataset(&self) -> BTreeMap<String, (u64, usize, u64)> {
+        let mut totals: BTreeMap<String, (u64, usize, u64)> = BTreeMap::new();
+        for window in self.windows.iter().filter(|w| w.outcome == WindowOutcome::Committed) {
+            for (name, d) in &window.datasets {
+                let t = totals.entry(name.clone()).or_default();
+                t.0 += d.stats.rows_written;
+                t.1 += d.files;
+                t.2 += d.bytes;
+            }
+        }
+        totals
+    }
+
+    /// A plain-text summary for the terminal.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("run {} → {}\n", self.run_id, self.dest));
+        out.push_str(&format!(
+            "{:<12} {:<10} {:>9} {:>9} {:>7}  {}\n",
+            "window", "outcome", "rows", "rejected", "secs", "detail"
+        ));
+        for w in &self.windows {
+            let rows: u64 = w.datasets.values().map(|d| d.stats.rows_written).sum();
+            let rejected: u64 = w.datasets.values().map(|d| d.stats.rows_rejected).sum();
+            let outcome = match w.outcome {
+                WindowOutcome::Committed => "committed",
+                WindowOutcome::Failed => "FAILED",
+                WindowOutcome::Skipped => "skipped",
+            };
+            let detail = w
+                .error
+                .clone()
+                .unwrap_or_else(|| w.export_id.clone().map(|e| format!("export {e}")).unwrap_or_default());
+            out.push_str(&format!(
+                "{:<12} {:<10} {:>9} {:>9} {:>7.1}  {}\n",
+                w.date.to_string(),
+                outcome,
+                rows,
+                rejected,
+                w.seconds,
+                detail
+            ));
+        }
+        if let Some(error) = &self.fatal_error {
+            out.push_str(&format!("run stopped: {error}\n"));
+        }
+        let failed = self.windows.len() - self.committed();
+        out.push_str(&format!("{} window(s) committed, {} not\n", self.committed(), failed));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(outcome: WindowOutcome) -> WindowReport {
+        WindowReport {
+            date: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            outcome,
+            export_id: None,
+            seconds: 0.0,
+            datasets: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    fn report(windows: Vec<WindowReport>, fatal: Option<&str>) -> RunReport {
+        RunReport {
+            run_id: "r".into(),
+            source: "saltedcx".into(),
+            dest: "d".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            windows,
+            fatal_error: fatal.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn exit_code_says_what_happened() {
+        assert_eq!(report(vec![window(WindowOutcome::Committed)], None).exit_code(), 0);
+        assert_eq!(report(vec![], None).exit_code(), 0);
+        let partial = vec![window(WindowOutcome::Committed), window(WindowOutcome::Failed)];
+        assert_eq!(report(partial, None).exit_code(), 1);
+        assert_eq!(report(vec![window(WindowOutcome::Skipped)], Some("401")).exit_code(), 2);
+        let late_fatal = vec![window(WindowOutcome::Committed), window(WindowOutcome::Skipped)];
+        assert_eq!(report(late_fatal, Some("401")).exit_code(), 1);
+    }
+}

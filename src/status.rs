@@ -1,0 +1,225 @@
+//! `cxlake status`: what a destination holds, read from its bookkeeping only (no data file is
+//! listed or opened), per source and dataset: windows done, first and last day, gaps, rows,
+//! files, bytes, and the last run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Days, NaiveDate};
+use futures::TryStreamExt;
+use serde::Serialize;
+
+use crate::report::RunReport;
+use crate::sink::layout;
+use crate::sink::{Destination, SinkError};
+use crate::state::{StateStore, WindowStatus};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DatasetStatus {
+    pub windows_done: usize,
+    pub first_day: Option<NaiveDate>,
+    pub last_day: Option<NaiveDate>,
+    /// Days between the first and last done day that are not done, as inclusive ranges.
+    pub gaps: Vec<(NaiveDate, NaiveDate)>,
+    pub rows: u64,
+    pub rows_rejected: u64,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStatus {
+    pub source: String,
+    pub datasets: BTreeMap<String, DatasetStatus>,
+    /// Windows whose publishing was interrupted; the next run redoes them.
+    pub interrupted: Vec<NaiveDate>,
+    pub last_run: Option<RunSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    pub committed: usize,
+    pub not_committed: usize,
+}
+
+/// Collapses a set of missing days into inclusive ranges.
+pub fn gap_ranges(done: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut gaps = Vec::new();
+    let mut previous: Option<NaiveDate> = None;
+    for &day in done {
+        if let Some(prev) = previous {
+            let after = prev + Days::new(1);
+            if after < day {
+                gaps.push((after, day - Days::new(1)));
+            }
+        }
+        previous = Some(day);
+    }
+    gaps
+}
+
+pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkError> {
+    let state = StateStore::new(dest.clone());
+    let runs = latest_runs(dest, &state).await?;
+    let mut out = Vec::new();
+    for source in state.sources().await? {
+        let records = state.load_windows(&source).await?;
+        let mut done_days: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
+        let mut datasets: BTreeMap<String, DatasetStatus> = BTreeMap::new();
+        let mut interrupted = Vec::new();
+        for record in &records {
+            if record.status != WindowStatus::Done {
+                interrupted.push(record.date);
+                continue;
+            }
+            for (name, d) in &record.datasets {
+                done_days.entry(name.clone()).or_default().insert(record.date);
+                let s = datasets.entry(name.clone()).or_default();
+                s.windows_done += 1;
+                s.rows += d.stats.rows_written;
+                s.rows_rejected += d.stats.rows_rejected;
+                s.files += d.files.len();
+                s.bytes += d.bytes;
+            }
+        }
+        for (name, days) in &done_days {
+            let s = datasets.get_mut(name).expect("inserted together");
+            s.first_day = days.first().copied();
+            s.last_day = days.last().copied();
+            s.gaps = gap_ranges(days);
+        }
+        let last_run = runs.get(&source).map(|r| RunSummary {
+            run_id: r.run_id.clone(),
+            finished_at: r.finished_at,
+            committed: r.committed(),
+            not_committed: r.windows.len() - r.committed(),
+        });
+        out.push(SourceStatus { source, datasets, interrupted, last_run });
+    }
+    Ok(out)
+}
+
+/// The latest run report per source. Run ids start with a UTC timestamp, so they sort by time.
+async fn latest_runs(
+    dest: &Destination,
+    state: &StateStore,
+) -> Result<BTreeMap<String, RunReport>, SinkError> {
+    let dir = dest.path(&layout::runs_dir());
+    let mut names: Vec<String> = dest
+        .store
+        .list(Some(&dir))
+        .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
+        .try_collect()
+        .await
+        .map_err(|e| SinkError::store(&dir, e))?;
+    names.sort();
+    let mut latest = BTreeMap::new();
+    // Newest first; stop once every source has its latest run (bounded work on old lakes).
+    for name in names.iter().rev().take(50) {
+        let Some(run_id) = name.strip_suffix(".json") else { continue };
+        if let Some(report) = state.get_json::<RunReport>(&layout::run_report_file(run_id)).await? {
+            latest.entry(report.source.clone()).or_insert(report);
+        }
+    }
+    Ok(latest)
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
+    if sources.is_empty() {
+        return format!("{dest}: no cxlake data yet (nothing under _cxlake/state)\n");
+    }
+    let mut out = String::new();
+    for s in sources {
+        out.push_str(&format!("{dest} · {}\n", s.source));
+        out.push_str(&format!(
+            "  {:<11} {:>7} {:<10} {:<10} {:>11} {:>8} {:>6} {:>10}  {}\n",
+            "dataset", "windows", "first", "last", "rows", "rejected", "files", "bytes", "gaps"
+        ));
+        for (name, d) in &s.datasets {
+            let gaps = if d.gaps.is_empty() {
+                "none".to_string()
+            } else {
+                d.gaps
+                    .iter()
+                    .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}..{b}") })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let day = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+            let rows = if d.rows == 0 { "0 rows".to_string() } else { d.rows.to_string() };
+            out.push_str(&format!(
+                "  {:<11} {:>7} {:<10} {:<10} {:>11} {:>8} {:>6} {:>10}  {}\n",
+                name,
+                d.windows_done,
+                day(d.first_day),
+                day(d.last_day),
+                rows,
+                d.rows_rejected,
+                d.files,
+                human_bytes(d.bytes),
+                gaps
+            ));
+        }
+        if !s.interrupted.is_empty() {
+            let days: Vec<String> = s.interrupted.iter().map(|d| d.to_string()).collect();
+            out.push_str(&format!(
+                "  interrupted while publishing (redone by the next run): {}\n",
+                days.join(", ")
+            ));
+        }
+        match &s.last_run {
+            Some(r) => out.push_str(&format!(
+                "  last run: {} finished {} — {} window(s) committed, {} not\n",
+                r.run_id,
+                r.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.committed,
+                r.not_committed
+            )),
+            None => out.push_str("  last run: none recorded\n"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn gaps_are_collapsed_into_ranges() {
+        let done: BTreeSet<_> =
+            ["2024-01-01", "2024-01-02", "2024-01-05", "2024-01-07"].iter().map(|s| d(s)).collect();
+        assert_eq!(
+            gap_ranges(&done),
+            vec![(d("2024-01-03"), d("2024-01-04")), (d("2024-01-06"), d("2024-01-06"))]
+        );
+        assert!(gap_ranges(&BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn bytes_read_like_a_human_wrote_them() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+}
