@@ -128,20 +128,25 @@ impl PartWriter {
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if self.current.is_none() {
-            self.current = Some(self.open_next()?);
-        }
-        let file = self.current.as_mut().expect("opened above");
-        file.writer
-            .write(batch)
-            .await
-            .map_err(|source| SinkError::Parquet { path: file.path.to_string(), source })?;
-        file.rows += batch.num_rows() as u64;
-        if file.writer.bytes_written() + file.writer.in_progress_size() >= self.config.target_file_bytes {
-            self.close_current().await?;
+        // Slices of at most one row group (zero-copy), so files roll close to their target size
+        // even when a decoded batch is larger than a row group.
+        let step = self.config.row_group_rows.max(1);
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let slice = batch.slice(offset, step.min(batch.num_rows() - offset));
+            offset += slice.num_rows();
+            if self.current.is_none() {
+                self.current = Some(self.open_next()?);
+            }
+            let file = self.current.as_mut().expect("opened above");
+            file.writer
+                .write(&slice)
+                .await
+                .map_err(|source| SinkError::Parquet { path: file.path.to_string(), source })?;
+            file.rows += slice.num_rows() as u64;
+            if file.writer.bytes_written() + file.writer.in_progress_size() >= self.config.target_file_bytes {
+                self.close_current().await?;
+            }
         }
         Ok(())
     }

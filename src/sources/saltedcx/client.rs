@@ -18,7 +18,7 @@ use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
 use crate::sources::poll::PollConfig;
-use crate::window::Window;
+use chrono::{DateTime, Utc};
 
 /// The API key. Its `Debug` never shows the value.
 #[derive(Clone)]
@@ -199,24 +199,29 @@ impl SaltedCxClient {
             .map_err(|e| transport_error(context, e))
     }
 
-    /// `POST /api/v1/export` for one window.
+    /// `POST /api/v1/export` for `[from, to)` (the API allows at most 24 h).
     pub async fn create_export(
         &self,
-        window: Window,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
         datasets: &[String],
         contact: Option<&str>,
     ) -> Result<CreatedExport, ClientError> {
         let mut url = self.endpoint("api/v1/export")?;
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair("from", &window.start().format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            query.append_pair("to", &window.end().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            query.append_pair("from", &from.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            query.append_pair("to", &to.format("%Y-%m-%dT%H:%M:%SZ").to_string());
             query.append_pair("include", &datasets.join(","));
             if let Some(contact) = contact {
                 query.append_pair("contact", contact);
             }
         }
-        let context = format!("creating the export of {window}");
+        let context = format!(
+            "creating the export of {} to {}",
+            from.format("%Y-%m-%dT%H:%M:%SZ"),
+            to.format("%Y-%m-%dT%H:%M:%SZ")
+        );
         let response = self
             .api
             .post(url)

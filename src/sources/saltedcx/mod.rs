@@ -49,7 +49,10 @@ impl Source for SaltedCx {
         datasets: &[String],
         spool: &Path,
     ) -> Result<FetchedWindow, SourceError> {
-        let created = self.client.create_export(window, datasets, self.contact.as_deref()).await?;
+        let created = self
+            .client
+            .create_export(window.start(), window.end(), datasets, self.contact.as_deref())
+            .await?;
         tracing::info!(window = %window, export_id = %created.export_id, "Export created; waiting for it to complete");
         let status = self.client.wait_completed(&created).await?;
         let downloads = datasets.iter().map(|dataset| {

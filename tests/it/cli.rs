@@ -1,0 +1,227 @@
+//! The `cxlake` binary as a user runs it: flags, environment, exit codes and output.
+
+use cxlake::sources::saltedcx::emulator::{Emulator, EmulatorConfig};
+
+use crate::common::*;
+
+fn api_env(emulator: &Emulator) -> Vec<(&'static str, String)> {
+    vec![
+        ("SALTEDCX_API_URL", emulator.base_url().to_string()),
+        ("SALTEDCX_API_KEY", emulator.config().api_key.clone()),
+    ]
+}
+
+async fn run(args: &[&str], env: &[(&'static str, String)]) -> Output {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_cxlake(args, &env).await
+}
+
+fn sync_args<'a>(lake: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["sync", "saltedcx", "--dest", lake, "--poll-interval", "10ms"];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_without_from_is_a_usage_error_that_says_so() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = run(&sync_args(lake.path().to_str().unwrap(), &[]), &api_env(&emulator)).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("give --from"), "{}", out.stderr);
+    assert_eq!(emulator.stats().exports_created, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_from_sync_continues_after_the_last_done_window_and_fills_gaps() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap();
+    let report = lake.path().join("report.json");
+    let report_path = report.to_str().unwrap();
+    let env = api_env(&emulator);
+
+    let out = run(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-03"]), &env).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 window(s) committed"), "{}", out.stdout);
+
+    let out = run(&sync_args(dest, &["--to", "2024-03-05", "--report-json", report_path]), &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dates = |path: &std::path::Path| -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        json["windows"].as_array().unwrap().iter().map(|w| w["date"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(dates(&report), ["2024-03-03", "2024-03-04"]);
+
+    // A lost window in the middle is a gap: status shows it and the next run fills it.
+    std::fs::remove_file(lake.path().join("_cxlake/state/saltedcx/date=2024-03-02.json")).unwrap();
+    let status = run(&["status", "--dest", dest], &[]).await;
+    assert!(status.stdout.contains("2024-03-02"), "{}", status.stdout);
+    let out = run(
+        &sync_args(dest, &["--to", "2024-03-05", "--lookback-days", "1", "--report-json", report_path]),
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(dates(&report), ["2024-03-02", "2024-03-04"], "the gap, and one look-back day");
+
+    let out = run(&sync_args(dest, &["--to", "2024-03-05"]), &env).await;
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_api_key_exits_2_and_writes_no_data() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let mut env = api_env(&emulator);
+    env[1].1 = "definitely-wrong".into();
+    let out =
+        run(&sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-03"]), &env)
+            .await;
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("401") || out.stderr.contains("401"));
+    assert!(data_files(lake.path()).is_empty());
+    assert_eq!(emulator.stats().exports_created, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_window_makes_the_run_partial_with_exit_1() {
+    let config = EmulatorConfig { fail_dates: [date("2024-03-02")].into(), ..emulator_config() };
+    let emulator = emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = run(
+        &sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-04"]),
+        &api_env(&emulator),
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("FAILED") && out.stdout.contains("2 window(s) committed, 1 not"),
+        "{}",
+        out.stdout
+    );
+    let status = run(&["status", "--dest", lake.path().to_str().unwrap()], &[]).await;
+    assert!(status.stdout.contains("2024-03-02"), "gap shown: {}", status.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_are_caught_before_anything_is_attempted() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap();
+    let env = api_env(&emulator);
+    for (extra, expected) in [
+        (vec!["--from", "2024-03-01", "--datasets", "turn,calls"], "unknown dataset `calls`"),
+        (vec!["--from", "2024-03-01", "--datasets", ""], "--datasets is empty"),
+        (vec!["--from", "yesterday-ish"], "not a date or time"),
+        (vec!["--from", "2024-03-05", "--to", "2024-03-01"], "not before"),
+        (vec!["--from", "2999-01-01", "--to", "2999-01-02"], "has not ended yet"),
+        (vec!["--from", "2024-03-01", "--max-rejects", "lots"], "--max-rejects"),
+        (vec!["--from", "2024-03-01", "--api-url", "http://api.example.com"], "refusing plain http://"),
+    ] {
+        let out = run(&sync_args(dest, &extra), &env).await;
+        assert_eq!(out.code, 2, "{extra:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{extra:?}: {}", out.stderr);
+    }
+    let no_key = run(&sync_args(dest, &["--from", "2024-03-01"]), &env[..1]).await;
+    assert_eq!(no_key.code, 2);
+    assert!(no_key.stderr.contains("SALTEDCX_API_KEY"), "{}", no_key.stderr);
+    assert_eq!(emulator.stats().exports_created, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_export_never_replaces_a_full_window() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap();
+    let env = api_env(&emulator);
+    let out = run(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-02"]), &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let customer =
+        cxlake::sources::saltedcx::synth::day_plan(&emulator.config().synth, date("2024-03-01"), None)[0]
+            .customer;
+    let contact = cxlake::sources::saltedcx::synth::customer_email(customer);
+    let out =
+        run(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-02", "--contact", &contact]), &env)
+            .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("separate --dest"), "{}", out.stderr);
+
+    // Into its own destination it works, holds only that customer, and never records the contact.
+    let own = tempfile::tempdir().unwrap();
+    let own_dest = own.path().to_str().unwrap();
+    let out = run(
+        &sync_args(own_dest, &["--from", "2024-03-01", "--to", "2024-03-02", "--contact", &contact]),
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let customers = batch_rows(&read_partition(own.path(), "customer", date("2024-03-01")));
+    assert_eq!(customers.len(), 1);
+    for file in files_under(own.path()) {
+        let bytes = std::fs::read(own.path().join(&file)).unwrap();
+        assert!(!bytes.windows(contact.len()).any(|w| w == contact.as_bytes()), "{file} holds the contact");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_commands_describe_every_column() {
+    let list = run(&["schema", "list"], &[]).await;
+    assert_eq!(list.code, 0);
+    for dataset in DATASETS {
+        assert!(list.stdout.contains(&format!("saltedcx.{dataset}")), "{}", list.stdout);
+    }
+    let show = run(&["schema", "show", "saltedcx.engagement"], &[]).await;
+    assert_eq!(show.code, 0);
+    for needle in
+        ["attribute_04", "engagement_fact_03", "Timestamp(Microsecond, \"UTC\")", "Float64", "understanding"]
+    {
+        assert!(show.stdout.contains(needle), "{needle}: {}", show.stdout);
+    }
+    let unknown = run(&["schema", "show", "saltedcx.calls"], &[]).await;
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("saltedcx.turn"), "lists the known datasets: {}", unknown.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_exports_without_their_urls() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let env = api_env(&emulator);
+    run(&sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-03"]), &env)
+        .await;
+    let out = run(&["history", "saltedcx"], &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("COMPLETED") && out.stdout.contains("2 export(s)"), "{}", out.stdout);
+    assert!(!out.stdout.contains("X-Amz-Signature") && !out.stdout.contains("http"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_and_presigned_urls_never_reach_output_or_the_lake() {
+    let canary = "canary-key-7f3a91c2";
+    let config = EmulatorConfig { api_key: canary.into(), expire_downloads: 3, ..emulator_config() };
+    let emulator = emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = run(
+        &sync_args(
+            lake.path().to_str().unwrap(),
+            &["--from", "2024-03-01", "--to", "2024-03-03", "--log", "debug"],
+        ),
+        &api_env(&emulator),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("expired"), "refreshes are logged: {}", out.stderr);
+    for (what, text) in [("stdout", out.stdout.as_bytes()), ("stderr", out.stderr.as_bytes())] {
+        for secret in [canary, "X-Amz-Signature"] {
+            assert!(!text.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {what}");
+        }
+    }
+    for file in files_under(lake.path()) {
+        let bytes = std::fs::read(lake.path().join(&file)).unwrap();
+        for secret in [canary, "X-Amz-Signature"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in {file}");
+        }
+    }
+}

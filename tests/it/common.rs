@@ -1,0 +1,247 @@
+//! Shared helpers: emulators, plans, and reading a lake back with the parquet crate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use cxlake::cli::new_run_id;
+use cxlake::pipeline::{RejectLimit, SyncPlan};
+use cxlake::schema::{DatasetSchema, SchemaRegistry};
+use cxlake::sink::parquet::PartWriterConfig;
+use cxlake::sink::Destination;
+use cxlake::sources::saltedcx::client::{ApiKey, ClientConfig, SaltedCxClient};
+use cxlake::sources::saltedcx::emulator::{Emulator, EmulatorConfig};
+use cxlake::sources::saltedcx::synth::{self, SynthConfig};
+use cxlake::sources::saltedcx::{api, SaltedCx};
+use cxlake::window::Window;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const DATASETS: [&str; 5] = api::DATASETS;
+
+pub fn date(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("test date")
+}
+
+pub fn days(first: &str, count: u64) -> Vec<Window> {
+    (0..count).map(|i| Window::new(date(first) + chrono::Days::new(i))).collect()
+}
+
+/// A small tenant, so tests stay fast while still spanning several batches per file.
+pub fn small_tenant() -> SynthConfig {
+    SynthConfig { engagements_per_day: 60, ..SynthConfig::default() }
+}
+
+pub async fn emulator(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config, 0).await.expect("emulator starts on loopback")
+}
+
+pub fn emulator_config() -> EmulatorConfig {
+    EmulatorConfig { synth: small_tenant(), processing_polls: 1, ..EmulatorConfig::default() }
+}
+
+pub fn client_config(emulator: &Emulator) -> ClientConfig {
+    let mut config = ClientConfig::new(emulator.base_url(), ApiKey::new(emulator.config().api_key.clone()));
+    config.poll.initial_interval = Duration::from_millis(10);
+    config.poll.max_interval = Duration::from_millis(50);
+    config.poll.deadline = Duration::from_secs(20);
+    config
+}
+
+pub fn client(emulator: &Emulator) -> SaltedCxClient {
+    SaltedCxClient::new(client_config(emulator)).expect("client builds")
+}
+
+pub fn all_schemas() -> Vec<std::sync::Arc<DatasetSchema>> {
+    let registry = SchemaRegistry::embedded().unwrap();
+    DATASETS.iter().map(|d| registry.dataset("saltedcx", d).unwrap()).collect()
+}
+
+pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<SaltedCx> {
+    SyncPlan {
+        source: SaltedCx::new(client(emulator), None),
+        dest: Destination::parse(lake.to_str().unwrap()).unwrap(),
+        datasets: all_schemas(),
+        windows,
+        run_id: new_run_id(),
+        max_rejects: RejectLimit::Rows(0),
+        writer: PartWriterConfig::default(),
+        spool_dir: None,
+        filter: None,
+    }
+}
+
+/// Every file under `dir`, relative to it.
+pub fn files_under(dir: &Path) -> BTreeSet<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.insert(path.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The data files of the lake (bookkeeping excluded).
+pub fn data_files(lake: &Path) -> BTreeSet<String> {
+    files_under(lake).into_iter().filter(|f| !f.starts_with("_cxlake")).collect()
+}
+
+pub fn read_parquet_file(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+pub fn read_parquet_bytes(bytes: bytes::Bytes) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+/// Every batch of one dataset and day in the lake.
+pub fn read_partition(lake: &Path, dataset: &str, day: NaiveDate) -> Vec<RecordBatch> {
+    let dir: PathBuf = lake.join(format!("saltedcx/{dataset}/date={day}"));
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    files.sort();
+    files.iter().flat_map(|f| read_parquet_file(f)).collect()
+}
+
+/// A cell rendered canonically so the lake and the source CSV can be compared value by value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Int(i64),
+    Float(u64),
+    Bool(bool),
+}
+
+pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let cells = batch
+                .columns()
+                .iter()
+                .map(|column| {
+                    if column.is_null(row) {
+                        return Cell::Null;
+                    }
+                    match column.data_type() {
+                        DataType::Utf8 => Cell::Text(column.as_string::<i32>().value(row).to_string()),
+                        DataType::Int64 => Cell::Int(column.as_primitive::<Int64Type>().value(row)),
+                        DataType::Float64 => {
+                            Cell::Float(column.as_primitive::<Float64Type>().value(row).to_bits())
+                        }
+                        DataType::Boolean => Cell::Bool(column.as_boolean().value(row)),
+                        DataType::Timestamp(_, _) => {
+                            Cell::Int(column.as_primitive::<TimestampMicrosecondType>().value(row))
+                        }
+                        other => panic!("unexpected type {other}"),
+                    }
+                })
+                .collect();
+            rows.push(cells);
+        }
+    }
+    rows
+}
+
+/// The rows the emulator serves for one dataset and day, parsed independently of the decoder:
+/// the csv crate for the text, std/our value parsers for typed columns.
+pub fn expected_rows(config: &SynthConfig, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+    use cxlake::schema::value;
+    use cxlake::schema::ColumnType;
+    let (bytes, count) = synth::dataset_csv(config, &schema.dataset, day, None).unwrap();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let rows: Vec<Vec<Cell>> = reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            schema
+                .columns
+                .iter()
+                .map(|column| {
+                    let i = header.iter().position(|h| *h == column.name).expect("emulator has every column");
+                    let text = &record[i];
+                    if text.is_empty() {
+                        return Cell::Null;
+                    }
+                    match column.column_type {
+                        ColumnType::Utf8 => Cell::Text(text.to_string()),
+                        ColumnType::Int64 => Cell::Int(text.parse().unwrap()),
+                        ColumnType::Float64 => Cell::Float(text.parse::<f64>().unwrap().to_bits()),
+                        ColumnType::Boolean => Cell::Bool(text.parse().unwrap()),
+                        ColumnType::TimestampUtc => Cell::Int(value::parse_timestamp_micros(text).unwrap()),
+                        ColumnType::Date32 => Cell::Int(value::parse_date(text).unwrap() as i64),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len() as u64, count);
+    rows
+}
+
+/// Row counts per dataset for each day, straight from the generator.
+pub fn expected_counts(config: &SynthConfig, windows: &[Window]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for w in windows {
+        for dataset in DATASETS {
+            let (_, rows) = synth::dataset_csv(config, dataset, w.date, None).unwrap();
+            *counts.entry(dataset.to_string()).or_insert(0) += rows;
+        }
+    }
+    counts
+}
+
+/// The `cxlake` binary built for these tests.
+pub fn cxlake_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cxlake")
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary off the async workers (the emulator it talks to runs in this process).
+pub async fn run_cxlake(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(cxlake_bin())
+            .args(&args)
+            .env_remove("SALTEDCX_API_KEY")
+            .env_remove("SALTEDCX_API_URL")
+            .env_remove("CXLAKE_DEST")
+            .envs(env)
+            .output()
+            .expect("cxlake runs");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// An environment variable the Makefile sets for tests that need an external component.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `make test`, which installs and starts DuckDB and SeaweedFS")
+    })
+}

@@ -1,0 +1,10 @@
+//! All integration tests in one binary (one link, as delta-rs does): the client against the
+//! emulator, end-to-end syncs on local disk and on a real S3-compatible server, the command line,
+//! and DuckDB reading the lake back.
+
+mod cli;
+mod client;
+mod common;
+mod duckdb;
+mod s3;
+mod sync;
