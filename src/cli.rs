@@ -510,6 +510,10 @@ async fn history(args: HistoryArgs) -> Result<i32> {
 }
 
 async fn status(args: StatusArgs) -> Result<i32> {
+    // Looking must not create: a mistyped local path is an error, not a new empty lake.
+    if !args.dest.contains("://") && !Path::new(&args.dest).exists() {
+        return Err(usage(format!("destination {} does not exist", args.dest)));
+    }
     let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
     let sources = crate::status::lake_status(&dest).await?;
     if args.json {

@@ -225,3 +225,36 @@ async fn the_api_key_and_presigned_urls_never_reach_output_or_the_lake() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_can_come_from_a_file_with_a_warning_when_others_can_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let key_file = lake.path().join("saltedcx.key");
+    std::fs::write(&key_file, format!("{}\n", emulator.config().api_key)).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dest = lake.path().join("lake");
+    let args = sync_args(dest.to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-02"]);
+    let mut args: Vec<&str> = args;
+    args.extend(["--api-key-file", key_file.to_str().unwrap()]);
+    let env = vec![("SALTEDCX_API_URL", emulator.base_url().to_string())];
+    let out = run(&args, &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&args, &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("chmod 600"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_a_missing_directory_is_an_error_and_creates_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("typo");
+    let out = run(&["status", "--dest", missing.to_str().unwrap()], &[]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(!missing.exists());
+}
