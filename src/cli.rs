@@ -99,6 +99,10 @@ pub struct ConnectionArgs {
     /// Allow plain http:// API and download URLs to hosts other than loopback
     #[arg(long)]
     pub allow_http: bool,
+
+    /// Longest Retry-After to honour on a 429; a longer one fails the window as rate-limited
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub max_retry_wait: String,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +213,9 @@ pub struct EmulatorArgs {
     /// Days (YYYY-MM-DD) whose exports end FAILED, comma separated
     #[arg(long, value_delimiter = ',', value_name = "DATES")]
     pub fail_dates: Vec<chrono::NaiveDate>,
+    /// Inject faults from a TOML scenario: [[faults]] with endpoint, kind and times (see README)
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +300,7 @@ fn client_config(connection: &ConnectionArgs, api_key: ApiKey) -> Result<ClientC
         .map_err(|e| usage(format!("--api-url `{}` is not a URL: {e}", connection.api_url)))?;
     let mut config = ClientConfig::new(base_url, api_key);
     config.allow_http = connection.allow_http;
+    config.retry.max_retry_wait = parse_duration(&connection.max_retry_wait)?;
     Ok(config)
 }
 
@@ -526,7 +534,18 @@ async fn status(args: StatusArgs) -> Result<i32> {
 
 async fn run_emulator(args: EmulatorArgs) -> Result<i32> {
     let SourceName::Saltedcx = args.source;
+    let faults = match &args.faults {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read --faults {}: {e}", path.display())))?;
+            toml::from_str::<emulator::FaultScenario>(&text)
+                .map_err(|e| usage(format!("--faults {}: {e}", path.display())))?
+                .faults
+        }
+        None => Vec::new(),
+    };
     let config = EmulatorConfig {
+        faults,
         api_key: args.api_key.clone(),
         synth: SynthConfig { engagements_per_day: args.engagements_per_day, ..SynthConfig::default() },
         processing_polls: args.processing_polls,

@@ -10,6 +10,7 @@
 //! the async-job sources (poll schedule, deadline) live in [`poll`].
 
 pub mod poll;
+pub mod retry;
 pub mod saltedcx;
 
 use std::future::Future;

@@ -6,5 +6,6 @@ mod cli;
 mod client;
 mod common;
 mod duckdb;
+mod faults;
 mod s3;
 mod sync;

@@ -3,22 +3,33 @@
 //!
 //! Two `reqwest` clients on purpose: the API client sends `Authorization: Bearer <key>`, the
 //! download client sends nothing — presigned URLs carry their own signature and point at another
-//! host (S3), which must never see the API key. Both URLs and the key are credentials, so
-//! neither appears in any error or log line: transport errors are stripped of their URL and
-//! download problems name the dataset, not the URL.
+//! host (S3), which must never see the API key. Neither client follows redirects: a redirect
+//! would carry the request (and, for the API, its key) to a host nobody configured. Both URLs and
+//! the key are credentials, so neither appears in any error or log line: transport errors are
+//! stripped of their URL and download problems name the dataset, not the URL.
+//!
+//! Every request goes through [`RetryConfig`]: rate limits are waited out as the server asks
+//! (within `--max-retry-wait`), server errors and broken connections are retried with jittered
+//! backoff, anything else is an answer. Downloads resume with `Range` after a broken connection,
+//! and are checked against `Content-Length` and, when it is an MD5, the `ETag`, so a truncated or
+//! corrupted file is never handed to the decoder.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use reqwest::{Response, StatusCode};
-use tokio::io::AsyncWriteExt;
+use md5::{Digest, Md5};
+use reqwest::header::{HeaderMap, CONTENT_RANGE, ETAG, RANGE, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
 use crate::sources::poll::PollConfig;
-use chrono::{DateTime, Utc};
+use crate::sources::retry::{Decision, RetryConfig};
 
 /// The API key. Its `Debug` never shows the value.
 #[derive(Clone)]
@@ -53,8 +64,9 @@ pub struct ClientConfig {
     /// Permit plain `http://` to non-loopback hosts.
     pub allow_http: bool,
     pub poll: PollConfig,
+    pub retry: RetryConfig,
     pub connect_timeout: Duration,
-    /// Longest silence while reading any response body.
+    /// Longest silence while waiting for or reading any response.
     pub read_timeout: Duration,
     /// How often an expired download URL is replaced by a fresh one before the window fails.
     pub max_url_refreshes: u32,
@@ -67,6 +79,7 @@ impl ClientConfig {
             api_key,
             allow_http: false,
             poll: PollConfig::default(),
+            retry: RetryConfig::default(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             max_url_refreshes: 3,
@@ -93,12 +106,14 @@ pub enum ClientError {
     UrlExpired { dataset: String, refreshes: u32 },
     #[error("the download of {dataset} was refused (403) for a reason other than expiry")]
     DownloadForbidden { dataset: String },
+    #[error("{context}: rate-limited, retry later (the API asked to wait {wait_secs} s, more than --max-retry-wait)")]
+    RateLimited { context: String, wait_secs: u64 },
+    #[error("{context}: gave up after {attempts} attempts; last: {last}")]
+    RetriesExhausted { context: String, attempts: u32, last: String },
     #[error("{context}: HTTP {status}{detail}")]
     Http { context: String, status: u16, detail: String },
     #[error("{context}: {message}")]
     Transport { context: String, message: String },
-    #[error("the download of {dataset} was cut short: got {got} of {expected} bytes")]
-    Truncated { dataset: String, got: u64, expected: u64 },
     #[error("refusing plain http:// for the {what} at {host}: use https, or pass --allow-http on a trusted network")]
     InsecureUrl { what: &'static str, host: String },
     #[error("unexpected answer from {context}: {message}")]
@@ -137,6 +152,19 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// One HTTP answer, read whole (API answers are small JSON documents).
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+/// Why one attempt failed, for the retry decision and the WARN line.
+enum Attempt {
+    /// Connection refused, reset, timed out, or the body broke off.
+    Transport(String),
+    Status(StatusCode, Option<String>),
+}
+
 /// Talks to one Salted CX tenant.
 #[derive(Debug, Clone)]
 pub struct SaltedCxClient {
@@ -159,6 +187,7 @@ impl SaltedCxClient {
                 .user_agent(concat!("cxlake/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(config.connect_timeout)
                 .read_timeout(config.read_timeout)
+                .redirect(reqwest::redirect::Policy::none())
         };
         let transport = |e: reqwest::Error| ClientError::Transport {
             context: "building the HTTP client".into(),
@@ -190,13 +219,79 @@ impl SaltedCxClient {
         Ok(url)
     }
 
-    async fn api_get(&self, url: Url, context: &str) -> Result<Response, ClientError> {
-        self.api
-            .get(url)
-            .bearer_auth(self.config.api_key.expose())
-            .send()
-            .await
-            .map_err(|e| transport_error(context, e))
+    /// Sends an API request built by `request`, retrying per [`RetryConfig`]; returns the
+    /// first answer that is not retriable.
+    async fn call(&self, context: &str, request: impl Fn() -> RequestBuilder) -> Result<Answer, ClientError> {
+        let retry = self.config.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = match request().bearer_auth(self.config.api_key.expose()).send().await {
+                Err(e) => Err(Attempt::Transport(describe_transport(e))),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = header_text(response.headers(), RETRY_AFTER);
+                    match response.bytes().await {
+                        Err(e) => Err(Attempt::Transport(describe_transport(e))),
+                        // Answers that are not retriable (2xx, 4xx other than 429) are returned.
+                        Ok(body) if retry.for_status(status, None, Utc::now()) == Decision::GiveUp => {
+                            Ok(Answer { status, body })
+                        }
+                        Ok(_) => Err(Attempt::Status(status, retry_after)),
+                    }
+                }
+            };
+            match outcome {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => self.wait_before_retry(context, attempt, failure).await?,
+            }
+        }
+    }
+
+    /// Decides about a failed attempt: returns after the wait if another attempt is due.
+    async fn wait_before_retry(
+        &self,
+        context: &str,
+        attempt: u32,
+        failure: Attempt,
+    ) -> Result<(), ClientError> {
+        let retry = self.config.retry;
+        let (decision, why) = match &failure {
+            Attempt::Transport(message) => (Decision::Backoff, message.clone()),
+            Attempt::Status(status, retry_after) => (
+                retry.for_status(*status, retry_after.as_deref(), Utc::now()),
+                format!("HTTP {}", status.as_u16()),
+            ),
+        };
+        let wait = match decision {
+            Decision::GiveUp => {
+                return Err(match failure {
+                    Attempt::Transport(message) => {
+                        ClientError::Transport { context: context.into(), message }
+                    }
+                    Attempt::Status(status, _) => ClientError::Http {
+                        context: context.into(),
+                        status: status.as_u16(),
+                        detail: String::new(),
+                    },
+                })
+            }
+            Decision::RateLimited(wait) => {
+                return Err(ClientError::RateLimited { context: context.into(), wait_secs: wait.as_secs() })
+            }
+            Decision::WaitFor(wait) => wait,
+            Decision::Backoff => retry.backoff(attempt),
+        };
+        if attempt >= retry.max_attempts {
+            return Err(ClientError::RetriesExhausted {
+                context: context.into(),
+                attempts: attempt,
+                last: why,
+            });
+        }
+        tracing::warn!(what = context, why = %why, attempt, wait_ms = wait.as_millis() as u64, "Retrying after a transient failure");
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// `POST /api/v1/export` for `[from, to)` (the API allows at most 24 h).
@@ -222,14 +317,8 @@ impl SaltedCxClient {
             from.format("%Y-%m-%dT%H:%M:%SZ"),
             to.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        let response = self
-            .api
-            .post(url)
-            .bearer_auth(self.config.api_key.expose())
-            .send()
-            .await
-            .map_err(|e| transport_error(&context, e))?;
-        let created: CreatedExport = self.json(response, &context, None).await?;
+        let answer = self.call(&context, || self.api.post(url.clone())).await?;
+        let created: CreatedExport = self.json(answer, &context, None)?;
         if created.export_id.is_empty() || created.status_url.is_empty() {
             return Err(ClientError::Protocol { context, message: "empty exportId or statusUrl".into() });
         }
@@ -239,8 +328,9 @@ impl SaltedCxClient {
     /// `GET` the status at `status_url` (relative, as the API returns it).
     pub async fn status(&self, export_id: &str, status_url: &str) -> Result<ExportStatus, ClientError> {
         let context = format!("reading the status of export {export_id}");
-        let response = self.api_get(self.endpoint(status_url)?, &context).await?;
-        self.json(response, &context, Some(export_id)).await
+        let url = self.endpoint(status_url)?;
+        let answer = self.call(&context, || self.api.get(url.clone())).await?;
+        self.json(answer, &context, Some(export_id))
     }
 
     /// The status URL of an export id (for exports found in the history or a state record).
@@ -261,7 +351,7 @@ impl SaltedCxClient {
                 ExportState::Failed => {
                     return Err(ClientError::ExportFailed {
                         export_id: created.export_id.clone(),
-                        error: status.error.unwrap_or_else(|| "no error given".into()),
+                        error: self.scrub(status.error.as_deref().unwrap_or("no error given")),
                     })
                 }
                 ExportState::Processing => {}
@@ -281,8 +371,9 @@ impl SaltedCxClient {
     /// `GET /api/v1/export/history`: the most recent exports (up to 100).
     pub async fn history(&self) -> Result<Vec<ExportStatus>, ClientError> {
         let context = "reading the export history";
-        let response = self.api_get(self.endpoint("api/v1/export/history")?, context).await?;
-        self.json(response, context, None).await
+        let url = self.endpoint("api/v1/export/history")?;
+        let answer = self.call(context, || self.api.get(url.clone())).await?;
+        self.json(answer, context, None)
     }
 
     /// Downloads `dataset` of a COMPLETED export into `path`, asking the status endpoint for a
@@ -324,6 +415,8 @@ impl SaltedCxClient {
         }
     }
 
+    /// One presigned URL into `path`: resumes with `Range` after a broken connection, retries
+    /// server errors, and verifies length and MD5 ETag before reporting success.
     async fn download(&self, url: &str, dataset: &str, path: &Path) -> Result<u64, DownloadFailure> {
         let context = format!("downloading {dataset}");
         let url = Url::parse(url).map_err(|_| ClientError::Protocol {
@@ -331,50 +424,96 @@ impl SaltedCxClient {
             message: "the download URL is not a URL".into(),
         })?;
         check_url(&url, "download URL", self.config.allow_http)?;
-        let response = self.downloads.get(url).send().await.map_err(|e| transport_error(&context, e))?;
-        match response.status() {
-            s if s.is_success() => {}
-            StatusCode::FORBIDDEN => {
-                // S3 says "Request has expired" for a presigned URL past its lifetime. The body
-                // is not quoted anywhere: S3 error bodies can echo the signature.
-                let body = response.text().await.unwrap_or_default();
-                return Err(if body.to_ascii_lowercase().contains("expired") {
-                    DownloadFailure::Expired
-                } else {
-                    ClientError::DownloadForbidden { dataset: dataset.to_string() }.into()
-                });
-            }
-            s => return Err(ClientError::Http { context, status: s.as_u16(), detail: String::new() }.into()),
-        }
-        let expected = response.content_length();
         let spool_error = |source| ClientError::Spool { path: path.display().to_string(), source };
-        let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(spool_error)?);
-        let mut got = 0u64;
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| transport_error(&context, e))?;
-            got += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(spool_error)?;
-        }
-        file.flush().await.map_err(spool_error)?;
-        file.into_inner().sync_all().await.map_err(spool_error)?;
-        if let Some(expected) = expected {
-            if got != expected {
-                return Err(ClientError::Truncated { dataset: dataset.to_string(), got, expected }.into());
+        let mut file = tokio::fs::File::create(path).await.map_err(spool_error)?;
+        let mut have = 0u64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.downloads.get(url.clone());
+            if have > 0 {
+                request = request.header(RANGE, format!("bytes={have}-"));
             }
+            let failure = match request.send().await {
+                Err(e) => Attempt::Transport(describe_transport(e)),
+                Ok(response) => {
+                    let status = response.status();
+                    match status {
+                        StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                            let resumed = status == StatusCode::PARTIAL_CONTENT
+                                && content_range_start(response.headers()) == Some(have);
+                            if !resumed && have > 0 {
+                                // The server sent the whole file again: start over.
+                                file.set_len(0).await.map_err(spool_error)?;
+                                file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
+                                have = 0;
+                            }
+                            let total = if resumed {
+                                content_range_total(response.headers())
+                            } else {
+                                response.content_length()
+                            };
+                            let etag = header_text(response.headers(), ETAG);
+                            let mut body = response.bytes_stream();
+                            let mut broken = None;
+                            while let Some(chunk) = body.next().await {
+                                match chunk {
+                                    Ok(chunk) => {
+                                        file.write_all(&chunk).await.map_err(spool_error)?;
+                                        have += chunk.len() as u64;
+                                    }
+                                    Err(e) => {
+                                        broken = Some(describe_transport(e));
+                                        break;
+                                    }
+                                }
+                            }
+                            file.flush().await.map_err(spool_error)?;
+                            match (broken, total) {
+                                (Some(why), _) => Attempt::Transport(format!("{why} after {have} bytes")),
+                                (None, Some(total)) if have != total => {
+                                    Attempt::Transport(format!("body ended after {have} of {total} bytes"))
+                                }
+                                (None, _) => match verify_md5_etag(path, etag.as_deref()).await {
+                                    Ok(()) => {
+                                        file.sync_all().await.map_err(spool_error)?;
+                                        return Ok(have);
+                                    }
+                                    Err(why) => {
+                                        file.set_len(0).await.map_err(spool_error)?;
+                                        file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
+                                        have = 0;
+                                        Attempt::Transport(why)
+                                    }
+                                },
+                            }
+                        }
+                        StatusCode::FORBIDDEN => {
+                            // S3 says "Request has expired" for a presigned URL past its lifetime.
+                            // The body is not quoted anywhere: S3 error bodies can echo the signature.
+                            let body = response.text().await.unwrap_or_default();
+                            return Err(if body.to_ascii_lowercase().contains("expired") {
+                                DownloadFailure::Expired
+                            } else {
+                                ClientError::DownloadForbidden { dataset: dataset.to_string() }.into()
+                            });
+                        }
+                        _ => Attempt::Status(status, header_text(response.headers(), RETRY_AFTER)),
+                    }
+                }
+            };
+            self.wait_before_retry(&context, attempt, failure).await?;
         }
-        Ok(got)
     }
 
     /// Decodes a JSON answer, or turns an error status into the matching [`ClientError`].
-    async fn json<T: for<'de> serde::Deserialize<'de>>(
+    fn json<T: for<'de> serde::Deserialize<'de>>(
         &self,
-        response: Response,
+        answer: Answer,
         context: &str,
         export_id: Option<&str>,
     ) -> Result<T, ClientError> {
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| transport_error(context, e))?;
+        let Answer { status, body } = answer;
         match status {
             s if s.is_success() => serde_json::from_slice(&body)
                 .map_err(|e| ClientError::Protocol { context: context.to_string(), message: e.to_string() }),
@@ -426,15 +565,68 @@ impl From<ClientError> for DownloadFailure {
     }
 }
 
-fn transport_error(context: &str, error: reqwest::Error) -> ClientError {
+fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `Content-Range: bytes 100-199/200` → 100.
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = header_text(headers, CONTENT_RANGE)?;
+    value.strip_prefix("bytes ")?.split('-').next()?.parse().ok()
+}
+
+/// `Content-Range: bytes 100-199/200` → 200.
+fn content_range_total(headers: &HeaderMap) -> Option<u64> {
+    header_text(headers, CONTENT_RANGE)?.rsplit('/').next()?.parse().ok()
+}
+
+/// S3 gives a single-part object's MD5 as its ETag (multipart ETags contain a `-` and are not
+/// checksums). When the ETag is an MD5, the downloaded bytes must match it.
+async fn verify_md5_etag(path: &Path, etag: Option<&str>) -> Result<(), String> {
+    let Some(expected) =
+        etag.map(|e| e.trim().trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
+    else {
+        return Ok(());
+    };
+    if expected.len() != 32 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let path = path.to_path_buf();
+    let actual = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Md5::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if actual == expected {
+        Ok(())
+    } else {
+        Err("the downloaded bytes do not match the ETag (MD5); the file was corrupted in transit".into())
+    }
+}
+
+/// A transport error as text, without the URL: a presigned URL is a credential.
+fn describe_transport(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
         "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "connection broke while reading the body"
     } else {
         "transport error"
     };
-    // `without_url`: a presigned URL is a credential and must not reach a log.
     let error = error.without_url();
     let mut message = format!("{kind}: {error}");
     let mut source = std::error::Error::source(&error);
@@ -442,7 +634,7 @@ fn transport_error(context: &str, error: reqwest::Error) -> ClientError {
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    ClientError::Transport { context: context.to_string(), message }
+    message
 }
 
 #[cfg(test)]

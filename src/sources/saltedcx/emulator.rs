@@ -9,19 +9,26 @@
 //! synthetic tenant of [`super::synth`], so a test knows exactly which rows must land.
 //!
 //! Knobs in [`EmulatorConfig`] make the unusual paths reproducible: how many polls an export
-//! stays PROCESSING, which windows FAIL, and how many downloads are answered "expired".
+//! stays PROCESSING, which windows FAIL, how many downloads are answered "expired", and a
+//! scenario of [`Fault`]s — rate limits with `Retry-After`, 5xx, resets, slow answers, truncated
+//! or corrupted downloads — injected in order on the endpoints they name. Downloads honour
+//! `Range: bytes=N-` and carry the body's MD5 as `ETag`, as S3 does for single-part objects.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
+use md5::Md5;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -45,6 +52,64 @@ pub struct EmulatorConfig {
     pub fail_dates: BTreeSet<NaiveDate>,
     /// The first N downloads are answered "Request has expired", as if the client were slow.
     pub expire_downloads: u32,
+    /// Faults to inject, each on the first matching requests, in order.
+    pub faults: Vec<Fault>,
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    Create,
+    Status,
+    History,
+    Download,
+    Any,
+}
+
+/// What goes wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// 429 with `Retry-After` in seconds, or as an HTTP-date that many seconds ahead.
+    RateLimit {
+        seconds: u64,
+        #[serde(default)]
+        http_date: bool,
+    },
+    /// An error status, e.g. 500, 502, 503.
+    Status { code: u16 },
+    /// Headers are sent, then the connection breaks before the body.
+    Reset,
+    /// The answer comes this late (longer than the client's read timeout: a timeout).
+    Delay { millis: u64 },
+    /// The body breaks off after this many bytes (its Content-Length promised more).
+    Truncate { bytes: u64 },
+    /// One byte of the body is changed (length intact; only a checksum notices).
+    Corrupt,
+}
+
+/// One injected fault: `kind` on the next `times` requests to `endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub endpoint: Endpoint,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A scenario file for `cxlake emulator --faults FILE`: `[[faults]]` tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultScenario {
+    #[serde(default)]
+    pub faults: Vec<Fault>,
 }
 
 impl Default for EmulatorConfig {
@@ -56,6 +121,7 @@ impl Default for EmulatorConfig {
             url_ttl: Duration::from_secs(3600),
             fail_dates: BTreeSet::new(),
             expire_downloads: 0,
+            faults: Vec::new(),
         }
     }
 }
@@ -69,6 +135,9 @@ pub struct EmulatorStats {
     pub downloads_expired: u64,
     /// Download requests that carried an Authorization header: the key leaked to the file host.
     pub downloads_with_authorization: u64,
+    pub faults_injected: u64,
+    /// Download requests that asked for a byte range (resumed downloads).
+    pub range_requests: u64,
 }
 
 struct Job {
@@ -96,6 +165,8 @@ struct Inner {
     order: Vec<String>,
     stats: EmulatorStats,
     expire_remaining: u32,
+    /// Faults still to inject, with how many times each has left.
+    faults: Vec<(Fault, u32)>,
 }
 
 /// A running emulator. Dropping it (or [`Emulator::shutdown`]) stops the server.
@@ -114,7 +185,11 @@ impl Emulator {
         let base_url = Url::parse(&format!("http://{addr}/")).expect("loopback URL parses");
         let shared = Arc::new(Shared {
             secret: uuid::Uuid::new_v4().to_string(),
-            inner: Mutex::new(Inner { expire_remaining: config.expire_downloads, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                expire_remaining: config.expire_downloads,
+                faults: config.faults.iter().map(|f| (f.clone(), f.times)).collect(),
+                ..Inner::default()
+            }),
             config,
             base_url,
         });
@@ -179,7 +254,90 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/export/history", get(history))
         .route("/api/v1/export/{id}/status", get(status))
         .route("/download/{id}/{file}", get(download))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), inject_faults))
         .with_state(shared)
+}
+
+fn endpoint_of(method: &Method, path: &str) -> Endpoint {
+    if path.starts_with("/download/") {
+        Endpoint::Download
+    } else if path == "/api/v1/export/history" {
+        Endpoint::History
+    } else if method == Method::POST {
+        Endpoint::Create
+    } else {
+        Endpoint::Status
+    }
+}
+
+impl Shared {
+    /// The next fault for this endpoint, consuming one of its remaining times.
+    fn take_fault(&self, endpoint: Endpoint) -> Option<FaultKind> {
+        let mut inner = self.inner.lock().expect("emulator lock");
+        let slot = inner
+            .faults
+            .iter_mut()
+            .find(|(f, left)| *left > 0 && (f.endpoint == endpoint || f.endpoint == Endpoint::Any))?;
+        slot.1 -= 1;
+        let kind = slot.0.kind.clone();
+        inner.stats.faults_injected += 1;
+        Some(kind)
+    }
+}
+
+async fn inject_faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let endpoint = endpoint_of(request.method(), request.uri().path());
+    let Some(fault) = shared.take_fault(endpoint) else {
+        return next.run(request).await;
+    };
+    match fault {
+        FaultKind::RateLimit { seconds, http_date } => {
+            let value = if http_date {
+                (Utc::now() + chrono::Duration::seconds(seconds as i64 + 1))
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string()
+            } else {
+                seconds.to_string()
+            };
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, value)], "rate limit exceeded")
+                .into_response()
+        }
+        FaultKind::Status { code } => {
+            (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected fault")
+                .into_response()
+        }
+        FaultKind::Delay { millis } => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            next.run(request).await
+        }
+        FaultKind::Reset => break_body(next.run(request).await, 0).await,
+        FaultKind::Truncate { bytes } => break_body(next.run(request).await, bytes).await,
+        FaultKind::Corrupt => {
+            let (parts, body) = next.run(request).await.into_parts();
+            let mut bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default().to_vec();
+            if !bytes.is_empty() {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x20;
+            }
+            Response::from_parts(parts, Body::from(bytes))
+        }
+    }
+}
+
+/// Sends the headers (with the full Content-Length) and `keep` bytes, then breaks the connection.
+async fn break_body(response: Response, keep: u64) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len() as u64));
+    let head = bytes.slice(..(keep as usize).min(bytes.len()));
+    // Pause before breaking, so the bytes sent so far reach the client as they would on a real
+    // network, instead of being discarded with the connection.
+    let head = futures::stream::iter([Ok::<_, std::io::Error>(head)]);
+    let break_off = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))
+    });
+    Response::from_parts(parts, Body::from_stream(futures::StreamExt::chain(head, break_off)))
 }
 
 fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -377,8 +535,41 @@ async fn download(
         synth::write_dataset(&config, &dataset, from, to, only_customer, &mut bytes).map(|_| bytes)
     })
     .await;
-    match generated {
-        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "generation failed").into_response(),
+    let bytes = match generated {
+        Ok(Ok(bytes)) => bytes,
+        _ => return (StatusCode::INTERNAL_SERVER_ERROR, "generation failed").into_response(),
+    };
+    let etag = format!("\"{}\"", hex::encode(Md5::digest(&bytes)));
+    let total = bytes.len();
+    let start = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<usize>().ok());
+    match start {
+        Some(start) if start < total => {
+            shared.inner.lock().expect("emulator lock").stats.range_requests += 1;
+            let range = format!("bytes {start}-{}/{total}", total - 1);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::ETAG, etag),
+                    (header::CONTENT_RANGE, range),
+                ],
+                bytes[start..].to_vec(),
+            )
+                .into_response()
+        }
+        _ => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::ETAG, etag),
+                (header::ACCEPT_RANGES, "bytes".into()),
+            ],
+            bytes,
+        )
+            .into_response(),
     }
 }
