@@ -13,9 +13,10 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
-use crate::pipeline::{self, RejectLimit, SyncPlan};
+use crate::pipeline::{self, RejectLimit, RunError, SyncPlan};
 use crate::report::{exit_code, RunReport};
 use crate::schema::{DatasetSchema, SchemaRegistry};
+use crate::sink::lock::LockError;
 use crate::sink::parquet::PartWriterConfig;
 use crate::sink::Destination;
 use crate::sources::poll::PollConfig;
@@ -43,7 +44,8 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
     long_about = "cxlake pulls raw exports from customer-experience platforms (Salted CX first), parses every \
 file against a declared Arrow schema and writes Hive-partitioned Parquet to a local directory or an \
 S3-compatible bucket. Re-running a window replaces it; bookkeeping lives under <dest>/_cxlake/.\n\n\
-Exit codes: 0 all windows committed, 1 some windows failed, 2 usage/configuration/authentication error."
+Exit codes: 0 all windows committed, 1 some windows failed, 2 usage/configuration/authentication error, \
+3 the destination is locked by another run."
 )]
 pub struct Cli {
     /// Log filter (error, warn, info, debug, or a tracing directive such as cxlake=debug)
@@ -160,6 +162,11 @@ pub struct SyncArgs {
     /// Also write the run report as JSON to this file
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
+
+    /// A run's destination lock expires this long after its last heartbeat (a killed run's lock
+    /// on another host is taken over after it; on this host at once)
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lock_ttl: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -435,11 +442,21 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         writer: PartWriterConfig::default(),
         spool_dir: args.spool_dir.clone(),
         filter,
+        lock_ttl: parse_duration(&args.lock_ttl)?,
     };
-    let report = pipeline::run_sync(&plan).await?;
+    let report = run_holding_lock(&plan).await?;
     print!("{}", report.render());
     write_report_json(args.report_json.as_deref(), &report)?;
     Ok(report.exit_code())
+}
+
+/// Runs a plan; a destination locked by another run surfaces as [`Locked`] (exit code 3).
+async fn run_holding_lock(plan: &SyncPlan<SaltedCx>) -> Result<RunReport> {
+    match pipeline::run_sync(plan).await {
+        Ok(report) => Ok(report),
+        Err(RunError::Lock(LockError::Locked(locked))) => Err(locked.into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn write_report_json(path: Option<&Path>, report: &RunReport) -> Result<()> {
@@ -588,6 +605,7 @@ async fn demo(args: DemoArgs) -> Result<i32> {
         writer: PartWriterConfig::default(),
         spool_dir: None,
         filter: None,
+        lock_ttl: Duration::from_secs(120),
     };
     println!(
         "syncing {} day(s) from {} to {} into {}",
@@ -596,7 +614,7 @@ async fn demo(args: DemoArgs) -> Result<i32> {
         today.date_naive(),
         args.dest
     );
-    let report = pipeline::run_sync(&plan).await?;
+    let report = run_holding_lock(&plan).await?;
     emulator.shutdown().await;
     print!("{}", report.render());
     println!("\n{:<12} {:>9} {:>6} {:>12}", "dataset", "rows", "files", "bytes");

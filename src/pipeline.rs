@@ -22,6 +22,7 @@ use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::DatasetSchema;
 use crate::sink::commit;
 use crate::sink::layout;
+use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::{Destination, SinkError};
 use crate::sources::{FailureScope, FetchedFile, FileFormat, Source, SourceError};
@@ -82,6 +83,17 @@ pub struct SyncPlan<S> {
     pub spool_dir: Option<PathBuf>,
     /// Fingerprint of an export filter (`--contact`), recorded with each window.
     pub filter: Option<String>,
+    /// How long the destination lock lives without a heartbeat (a dead run's lock expires).
+    pub lock_ttl: std::time::Duration,
+}
+
+/// Why a run could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +104,8 @@ pub enum WindowError {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     TooManyRejects(Box<TooManyRejects>),
     #[error("cannot use the spool directory: {0}")]
@@ -104,6 +118,7 @@ impl WindowError {
     fn scope(&self) -> FailureScope {
         match self {
             WindowError::Source(e) => e.scope,
+            WindowError::Lock(_) => FailureScope::Run,
             _ => FailureScope::Window,
         }
     }
@@ -131,8 +146,17 @@ pub struct StagedDataset {
     pub warnings: Vec<String>,
 }
 
-/// Runs every window of the plan and writes the run report into the destination.
-pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkError> {
+/// Runs every window of the plan, holding the destination's lock, and writes the run report
+/// into the destination.
+pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunError> {
+    let lock = DestLock::acquire(&plan.dest, &plan.run_id, plan.lock_ttl).await?;
+    let report = run_windows(plan, &lock).await;
+    remove_local_staging(&plan.dest, &plan.run_id);
+    lock.release().await?;
+    Ok(report?)
+}
+
+async fn run_windows<S: Source>(plan: &SyncPlan<S>, lock: &DestLock) -> Result<RunReport, SinkError> {
     let state = StateStore::new(plan.dest.clone());
     let started_at = Utc::now();
     let mut windows = Vec::with_capacity(plan.windows.len());
@@ -151,7 +175,7 @@ pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkEr
         }
         let started = Instant::now();
         tracing::info!(source = plan.source.name(), window = %window, "Window started");
-        let result = run_window(plan, &state, *window).await;
+        let result = run_window(plan, &state, lock, *window).await;
         let seconds = started.elapsed().as_secs_f64();
         let report = match result {
             Ok(record) => {
@@ -206,13 +230,13 @@ pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkEr
         fatal_error,
     };
     state.put_json(&layout::run_report_file(&plan.run_id), &report).await?;
-    remove_local_staging(&plan.dest, &plan.run_id);
     Ok(report)
 }
 
 async fn run_window<S: Source>(
     plan: &SyncPlan<S>,
     state: &StateStore,
+    lock: &DestLock,
     window: Window,
 ) -> Result<WindowRecord, WindowError> {
     let spool = match &plan.spool_dir {
@@ -240,6 +264,11 @@ async fn run_window<S: Source>(
             return Err(e);
         }
     };
+    // Publish only while this run still holds the destination.
+    if let Err(e) = lock.ensure_held().await {
+        discard_staging(plan, source, window).await;
+        return Err(e.into());
+    }
     let record = commit_window(plan, state, source, window, fetched.export_id, staged).await;
     if record.is_err() {
         discard_staging(plan, source, window).await;

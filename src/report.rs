@@ -16,6 +16,8 @@ pub mod exit_code {
     pub const PARTIAL: i32 = 1;
     /// Usage, configuration or authentication error: nothing was attempted.
     pub const USAGE: i32 = 2;
+    /// Another run holds the destination's lock: nothing was attempted.
+    pub const LOCKED: i32 = 3;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

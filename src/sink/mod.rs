@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod layout;
+pub mod lock;
 pub mod parquet;
 pub mod store;
 

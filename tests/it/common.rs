@@ -73,6 +73,7 @@ pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<
         writer: PartWriterConfig::default(),
         spool_dir: None,
         filter: None,
+        lock_ttl: Duration::from_secs(30),
     }
 }
 

@@ -7,5 +7,6 @@ mod client;
 mod common;
 mod duckdb;
 mod faults;
+mod lock;
 mod s3;
 mod sync;

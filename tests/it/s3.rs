@@ -10,14 +10,14 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::common::*;
 
-struct S3 {
+pub struct S3 {
     endpoint: String,
-    bucket: String,
+    pub bucket: String,
     key_id: String,
     secret: String,
 }
 
-fn s3() -> S3 {
+pub fn s3() -> S3 {
     S3 {
         endpoint: required_env("CXLAKE_TEST_S3_ENDPOINT"),
         bucket: required_env("CXLAKE_TEST_S3_BUCKET"),
@@ -27,7 +27,7 @@ fn s3() -> S3 {
 }
 
 impl S3 {
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ALLOW_HTTP", "true".into()),
@@ -37,7 +37,7 @@ impl S3 {
         ]
     }
 
-    fn store(&self) -> impl ObjectStore {
+    pub fn store(&self) -> impl ObjectStore {
         AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)
