@@ -150,6 +150,7 @@ pub struct StagedDataset {
 /// into the destination.
 pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunError> {
     let lock = DestLock::acquire(&plan.dest, &plan.run_id, plan.lock_ttl).await?;
+    sweep_abandoned_staging(&plan.dest).await;
     let report = run_windows(plan, &lock).await;
     remove_local_staging(&plan.dest, &plan.run_id);
     lock.release().await?;
@@ -434,6 +435,19 @@ async fn discard_staging<S>(plan: &SyncPlan<S>, source: &str, window: Window) {
         if let Err(e) = commit::delete_dir(&plan.dest, &dir).await {
             tracing::warn!(error = %e, "Could not remove staged files; they are invisible to readers and removed by a later run");
         }
+    }
+}
+
+/// Removes what killed runs left in staging. Only called while holding the destination lock,
+/// so no other run can be writing there.
+async fn sweep_abandoned_staging(dest: &Destination) {
+    match commit::delete_dir(dest, &layout::staging_root()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "Removed staged files left by an interrupted run"),
+        Err(e) => tracing::warn!(error = %e, "Could not sweep abandoned staging; it is invisible to readers"),
+    }
+    if let Some(dir) = &dest.local_dir {
+        let _ = std::fs::remove_dir_all(dir.join(layout::staging_root()));
     }
 }
 

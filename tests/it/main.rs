@@ -5,6 +5,7 @@
 mod cli;
 mod client;
 mod common;
+mod crash;
 mod duckdb;
 mod faults;
 mod lock;
