@@ -97,7 +97,7 @@ async fn kill_9_at_random_points_then_rerun_converges_to_an_uninterrupted_run() 
     assert_eq!(run_cxlake(&timing_args, &env).await.code, 0);
     let full_run = started.elapsed();
 
-    let mut rng = Rng::new(0x6b11_9);
+    let mut rng = Rng::new(0x6b_1190);
     let mut delays = Vec::new();
     for kill in 0..KILLS {
         // Stratified: each kill lands in its own slice of the run, jittered within it.
