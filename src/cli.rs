@@ -23,7 +23,7 @@ use crate::sources::poll::PollConfig;
 use crate::sources::saltedcx::client::{ApiKey, ClientConfig, SaltedCxClient};
 use crate::sources::saltedcx::emulator::{self, Emulator, EmulatorConfig};
 use crate::sources::saltedcx::synth::SynthConfig;
-use crate::sources::saltedcx::{api, SaltedCx};
+use crate::sources::saltedcx::{api, ExportPolicy, SaltedCx};
 use crate::state::StateStore;
 use crate::window::{self, Window, WindowError};
 
@@ -167,6 +167,14 @@ pub struct SyncArgs {
     /// on another host is taken over after it; on this host at once)
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
+
+    /// New exports to create after one ends FAILED, before the window fails
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub failed_export_retries: u32,
+
+    /// Wait before creating a new export after a FAILED one
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub failed_export_cooldown: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,8 +440,13 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         println!("nothing to do: every window of {source} up to the requested end is done in {}", args.dest);
         return Ok(exit_code::OK);
     }
+    let policy = ExportPolicy {
+        failed_retries: args.failed_export_retries,
+        failed_cooldown: parse_duration(&args.failed_export_cooldown)?,
+        ..ExportPolicy::default()
+    };
     let plan = SyncPlan {
-        source: SaltedCx::new(client, args.contact.clone()),
+        source: SaltedCx::new(client, args.contact.clone()).with_policy(policy),
         dest,
         datasets,
         windows,

@@ -25,8 +25,12 @@ use crate::sink::layout;
 use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::{Destination, SinkError};
-use crate::sources::{FailureScope, FetchedFile, FileFormat, Source, SourceError};
-use crate::state::{DatasetRecord, StateStore, WindowRecord, WindowStatus, STATE_FORMAT_VERSION};
+use crate::sources::{
+    ExportJournal, FailureScope, FetchedFile, FileFormat, PreviousExport, Source, SourceError,
+};
+use crate::state::{
+    DatasetRecord, ExportIntent, StateStore, WindowRecord, WindowStatus, STATE_FORMAT_VERSION,
+};
 use crate::window::Window;
 
 /// How many rejected rows a file may have before its window is not committed.
@@ -246,8 +250,9 @@ async fn run_window<S: Source>(
     }
     .map_err(WindowError::Spool)?;
     let names: Vec<String> = plan.datasets.iter().map(|d| d.dataset.clone()).collect();
-    let fetched = plan.source.fetch_window(window, &names, spool.path()).await?;
     let source = plan.source.name();
+    let journal = StateJournal { plan, state, source, datasets: names.clone() };
+    let fetched = plan.source.fetch_window(window, &names, spool.path(), &journal).await?;
 
     let staging = plan.datasets.iter().map(|schema| {
         let file = fetched.files.iter().find(|f| f.dataset == schema.dataset).cloned();
@@ -271,10 +276,57 @@ async fn run_window<S: Source>(
         return Err(e.into());
     }
     let record = commit_window(plan, state, source, window, fetched.export_id, staged).await;
-    if record.is_err() {
-        discard_staging(plan, source, window).await;
+    match &record {
+        Ok(_) => {
+            if let Err(e) = state.clear_export_intent(source, window.date).await {
+                tracing::warn!(error = %e, "Could not clear the export journal entry; a later rerun may adopt that export");
+            }
+        }
+        Err(_) => discard_staging(plan, source, window).await,
     }
     record
+}
+
+/// The export journal kept in the destination's bookkeeping.
+struct StateJournal<'a, S> {
+    plan: &'a SyncPlan<S>,
+    state: &'a StateStore,
+    source: &'a str,
+    datasets: Vec<String>,
+}
+
+impl<S: Sync> ExportJournal for StateJournal<'_, S> {
+    async fn previous(&self, window: Window) -> Option<PreviousExport> {
+        match self.state.load_export_intent(self.source, window.date).await {
+            Ok(Some(intent)) if intent.datasets == self.datasets && intent.filter == self.plan.filter => {
+                Some(PreviousExport {
+                    export_id: intent.export_id,
+                    created_at: intent.created_at,
+                    run_id: intent.run_id,
+                })
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read the export journal; a new export will be created");
+                None
+            }
+        }
+    }
+
+    async fn record(&self, window: Window, export_id: &str) {
+        let intent = ExportIntent {
+            source: self.source.to_string(),
+            date: window.date,
+            export_id: export_id.to_string(),
+            created_at: Utc::now(),
+            run_id: self.plan.run_id.clone(),
+            datasets: self.datasets.clone(),
+            filter: self.plan.filter.clone(),
+        };
+        if let Err(e) = self.state.save_export_intent(&intent).await {
+            tracing::warn!(error = %e, "Could not record the export in the journal; a crash now would create it again");
+        }
+    }
 }
 
 /// Decodes one fetched file into staged Parquet parts, quarantining rejected rows.

@@ -64,6 +64,19 @@ impl WindowRecord {
     }
 }
 
+/// An export created for a window that is not committed yet; a later run may adopt it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportIntent {
+    pub source: String,
+    pub date: NaiveDate,
+    pub export_id: String,
+    pub created_at: DateTime<Utc>,
+    pub run_id: String,
+    pub datasets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
 /// Reads and writes bookkeeping records in a destination.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -104,6 +117,26 @@ impl StateStore {
 
     pub async fn save_window(&self, record: &WindowRecord) -> Result<(), SinkError> {
         self.put_json(&layout::window_state_file(&record.source, record.date), record).await
+    }
+
+    pub async fn load_export_intent(
+        &self,
+        source: &str,
+        date: NaiveDate,
+    ) -> Result<Option<ExportIntent>, SinkError> {
+        self.get_json(&layout::export_intent_file(source, date)).await
+    }
+
+    pub async fn save_export_intent(&self, intent: &ExportIntent) -> Result<(), SinkError> {
+        self.put_json(&layout::export_intent_file(&intent.source, intent.date), intent).await
+    }
+
+    pub async fn clear_export_intent(&self, source: &str, date: NaiveDate) -> Result<(), SinkError> {
+        let path = self.dest.path(&layout::export_intent_file(source, date));
+        match self.dest.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(SinkError::store(&path, e)),
+        }
     }
 
     /// Sources that have bookkeeping in this destination.

@@ -6,6 +6,8 @@
 //! <dest>/_cxlake/runs/<run-id>.json                                   one report per run
 //! <dest>/_cxlake/rejects/<source>/<dataset>/date=YYYY-MM-DD/<run-id>.csv   quarantined rows
 //! <dest>/_cxlake/staging/<run-id>/…                                   files not yet committed
+//! <dest>/_cxlake/exports/<source>/date=YYYY-MM-DD.json                export created for a window not yet committed
+//! <dest>/_cxlake/locks/lock-<generation>.json                         the destination lock
 //! ```
 //!
 //! Names starting with `_` are skipped by Spark, Hive and DuckDB globs over `<dest>/<source>/…`,
@@ -46,6 +48,10 @@ pub fn window_state_dir(source: &str) -> String {
 
 pub fn window_state_file(source: &str, date: NaiveDate) -> String {
     format!("{}/date={date}.json", window_state_dir(source))
+}
+
+pub fn export_intent_file(source: &str, date: NaiveDate) -> String {
+    format!("{BOOKKEEPING_DIR}/exports/{source}/date={date}.json")
 }
 
 pub fn runs_dir() -> String {

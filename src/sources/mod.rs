@@ -52,17 +52,36 @@ pub enum FailureScope {
     Run,
 }
 
+/// An export a run created for a window, as remembered in the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousExport {
+    pub export_id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub run_id: String,
+}
+
+/// Where async-export sources remember the exports they create, so that a run which crashed
+/// after creating one is followed by a run that adopts it instead of creating a duplicate.
+/// Journal problems are never fatal: at worst an export is created again.
+pub trait ExportJournal: Send + Sync {
+    /// The export recorded for `window` with the same datasets and filter, if any.
+    fn previous(&self, window: Window) -> impl Future<Output = Option<PreviousExport>> + Send;
+    /// Remembers that `export_id` was created for `window`.
+    fn record(&self, window: Window, export_id: &str) -> impl Future<Output = ()> + Send;
+}
+
 /// A platform that can deliver a window of data as files.
 pub trait Source: Send + Sync {
     /// Short name, also the lake's top-level folder: `saltedcx`.
     fn name(&self) -> &'static str;
 
     /// Fetches `datasets` of `window` into `spool`, a directory owned by this run.
-    fn fetch_window(
+    fn fetch_window<J: ExportJournal>(
         &self,
         window: Window,
         datasets: &[String],
         spool: &std::path::Path,
+        journal: &J,
     ) -> impl Future<Output = Result<FetchedWindow, SourceError>> + Send;
 }
 

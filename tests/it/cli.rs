@@ -17,7 +17,16 @@ async fn run(args: &[&str], env: &[(&'static str, String)]) -> Output {
 }
 
 fn sync_args<'a>(lake: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["sync", "saltedcx", "--dest", lake, "--poll-interval", "10ms"];
+    let mut args = vec![
+        "sync",
+        "saltedcx",
+        "--dest",
+        lake,
+        "--poll-interval",
+        "10ms",
+        "--failed-export-cooldown",
+        "10ms",
+    ];
     args.extend_from_slice(extra);
     args
 }

@@ -16,7 +16,7 @@ use cxlake::sink::Destination;
 use cxlake::sources::saltedcx::client::{ApiKey, ClientConfig, SaltedCxClient};
 use cxlake::sources::saltedcx::emulator::{Emulator, EmulatorConfig};
 use cxlake::sources::saltedcx::synth::{self, SynthConfig};
-use cxlake::sources::saltedcx::{api, SaltedCx};
+use cxlake::sources::saltedcx::{api, ExportPolicy, SaltedCx};
 use cxlake::window::Window;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -57,6 +57,11 @@ pub fn client(emulator: &Emulator) -> SaltedCxClient {
     SaltedCxClient::new(client_config(emulator)).expect("client builds")
 }
 
+/// Export policy with a cool-down short enough for tests.
+pub fn fast_policy() -> ExportPolicy {
+    ExportPolicy { failed_cooldown: Duration::from_millis(10), ..ExportPolicy::default() }
+}
+
 pub fn all_schemas() -> Vec<std::sync::Arc<DatasetSchema>> {
     let registry = SchemaRegistry::embedded().unwrap();
     DATASETS.iter().map(|d| registry.dataset("saltedcx", d).unwrap()).collect()
@@ -64,7 +69,7 @@ pub fn all_schemas() -> Vec<std::sync::Arc<DatasetSchema>> {
 
 pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<SaltedCx> {
     SyncPlan {
-        source: SaltedCx::new(client(emulator), None),
+        source: SaltedCx::new(client(emulator), None).with_policy(fast_policy()),
         dest: Destination::parse(lake.to_str().unwrap()).unwrap(),
         datasets: all_schemas(),
         windows,

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod duckdb;
 mod faults;
+mod lifecycle;
 mod lock;
 mod s3;
 mod sync;

@@ -50,6 +50,8 @@ pub struct EmulatorConfig {
     pub url_ttl: Duration,
     /// Exports whose window starts on one of these days end FAILED.
     pub fail_dates: BTreeSet<NaiveDate>,
+    /// The first N exports created (whatever their window) end FAILED.
+    pub fail_first: u32,
     /// The first N downloads are answered "Request has expired", as if the client were slow.
     pub expire_downloads: u32,
     /// Faults to inject, each on the first matching requests, in order.
@@ -120,6 +122,7 @@ impl Default for EmulatorConfig {
             processing_polls: 2,
             url_ttl: Duration::from_secs(3600),
             fail_dates: BTreeSet::new(),
+            fail_first: 0,
             expire_downloads: 0,
             faults: Vec::new(),
         }
@@ -149,6 +152,8 @@ struct Job {
     polls: u32,
     state: ExportState,
     error: Option<String>,
+    /// Ends FAILED whatever its window (see `fail_first`).
+    doomed: bool,
 }
 
 struct Shared {
@@ -399,10 +404,21 @@ async fn create_export(
     let created = CreatedExport { export_id: id.clone(), status_url: format!("api/v1/export/{id}/status") };
     let mut inner = shared.inner.lock().expect("emulator lock");
     inner.stats.exports_created += 1;
+    let doomed = inner.stats.exports_created <= u64::from(shared.config.fail_first);
     inner.order.push(id.clone());
     inner.jobs.insert(
         id.clone(),
-        Job { id, from, to, include, only_customer, polls: 0, state: ExportState::Processing, error: None },
+        Job {
+            id,
+            from,
+            to,
+            include,
+            only_customer,
+            polls: 0,
+            state: ExportState::Processing,
+            error: None,
+            doomed,
+        },
     );
     Json(created).into_response()
 }
@@ -456,7 +472,7 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id):
     if job.state == ExportState::Processing {
         job.polls += 1;
         if job.polls > shared.config.processing_polls {
-            if shared.config.fail_dates.contains(&job.from.date_naive()) {
+            if job.doomed || shared.config.fail_dates.contains(&job.from.date_naive()) {
                 job.state = ExportState::Failed;
                 job.error = Some("Export failed: internal error while generating the export".into());
             } else {
