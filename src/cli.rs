@@ -13,7 +13,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
-use crate::pipeline::{self, RejectLimit, RunError, SyncPlan};
+use crate::pipeline::{self, NewColumnPolicy, RejectLimit, RunError, SyncPlan};
 use crate::report::{exit_code, RunReport};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::lock::LockError;
@@ -167,6 +167,10 @@ pub struct SyncArgs {
     /// on another host is taken over after it; on this host at once)
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
+
+    /// A column in an export that the schema does not declare: warn and skip it, or fail the window
+    #[arg(long, value_enum, default_value_t = NewColumnPolicy::Ignore)]
+    pub on_new_column: NewColumnPolicy,
 
     /// New exports to create after one ends FAILED, before the window fails
     #[arg(long, default_value_t = 2, value_name = "N")]
@@ -456,6 +460,7 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         spool_dir: args.spool_dir.clone(),
         filter,
         lock_ttl: parse_duration(&args.lock_ttl)?,
+        on_new_column: args.on_new_column,
     };
     let report = run_holding_lock(&plan).await?;
     print!("{}", report.render());
@@ -619,6 +624,7 @@ async fn demo(args: DemoArgs) -> Result<i32> {
         spool_dir: None,
         filter: None,
         lock_ttl: Duration::from_secs(120),
+        on_new_column: NewColumnPolicy::Ignore,
     };
     println!(
         "syncing {} day(s) from {} to {} into {}",

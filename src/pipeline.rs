@@ -89,6 +89,18 @@ pub struct SyncPlan<S> {
     pub filter: Option<String>,
     /// How long the destination lock lives without a heartbeat (a dead run's lock expires).
     pub lock_ttl: std::time::Duration,
+    /// What a column in the file that the schema does not declare does to its window.
+    pub on_new_column: NewColumnPolicy,
+}
+
+/// `--on-new-column`: a column the platform added that the schema does not know yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NewColumnPolicy {
+    /// Load the declared columns, warn about the new one (its values are not loaded).
+    #[default]
+    Ignore,
+    /// Fail the window, so the schema is extended before any data lands without it.
+    Fail,
 }
 
 /// Why a run could not run at all.
@@ -112,6 +124,8 @@ pub enum WindowError {
     Lock(#[from] LockError),
     #[error(transparent)]
     TooManyRejects(Box<TooManyRejects>),
+    #[error("{file}: column `{column}` is not in schema {schema} (--on-new-column fail); add it to the schema with --schemas, or pass --on-new-column ignore")]
+    NewColumn { file: String, column: String, schema: String },
     #[error("cannot use the spool directory: {0}")]
     Spool(std::io::Error),
     #[error("internal error: {0}")]
@@ -131,6 +145,7 @@ impl WindowError {
 /// A file whose rejected rows exceeded `--max-rejects`, so its window is not committed.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {rejected} of {read} rows did not fit schema {schema} (limit {limit}); first: {first}; all rejected rows are in {rejects_path}")]
+/// `first` quotes up to three rejects, each with its line, column and reason.
 pub struct TooManyRejects {
     pub file: String,
     pub schema: String,
@@ -393,6 +408,17 @@ pub async fn stage_file<S>(
             }
         })
         .collect();
+    if plan.on_new_column == NewColumnPolicy::Fail {
+        if let Some(SchemaDrift::UnknownColumn(column)) =
+            drift.iter().find(|d| matches!(d, SchemaDrift::UnknownColumn(_)))
+        {
+            return Err(WindowError::NewColumn {
+                file: file.file_name.clone(),
+                column: column.clone(),
+                schema: schema.qualified_name(),
+            });
+        }
+    }
     for warning in &warnings {
         tracing::warn!(window = %window, dataset = %schema.dataset, "{warning}");
     }
@@ -516,20 +542,21 @@ struct RejectSink {
     dest: Destination,
     path: object_store::path::Path,
     writer: Option<BufWriter>,
-    first: Option<String>,
+    /// The first few rejects, described, for the error message.
+    first: Vec<String>,
 }
 
 impl RejectSink {
     fn new(dest: &Destination, relative: &str) -> RejectSink {
-        RejectSink { dest: dest.clone(), path: dest.path(relative), writer: None, first: None }
+        RejectSink { dest: dest.clone(), path: dest.path(relative), writer: None, first: Vec::new() }
     }
 
     async fn write(&mut self, rows: &[RejectedRow]) -> Result<(), SinkError> {
         if rows.is_empty() {
             return Ok(());
         }
-        if self.first.is_none() {
-            self.first = Some(rows[0].to_string());
+        for row in rows.iter().take(3 - self.first.len().min(3)) {
+            self.first.push(row.to_string());
         }
         let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
         if self.writer.is_none() {
@@ -554,7 +581,7 @@ impl RejectSink {
         })
     }
 
-    /// Completes the file; returns the first reject, described, if there was any.
+    /// Completes the file; returns the first rejects, described, if there were any.
     async fn finish(mut self) -> Result<Option<String>, SinkError> {
         if let Some(mut writer) = self.writer.take() {
             writer.shutdown().await.map_err(|e| SinkError::Store {
@@ -562,7 +589,7 @@ impl RejectSink {
                 source: object_store::Error::Generic { store: "rejects", source: Box::new(e) },
             })?;
         }
-        Ok(self.first)
+        Ok((!self.first.is_empty()).then(|| self.first.join("; ")))
     }
 
     /// Keeps what was quarantined so far: rejected rows are evidence even when the window fails.

@@ -6,7 +6,10 @@
 //! completely before any builder is touched, so a reject never leaves a half-appended row.
 //! Text is kept byte-exact: no trimming, no normalisation, only UTF-8 validation.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::Read;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -74,7 +77,8 @@ enum Parsed<'a> {
 pub struct CsvDecoder<R: Read> {
     schema: Arc<DatasetSchema>,
     file: String,
-    reader: ::csv::Reader<R>,
+    reader: ::csv::Reader<LineCounting<R>>,
+    lines: Rc<RefCell<LineIndex>>,
     /// For each declared column, its position in the CSV record (None: absent, all nulls).
     positions: Vec<Option<usize>>,
     header_len: usize,
@@ -116,7 +120,8 @@ impl<R: Read> CsvDecoder<R> {
             .has_headers(false)
             .flexible(true)
             .trim(::csv::Trim::None)
-            .from_reader(input);
+            .from_reader(LineCounting { inner: input, index: Rc::new(RefCell::new(LineIndex::default())) });
+        let lines = reader.get_ref().index.clone();
         let mut header = ::csv::ByteRecord::new();
         let has_header = reader
             .read_byte_record(&mut header)
@@ -166,6 +171,7 @@ impl<R: Read> CsvDecoder<R> {
             schema,
             file,
             reader,
+            lines,
             positions,
             drift,
             builders,
@@ -198,9 +204,10 @@ impl<R: Read> CsvDecoder<R> {
         let mut text_bytes = 0usize;
         let mut spare: Vec<Parsed<'static>> = Vec::with_capacity(self.positions.len());
         while rows < self.batch_rows && text_bytes < MAX_BATCH_TEXT_BYTES {
+            let lines = &self.lines;
             let more = self.reader.read_byte_record(&mut self.record).map_err(|e| DecodeError::Read {
                 file: self.file.clone(),
-                line: e.position().map(|p| p.line()).unwrap_or(0),
+                line: e.position().map(|p| lines.borrow_mut().line_at(p.byte())).unwrap_or(0),
                 message: e.to_string(),
             })?;
             if !more {
@@ -208,7 +215,9 @@ impl<R: Read> CsvDecoder<R> {
                 break;
             }
             let record = &self.record;
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            // The csv crate's own line count is one short for records after a CRLF (it notes a
+            // record's start between the `\r` and the `\n`), so lines are counted from the bytes.
+            let line = record.position().map(|p| self.lines.borrow_mut().line_at(p.byte())).unwrap_or(0);
             // A blank line between records is not a row.
             if record.len() == 1 && record[0].is_empty() && self.header_len != 1 {
                 continue;
@@ -242,6 +251,48 @@ impl<R: Read> CsvDecoder<R> {
         let columns: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
         let batch = RecordBatch::try_new(self.schema.arrow_schema(), columns)?;
         Ok(Some(DecodedBatch { batch, rejects }))
+    }
+}
+
+/// Newline offsets of the input seen by the csv reader but not yet behind a record start.
+/// Records are read in order and the reader only reads ahead by its buffer, so this stays small.
+#[derive(Default)]
+struct LineIndex {
+    /// Bytes passed to the csv reader so far.
+    offset: u64,
+    /// Offsets of `\n` bytes not yet before any record start asked about.
+    pending: VecDeque<u64>,
+    /// `\n` bytes before the last record start asked about.
+    passed: u64,
+}
+
+impl LineIndex {
+    /// The 1-based physical line of the byte at `offset` (offsets must not decrease).
+    fn line_at(&mut self, offset: u64) -> u64 {
+        // `<=`: after a CRLF the csv reader reports a record as starting on the `\n` itself,
+        // which ends the previous line. (No record genuinely starts with a newline.)
+        while self.pending.front().is_some_and(|&n| n <= offset) {
+            self.pending.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// A reader that notes where the newlines are as bytes pass through to the csv reader.
+struct LineCounting<R> {
+    inner: R,
+    index: Rc<RefCell<LineIndex>>,
+}
+
+impl<R: Read> Read for LineCounting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut index = self.index.borrow_mut();
+        let base = index.offset;
+        index.pending.extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| base + i as u64));
+        index.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -432,6 +483,21 @@ mod tests {
             (0..col.len()).map(move |i| col.value(i).to_string())
         });
         assert_eq!(names.collect::<Vec<_>>(), vec!["Ada", "Zed"], "no half-appended row");
+    }
+
+    #[test]
+    fn line_numbers_are_physical_lines_with_crlf_lf_and_quoted_newlines() {
+        let csv = "pid,hourly_cost\r\na1,x\r\n\"a\r\n2\",1\r\na3,y\na4,z\r\n";
+        let (_, rejects, _) = decode_all(agent_schema(), csv.as_bytes());
+        let lines: Vec<u64> = rejects.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 5, 6]);
+        // Beyond the csv reader's own buffer, too.
+        let mut big = String::from("pid,hourly_cost\r\n");
+        for i in 0..5000 {
+            big.push_str(&format!("p{i},{}\r\n", if i == 4321 { "bad" } else { "1" }));
+        }
+        let (_, rejects, _) = decode_all(agent_schema(), big.as_bytes());
+        assert_eq!(rejects.iter().map(|r| r.line).collect::<Vec<_>>(), [4323]);
     }
 
     #[test]

@@ -153,6 +153,12 @@ struct ColumnFile {
 fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> {
     let invalid = |message: String| SchemaError::Invalid { origin: origin.to_string(), message };
     let file: SchemaFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    // Source and dataset become path components of the lake: keep them plain identifiers.
+    for (what, name) in [("source", &file.source), ("dataset", &file.dataset)] {
+        if !crate::sink::layout::is_identifier(name) {
+            return Err(invalid(format!("{what} `{name}` must be lowercase letters, digits and `_`")));
+        }
+    }
     if file.columns.is_empty() {
         return Err(invalid("no [[columns]] declared".into()));
     }
@@ -294,6 +300,13 @@ mod tests {
         let text = "source='s'\ndataset='d'\nfile='f.csv'\nprimary_key='id'\ndescription=''\n[[columns]]\nname='id'\ntype='Int32'\nnullable=false\ndescription=''\n";
         let err = parse_schema("x.toml", text).unwrap_err().to_string();
         assert!(err.contains("x.toml") && err.contains("`id`") && err.contains("Int32"), "{err}");
+    }
+
+    #[test]
+    fn schema_names_cannot_escape_the_lake() {
+        let text = "source='saltedcx'\ndataset='../../etc'\nfile='f.csv'\nprimary_key='id'\ndescription=''\n[[columns]]\nname='id'\ntype='Utf8'\nnullable=false\ndescription=''\n";
+        let err = parse_schema("x.toml", text).unwrap_err().to_string();
+        assert!(err.contains("dataset `../../etc`"), "{err}");
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<
         spool_dir: None,
         filter: None,
         lock_ttl: Duration::from_secs(30),
+        on_new_column: Default::default(),
     }
 }
 

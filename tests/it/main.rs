@@ -2,6 +2,7 @@
 //! emulator, end-to-end syncs on local disk and on a real S3-compatible server, the command line,
 //! and DuckDB reading the lake back.
 
+mod badinput;
 mod cli;
 mod client;
 mod common;

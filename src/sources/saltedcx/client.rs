@@ -335,8 +335,17 @@ impl SaltedCxClient {
 
     /// The status URL of an export id (for exports found in the history or a state record).
     pub fn status_url_for(export_id: &str) -> String {
-        let encoded: String = url::form_urlencoded::byte_serialize(export_id.as_bytes()).collect();
-        format!("api/v1/export/{}/status", encoded.replace('+', "%20"))
+        // Percent-encode everything but letters, digits, `-` and `_`: an opaque id must stay one
+        // path segment (no `/`), and `.`/`..` must not be resolved away by URL normalisation.
+        let mut encoded = String::with_capacity(export_id.len());
+        for byte in export_id.bytes() {
+            if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+                encoded.push(byte as char);
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        format!("api/v1/export/{encoded}/status")
     }
 
     /// Polls until the export is COMPLETED, with a growing interval and an overall deadline.
@@ -664,5 +673,15 @@ mod tests {
     fn status_url_of_an_opaque_id_is_encoded() {
         assert_eq!(SaltedCxClient::status_url_for("abc-123"), "api/v1/export/abc-123/status");
         assert_eq!(SaltedCxClient::status_url_for("a/b c"), "api/v1/export/a%2Fb%20c/status");
+        for hostile in ["..", "../../admin", "%2e%2e", "a?b#c"] {
+            let base = Url::parse("https://api.example.com/").unwrap();
+            let url = base.join(&SaltedCxClient::status_url_for(hostile)).unwrap();
+            assert!(
+                url.path().starts_with("/api/v1/export/") && url.path().ends_with("/status"),
+                "{hostile}: {url}"
+            );
+            assert_eq!(url.path().matches('/').count(), 5, "{hostile}: one segment: {url}");
+            assert!(url.query().is_none() && url.fragment().is_none(), "{hostile}");
+        }
     }
 }
