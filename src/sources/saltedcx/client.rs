@@ -325,10 +325,34 @@ impl SaltedCxClient {
         Ok(created)
     }
 
+    /// Resolves a status URL and checks it is exactly `<base>api/v1/export/<one segment>/status`:
+    /// whatever the export id or the server's `statusUrl` contain, the key only goes there.
+    pub fn status_endpoint(&self, status_url: &str) -> Result<Url, ClientError> {
+        let url = self.endpoint(status_url)?;
+        let prefix = format!("{}api/v1/export/", self.config.base_url.path());
+        let well_formed = url.query().is_none()
+            && url.fragment().is_none()
+            && url
+                .path()
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix("/status"))
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        if well_formed {
+            Ok(url)
+        } else {
+            Err(ClientError::Protocol {
+                context: "the API".into(),
+                message: format!(
+                    "status URL `{status_url}` does not address one export; refusing to call it"
+                ),
+            })
+        }
+    }
+
     /// `GET` the status at `status_url` (relative, as the API returns it).
     pub async fn status(&self, export_id: &str, status_url: &str) -> Result<ExportStatus, ClientError> {
         let context = format!("reading the status of export {export_id}");
-        let url = self.endpoint(status_url)?;
+        let url = self.status_endpoint(status_url)?;
         let answer = self.call(&context, || self.api.get(url.clone())).await?;
         self.json(answer, &context, Some(export_id))
     }
@@ -673,15 +697,30 @@ mod tests {
     fn status_url_of_an_opaque_id_is_encoded() {
         assert_eq!(SaltedCxClient::status_url_for("abc-123"), "api/v1/export/abc-123/status");
         assert_eq!(SaltedCxClient::status_url_for("a/b c"), "api/v1/export/a%2Fb%20c/status");
-        for hostile in ["..", "../../admin", "%2e%2e", "a?b#c"] {
-            let base = Url::parse("https://api.example.com/").unwrap();
-            let url = base.join(&SaltedCxClient::status_url_for(hostile)).unwrap();
+    }
+
+    #[test]
+    fn the_key_only_goes_to_well_formed_status_urls() {
+        let config =
+            ClientConfig::new(Url::parse("https://api.example.com/tenant").unwrap(), ApiKey::new("k"));
+        let client = SaltedCxClient::new(config).unwrap();
+        for id in ["abc-123", "../../admin", "%2e%2e", "a?b#c", "a/b"] {
+            let url = client.status_endpoint(&SaltedCxClient::status_url_for(id)).unwrap();
             assert!(
-                url.path().starts_with("/api/v1/export/") && url.path().ends_with("/status"),
-                "{hostile}: {url}"
+                url.path().starts_with("/tenant/api/v1/export/") && url.path().ends_with("/status"),
+                "{id}: {url}"
             );
-            assert_eq!(url.path().matches('/').count(), 5, "{hostile}: one segment: {url}");
-            assert!(url.query().is_none() && url.fragment().is_none(), "{hostile}");
+            assert_eq!(url.path().matches('/').count(), 6, "{id}: one segment: {url}");
+        }
+        for hostile in [
+            SaltedCxClient::status_url_for(".."),
+            SaltedCxClient::status_url_for("."),
+            "api/v1/export/../../admin/status".into(),
+            "api/v1/export/x/status?y=1".into(),
+            "https://elsewhere.example.com/api/v1/export/x/status".into(),
+            "api/v1/export/history".into(),
+        ] {
+            assert!(client.status_endpoint(&hostile).is_err(), "{hostile}");
         }
     }
 }
