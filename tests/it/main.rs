@@ -11,5 +11,6 @@ mod duckdb;
 mod faults;
 mod lifecycle;
 mod lock;
+mod property;
 mod s3;
 mod sync;
