@@ -13,4 +13,5 @@ mod lifecycle;
 mod lock;
 mod property;
 mod s3;
+mod security;
 mod sync;

@@ -89,6 +89,8 @@ pub enum FaultKind {
     Truncate { bytes: u64 },
     /// One byte of the body is changed (length intact; only a checksum notices).
     Corrupt,
+    /// 307 to another URL: a client must not carry the request (or the API key) there.
+    Redirect { location: String },
 }
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
@@ -314,6 +316,9 @@ async fn inject_faults(State(shared): State<Arc<Shared>>, request: Request, next
         FaultKind::Delay { millis } => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
             next.run(request).await
+        }
+        FaultKind::Redirect { location } => {
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)], "moved").into_response()
         }
         FaultKind::Reset => break_body(next.run(request).await, 0).await,
         FaultKind::Truncate { bytes } => break_body(next.run(request).await, bytes).await,
