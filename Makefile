@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: help build demo test bench check venv clean
+.PHONY: help build demo test bench check fuzz venv clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ test: venv ## All tests: unit, emulator end to end, real S3 (SeaweedFS), DuckDB 
 
 bench: ## Decode + Parquet write throughput on synthetic data (release build; not a test)
 	$(CARGO) bench --locked --bench pipeline
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz the CSV decoder with cargo fuzz for FUZZ_SECONDS (installs cargo-fuzz)
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run decode_csv -- -max_total_time=$(FUZZ_SECONDS)
 
 check: ## Formatting and lints, warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -19,11 +19,13 @@ use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::lock::LockError;
 use crate::sink::parquet::PartWriterConfig;
 use crate::sink::Destination;
+use crate::sources::local::LocalFiles;
 use crate::sources::poll::PollConfig;
 use crate::sources::saltedcx::client::{ApiKey, ClientConfig, SaltedCxClient};
 use crate::sources::saltedcx::emulator::{self, Emulator, EmulatorConfig};
-use crate::sources::saltedcx::synth::SynthConfig;
+use crate::sources::saltedcx::synth::{self, SynthConfig};
 use crate::sources::saltedcx::{api, ExportPolicy, SaltedCx};
+use crate::sources::Source;
 use crate::state::StateStore;
 use crate::window::{self, Window, WindowError};
 
@@ -68,6 +70,10 @@ pub enum Command {
     History(HistoryArgs),
     /// Show what a destination holds: windows, gaps, rows, files, bytes, last run
     Status(StatusArgs),
+    /// Convert already-downloaded export files into the lake (same layout and commit as sync)
+    Convert(ConvertArgs),
+    /// Write deterministic synthetic export CSV (the emulator's data) for tests and benchmarks
+    Synth(SynthArgs),
     /// Run a platform's emulator on 127.0.0.1 in the foreground
     Emulator(EmulatorArgs),
     /// Sync 3 days from the built-in emulator into ./lake and show how to query them
@@ -181,6 +187,59 @@ pub struct SyncArgs {
     pub failed_export_cooldown: String,
 }
 
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// source.dataset the files hold, e.g. saltedcx.turn
+    pub dataset: String,
+
+    /// The UTC day the files cover: their partition date=YYYY-MM-DD (replaced as a whole)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: chrono::NaiveDate,
+
+    /// Lake root: a local directory or s3://bucket/prefix (S3 configured by the AWS_* variables)
+    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub dest: String,
+
+    /// The CSV files (all of this dataset and day); they are read, never changed
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
+    #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+
+    /// Rejected rows allowed per file before the day is not committed: a count or a percentage
+    #[arg(long, default_value = "0", value_name = "N|P%")]
+    pub max_rejects: String,
+
+    /// A column the schema does not declare: warn and skip it, or fail
+    #[arg(long, value_enum, default_value_t = NewColumnPolicy::Ignore)]
+    pub on_new_column: NewColumnPolicy,
+
+    /// The destination lock expires this long after its holder's last heartbeat
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lock_ttl: String,
+
+    /// Also write the run report as JSON to this file
+    #[arg(long, value_name = "PATH")]
+    pub report_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// source.dataset to generate, e.g. saltedcx.turn
+    pub dataset: String,
+    /// The UTC day to generate
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: chrono::NaiveDate,
+    /// Mean engagements per day (turns are 10–30 per engagement)
+    #[arg(long, default_value_t = SynthConfig::default().engagements_per_day)]
+    pub engagements_per_day: usize,
+    /// Write here instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
     /// List every dataset with its column count
@@ -254,6 +313,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Schema(command) => schema(command),
         Command::History(args) => history(args).await,
         Command::Status(args) => status(args).await,
+        Command::Convert(args) => convert(args).await,
+        Command::Synth(args) => synth(args),
         Command::Emulator(args) => run_emulator(args).await,
         Command::Demo(args) => demo(args).await,
     }
@@ -469,7 +530,7 @@ async fn sync(args: SyncArgs) -> Result<i32> {
 }
 
 /// Runs a plan; a destination locked by another run surfaces as [`Locked`] (exit code 3).
-async fn run_holding_lock(plan: &SyncPlan<SaltedCx>) -> Result<RunReport> {
+async fn run_holding_lock<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport> {
     match pipeline::run_sync(plan).await {
         Ok(report) => Ok(report),
         Err(RunError::Lock(LockError::Locked(locked))) => Err(locked.into()),
@@ -484,6 +545,82 @@ fn write_report_json(path: Option<&Path>, report: &RunReport) -> Result<()> {
             .with_context(|| format!("writing the run report to {}", path.display()))?;
     }
     Ok(())
+}
+
+async fn convert(args: ConvertArgs) -> Result<i32> {
+    let registry = load_registry(args.schemas.as_deref())?;
+    let schema = registry.get(&args.dataset).map_err(|e| usage(e.to_string()))?;
+    let source: &'static str = match schema.source.as_str() {
+        "saltedcx" => "saltedcx",
+        other => return Err(usage(format!("convert does not support source `{other}` yet"))),
+    };
+    for file in &args.files {
+        if !file.is_file() {
+            return Err(usage(format!("{} is not a readable file", file.display())));
+        }
+    }
+    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let plan = SyncPlan {
+        source: LocalFiles { source, dataset: schema.dataset.clone(), files: args.files.clone() },
+        dest,
+        datasets: vec![schema],
+        windows: vec![Window::new(args.date)],
+        run_id: new_run_id(),
+        max_rejects: RejectLimit::parse(&args.max_rejects)
+            .map_err(|e| usage(format!("--max-rejects: {e}")))?,
+        writer: PartWriterConfig::default(),
+        spool_dir: None,
+        filter: None,
+        lock_ttl: parse_duration(&args.lock_ttl)?,
+        on_new_column: args.on_new_column,
+    };
+    let report = run_holding_lock(&plan).await?;
+    print!("{}", report.render());
+    write_report_json(args.report_json.as_deref(), &report)?;
+    Ok(report.exit_code())
+}
+
+fn synth(args: SynthArgs) -> Result<i32> {
+    let (source, dataset) = args.dataset.split_once('.').unwrap_or(("", ""));
+    if source != "saltedcx" || !api::DATASETS.contains(&dataset) {
+        return Err(usage(format!(
+            "unknown dataset `{}`; valid: {}",
+            args.dataset,
+            api::DATASETS.map(|d| format!("saltedcx.{d}")).join(", ")
+        )));
+    }
+    let config = SynthConfig {
+        engagements_per_day: args.engagements_per_day,
+        customers: SynthConfig::default().customers.max(args.engagements_per_day),
+        ..SynthConfig::default()
+    };
+    let window = Window::new(args.date);
+    let rows = match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            synth::write_dataset(
+                &config,
+                dataset,
+                window.start(),
+                window.end(),
+                None,
+                std::io::BufWriter::with_capacity(1 << 20, file),
+            )?
+        }
+        None => {
+            let stdout = std::io::stdout().lock();
+            synth::write_dataset(
+                &config,
+                dataset,
+                window.start(),
+                window.end(),
+                None,
+                std::io::BufWriter::with_capacity(1 << 20, stdout),
+            )?
+        }
+    };
+    tracing::info!(dataset = %args.dataset, rows, "Generated");
+    Ok(exit_code::OK)
 }
 
 fn schema(command: SchemaCommand) -> Result<i32> {

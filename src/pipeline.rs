@@ -270,12 +270,16 @@ async fn run_window<S: Source>(
     let fetched = plan.source.fetch_window(window, &names, spool.path(), &journal).await?;
 
     let staging = plan.datasets.iter().map(|schema| {
-        let file = fetched.files.iter().find(|f| f.dataset == schema.dataset).cloned();
+        let files: Vec<FetchedFile> =
+            fetched.files.iter().filter(|f| f.dataset == schema.dataset).cloned().collect();
         async move {
-            let file = file.ok_or_else(|| {
-                WindowError::Internal(format!("the source delivered no file for {}", schema.dataset))
-            })?;
-            stage_file(plan, source, schema.clone(), window, &file).await
+            if files.is_empty() {
+                return Err(WindowError::Internal(format!(
+                    "the source delivered no file for {}",
+                    schema.dataset
+                )));
+            }
+            stage_files(plan, source, schema.clone(), window, &files).await
         }
     });
     let staged = match try_join_all(staging).await {
@@ -344,26 +348,61 @@ impl<S: Sync> ExportJournal for StateJournal<'_, S> {
     }
 }
 
-/// Decodes one fetched file into staged Parquet parts, quarantining rejected rows.
-pub async fn stage_file<S>(
+/// Decodes a dataset's fetched files (usually one) into staged Parquet parts of one partition,
+/// quarantining rejected rows. `--max-rejects` and `--on-new-column` apply per file.
+pub async fn stage_files<S>(
     plan: &SyncPlan<S>,
     source: &str,
     schema: Arc<DatasetSchema>,
     window: Window,
-    file: &FetchedFile,
+    files: &[FetchedFile],
 ) -> Result<StagedDataset, WindowError> {
-    let FileFormat::Csv = file.format;
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
     let mut writer = PartWriter::new(plan.dest.clone(), staging_dir, schema.arrow_schema(), plan.writer);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
+    let mut total = DecodeStats::default();
+    let mut warnings = Vec::new();
+    for file in files {
+        let checked = match write_file(&mut writer, &mut rejects, schema.clone(), file).await {
+            Ok((stats, drift)) => {
+                check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
+                    .map(|file_warnings| (stats, file_warnings))
+            }
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok((stats, file_warnings)) => {
+                total.rows_read += stats.rows_read;
+                total.rows_written += stats.rows_written;
+                total.rows_rejected += stats.rows_rejected;
+                warnings.extend(file_warnings);
+            }
+            Err(e) => {
+                writer.abort().await;
+                rejects.abort().await;
+                return Err(e);
+            }
+        }
+    }
+    let written = writer.finish().await?;
+    rejects.finish().await?;
+    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings })
+}
 
-    // Decoding is CPU work on a blocking thread; batches come back through a small channel so
-    // that decoding the next batch overlaps encoding the previous one, with bounded memory.
+/// Streams one file through the decoder into `writer`. Decoding is CPU work on a blocking
+/// thread; batches come back through a small channel so that decoding the next batch overlaps
+/// encoding the previous one, with bounded memory.
+async fn write_file(
+    writer: &mut PartWriter,
+    rejects: &mut RejectSink,
+    schema: Arc<DatasetSchema>,
+    file: &FetchedFile,
+) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
+    let FileFormat::Csv = file.format;
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let (path, file_name, decode_schema) = (file.path.clone(), file.file_name.clone(), schema.clone());
-    let decoder = tokio::task::spawn_blocking(move || decode_csv_file(&path, decode_schema, file_name, tx));
-
+    let (path, file_name) = (file.path.clone(), file.file_name.clone());
+    let decoder = tokio::task::spawn_blocking(move || decode_csv_file(&path, schema, file_name, tx));
     let mut write_error = None;
     while let Some(decoded) = rx.recv().await {
         let crate::decode::csv::DecodedBatch { batch, rejects: rows } = decoded;
@@ -377,24 +416,27 @@ pub async fn stage_file<S>(
         }
     }
     drop(rx);
-    let decoded = decoder.await.map_err(|e| WindowError::Internal(format!("decoder task: {e}")));
+    let decoded = decoder.await.map_err(|e| WindowError::Internal(format!("decoder task: {e}")))?;
     if let Some(error) = write_error {
-        writer.abort().await;
-        rejects.abort().await;
         return Err(error.into());
     }
-    let (stats, drift) = match decoded.and_then(|r| r.map_err(WindowError::from)) {
-        Ok(done) => done,
-        Err(e) => {
-            writer.abort().await;
-            rejects.abort().await;
-            return Err(e);
-        }
-    };
-    let files = writer.finish().await?;
-    let first_reject = rejects.finish().await?;
+    let (stats, drift) = decoded?;
     debug_assert_eq!(stats.rows_read, stats.rows_written + stats.rows_rejected);
+    Ok((stats, drift))
+}
 
+/// Applies `--on-new-column` and `--max-rejects` to one decoded file; returns its warnings.
+#[allow(clippy::too_many_arguments, reason = "one call site; the pieces are all of one file's outcome")]
+fn check_file<S>(
+    plan: &SyncPlan<S>,
+    schema: &DatasetSchema,
+    window: Window,
+    file: &FetchedFile,
+    stats: DecodeStats,
+    drift: &[SchemaDrift],
+    rejects: &RejectSink,
+    rejects_relative: &str,
+) -> Result<Vec<String>, WindowError> {
     let warnings: Vec<String> = drift
         .iter()
         .map(|d| match d {
@@ -423,7 +465,7 @@ pub async fn stage_file<S>(
         tracing::warn!(window = %window, dataset = %schema.dataset, "{warning}");
     }
     if stats.rows_rejected > 0 {
-        tracing::warn!(window = %window, dataset = %schema.dataset, rejected = stats.rows_rejected, rejects = %rejects_relative, "Rows did not fit the schema and were quarantined");
+        tracing::warn!(window = %window, dataset = %schema.dataset, file = %file.file_name, rejected = stats.rows_rejected, rejects = %rejects_relative, "Rows did not fit the schema and were quarantined");
     }
     if plan.max_rejects.exceeded_by(&stats) {
         return Err(WindowError::TooManyRejects(Box::new(TooManyRejects {
@@ -432,11 +474,11 @@ pub async fn stage_file<S>(
             read: stats.rows_read,
             rejected: stats.rows_rejected,
             limit: plan.max_rejects,
-            first: first_reject.unwrap_or_default(),
+            first: rejects.first_described().unwrap_or_default(),
             rejects_path: format!("{}/{rejects_relative}", plan.dest.display.trim_end_matches('/')),
         })));
     }
-    Ok(StagedDataset { dataset: schema.dataset.clone(), stats, files, warnings })
+    Ok(warnings)
 }
 
 fn decode_csv_file(
@@ -581,6 +623,11 @@ impl RejectSink {
         })
     }
 
+    /// The first rejects so far, described.
+    fn first_described(&self) -> Option<String> {
+        (!self.first.is_empty()).then(|| self.first.join("; "))
+    }
+
     /// Completes the file; returns the first rejects, described, if there were any.
     async fn finish(mut self) -> Result<Option<String>, SinkError> {
         if let Some(mut writer) = self.writer.take() {
@@ -589,7 +636,7 @@ impl RejectSink {
                 source: object_store::Error::Generic { store: "rejects", source: Box::new(e) },
             })?;
         }
-        Ok((!self.first.is_empty()).then(|| self.first.join("; ")))
+        Ok(self.first_described())
     }
 
     /// Keeps what was quarantined so far: rejected rows are evidence even when the window fails.

@@ -9,6 +9,7 @@
 //! writing and committing are the pipeline's, identical for every source. The shared pieces of
 //! the async-job sources (poll schedule, deadline) live in [`poll`].
 
+pub mod local;
 pub mod poll;
 pub mod retry;
 pub mod saltedcx;

@@ -6,6 +6,7 @@ mod badinput;
 mod cli;
 mod client;
 mod common;
+mod convert;
 mod crash;
 mod duckdb;
 mod faults;
