@@ -49,7 +49,7 @@ impl Default for PartWriterConfig {
         PartWriterConfig {
             target_file_bytes: 256 << 20,
             row_group_rows: 1 << 20,
-            row_group_bytes: 64 << 20,
+            row_group_bytes: 48 << 20,
             zstd_level: 3,
         }
     }
