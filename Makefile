@@ -30,7 +30,7 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
-BENCH_ENGAGEMENTS ?= 330000
+BENCH_ENGAGEMENTS ?= 370000
 BENCH_DATA := target/bench-data/$(BENCH_ENGAGEMENTS)
 BENCH_REPEATS ?= 3
 bench: build $(VENV)/.bench-installed ## cxlake vs DuckDB vs Polars, CSV -> Parquet, writes BENCHMARKS.md (not a test)

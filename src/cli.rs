@@ -185,6 +185,10 @@ pub struct SyncArgs {
     /// Wait before creating a new export after a FAILED one
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub failed_export_cooldown: String,
+
+    /// Bytes buffered per file before its upload turns multipart (at least S3's 5 MiB part minimum)
+    #[arg(long, hide = true, default_value_t = PartWriterConfig::default().upload_chunk_bytes)]
+    pub upload_chunk_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -517,7 +521,10 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         windows,
         run_id: new_run_id(),
         max_rejects,
-        writer: PartWriterConfig::default(),
+        writer: PartWriterConfig {
+            upload_chunk_bytes: args.upload_chunk_bytes.max(5 << 20),
+            ..PartWriterConfig::default()
+        },
         spool_dir: args.spool_dir.clone(),
         filter,
         lock_ttl: parse_duration(&args.lock_ttl)?,

@@ -561,6 +561,16 @@ async fn discard_staging<S>(plan: &SyncPlan<S>, source: &str, window: Window) {
 /// Removes what killed runs left in staging. Only called while holding the destination lock,
 /// so no other run can be writing there.
 async fn sweep_abandoned_staging(dest: &Destination) {
+    if let Some(s3) = &dest.s3 {
+        let prefix = format!("{}/", dest.path(&layout::staging_root()));
+        match s3.abort_incomplete_uploads(&prefix).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "Aborted multipart uploads left open by an interrupted run"),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not list abandoned multipart uploads; a bucket lifecycle rule reclaims them")
+            }
+        }
+    }
     match commit::delete_dir(dest, &layout::staging_root()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(files = n, "Removed staged files left by an interrupted run"),

@@ -9,6 +9,7 @@ pub mod commit;
 pub mod layout;
 pub mod lock;
 pub mod parquet;
+pub mod s3_uploads;
 pub mod store;
 
 pub use store::Destination;

@@ -42,6 +42,8 @@ pub struct PartWriterConfig {
     /// …or at this many (estimated, encoded) bytes, whichever comes first.
     pub row_group_bytes: usize,
     pub zstd_level: i32,
+    /// Bytes buffered before a file's upload turns multipart, and the size of each part.
+    pub upload_chunk_bytes: usize,
 }
 
 impl Default for PartWriterConfig {
@@ -51,6 +53,7 @@ impl Default for PartWriterConfig {
             row_group_rows: 1 << 20,
             row_group_bytes: 48 << 20,
             zstd_level: 3,
+            upload_chunk_bytes: 10 << 20,
         }
     }
 }
@@ -170,10 +173,9 @@ impl PartWriter {
         let name = layout::part_file_name(self.written.len());
         let path = self.dest.path(&format!("{}/{name}", self.dir));
         let digest = Arc::new(Mutex::new(Digested::default()));
-        let sink = HashingWriter {
-            inner: BufWriter::new(self.dest.store.clone(), path.clone()),
-            digest: digest.clone(),
-        };
+        let inner =
+            BufWriter::with_capacity(self.dest.store.clone(), path.clone(), self.config.upload_chunk_bytes);
+        let sink = HashingWriter { inner, digest: digest.clone() };
         let writer = AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(self.properties.clone()))
             .map_err(|source| SinkError::Parquet { path: path.to_string(), source })?;
         Ok(OpenFile { writer, path, rows: 0, digest })
@@ -184,8 +186,9 @@ impl PartWriter {
             return Ok(());
         };
         if let Err(source) = file.writer.finish().await {
-            let mut inner = file.writer.into_inner();
-            let _ = inner.inner.abort().await;
+            // No abort here: after a failed completion object_store's BufWriter may already be
+            // shut down (aborting it then panics). An upload left open under staging is aborted
+            // by the next run's sweep.
             return Err(SinkError::Parquet { path: file.path.to_string(), source });
         }
         let digest = std::mem::take(&mut *file.digest.lock().expect("digest lock poisoned"));

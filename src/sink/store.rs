@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
+use super::s3_uploads::S3Bucket;
 use super::SinkError;
 
 /// A destination lake: an object store and the prefix inside it that is the lake's root.
@@ -23,6 +24,8 @@ pub struct Destination {
     pub display: String,
     /// Local directory of the lake, when it is on local disk.
     pub local_dir: Option<std::path::PathBuf>,
+    /// The bucket, when the lake is on S3 (for what `object_store` cannot do: list uploads).
+    pub s3: Option<S3Bucket>,
 }
 
 impl std::fmt::Debug for Destination {
@@ -39,18 +42,19 @@ impl Destination {
             if bucket.is_empty() {
                 return Err(invalid("no bucket name; write s3://BUCKET/optional/prefix".into()));
             }
-            let store = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| invalid(format!("{e}; check the AWS_* environment variables")))?;
+            let builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let region =
+                builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+            let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+            let store = Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| invalid(format!("{e}; check the AWS_* environment variables")))?,
+            );
             let root =
                 Path::parse(prefix.trim_matches('/')).map_err(|e| invalid(format!("bad prefix: {e}")))?;
-            return Ok(Destination {
-                store: Arc::new(store),
-                root,
-                display: dest.to_string(),
-                local_dir: None,
-            });
+            let s3 = S3Bucket { store: store.clone(), bucket: bucket.to_string(), region, endpoint };
+            return Ok(Destination { store, root, display: dest.to_string(), local_dir: None, s3: Some(s3) });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
             return Err(invalid("unsupported scheme; use a local directory or s3://bucket/prefix".into()));
@@ -64,6 +68,7 @@ impl Destination {
             root: Path::default(),
             display: dest.to_string(),
             local_dir: Some(dir),
+            s3: None,
         })
     }
 

@@ -14,5 +14,6 @@ mod lifecycle;
 mod lock;
 mod property;
 mod s3;
+mod s3_crash;
 mod security;
 mod sync;

@@ -11,10 +11,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::common::*;
 
 pub struct S3 {
-    endpoint: String,
+    pub endpoint: String,
     pub bucket: String,
-    key_id: String,
-    secret: String,
+    pub key_id: String,
+    pub secret: String,
 }
 
 pub fn s3() -> S3 {
