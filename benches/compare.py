@@ -6,6 +6,7 @@ own (wait4 rusage). Every tool gets 2 threads and the declared column types. Not
 here asserts a timing. Writes BENCHMARKS.md.
 
 Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS]
+       compare.py CXLAKE_BIN DATA_DIR --render   (rewrite BENCHMARKS.md from DATA_DIR/last-bench.json)
 """
 import json
 import os
@@ -18,7 +19,8 @@ import tempfile
 import time
 
 CXLAKE, DATA = sys.argv[1], sys.argv[2]
-REPEATS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+RENDER_ONLY = len(sys.argv) > 3 and sys.argv[3] == "--render"
+REPEATS = int(sys.argv[3]) if len(sys.argv) > 3 and not RENDER_ONLY else 3
 PYTHON = sys.executable
 DATE = "2024-03-01"
 THREADS = "2"
@@ -133,6 +135,14 @@ def main():
         duck = next(r for r in rows if r["dataset"] == dataset and r["tool"] == "duckdb")
         ours["size_vs_duckdb"] = ours["output_mb"] / duck["output_mb"]
 
+    json.dump(rows, open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
+    write_report(rows)
+
+
+def write_report(rows):
+    import duckdb
+    import polars
+
     header = f"{'dataset':<11} {'tool':<7} {'CSV MB':>8} {'secs':>7} {'MB/s':>7} {'peak RSS MiB':>13} {'out MB':>8}  vs best peer"
     lines = [header]
     for r in rows:
@@ -145,7 +155,6 @@ def main():
     with open("BENCHMARKS.md.new", "w") as f:
         f.write(render_markdown(table, versions, rows))
     os.replace("BENCHMARKS.md.new", "BENCHMARKS.md")
-    json.dump(rows, open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
 
 
 def render_markdown(table, versions, rows):
@@ -156,4 +165,7 @@ def render_markdown(table, versions, rows):
 
 
 if __name__ == "__main__":
-    main()
+    if RENDER_ONLY:
+        write_report(json.load(open(os.path.join(DATA, "last-bench.json"))))
+    else:
+        main()
