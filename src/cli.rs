@@ -530,9 +530,14 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         lock_ttl: parse_duration(&args.lock_ttl)?,
         on_new_column: args.on_new_column,
     };
-    let report = run_holding_lock(&plan).await?;
+    run_and_report(&plan, args.report_json.as_deref()).await
+}
+
+/// Runs a plan, prints its report (and writes it as JSON if asked); returns the exit code.
+async fn run_and_report<S: Source>(plan: &SyncPlan<S>, report_json: Option<&Path>) -> Result<i32> {
+    let report = run_holding_lock(plan).await?;
     print!("{}", report.render());
-    write_report_json(args.report_json.as_deref(), &report)?;
+    write_report_json(report_json, &report)?;
     Ok(report.exit_code())
 }
 
@@ -581,10 +586,7 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
         lock_ttl: parse_duration(&args.lock_ttl)?,
         on_new_column: args.on_new_column,
     };
-    let report = run_holding_lock(&plan).await?;
-    print!("{}", report.render());
-    write_report_json(args.report_json.as_deref(), &report)?;
-    Ok(report.exit_code())
+    run_and_report(&plan, args.report_json.as_deref()).await
 }
 
 fn synth(args: SynthArgs) -> Result<i32> {

@@ -248,6 +248,21 @@ pub async fn run_cxlake(args: &[&str], env: &[(&str, &str)]) -> Output {
     .unwrap()
 }
 
+/// Starts `cxlake args`, lets it run for `delay`, then SIGKILLs it: no destructor, no cleanup.
+pub async fn kill_after(args: &[&str], env: &[(&str, &str)], delay: Duration) {
+    let mut child = std::process::Command::new(cxlake_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("CXLAKE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(delay).await;
+    child.kill().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await.unwrap();
+}
+
 /// An environment variable the Makefile sets for tests that need an external component.
 pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {

@@ -104,17 +104,7 @@ async fn kill_9_at_random_points_then_rerun_converges_to_an_uninterrupted_run() 
         let slice = full_run.as_micros() as u64 / KILLS as u64;
         let delay = Duration::from_micros(slice * kill as u64 + rng.below(slice.max(1)));
         delays.push(delay.as_millis());
-        let mut child = std::process::Command::new(cxlake_bin())
-            .args(args)
-            .envs(env.iter().copied())
-            .env("CXLAKE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        tokio::time::sleep(delay).await;
-        child.kill().unwrap(); // SIGKILL: no destructor, no cleanup runs
-        let _ = tokio::task::spawn_blocking(move || child.wait()).await.unwrap();
+        kill_after(&args, &env, delay).await;
         let context = format!("after kill {kill} at {delay:?}");
         assert_readers_see_only_complete_files(lake.path(), &context);
         assert_done_windows_are_complete(lake.path(), &expected.1, &context);

@@ -37,7 +37,7 @@ impl S3 {
         ]
     }
 
-    pub fn store(&self) -> impl ObjectStore {
+    pub fn store(&self) -> object_store::aws::AmazonS3 {
         AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)

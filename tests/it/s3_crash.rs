@@ -9,7 +9,6 @@ use cxlake::sink::s3_uploads::S3Bucket;
 use cxlake::sources::saltedcx::emulator::EmulatorConfig;
 use cxlake::sources::saltedcx::synth::{Rng, SynthConfig};
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -18,17 +17,8 @@ use crate::common::*;
 
 fn bucket() -> S3Bucket {
     let s3 = crate::s3::s3();
-    let store = AmazonS3Builder::new()
-        .with_endpoint(&s3.endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(&s3.bucket)
-        .with_access_key_id(&s3.key_id)
-        .with_secret_access_key(&s3.secret)
-        .build()
-        .unwrap();
     S3Bucket {
-        store: Arc::new(store),
+        store: Arc::new(s3.store()),
         bucket: s3.bucket,
         region: "us-east-1".into(),
         endpoint: Some(s3.endpoint),
@@ -119,17 +109,7 @@ async fn kill_9_during_multipart_uploads_leaves_no_upload_and_the_rerun_converge
     for kill in 0..KILLS {
         let slice = full_run.as_micros() as u64 / KILLS;
         let delay = Duration::from_micros(slice * kill + rng.below(slice.max(1)));
-        let mut child = std::process::Command::new(cxlake_bin())
-            .args(args)
-            .envs(env.iter().copied())
-            .env("CXLAKE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        tokio::time::sleep(delay).await;
-        child.kill().unwrap();
-        let _ = tokio::task::spawn_blocking(move || child.wait()).await.unwrap();
+        kill_after(&args, &env, delay).await;
         open_after_kills += bucket.incomplete_uploads(&format!("{prefix}/")).await.unwrap().len();
     }
 
