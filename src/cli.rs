@@ -505,10 +505,8 @@ async fn sync(args: SyncArgs) -> Result<i32> {
     let state = StateStore::new(dest.clone());
     let filter = args.contact.as_deref().map(contact_fingerprint);
     let windows = plan_windows(&args, &state, source, &datasets, &filter).await?;
-    if windows.is_empty() {
-        println!("nothing to do: every window of {source} up to the requested end is done in {}", args.dest);
-        return Ok(exit_code::OK);
-    }
+    // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
+    let nothing_to_do = windows.is_empty();
     let policy = ExportPolicy {
         failed_retries: args.failed_export_retries,
         failed_cooldown: parse_duration(&args.failed_export_cooldown)?,
@@ -530,6 +528,11 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         lock_ttl: parse_duration(&args.lock_ttl)?,
         on_new_column: args.on_new_column,
     };
+    if nothing_to_do {
+        run_holding_lock(&plan).await?;
+        println!("nothing to do: every window of {source} up to the requested end is done in {}", args.dest);
+        return Ok(exit_code::OK);
+    }
     run_and_report(&plan, args.report_json.as_deref()).await
 }
 
