@@ -358,7 +358,7 @@ pub async fn stage_files<S>(
     files: &[FetchedFile],
 ) -> Result<StagedDataset, WindowError> {
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
-    let mut writer = PartWriter::new(plan.dest.clone(), staging_dir, schema.arrow_schema(), plan.writer);
+    let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, plan.writer);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
     let mut total = DecodeStats::default();

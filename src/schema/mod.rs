@@ -96,6 +96,8 @@ pub struct Column {
     pub column_type: ColumnType,
     pub nullable: bool,
     pub pii: bool,
+    /// Whether Parquet should try dictionary encoding (off for values unique per row: ids, links).
+    pub dictionary: bool,
     pub description: String,
 }
 
@@ -147,7 +149,13 @@ struct ColumnFile {
     nullable: bool,
     #[serde(default)]
     pii: bool,
+    #[serde(default = "default_dictionary")]
+    dictionary: bool,
     description: String,
+}
+
+fn default_dictionary() -> bool {
+    true
 }
 
 fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> {
@@ -178,6 +186,7 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
             column_type,
             nullable: c.nullable,
             pii: c.pii,
+            dictionary: c.dictionary,
             description: c.description,
         });
     }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout;
 use super::{Destination, SinkError};
+use crate::schema::DatasetSchema;
 
 /// One Parquet file as written, for the window's bookkeeping record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,9 +60,18 @@ impl Default for PartWriterConfig {
 }
 
 impl PartWriterConfig {
-    /// The one place where Parquet writer properties are decided.
-    pub fn writer_properties(&self) -> WriterProperties {
-        WriterProperties::builder()
+    /// The one place where Parquet writer properties are decided. Columns in `plain_columns`
+    /// skip dictionary encoding: for values unique per row a dictionary only costs CPU and memory
+    /// until it overflows its page and falls back to plain anyway.
+    pub fn writer_properties<'a>(
+        &self,
+        plain_columns: impl IntoIterator<Item = &'a str>,
+    ) -> WriterProperties {
+        let mut builder = WriterProperties::builder();
+        for column in plain_columns {
+            builder = builder.set_column_dictionary_enabled(column.into(), false);
+        }
+        builder
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level).unwrap_or_default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
@@ -119,15 +129,30 @@ pub struct PartWriter {
 impl PartWriter {
     /// `dir` is relative to the lake root, e.g. a staging directory.
     pub fn new(dest: Destination, dir: String, schema: SchemaRef, config: PartWriterConfig) -> PartWriter {
-        PartWriter {
-            properties: config.writer_properties(),
-            dest,
-            dir,
-            schema,
-            config,
-            current: None,
-            written: Vec::new(),
-        }
+        let properties = config.writer_properties([]);
+        PartWriter::with_properties(dest, dir, schema, config, properties)
+    }
+
+    /// A writer for a declared dataset: its columns' encoding hints apply.
+    pub fn for_dataset(
+        dest: Destination,
+        dir: String,
+        dataset: &DatasetSchema,
+        config: PartWriterConfig,
+    ) -> PartWriter {
+        let plain = dataset.columns.iter().filter(|c| !c.dictionary).map(|c| c.name.as_str());
+        let properties = config.writer_properties(plain);
+        PartWriter::with_properties(dest, dir, dataset.arrow_schema(), config, properties)
+    }
+
+    fn with_properties(
+        dest: Destination,
+        dir: String,
+        schema: SchemaRef,
+        config: PartWriterConfig,
+        properties: WriterProperties,
+    ) -> PartWriter {
+        PartWriter { properties, dest, dir, schema, config, current: None, written: Vec::new() }
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -199,5 +224,30 @@ impl PartWriter {
             sha256: hex::encode(digest.hasher.finalize()),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SchemaRegistry;
+    use parquet::schema::types::ColumnPath;
+
+    #[test]
+    fn declared_unique_columns_skip_dictionary_encoding() {
+        let turn = SchemaRegistry::embedded().unwrap().get("saltedcx.turn").unwrap();
+        let plain: Vec<&str> =
+            turn.columns.iter().filter(|c| !c.dictionary).map(|c| c.name.as_str()).collect();
+        assert_eq!(plain, ["pid", "engagement_pid", "response_to", "external_id"]);
+        let properties = PartWriterConfig::default().writer_properties(plain);
+        assert!(!properties.dictionary_enabled(&ColumnPath::from("pid")));
+        assert!(
+            properties.dictionary_enabled(&ColumnPath::from("content")),
+            "repetitive text keeps its dictionary"
+        );
+        assert_eq!(
+            properties.compression(&ColumnPath::from("content")),
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
     }
 }
