@@ -607,30 +607,14 @@ fn synth(args: SynthArgs) -> Result<i32> {
         ..SynthConfig::default()
     };
     let window = Window::new(args.date);
-    let rows = match &args.out {
+    let out: Box<dyn std::io::Write> = match &args.out {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            synth::write_dataset(
-                &config,
-                dataset,
-                window.start(),
-                window.end(),
-                None,
-                std::io::BufWriter::with_capacity(1 << 20, file),
-            )?
+            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
         }
-        None => {
-            let stdout = std::io::stdout().lock();
-            synth::write_dataset(
-                &config,
-                dataset,
-                window.start(),
-                window.end(),
-                None,
-                std::io::BufWriter::with_capacity(1 << 20, stdout),
-            )?
-        }
+        None => Box::new(std::io::stdout().lock()),
     };
+    let out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let rows = synth::write_dataset(&config, dataset, window.start(), window.end(), None, out)?;
     tracing::info!(dataset = %args.dataset, rows, "Generated");
     Ok(exit_code::OK)
 }

@@ -2,13 +2,9 @@
 //! serves fixed files stands in for the platform, so every byte of the input is chosen here.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use cxlake::cli::new_run_id;
 use cxlake::pipeline::{run_sync, NewColumnPolicy, RejectLimit, SyncPlan};
 use cxlake::report::WindowOutcome;
-use cxlake::sink::parquet::PartWriterConfig;
-use cxlake::sink::Destination;
 use cxlake::sources::saltedcx::api;
 use cxlake::sources::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
 use cxlake::window::Window;
@@ -50,19 +46,7 @@ impl Source for FixedFiles {
 
 fn fixed_plan(lake: &std::path::Path, agents: &[u8]) -> SyncPlan<FixedFiles> {
     let schema = all_schemas().into_iter().find(|s| s.dataset == "agent").unwrap();
-    SyncPlan {
-        source: FixedFiles([("agent", agents.to_vec())].into()),
-        dest: Destination::parse(lake.to_str().unwrap()).unwrap(),
-        datasets: vec![schema],
-        windows: days("2024-03-01", 1),
-        run_id: new_run_id(),
-        max_rejects: RejectLimit::Rows(0),
-        writer: PartWriterConfig::default(),
-        spool_dir: None,
-        filter: None,
-        lock_ttl: Duration::from_secs(30),
-        on_new_column: NewColumnPolicy::Ignore,
-    }
+    plan_with(FixedFiles([("agent", agents.to_vec())].into()), lake, vec![schema], days("2024-03-01", 1))
 }
 
 fn column(lake: &std::path::Path, name: &str) -> Vec<Cell> {
@@ -95,7 +79,7 @@ async fn zero_byte_and_header_only_files_commit_empty_windows_shown_as_0_rows() 
         assert_eq!(report.windows[0].outcome, WindowOutcome::Committed, "{}", report.render());
         assert_eq!(report.windows[0].datasets["agent"].stats.rows_read, 0);
         assert!(data_files(lake.path()).is_empty(), "no empty Parquet files");
-        let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], &[]).await;
+        let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
         assert!(status.stdout.contains("0 rows"), "{}", status.stdout);
         assert!(status.stdout.contains("agent") && status.stdout.contains("2024-03-01"), "{}", status.stdout);
     }

@@ -1,20 +1,8 @@
 //! The `cxlake` binary as a user runs it: flags, environment, exit codes and output.
 
-use cxlake::sources::saltedcx::emulator::{Emulator, EmulatorConfig};
+use cxlake::sources::saltedcx::emulator::EmulatorConfig;
 
 use crate::common::*;
-
-fn api_env(emulator: &Emulator) -> Vec<(&'static str, String)> {
-    vec![
-        ("SALTEDCX_API_URL", emulator.base_url().to_string()),
-        ("SALTEDCX_API_KEY", emulator.config().api_key.clone()),
-    ]
-}
-
-async fn run(args: &[&str], env: &[(&'static str, String)]) -> Output {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run_cxlake(args, &env).await
-}
 
 fn sync_args<'a>(lake: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -35,7 +23,7 @@ fn sync_args<'a>(lake: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 async fn a_first_run_without_from_is_a_usage_error_that_says_so() {
     let emulator = emulator(emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
-    let out = run(&sync_args(lake.path().to_str().unwrap(), &[]), &api_env(&emulator)).await;
+    let out = run_cxlake(&sync_args(lake.path().to_str().unwrap(), &[]), &api_env(&emulator)).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("give --from"), "{}", out.stderr);
     assert_eq!(emulator.stats().exports_created, 0);
@@ -50,11 +38,11 @@ async fn without_from_sync_continues_after_the_last_done_window_and_fills_gaps()
     let report_path = report.to_str().unwrap();
     let env = api_env(&emulator);
 
-    let out = run(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-03"]), &env).await;
+    let out = run_cxlake(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-03"]), &env).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("2 window(s) committed"), "{}", out.stdout);
 
-    let out = run(&sync_args(dest, &["--to", "2024-03-05", "--report-json", report_path]), &env).await;
+    let out = run_cxlake(&sync_args(dest, &["--to", "2024-03-05", "--report-json", report_path]), &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let dates = |path: &std::path::Path| -> Vec<String> {
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -64,9 +52,9 @@ async fn without_from_sync_continues_after_the_last_done_window_and_fills_gaps()
 
     // A lost window in the middle is a gap: status shows it and the next run fills it.
     std::fs::remove_file(lake.path().join("_cxlake/state/saltedcx/date=2024-03-02.json")).unwrap();
-    let status = run(&["status", "--dest", dest], &[]).await;
+    let status = run_cxlake(&["status", "--dest", dest], NO_ENV).await;
     assert!(status.stdout.contains("2024-03-02"), "{}", status.stdout);
-    let out = run(
+    let out = run_cxlake(
         &sync_args(dest, &["--to", "2024-03-05", "--lookback-days", "1", "--report-json", report_path]),
         &env,
     )
@@ -74,7 +62,7 @@ async fn without_from_sync_continues_after_the_last_done_window_and_fills_gaps()
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(dates(&report), ["2024-03-02", "2024-03-04"], "the gap, and one look-back day");
 
-    let out = run(&sync_args(dest, &["--to", "2024-03-05"]), &env).await;
+    let out = run_cxlake(&sync_args(dest, &["--to", "2024-03-05"]), &env).await;
     assert_eq!(out.code, 0);
     assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
 }
@@ -85,9 +73,11 @@ async fn a_wrong_api_key_exits_2_and_writes_no_data() {
     let lake = tempfile::tempdir().unwrap();
     let mut env = api_env(&emulator);
     env[1].1 = "definitely-wrong".into();
-    let out =
-        run(&sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-03"]), &env)
-            .await;
+    let out = run_cxlake(
+        &sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-03"]),
+        &env,
+    )
+    .await;
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("401") || out.stderr.contains("401"));
     assert!(data_files(lake.path()).is_empty());
@@ -99,7 +89,7 @@ async fn a_failing_window_makes_the_run_partial_with_exit_1() {
     let config = EmulatorConfig { fail_dates: [date("2024-03-02")].into(), ..emulator_config() };
     let emulator = emulator(config).await;
     let lake = tempfile::tempdir().unwrap();
-    let out = run(
+    let out = run_cxlake(
         &sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-04"]),
         &api_env(&emulator),
     )
@@ -110,7 +100,7 @@ async fn a_failing_window_makes_the_run_partial_with_exit_1() {
         "{}",
         out.stdout
     );
-    let status = run(&["status", "--dest", lake.path().to_str().unwrap()], &[]).await;
+    let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
     assert!(status.stdout.contains("2024-03-02"), "gap shown: {}", status.stdout);
 }
 
@@ -129,11 +119,11 @@ async fn usage_errors_are_caught_before_anything_is_attempted() {
         (vec!["--from", "2024-03-01", "--max-rejects", "lots"], "--max-rejects"),
         (vec!["--from", "2024-03-01", "--api-url", "http://api.example.com"], "refusing plain http://"),
     ] {
-        let out = run(&sync_args(dest, &extra), &env).await;
+        let out = run_cxlake(&sync_args(dest, &extra), &env).await;
         assert_eq!(out.code, 2, "{extra:?}: {}", out.stderr);
         assert!(out.stderr.contains(expected), "{extra:?}: {}", out.stderr);
     }
-    let no_key = run(&sync_args(dest, &["--from", "2024-03-01"]), &env[..1]).await;
+    let no_key = run_cxlake(&sync_args(dest, &["--from", "2024-03-01"]), &env[..1]).await;
     assert_eq!(no_key.code, 2);
     assert!(no_key.stderr.contains("SALTEDCX_API_KEY"), "{}", no_key.stderr);
     assert_eq!(emulator.stats().exports_created, 0);
@@ -145,22 +135,24 @@ async fn a_contact_export_never_replaces_a_full_window() {
     let lake = tempfile::tempdir().unwrap();
     let dest = lake.path().to_str().unwrap();
     let env = api_env(&emulator);
-    let out = run(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-02"]), &env).await;
+    let out = run_cxlake(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-02"]), &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let customer =
         cxlake::sources::saltedcx::synth::day_plan(&emulator.config().synth, date("2024-03-01"), None)[0]
             .customer;
     let contact = cxlake::sources::saltedcx::synth::customer_email(customer);
-    let out =
-        run(&sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-02", "--contact", &contact]), &env)
-            .await;
+    let out = run_cxlake(
+        &sync_args(dest, &["--from", "2024-03-01", "--to", "2024-03-02", "--contact", &contact]),
+        &env,
+    )
+    .await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("separate --dest"), "{}", out.stderr);
 
     // Into its own destination it works, holds only that customer, and never records the contact.
     let own = tempfile::tempdir().unwrap();
     let own_dest = own.path().to_str().unwrap();
-    let out = run(
+    let out = run_cxlake(
         &sync_args(own_dest, &["--from", "2024-03-01", "--to", "2024-03-02", "--contact", &contact]),
         &env,
     )
@@ -176,19 +168,19 @@ async fn a_contact_export_never_replaces_a_full_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_commands_describe_every_column() {
-    let list = run(&["schema", "list"], &[]).await;
+    let list = run_cxlake(&["schema", "list"], NO_ENV).await;
     assert_eq!(list.code, 0);
     for dataset in DATASETS {
         assert!(list.stdout.contains(&format!("saltedcx.{dataset}")), "{}", list.stdout);
     }
-    let show = run(&["schema", "show", "saltedcx.engagement"], &[]).await;
+    let show = run_cxlake(&["schema", "show", "saltedcx.engagement"], NO_ENV).await;
     assert_eq!(show.code, 0);
     for needle in
         ["attribute_04", "engagement_fact_03", "Timestamp(Microsecond, \"UTC\")", "Float64", "understanding"]
     {
         assert!(show.stdout.contains(needle), "{needle}: {}", show.stdout);
     }
-    let unknown = run(&["schema", "show", "saltedcx.calls"], &[]).await;
+    let unknown = run_cxlake(&["schema", "show", "saltedcx.calls"], NO_ENV).await;
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("saltedcx.turn"), "lists the known datasets: {}", unknown.stderr);
 }
@@ -198,9 +190,12 @@ async fn history_lists_exports_without_their_urls() {
     let emulator = emulator(emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
     let env = api_env(&emulator);
-    run(&sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-03"]), &env)
-        .await;
-    let out = run(&["history", "saltedcx"], &env).await;
+    run_cxlake(
+        &sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-03"]),
+        &env,
+    )
+    .await;
+    let out = run_cxlake(&["history", "saltedcx"], &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("COMPLETED") && out.stdout.contains("2 export(s)"), "{}", out.stdout);
     assert!(!out.stdout.contains("X-Amz-Signature") && !out.stdout.contains("http"), "{}", out.stdout);
@@ -219,12 +214,12 @@ async fn the_api_key_can_come_from_a_file_with_a_warning_when_others_can_read_it
     let mut args: Vec<&str> = args;
     args.extend(["--api-key-file", key_file.to_str().unwrap()]);
     let env = vec![("SALTEDCX_API_URL", emulator.base_url().to_string())];
-    let out = run(&args, &env).await;
+    let out = run_cxlake(&args, &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
 
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = run(&args, &env).await;
+    let out = run_cxlake(&args, &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("chmod 600"), "{}", out.stderr);
 }
@@ -233,7 +228,7 @@ async fn the_api_key_can_come_from_a_file_with_a_warning_when_others_can_read_it
 async fn status_of_a_missing_directory_is_an_error_and_creates_nothing() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("typo");
-    let out = run(&["status", "--dest", missing.to_str().unwrap()], &[]).await;
+    let out = run_cxlake(&["status", "--dest", missing.to_str().unwrap()], NO_ENV).await;
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
     assert!(!missing.exists());

@@ -68,10 +68,21 @@ pub fn all_schemas() -> Vec<std::sync::Arc<DatasetSchema>> {
 }
 
 pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<SaltedCx> {
+    let source = SaltedCx::new(client(emulator), None).with_policy(fast_policy());
+    plan_with(source, lake, all_schemas(), windows)
+}
+
+/// A plan with the tests' defaults for any source.
+pub fn plan_with<S>(
+    source: S,
+    lake: &Path,
+    datasets: Vec<std::sync::Arc<DatasetSchema>>,
+    windows: Vec<Window>,
+) -> SyncPlan<S> {
     SyncPlan {
-        source: SaltedCx::new(client(emulator), None).with_policy(fast_policy()),
+        source,
         dest: Destination::parse(lake.to_str().unwrap()).unwrap(),
-        datasets: all_schemas(),
+        datasets,
         windows,
         run_id: new_run_id(),
         max_rejects: RejectLimit::Rows(0),
@@ -226,9 +237,9 @@ pub struct Output {
 }
 
 /// Runs the binary off the async workers (the emulator it talks to runs in this process).
-pub async fn run_cxlake(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub async fn run_cxlake<K: AsRef<str>, V: AsRef<str>>(args: &[&str], env: &[(K, V)]) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env = owned_env(env);
     tokio::task::spawn_blocking(move || {
         let output = std::process::Command::new(cxlake_bin())
             .args(&args)
@@ -249,10 +260,10 @@ pub async fn run_cxlake(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Starts `cxlake args`, lets it run for `delay`, then SIGKILLs it: no destructor, no cleanup.
-pub async fn kill_after(args: &[&str], env: &[(&str, &str)], delay: Duration) {
+pub async fn kill_after<K: AsRef<str>, V: AsRef<str>>(args: &[&str], env: &[(K, V)], delay: Duration) {
     let mut child = std::process::Command::new(cxlake_bin())
         .args(args)
-        .envs(env.iter().copied())
+        .envs(owned_env(env))
         .env("CXLAKE_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -261,6 +272,21 @@ pub async fn kill_after(args: &[&str], env: &[(&str, &str)], delay: Duration) {
     tokio::time::sleep(delay).await;
     child.kill().unwrap();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await.unwrap();
+}
+
+/// No extra environment for a `cxlake` run.
+pub const NO_ENV: &[(&str, &str)] = &[];
+
+fn owned_env<K: AsRef<str>, V: AsRef<str>>(env: &[(K, V)]) -> Vec<(String, String)> {
+    env.iter().map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())).collect()
+}
+
+/// The environment that points `cxlake` at this emulator.
+pub fn api_env(emulator: &Emulator) -> Vec<(&'static str, String)> {
+    vec![
+        ("SALTEDCX_API_URL", emulator.base_url().to_string()),
+        ("SALTEDCX_API_KEY", emulator.config().api_key.clone()),
+    ]
 }
 
 /// An environment variable the Makefile sets for tests that need an external component.

@@ -42,7 +42,7 @@ async fn convert_lands_the_same_rows_as_sync_and_leaves_the_inputs_alone() {
     let dest = lake.path().to_str().unwrap();
     let out = run_cxlake(
         &["convert", "saltedcx.turn", "--date", "2024-03-01", "--dest", dest, &first, &second],
-        &[],
+        NO_ENV,
     )
     .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -65,7 +65,8 @@ async fn convert_lands_the_same_rows_as_sync_and_leaves_the_inputs_alone() {
 
     // Converting the day again replaces it: now only the first half.
     let out =
-        run_cxlake(&["convert", "saltedcx.turn", "--date", "2024-03-01", "--dest", dest, &first], &[]).await;
+        run_cxlake(&["convert", "saltedcx.turn", "--date", "2024-03-01", "--dest", dest, &first], NO_ENV)
+            .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(batch_rows(&read_partition(lake.path(), "turn", day[0].date)).len(), all.len() / 2);
 }
@@ -76,14 +77,14 @@ async fn convert_refuses_what_it_cannot_do_before_touching_the_lake() {
     let dest = lake.path().to_str().unwrap();
     let missing = run_cxlake(
         &["convert", "saltedcx.turn", "--date", "2024-03-01", "--dest", dest, "/nonexistent.csv"],
-        &[],
+        NO_ENV,
     )
     .await;
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("/nonexistent.csv"), "{}", missing.stderr);
     let unknown = run_cxlake(
         &["convert", "saltedcx.calls", "--date", "2024-03-01", "--dest", dest, "/etc/hostname"],
-        &[],
+        NO_ENV,
     )
     .await;
     assert_eq!(unknown.code, 2);
@@ -105,7 +106,7 @@ async fn synth_writes_the_emulators_data() {
             "--out",
             out.to_str().unwrap(),
         ],
-        &[],
+        NO_ENV,
     )
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -63,10 +63,7 @@ fn assert_done_windows_are_complete(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_then_rerun_converges_to_an_uninterrupted_run() {
     let emulator = emulator(emulator_config()).await;
-    let env_owned = [
-        ("SALTEDCX_API_URL", emulator.base_url().to_string()),
-        ("SALTEDCX_API_KEY", emulator.config().api_key.clone()),
-    ];
+    let env = api_env(&emulator);
 
     let reference = tempfile::tempdir().unwrap();
     let report = run_sync(&plan(&emulator, reference.path(), days("2024-03-01", 3))).await.unwrap();
@@ -93,7 +90,6 @@ async fn kill_9_at_random_points_then_rerun_converges_to_an_uninterrupted_run() 
     let mut timing_args = args;
     timing_args[3] = &scratch_dest;
     let started = Instant::now();
-    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(run_cxlake(&timing_args, &env).await.code, 0);
     let full_run = started.elapsed();
 
@@ -127,7 +123,7 @@ async fn kill_9_at_random_points_then_rerun_converges_to_an_uninterrupted_run() 
         "abandoned staging is swept: {:?}",
         files_under(&lake.path().join("_cxlake/staging"))
     );
-    let status = run_cxlake(&["status", "--dest", &dest], &[]).await;
+    let status = run_cxlake(&["status", "--dest", &dest], NO_ENV).await;
     assert!(status.stdout.contains("gaps") && !status.stdout.contains("interrupted"), "{}", status.stdout);
     println!("full run {full_run:?}; kills at {delays:?} ms");
 }

@@ -15,18 +15,10 @@ async fn slow_emulator() -> Emulator {
     emulator(EmulatorConfig { processing_polls: 8, ..emulator_config() }).await
 }
 
-fn cli_env(emulator: &Emulator) -> Vec<(&'static str, String)> {
-    vec![
-        ("SALTEDCX_API_URL", emulator.base_url().to_string()),
-        ("SALTEDCX_API_KEY", emulator.config().api_key.clone()),
-    ]
-}
-
 async fn run_cli(dest: &str, from: &str, to: &str, env: &[(&'static str, String)]) -> Output {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     run_cxlake(
         &["sync", "saltedcx", "--dest", dest, "--from", from, "--to", to, "--poll-interval", "10ms"],
-        &env,
+        env,
     )
     .await
 }
@@ -74,7 +66,7 @@ async fn a_second_run_on_a_locked_destination_exits_3_and_names_the_holder() {
     wait_for_lock(lake.path()).await;
 
     let dest = lake.path().to_str().unwrap();
-    let env = cli_env(&emulator);
+    let env = api_env(&emulator);
     let second = run_cli(dest, "2024-03-01", "2024-03-03", &env).await;
     assert_eq!(second.code, 3, "{}", second.stderr);
     assert!(
@@ -91,7 +83,7 @@ async fn a_second_run_on_a_locked_destination_exits_3_and_names_the_holder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_left_by_a_dead_run_is_taken_over() {
     let emulator = emulator(emulator_config()).await;
-    let env = cli_env(&emulator);
+    let env = api_env(&emulator);
 
     // Another host, heartbeat long past its TTL: expired.
     let lake = tempfile::tempdir().unwrap();
@@ -140,7 +132,7 @@ async fn concurrent_runs_on_s3_are_arbitrated_by_conditional_writes() {
     let emulator = slow_emulator().await;
     let dest = format!("s3://{}/locks/{}", s3.bucket, cxlake::cli::new_run_id());
     let mut env = s3.env();
-    env.extend(cli_env(&emulator));
+    env.extend(api_env(&emulator));
     // Two runs started together: exactly one takes the lock, the other is told who has it.
     let (a, b) = tokio::join!(
         run_cli(&dest, "2024-03-01", "2024-03-03", &env),

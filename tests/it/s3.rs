@@ -67,9 +67,7 @@ async fn sync_into_a_real_s3_server_lands_every_row_and_reruns_cleanly() {
     let prefix = format!("lakes/{}", cxlake::cli::new_run_id());
     let dest = format!("s3://{}/{prefix}", s3.bucket);
     let mut env = s3.env();
-    env.push(("SALTEDCX_API_URL", emulator.base_url().to_string()));
-    env.push(("SALTEDCX_API_KEY", emulator.config().api_key.clone()));
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend(api_env(&emulator));
     let sync = [
         "sync",
         "saltedcx",
@@ -83,7 +81,7 @@ async fn sync_into_a_real_s3_server_lands_every_row_and_reruns_cleanly() {
         "10ms",
     ];
 
-    let out = run_cxlake(&sync, &env_refs).await;
+    let out = run_cxlake(&sync, &env).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
     let store = s3.store();
@@ -132,13 +130,13 @@ async fn sync_into_a_real_s3_server_lands_every_row_and_reruns_cleanly() {
         "--poll-interval",
         "10ms",
     ];
-    let out = run_cxlake(&rerun, &env_refs).await;
+    let out = run_cxlake(&rerun, &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let after: BTreeSet<String> =
         keys(&store, &prefix).await.into_iter().filter(|k| !k.starts_with("_cxlake/")).collect();
     assert_eq!(after, expected);
 
-    let status = run_cxlake(&["status", "--dest", &dest], &env_refs).await;
+    let status = run_cxlake(&["status", "--dest", &dest], &env).await;
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(
         status.stdout.contains("2024-03-01") && status.stdout.contains("2024-03-03"),

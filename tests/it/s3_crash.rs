@@ -27,8 +27,7 @@ fn bucket() -> S3Bucket {
 
 fn env_for(emulator: &cxlake::sources::saltedcx::emulator::Emulator) -> Vec<(&'static str, String)> {
     let mut env = crate::s3::s3().env();
-    env.push(("SALTEDCX_API_URL", emulator.base_url().to_string()));
-    env.push(("SALTEDCX_API_KEY", emulator.config().api_key.clone()));
+    env.extend(api_env(emulator));
     env
 }
 
@@ -45,7 +44,6 @@ async fn an_upload_left_open_under_staging_is_aborted_by_the_next_run() {
     assert_eq!(before.len(), 1, "{before:?}");
 
     let env = env_for(&emulator);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dest = format!("s3://{}/{prefix}", bucket.bucket);
     let out = run_cxlake(
         &[
@@ -78,7 +76,6 @@ async fn kill_9_during_multipart_uploads_leaves_no_upload_and_the_rerun_converge
     let tenant = SynthConfig { engagements_per_day: 6_000, ..small_tenant() };
     let emulator = emulator(EmulatorConfig { synth: tenant, ..emulator_config() }).await;
     let env = env_for(&emulator);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let prefix = format!("crash/{}", cxlake::cli::new_run_id());
     let dest = format!("s3://{}/{prefix}", bucket.bucket);
     let args = [

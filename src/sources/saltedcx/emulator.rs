@@ -178,7 +178,6 @@ struct Inner {
 
 /// A running emulator. Dropping it (or [`Emulator::shutdown`]) stops the server.
 pub struct Emulator {
-    addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -210,11 +209,7 @@ impl Emulator {
                 tracing::error!(error = %e, "Emulator server stopped");
             }
         });
-        Ok(Emulator { addr, shared, shutdown: Some(tx), task: Some(task) })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+        Ok(Emulator { shared, shutdown: Some(tx), task: Some(task) })
     }
 
     /// The base URL to give `--api-url`.

@@ -56,10 +56,6 @@ impl SaltedCx {
         self
     }
 
-    pub fn client(&self) -> &SaltedCxClient {
-        &self.client
-    }
-
     /// A COMPLETED export for the window: adopted from a previous run when still usable,
     /// otherwise created, with fresh exports after FAILED ones (bounded, after a cool-down).
     async fn completed_export<J: ExportJournal>(
