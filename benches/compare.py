@@ -76,7 +76,7 @@ def tools(dataset, csv_path, out_dir):
     env = dict(os.environ, POLARS_MAX_THREADS=THREADS, RAYON_NUM_THREADS=THREADS)
     return {
         "cxlake": ([CXLAKE, "convert", f"saltedcx.{dataset}", "--date", DATE, "--dest", f"{out_dir}/cxlake", csv_path,
-                    "--log", "warn"], env, f"{out_dir}/cxlake/saltedcx/{dataset}"),
+                    "--log", "warn", "--no-current-tables"], env, f"{out_dir}/cxlake/saltedcx/{dataset}"),
         "duckdb": ([PYTHON, "-c", f"import duckdb; duckdb.connect().execute({duck_sql!r})"], env, f"{out_dir}/duckdb.parquet"),
         "polars": ([PYTHON, "-c", polars_code], env, f"{out_dir}/polars.parquet"),
     }

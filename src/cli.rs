@@ -13,12 +13,16 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
+use crate::budget::{self, MemoryBudget};
+use crate::current;
 use crate::pipeline::{self, NewColumnPolicy, RejectLimit, RunError, SyncPlan};
 use crate::report::{exit_code, RunReport};
 use crate::schema::{DatasetSchema, SchemaRegistry};
-use crate::sink::lock::LockError;
+use crate::sink::delta;
+use crate::sink::layout;
+use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::PartWriterConfig;
-use crate::sink::Destination;
+use crate::sink::{Destination, OutputFormat};
 use crate::sources::local::LocalFiles;
 use crate::sources::poll::PollConfig;
 use crate::sources::saltedcx::client::{ApiKey, ClientConfig, SaltedCxClient};
@@ -74,6 +78,10 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Write deterministic synthetic export CSV (the emulator's data) for tests and benchmarks
     Synth(SynthArgs),
+    /// Rebuild the current tables (one row per pid, latest window wins) and _cxlake/views.sql
+    Current(CurrentArgs),
+    /// Delete data files no Delta table version references any more, once older than --older-than
+    Vacuum(VacuumArgs),
     /// Run a platform's emulator on 127.0.0.1 in the foreground
     Emulator(EmulatorArgs),
     /// Sync 3 days from the built-in emulator into ./lake and show how to query them
@@ -186,6 +194,23 @@ pub struct SyncArgs {
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub failed_export_cooldown: String,
 
+    /// Output format: plain Hive-partitioned Parquet, or Delta Lake tables (atomic window commits)
+    #[arg(long, value_enum, default_value_t = OutputFormat::Parquet)]
+    pub format: OutputFormat,
+
+    /// Do not rebuild the current tables (one row per pid) and views.sql after the sync
+    #[arg(long)]
+    pub no_current_tables: bool,
+
+    /// Windows in flight at once: the next day's export and downloads overlap this day's conversions
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel_windows: u16,
+
+    /// Memory for conversions running at once, across datasets and windows (e.g. 512MiB, 2GiB);
+    /// a large file's conversion takes up to 256 MiB, a small one little
+    #[arg(long, default_value = "512MiB", value_name = "SIZE")]
+    pub memory_budget: String,
+
     /// Bytes buffered per file before its upload turns multipart (at least S3's 5 MiB part minimum)
     #[arg(long, hide = true, default_value_t = PartWriterConfig::default().upload_chunk_bytes)]
     pub upload_chunk_bytes: usize,
@@ -227,6 +252,14 @@ pub struct ConvertArgs {
     /// Also write the run report as JSON to this file
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
+
+    /// Output format: plain Hive-partitioned Parquet, or Delta Lake tables (atomic window commits)
+    #[arg(long, value_enum, default_value_t = OutputFormat::Parquet)]
+    pub format: OutputFormat,
+
+    /// Do not rebuild the dataset's current table (one row per pid) and views.sql afterwards
+    #[arg(long)]
+    pub no_current_tables: bool,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +311,42 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CurrentArgs {
+    /// Lake root: a local directory or s3://bucket/prefix
+    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub dest: String,
+    /// The platform whose datasets to rebuild
+    #[arg(long, value_enum, default_value_t = SourceName::Saltedcx)]
+    pub source: SourceName,
+    /// Datasets, comma separated (default: all)
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub datasets: Option<Vec<String>>,
+    /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
+    #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+    /// The destination lock expires this long after its holder's last heartbeat
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lock_ttl: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Lake root: a local directory or s3://bucket/prefix
+    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub dest: String,
+    /// Keep files removed (or never committed) less than this long ago, for time travel and for
+    /// writers still running (e.g. 7d, 36h)
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub older_than: String,
+    /// List what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The platform whose tables to vacuum
+    #[arg(long, value_enum, default_value_t = SourceName::Saltedcx)]
+    pub source: SourceName,
+}
+
+#[derive(Debug, Args)]
 pub struct EmulatorArgs {
     pub source: SourceName,
     /// Port on 127.0.0.1 (0 picks a free one)
@@ -318,6 +387,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::History(args) => history(args).await,
         Command::Status(args) => status(args).await,
         Command::Convert(args) => convert(args).await,
+        Command::Current(args) => current(args).await,
+        Command::Vacuum(args) => vacuum(args).await,
         Command::Synth(args) => synth(args),
         Command::Emulator(args) => run_emulator(args).await,
         Command::Demo(args) => demo(args).await,
@@ -337,7 +408,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(UsageError(format!("`{text}`: unknown unit `{unit}`; use ms, s, m or h"))),
+        "d" => value * 86400.0,
+        _ => return Err(UsageError(format!("`{text}`: unknown unit `{unit}`; use ms, s, m, h or d"))),
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -527,7 +599,14 @@ async fn sync(args: SyncArgs) -> Result<i32> {
         filter,
         lock_ttl: parse_duration(&args.lock_ttl)?,
         on_new_column: args.on_new_column,
+        parallel_windows: usize::from(args.parallel_windows),
+        memory: MemoryBudget::new(
+            budget::parse_size(&args.memory_budget).map_err(|e| usage(format!("--memory-budget: {e}")))?,
+        ),
+        format: args.format,
+        current_tables: !args.no_current_tables,
     };
+    check_format(&plan.dest, &args.dest, source, &plan.datasets, args.format).await?;
     if nothing_to_do {
         run_holding_lock(&plan).await?;
         println!("nothing to do: every window of {source} up to the requested end is done in {}", args.dest);
@@ -588,8 +667,102 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
         filter: None,
         lock_ttl: parse_duration(&args.lock_ttl)?,
         on_new_column: args.on_new_column,
+        parallel_windows: 1,
+        memory: MemoryBudget::default(),
+        format: args.format,
+        current_tables: !args.no_current_tables,
     };
+    check_format(&plan.dest, &args.dest, source, &plan.datasets, args.format).await?;
     run_and_report(&plan, args.report_json.as_deref()).await
+}
+
+/// Refuses to write one format into a dataset directory that holds the other: plain Parquet
+/// publishing would delete a Delta table's files, and a Delta table ignores loose files.
+async fn check_format(
+    dest: &Destination,
+    dest_text: &str,
+    source: &str,
+    datasets: &[Arc<DatasetSchema>],
+    format: OutputFormat,
+) -> Result<()> {
+    for schema in datasets {
+        let found = delta::existing_format(dest, &layout::dataset_dir(source, &schema.dataset)).await?;
+        if let Some(found) = found.filter(|found| *found != format) {
+            return Err(usage(format!(
+                "{dest_text}/{source}/{} holds {} data; rerun with --format {} or use another --dest",
+                schema.dataset,
+                found.name(),
+                found.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The format the lake's datasets are in (Parquet for a new lake).
+async fn lake_format(dest: &Destination, source: &str, registry: &SchemaRegistry) -> Result<OutputFormat> {
+    for schema in registry.iter().filter(|s| s.source == source) {
+        if let Some(found) =
+            delta::existing_format(dest, &layout::dataset_dir(source, &schema.dataset)).await?
+        {
+            return Ok(found);
+        }
+    }
+    Ok(OutputFormat::Parquet)
+}
+
+async fn current(args: CurrentArgs) -> Result<i32> {
+    let source = args.source.as_str();
+    let registry = load_registry(args.schemas.as_deref())?;
+    let datasets = select_datasets(&registry, source, args.datasets.as_deref())?;
+    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let format = lake_format(&dest, source, &registry).await?;
+    let run_id = new_run_id();
+    let lock = match DestLock::acquire(&dest, &run_id, parse_duration(&args.lock_ttl)?).await {
+        Ok(lock) => lock,
+        Err(LockError::Locked(locked)) => return Err(locked.into()),
+        Err(e) => return Err(e.into()),
+    };
+    let result = current::refresh(&dest, source, &datasets, format, &run_id).await;
+    if let Some(dir) = &dest.local_dir {
+        let _ = std::fs::remove_dir_all(dir.join(layout::staging_root()).join(&run_id));
+    }
+    lock.release().await?;
+    for table in result? {
+        println!(
+            "{}: {} rows, one per key, from {} rows of history",
+            table.path, table.rows, table.history_rows
+        );
+    }
+    println!("views: {}", dest.path(&layout::views_file()));
+    Ok(exit_code::OK)
+}
+
+async fn vacuum(args: VacuumArgs) -> Result<i32> {
+    let source = args.source.as_str();
+    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let retention = parse_duration(&args.older_than)?;
+    let registry = SchemaRegistry::embedded()?;
+    let mut tables = 0;
+    for schema in registry.iter().filter(|s| s.source == source) {
+        for relative in
+            [layout::dataset_dir(source, &schema.dataset), layout::current_dir(source, &schema.dataset)]
+        {
+            let Some(outcome) = delta::vacuum(&dest, &relative, retention, args.dry_run).await? else {
+                continue;
+            };
+            tables += 1;
+            let verb = if args.dry_run { "would delete" } else { "deleted" };
+            println!("{relative}: {verb} {} file(s)", outcome.files.len());
+            for file in &outcome.files {
+                println!("  {file}");
+            }
+        }
+    }
+    if tables == 0 {
+        println!("no Delta tables of {source} in {}", args.dest);
+    }
+    Ok(exit_code::OK)
 }
 
 fn synth(args: SynthArgs) -> Result<i32> {
@@ -758,6 +931,10 @@ async fn demo(args: DemoArgs) -> Result<i32> {
         filter: None,
         lock_ttl: Duration::from_secs(120),
         on_new_column: NewColumnPolicy::Ignore,
+        parallel_windows: 2,
+        memory: MemoryBudget::default(),
+        format: OutputFormat::Parquet,
+        current_tables: true,
     };
     println!(
         "syncing {} day(s) from {} to {} into {}",
@@ -774,11 +951,19 @@ async fn demo(args: DemoArgs) -> Result<i32> {
         println!("{dataset:<12} {rows:>9} {files:>6} {bytes:>12}");
     }
     println!("done in {:.1} s\n", started.elapsed().as_secs_f64());
+    for table in &report.current {
+        println!(
+            "current table {}: {} rows, one per pid (from {} in the history)",
+            table.path, table.rows, table.history_rows
+        );
+    }
     let lake = args.dest.trim_end_matches('/');
-    println!("Query it with DuckDB (e.g. `duckdb` CLI, or python -c \"import duckdb; duckdb.sql('''…''').show()\"):\n");
+    println!("\nEvery dataset as a DuckDB view (saltedcx_<dataset>, saltedcx_<dataset>_current):\n");
+    println!("  duckdb -init {lake}/_cxlake/views.sql\n");
+    println!("Or query the files directly (e.g. python -c \"import duckdb; duckdb.sql('''…''').show()\"):\n");
     println!(
         "  SELECT date, channel_type, count(*) AS engagements, round(avg(total_time) / 1000, 1) AS avg_seconds\n  \
-         FROM read_parquet('{lake}/saltedcx/engagement/*/*.parquet', hive_partitioning = true)\n  \
+         FROM read_parquet('{lake}/saltedcx/engagement/date=*/*.parquet', hive_partitioning = true)\n  \
          GROUP BY ALL ORDER BY date, channel_type;"
     );
     Ok(report.exit_code())
@@ -796,7 +981,8 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(parse_duration("5w").is_err());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Layers depend only downward: `cli` → `pipeline` → (`sources`, `decode`, `sink`, `state`) →
 //! `schema`. Each layer has its own error type; `anyhow` is used only in `main`.
 
+pub mod budget;
 pub mod cli;
+pub mod current;
 pub mod decode;
 pub mod pipeline;
 pub mod report;

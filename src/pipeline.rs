@@ -13,18 +13,22 @@ use std::time::Instant;
 
 use chrono::Utc;
 use futures::future::try_join_all;
+use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use tokio::io::AsyncWriteExt;
 
+use crate::budget::MemoryBudget;
+use crate::current;
 use crate::decode::csv::CsvDecoder;
 use crate::decode::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::DatasetSchema;
 use crate::sink::commit;
+use crate::sink::delta::{self, WindowCommit};
 use crate::sink::layout;
 use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
-use crate::sink::{Destination, SinkError};
+use crate::sink::{Destination, OutputFormat, SinkError};
 use crate::sources::{
     ExportJournal, FailureScope, FetchedFile, FileFormat, PreviousExport, Source, SourceError,
 };
@@ -91,6 +95,15 @@ pub struct SyncPlan<S> {
     pub lock_ttl: std::time::Duration,
     /// What a column in the file that the schema does not declare does to its window.
     pub on_new_column: NewColumnPolicy,
+    /// Windows in flight at once: the next window's export and downloads overlap this one's
+    /// conversions (results are still reported oldest first).
+    pub parallel_windows: usize,
+    /// Bounds the conversions running at once, across datasets and windows.
+    pub memory: MemoryBudget,
+    /// Plain Hive-partitioned Parquet, or Delta tables.
+    pub format: OutputFormat,
+    /// Rebuild the datasets' current tables (and the views file) after committing windows.
+    pub current_tables: bool,
 }
 
 /// `--on-new-column`: a column the platform added that the schema does not know yet.
@@ -171,75 +184,80 @@ pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunErr
     let lock = DestLock::acquire(&plan.dest, &plan.run_id, plan.lock_ttl).await?;
     sweep_abandoned_staging(&plan.dest).await;
     let report = run_windows(plan, &lock).await;
+    let report = match report {
+        Ok(report) => refresh_current_tables(plan, report).await,
+        Err(e) => Err(e),
+    };
     remove_local_staging(&plan.dest, &plan.run_id);
     lock.release().await?;
     Ok(report?)
 }
 
+/// After windows were committed: rebuilds the current tables of the synced datasets and the
+/// views file, still under the lock, then saves the run report. A failure here leaves the
+/// history committed and makes the run partial (exit 1); the next run rebuilds them.
+async fn refresh_current_tables<S: Source>(
+    plan: &SyncPlan<S>,
+    mut report: RunReport,
+) -> Result<RunReport, SinkError> {
+    if plan.current_tables && report.committed() > 0 {
+        let source = plan.source.name();
+        match current::refresh(&plan.dest, source, &plan.datasets, plan.format, &plan.run_id).await {
+            Ok(tables) => report.current = tables,
+            Err(e) => {
+                tracing::error!(error = %e, "Could not refresh the current tables; the history is committed, the next run retries");
+                report.current_error = Some(e.to_string());
+            }
+        }
+    }
+    StateStore::new(plan.dest.clone()).put_json(&layout::run_report_file(&plan.run_id), &report).await?;
+    Ok(report)
+}
+
 async fn run_windows<S: Source>(plan: &SyncPlan<S>, lock: &DestLock) -> Result<RunReport, SinkError> {
     let state = StateStore::new(plan.dest.clone());
     let started_at = Utc::now();
-    let mut windows = Vec::with_capacity(plan.windows.len());
-    let mut fatal_error = None;
-    for window in &plan.windows {
-        if fatal_error.is_some() {
-            windows.push(WindowReport {
-                date: window.date,
-                outcome: WindowOutcome::Skipped,
-                export_id: None,
-                seconds: 0.0,
-                datasets: BTreeMap::new(),
-                error: None,
-            });
-            continue;
-        }
-        let started = Instant::now();
-        tracing::info!(source = plan.source.name(), window = %window, "Window started");
-        let result = run_window(plan, &state, lock, *window).await;
-        let seconds = started.elapsed().as_secs_f64();
-        let report = match result {
-            Ok(record) => {
-                tracing::info!(window = %window, seconds, "Window committed");
-                WindowReport {
-                    date: window.date,
-                    outcome: WindowOutcome::Committed,
-                    export_id: record.export_id.clone(),
-                    seconds,
-                    datasets: record
-                        .datasets
-                        .iter()
-                        .filter(|(name, _)| plan.datasets.iter().any(|d| &d.dataset == *name))
-                        .map(|(name, d)| {
-                            (
-                                name.clone(),
-                                DatasetReport { stats: d.stats, files: d.files.len(), bytes: d.bytes },
-                            )
-                        })
-                        .collect(),
-                    error: None,
+    // A failure that would repeat for every window (bad key, lost lock) stops windows that have
+    // not started yet; the ones already running finish on their own.
+    let fatal_error: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let (state, fatal_error) = (&state, &fatal_error);
+    let windows: Vec<WindowReport> = futures::stream::iter(plan.windows.iter().copied())
+        .map(|window| {
+            async move {
+                if fatal_error.lock().expect("fatal error lock").is_some() {
+                    return WindowReport::skipped(window.date, None);
+                }
+                let started = Instant::now();
+                tracing::info!(source = plan.source.name(), window = %window, "Window started");
+                let result = run_window(plan, state, lock, window).await;
+                let seconds = started.elapsed().as_secs_f64();
+                match result {
+                    Ok(record) => {
+                        tracing::info!(window = %window, seconds, "Window committed");
+                        committed_report(plan, &record, seconds)
+                    }
+                    Err(error) => {
+                        tracing::error!(window = %window, error = %error, "Window failed; its previous data (if any) is unchanged");
+                        if error.scope() == FailureScope::Run {
+                            fatal_error.lock().expect("fatal error lock").get_or_insert(error.to_string());
+                            WindowReport { seconds, ..WindowReport::skipped(window.date, Some(error.to_string())) }
+                        } else {
+                            WindowReport {
+                                date: window.date,
+                                outcome: WindowOutcome::Failed,
+                                export_id: None,
+                                seconds,
+                                datasets: BTreeMap::new(),
+                                error: Some(error.to_string()),
+                            }
+                        }
+                    }
                 }
             }
-            Err(error) => {
-                tracing::error!(window = %window, error = %error, "Window failed; its previous data (if any) is unchanged");
-                if error.scope() == FailureScope::Run {
-                    fatal_error = Some(error.to_string());
-                }
-                WindowReport {
-                    date: window.date,
-                    outcome: if error.scope() == FailureScope::Run {
-                        WindowOutcome::Skipped
-                    } else {
-                        WindowOutcome::Failed
-                    },
-                    export_id: None,
-                    seconds,
-                    datasets: BTreeMap::new(),
-                    error: Some(error.to_string()),
-                }
-            }
-        };
-        windows.push(report);
-    }
+        })
+        .buffered(plan.parallel_windows.max(1))
+        .collect()
+        .await;
     let report = RunReport {
         run_id: plan.run_id.clone(),
         source: plan.source.name().to_string(),
@@ -247,10 +265,29 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>, lock: &DestLock) -> Result<R
         started_at,
         finished_at: Utc::now(),
         windows,
-        fatal_error,
+        fatal_error: fatal_error.lock().expect("fatal error lock").take(),
+        current: Vec::new(),
+        current_error: None,
     };
-    state.put_json(&layout::run_report_file(&plan.run_id), &report).await?;
     Ok(report)
+}
+
+fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, seconds: f64) -> WindowReport {
+    WindowReport {
+        date: record.date,
+        outcome: WindowOutcome::Committed,
+        export_id: record.export_id.clone(),
+        seconds,
+        datasets: record
+            .datasets
+            .iter()
+            .filter(|(name, _)| plan.datasets.iter().any(|d| &d.dataset == *name))
+            .map(|(name, d)| {
+                (name.clone(), DatasetReport { stats: d.stats, files: d.files.len(), bytes: d.bytes })
+            })
+            .collect(),
+        error: None,
+    }
 }
 
 async fn run_window<S: Source>(
@@ -357,6 +394,9 @@ pub async fn stage_files<S>(
     window: Window,
     files: &[FetchedFile],
 ) -> Result<StagedDataset, WindowError> {
+    let input_bytes = files.iter().map(|f| f.bytes).sum();
+    let reservation = plan.memory.reserve(input_bytes).await;
+    tracing::debug!(dataset = %schema.dataset, window = %window, reserved_mib = reservation.mib(), "Conversion started");
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
     let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, plan.writer);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
@@ -527,10 +567,31 @@ async fn commit_window<S>(
         datasets: datasets.clone(),
     };
     state.save_window(&record).await?;
+    let delta_commit = WindowCommit::window(window.date, &plan.run_id);
     for dataset in staged {
-        let files =
-            commit::publish_partition(&plan.dest, source, &dataset.dataset, window.date, &dataset.files)
+        let (files, delta_version) = match plan.format {
+            OutputFormat::Parquet => {
+                let files = commit::publish_partition(
+                    &plan.dest,
+                    source,
+                    &dataset.dataset,
+                    window.date,
+                    &dataset.files,
+                )
                 .await?;
+                (files, None)
+            }
+            OutputFormat::Delta => {
+                let schema = plan
+                    .datasets
+                    .iter()
+                    .find(|s| s.dataset == dataset.dataset)
+                    .expect("staged datasets come from the plan");
+                let spec = delta::TableSpec::history(source, schema);
+                let committed = delta::publish(&plan.dest, spec, &delta_commit, &dataset.files).await?;
+                (committed.files, Some(committed.table_version))
+            }
+        };
         datasets.insert(
             dataset.dataset,
             DatasetRecord {
@@ -538,6 +599,7 @@ async fn commit_window<S>(
                 bytes: files.iter().map(|f| f.bytes).sum(),
                 files,
                 warnings: dataset.warnings,
+                delta_version,
             },
         );
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::current::CurrentReport;
 use crate::decode::DecodeStats;
 
 /// Process exit codes, documented in the README.
@@ -47,6 +48,20 @@ pub struct WindowReport {
     pub error: Option<String>,
 }
 
+impl WindowReport {
+    /// A window that was not attempted, or stopped by a failure that stops the whole run.
+    pub fn skipped(date: NaiveDate, error: Option<String>) -> WindowReport {
+        WindowReport {
+            date,
+            outcome: WindowOutcome::Skipped,
+            export_id: None,
+            seconds: 0.0,
+            datasets: BTreeMap::new(),
+            error,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
@@ -57,6 +72,12 @@ pub struct RunReport {
     pub windows: Vec<WindowReport>,
     /// Set when the run stopped before trying every window.
     pub fatal_error: Option<String>,
+    /// Current tables rebuilt after the windows were committed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub current: Vec<CurrentReport>,
+    /// Set when the current tables could not be rebuilt (the history is committed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_error: Option<String>,
 }
 
 impl RunReport {
@@ -69,6 +90,7 @@ impl RunReport {
             exit_code::USAGE
         } else if self.windows.iter().any(|w| w.outcome != WindowOutcome::Committed)
             || self.fatal_error.is_some()
+            || self.current_error.is_some()
         {
             exit_code::PARTIAL
         } else {
@@ -123,6 +145,15 @@ impl RunReport {
         if let Some(error) = &self.fatal_error {
             out.push_str(&format!("run stopped: {error}\n"));
         }
+        for table in &self.current {
+            out.push_str(&format!(
+                "current table {}: {} rows, one per key, from {} rows of history\n",
+                table.path, table.rows, table.history_rows
+            ));
+        }
+        if let Some(error) = &self.current_error {
+            out.push_str(&format!("current tables NOT refreshed: {error}\n"));
+        }
         let failed = self.windows.len() - self.committed();
         out.push_str(&format!("{} window(s) committed, {} not\n", self.committed(), failed));
         out
@@ -153,6 +184,8 @@ mod tests {
             finished_at: Utc::now(),
             windows,
             fatal_error: fatal.map(str::to_string),
+            current: Vec::new(),
+            current_error: None,
         }
     }
 

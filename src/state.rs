@@ -38,6 +38,9 @@ pub struct DatasetRecord {
     /// Schema drift seen in the file (unknown or missing columns), for the operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// With `--format delta`: the table version whose commit landed this window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,7 +29,15 @@ pub async fn publish_partition(
     date: NaiveDate,
     staged: &[WrittenFile],
 ) -> Result<Vec<WrittenFile>, SinkError> {
-    let final_dir = layout::partition_dir(source, dataset, date);
+    publish_dir(dest, &layout::partition_dir(source, dataset, date), staged).await
+}
+
+/// Publishes staged files as the only files of `final_dir` (a partition or a current table).
+pub async fn publish_dir(
+    dest: &Destination,
+    final_dir: &str,
+    staged: &[WrittenFile],
+) -> Result<Vec<WrittenFile>, SinkError> {
     let mut published = Vec::with_capacity(staged.len());
     for (index, file) in staged.iter().enumerate() {
         let from = dest.path(&file.path);
@@ -39,8 +47,15 @@ pub async fn publish_partition(
         published.push(WrittenFile { path: to_relative, ..file.clone() });
     }
     let keep: BTreeSet<String> = published.iter().map(|f| f.path.clone()).collect();
-    delete_except(dest, &final_dir, &keep).await?;
+    delete_except(dest, final_dir, &keep).await?;
     Ok(published)
+}
+
+/// True when anything exists under `dir`.
+pub async fn has_objects(dest: &Destination, dir: &str) -> Result<bool, SinkError> {
+    let prefix = dest.path(dir);
+    let first = dest.store.list(Some(&prefix)).try_next().await.map_err(|e| SinkError::store(&prefix, e))?;
+    Ok(first.is_some())
 }
 
 /// Deletes every object under `dir` whose relative path is not in `keep`.

@@ -1,7 +1,11 @@
 //! The lake's directory layout. Consumers depend on it, so it is defined here once:
 //!
 //! ```text
-//! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN.parquet     data (Hive partitioned)
+//! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN.parquet     data (Hive partitioned; --format parquet)
+//! <dest>/<source>/<dataset>/_delta_log/…                            the table's log (--format delta)
+//! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN-<run-id>.parquet   data files of a Delta table
+//! <dest>/<source>_current/<dataset>/…                              current tables: one row per primary key
+//! <dest>/_cxlake/views.sql                                          DuckDB views over history and current tables
 //! <dest>/_cxlake/state/<source>/date=YYYY-MM-DD.json                  one record per window
 //! <dest>/_cxlake/runs/<run-id>.json                                   one report per run
 //! <dest>/_cxlake/rejects/<source>/<dataset>/date=YYYY-MM-DD/<run-id>.csv   quarantined rows
@@ -25,6 +29,23 @@ pub fn is_identifier(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// A dataset's history: its partitions, or its Delta table.
+pub fn dataset_dir(source: &str, dataset: &str) -> String {
+    debug_assert!(is_identifier(source) && is_identifier(dataset));
+    format!("{source}/{dataset}")
+}
+
+/// A dataset's current table: the latest row per primary key.
+pub fn current_dir(source: &str, dataset: &str) -> String {
+    debug_assert!(is_identifier(source) && is_identifier(dataset));
+    format!("{source}_current/{dataset}")
+}
+
+/// The DuckDB views file.
+pub fn views_file() -> String {
+    format!("{BOOKKEEPING_DIR}/views.sql")
+}
+
 pub fn partition_dir(source: &str, dataset: &str, date: NaiveDate) -> String {
     debug_assert!(is_identifier(source) && is_identifier(dataset));
     format!("{source}/{dataset}/date={date}")
@@ -32,6 +53,11 @@ pub fn partition_dir(source: &str, dataset: &str, date: NaiveDate) -> String {
 
 pub fn part_file_name(index: usize) -> String {
     format!("part-{index:05}.parquet")
+}
+
+/// A part file name no other run uses: Delta tables keep older versions' files until vacuum.
+pub fn unique_part_file_name(index: usize, run_id: &str) -> String {
+    format!("part-{index:05}-{run_id}.parquet")
 }
 
 pub fn staging_dir(run_id: &str, source: &str, dataset: &str, date: NaiveDate) -> String {

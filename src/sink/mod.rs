@@ -6,6 +6,7 @@
 //! code path and the same guarantees: an object is either absent or complete, never partial.
 
 pub mod commit;
+pub mod delta;
 pub mod layout;
 pub mod lock;
 pub mod parquet;
@@ -13,6 +14,28 @@ pub mod s3_uploads;
 pub mod store;
 
 pub use store::Destination;
+
+/// `--format`: how a dataset's files are organised under `<dest>/<source>/<dataset>/`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Hive-partitioned Parquet files, `date=YYYY-MM-DD/part-NNNNN.parquet`
+    #[default]
+    Parquet,
+    /// A Delta Lake table partitioned by `date`; each window is one atomic commit
+    Delta,
+}
+
+impl OutputFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Delta => "delta",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,6 +46,8 @@ pub enum SinkError {
     Store { path: String, source: object_store::Error },
     #[error("parquet error writing {path}: {source}")]
     Parquet { path: String, source: ::parquet::errors::ParquetError },
+    #[error(transparent)]
+    Delta(#[from] delta::DeltaError),
     #[error("bookkeeping file {path} is corrupt: {message}; move it aside and rerun the affected window")]
     CorruptState { path: String, message: String },
 }

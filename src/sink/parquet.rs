@@ -15,8 +15,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use sha2::{Digest, Sha256};
 
@@ -141,8 +145,19 @@ impl PartWriter {
         config: PartWriterConfig,
     ) -> PartWriter {
         let plain = dataset.columns.iter().filter(|c| !c.dictionary).map(|c| c.name.as_str());
-        let properties = config.writer_properties(plain);
-        PartWriter::with_properties(dest, dir, dataset.arrow_schema(), config, properties)
+        PartWriter::with_columns(dest, dir, dataset.arrow_schema(), plain, config)
+    }
+
+    /// A writer for `schema` whose `plain_columns` skip dictionary encoding.
+    pub fn with_columns<'a>(
+        dest: Destination,
+        dir: String,
+        schema: SchemaRef,
+        plain_columns: impl IntoIterator<Item = &'a str>,
+        config: PartWriterConfig,
+    ) -> PartWriter {
+        let properties = config.writer_properties(plain_columns);
+        PartWriter::with_properties(dest, dir, schema, config, properties)
     }
 
     fn with_properties(
@@ -224,6 +239,43 @@ impl PartWriter {
             sha256: hex::encode(digest.hasher.finalize()),
         });
         Ok(())
+    }
+}
+
+/// Reads a Parquet file from the object store by ranges (footer first, then the column chunks
+/// asked for), so a reader holds one row group's columns, never the whole file.
+pub struct StoreFileReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl StoreFileReader {
+    pub async fn open(dest: &Destination, path: Path) -> Result<StoreFileReader, SinkError> {
+        let meta = dest.store.head(&path).await.map_err(|e| SinkError::store(&path, e))?;
+        Ok(StoreFileReader { store: dest.store.clone(), path, size: meta.size })
+    }
+}
+
+impl AsyncFileReader for StoreFileReader {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new().load_and_finish(self, size).await?;
+            Ok(Arc::new(metadata))
+        })
     }
 }
 

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
+use cxlake::budget::MemoryBudget;
 use cxlake::cli::new_run_id;
 use cxlake::pipeline::{RejectLimit, SyncPlan};
 use cxlake::schema::{DatasetSchema, SchemaRegistry};
@@ -91,6 +92,10 @@ pub fn plan_with<S>(
         filter: None,
         lock_ttl: Duration::from_secs(30),
         on_new_column: Default::default(),
+        parallel_windows: 2,
+        memory: MemoryBudget::default(),
+        format: Default::default(),
+        current_tables: false,
     }
 }
 
@@ -113,8 +118,9 @@ pub fn files_under(dir: &Path) -> BTreeSet<String> {
 }
 
 /// The data files of the lake (bookkeeping excluded).
+/// The history's data files (what a glob over `<lake>/saltedcx/` sees).
 pub fn data_files(lake: &Path) -> BTreeSet<String> {
-    files_under(lake).into_iter().filter(|f| !f.starts_with("_cxlake")).collect()
+    files_under(lake).into_iter().filter(|f| f.starts_with("saltedcx/")).collect()
 }
 
 pub fn read_parquet_file(path: &Path) -> Vec<RecordBatch> {
@@ -166,6 +172,7 @@ pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
                         DataType::Timestamp(_, _) => {
                             Cell::Int(column.as_primitive::<TimestampMicrosecondType>().value(row))
                         }
+                        DataType::Date32 => Cell::Int(column.as_primitive::<Date32Type>().value(row).into()),
                         other => panic!("unexpected type {other}"),
                     }
                 })
@@ -293,5 +300,50 @@ pub fn api_env(emulator: &Emulator) -> Vec<(&'static str, String)> {
 pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the tests with `make test`, which installs and starts DuckDB and SeaweedFS")
+    })
+}
+
+/// Every row of every Parquet file directly in `dir`, in file name order.
+pub fn read_dir_rows(dir: &Path) -> Vec<Vec<Cell>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.iter().flat_map(|f| batch_rows(&read_parquet_file(f))).collect()
+}
+
+/// The rows of a Delta table's latest version, read through the files its log references.
+pub async fn read_delta_rows(lake: &Path, relative: &str) -> Vec<Vec<Cell>> {
+    let dest = Destination::parse(lake.to_str().unwrap()).unwrap();
+    let table = cxlake::sink::delta::open_table(&dest, relative).await.unwrap().expect("a Delta table");
+    let mut files: Vec<String> = table
+        .get_file_uris()
+        .unwrap()
+        .map(|uri| uri.strip_prefix("file://").map(str::to_string).unwrap_or(uri))
+        .collect();
+    files.sort();
+    files.iter().flat_map(|f| batch_rows(&read_parquet_file(Path::new(f)))).collect()
+}
+
+/// Runs a python script from tests/readback with the venv's python; returns its JSON output.
+pub async fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let python = required_env("CXLAKE_TEST_PYTHON");
+    let script = format!("{}/tests/readback/{script}", env!("CARGO_MANIFEST_DIR"));
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python).arg(&script).args(&args).output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
     })
 }

@@ -201,3 +201,29 @@ async fn rows_that_do_not_fit_are_quarantined_and_block_the_window_by_default() 
         .join(format!("_cxlake/rejects/saltedcx/turn/date={}/{}.csv", windows[0].date, report.run_id));
     assert_eq!(csv::Reader::from_path(&rejects).unwrap().records().count() as u64, stats.rows_rejected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_in_flight_together_land_every_row_within_the_memory_budget() {
+    let emulator = emulator(EmulatorConfig { processing_polls: 3, ..emulator_config() }).await;
+    let lake = tempfile::tempdir().unwrap();
+    let windows = days("2024-03-01", 5);
+    let mut plan = plan(&emulator, lake.path(), windows.clone());
+    plan.parallel_windows = 4;
+    // Room for two small conversions at a time, out of up to 20 that could start.
+    plan.memory = cxlake::budget::MemoryBudget::new(40 << 20);
+    let report = run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    let reported: Vec<_> = report.windows.iter().map(|w| w.date).collect();
+    assert_eq!(reported, windows.iter().map(|w| w.date).collect::<Vec<_>>(), "reported oldest first");
+    // Each small file reserves 16–18 MiB: two at once fit in 40, a third never does.
+    let peak = plan.memory.peak_reserved_mib();
+    assert!((32..=40).contains(&peak), "two conversions at once, never a third: peak {peak} MiB");
+
+    let synth = emulator.config().synth;
+    for schema in all_schemas() {
+        for w in &windows {
+            let landed = batch_rows(&read_partition(lake.path(), &schema.dataset, w.date));
+            assert_eq!(landed, expected_rows(&synth, &schema, w.date), "{} {}", schema.dataset, w.date);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Current tables: one row per pid, the one from the latest window (within a window, the last
+//! row), rebuilt after every run and on demand — in both formats.
+
+use std::path::Path;
+
+use crate::common::*;
+
+const HEADER: &str = "pid,external_id,name,link,type,category,segment,organization,region,country,state";
+
+fn customer(pid: &str, segment: &str) -> String {
+    format!("{pid},,Name {pid},https://app.salted.cx/customers/{pid},PERSON,,{segment},,EMEA,CZ,")
+}
+
+/// Three days of customers: B changes on day 2, A on day 3, and E appears twice on day 3.
+fn write_days(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
+    let days = [
+        ("2024-03-01", vec![customer("A", "Bronze"), customer("B", "Bronze"), customer("C", "Bronze")]),
+        ("2024-03-02", vec![customer("B", "Gold"), customer("D", "Bronze")]),
+        ("2024-03-03", vec![customer("E", "first"), customer("A", "Silver"), customer("E", "second")]),
+    ];
+    days.iter()
+        .map(|(date, rows)| {
+            let path = dir.join(format!("customers-{date}.csv"));
+            std::fs::write(&path, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+            (date.to_string(), path)
+        })
+        .collect()
+}
+
+/// (pid, segment, date) of every row, sorted by pid.
+fn keyed(rows: Vec<Vec<Cell>>) -> Vec<(String, String, i64)> {
+    let mut keyed: Vec<_> = rows
+        .into_iter()
+        .map(|row| {
+            let text = |cell: &Cell| match cell {
+                Cell::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            };
+            let Cell::Int(days) = row[11] else { panic!("date column") };
+            (text(&row[0]), text(&row[6]), days)
+        })
+        .collect();
+    keyed.sort();
+    keyed
+}
+
+fn day(date: &str) -> i64 {
+    (chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap()
+        - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+    .num_days()
+}
+
+fn expected() -> Vec<(String, String, i64)> {
+    [
+        ("A", "Silver", "2024-03-03"),
+        ("B", "Gold", "2024-03-02"),
+        ("C", "Bronze", "2024-03-01"),
+        ("D", "Bronze", "2024-03-02"),
+        ("E", "second", "2024-03-03"),
+    ]
+    .iter()
+    .map(|(pid, segment, date)| (pid.to_string(), segment.to_string(), day(date)))
+    .collect()
+}
+
+async fn convert_days(lake: &Path, inputs: &Path, format: &str) {
+    for (date, file) in write_days(inputs) {
+        let out = run_cxlake(
+            &[
+                "convert",
+                "saltedcx.customer",
+                "--date",
+                &date,
+                "--dest",
+                lake.to_str().unwrap(),
+                "--format",
+                format,
+                file.to_str().unwrap(),
+            ],
+            NO_ENV,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.contains("current table saltedcx_current/customer"), "{}", out.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_parquet_table_holds_the_latest_row_of_every_pid() {
+    let (lake, inputs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    convert_days(lake.path(), inputs.path(), "parquet").await;
+    let current = lake.path().join("saltedcx_current/customer");
+    assert_eq!(keyed(read_dir_rows(&current)), expected());
+
+    // Rerunning a window with a change moves the current row; `current` rebuilds on demand too.
+    let file = inputs.path().join("fix.csv");
+    std::fs::write(&file, format!("{HEADER}\n{}\n", customer("C", "Platinum"))).unwrap();
+    let lake_arg = lake.path().to_str().unwrap();
+    let out = run_cxlake(
+        &[
+            "convert",
+            "saltedcx.customer",
+            "--date",
+            "2024-03-01",
+            "--dest",
+            lake_arg,
+            "--no-current-tables",
+            file.to_str().unwrap(),
+        ],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(keyed(read_dir_rows(&current)), expected(), "--no-current-tables leaves it alone");
+    let out = run_cxlake(&["current", "--dest", lake_arg], NO_ENV).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows = keyed(read_dir_rows(&current));
+    assert_eq!(rows.len(), 5);
+    assert!(rows.contains(&("C".into(), "Platinum".into(), day("2024-03-01"))), "{rows:?}");
+    assert!(!rows.iter().any(|r| r.0 == "A" && r.1 != "Silver"), "{rows:?}");
+
+    let views = std::fs::read_to_string(lake.path().join("_cxlake/views.sql")).unwrap();
+    assert!(views.contains("CREATE OR REPLACE VIEW saltedcx_customer AS"), "{views}");
+    assert!(views.contains("CREATE OR REPLACE VIEW saltedcx_customer_current AS"), "{views}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_delta_table_holds_the_latest_row_of_every_pid() {
+    let (lake, inputs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    convert_days(lake.path(), inputs.path(), "delta").await;
+    assert_eq!(keyed(read_delta_rows(lake.path(), "saltedcx_current/customer").await), expected());
+    let history = read_delta_rows(lake.path(), "saltedcx/customer").await;
+    assert_eq!(history.len(), 8, "the history keeps every version of every record");
+    let views = std::fs::read_to_string(lake.path().join("_cxlake/views.sql")).unwrap();
+    assert!(views.contains("delta_scan("), "{views}");
+}

@@ -1,0 +1,86 @@
+//! The README's consumer recipes for the plain Parquet lake, run for real: DuckDB
+//! (`read_parquet(…, hive_partitioning = true)`), Spark (`spark.read.parquet` with partition
+//! discovery, local mode) and Polars (`scan_parquet(…, hive_partitioning=True)`) each read the
+//! history and the current tables and see the same rows, dates, keys and column types.
+
+use cxlake::schema::ColumnType;
+
+use crate::common::*;
+
+/// The type each reader reports for a column of a declared type (and for the `date` column).
+fn reader_type(reader: &str, column: Option<ColumnType>) -> &'static str {
+    use ColumnType::*;
+    match (reader, column) {
+        ("duckdb", Some(Utf8)) => "VARCHAR",
+        ("duckdb", Some(Int64)) => "BIGINT",
+        ("duckdb", Some(Float64)) => "DOUBLE",
+        ("duckdb", Some(Boolean)) => "BOOLEAN",
+        ("duckdb", Some(Date32) | None) => "DATE",
+        ("duckdb", Some(TimestampUtc)) => "TIMESTAMP WITH TIME ZONE",
+        ("spark", Some(Utf8)) => "string",
+        ("spark", Some(Int64)) => "bigint",
+        ("spark", Some(Float64)) => "double",
+        ("spark", Some(Boolean)) => "boolean",
+        ("spark", Some(Date32) | None) => "date",
+        ("spark", Some(TimestampUtc)) => "timestamp",
+        ("polars", Some(Utf8)) => "String",
+        ("polars", Some(Int64)) => "Int64",
+        ("polars", Some(Float64)) => "Float64",
+        ("polars", Some(Boolean)) => "Boolean",
+        ("polars", Some(Date32) | None) => "Date",
+        ("polars", Some(TimestampUtc)) => "Datetime(time_unit='us', time_zone='UTC')",
+        other => panic!("no type mapping for {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let lake_arg = lake.path().to_str().unwrap().to_string();
+    let windows = days("2024-03-01", 3);
+    let mut plan = plan(&emulator, lake.path(), windows.clone());
+    plan.current_tables = true;
+    let report = cxlake::pipeline::run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    let expected = expected_counts(&emulator.config().synth, &windows);
+
+    let duckdb = python_json("readers.py", &["duckdb", &lake_arg]).await;
+    for reader in ["duckdb", "spark", "polars"] {
+        let seen = if reader == "duckdb" {
+            duckdb.clone()
+        } else {
+            python_json("readers.py", &[reader, &lake_arg]).await
+        };
+        for schema in all_schemas() {
+            let dataset = schema.dataset.as_str();
+            let current_name = format!("{dataset}_current");
+            let (history, current) = (&seen[dataset], &seen[&current_name]);
+            assert_eq!(history["rows"].as_u64(), Some(expected[dataset]), "{reader}: {dataset}");
+            let dates: Vec<&str> =
+                history["dates"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+            assert_eq!(dates, ["2024-03-01", "2024-03-02", "2024-03-03"], "{reader}: {dataset}");
+            for (name, table) in [(dataset, history), (current_name.as_str(), current)] {
+                assert_eq!(table["rows"], duckdb[name]["rows"], "{reader} and DuckDB agree on {name}");
+                assert_eq!(table["distinct_pids"], duckdb[name]["distinct_pids"], "{reader}: {name}");
+                let types = table["types"].as_object().unwrap();
+                assert_eq!(types.len(), schema.columns.len() + 1, "{reader}: {name}: columns and date");
+                for column in &schema.columns {
+                    assert_eq!(
+                        types[&column.name].as_str(),
+                        Some(reader_type(reader, Some(column.column_type))),
+                        "{reader}: {name}.{}",
+                        column.name
+                    );
+                }
+                assert_eq!(types["date"].as_str(), Some(reader_type(reader, None)), "{reader}: {name}.date");
+            }
+            assert_eq!(
+                current["rows"], history["distinct_pids"],
+                "{reader}: one current row per pid of {dataset}"
+            );
+        }
+    }
+    // Customers and agents repeat across windows, so their current tables are really smaller.
+    assert!(duckdb["agent_current"]["rows"].as_u64() < duckdb["agent"]["rows"].as_u64());
+}
