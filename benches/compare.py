@@ -8,6 +8,7 @@ here asserts a timing. Writes BENCHMARKS.md.
 Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS]
        compare.py CXLAKE_BIN DATA_DIR --render   (rewrite BENCHMARKS.md from DATA_DIR/last-bench.json)
 """
+import datetime
 import json
 import os
 import platform
@@ -49,7 +50,7 @@ def polars_type(t):
 
 
 def run(cmd, env=None):
-    """Runs cmd; returns (seconds, peak RSS bytes) of that child alone."""
+    """Runs cmd; returns (seconds, peak RSS bytes, CPU seconds) of that child alone."""
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -58,7 +59,7 @@ def run(cmd, env=None):
         if status != 0:
             err.seek(0)
             raise SystemExit(f"{cmd[0]} failed ({status}): {err.read().decode(errors='replace')[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024
+    return seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def tools(dataset, csv_path, out_dir):
@@ -116,7 +117,7 @@ def main():
                 out_dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
                 try:
                     cmd, env, output = tools(dataset, csv_path, out_dir)[name]
-                    results[name].append(run(cmd, env))
+                    results[name].append(run(cmd, env)[:2])
                     sizes[name] = size_of(output)
                 finally:
                     shutil.rmtree(out_dir, ignore_errors=True)
@@ -135,11 +136,76 @@ def main():
         duck = next(r for r in rows if r["dataset"] == dataset and r["tool"] == "duckdb")
         ours["size_vs_duckdb"] = ours["output_mb"] / duck["output_mb"]
 
-    json.dump(rows, open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
-    write_report(rows)
+    sync_rows = sync_bench()
+    json.dump({"convert": rows, "sync": sync_rows}, open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
+    write_report(rows, sync_rows)
 
 
-def write_report(rows):
+SYNC_DAYS = 6
+SYNC_ENGAGEMENTS = os.environ.get("BENCH_SYNC_ENGAGEMENTS", "20000")
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sync_bench():
+    """A multi-day sync from the emulator with 1, 2 and 3 windows in flight: the emulator holds
+    each export PROCESSING for 3 polls (~4.8 s with --poll-interval 1s), as a platform would."""
+    import urllib.request
+
+    port = free_port()
+    emulator = subprocess.Popen(
+        [CXLAKE, "emulator", "saltedcx", "--port", str(port), "--engagements-per-day", SYNC_ENGAGEMENTS,
+         "--processing-polls", "3", "--api-key", "bench-key"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/export/history", timeout=1)
+            except urllib.error.HTTPError:
+                break  # it answers (401 without a key)
+            except OSError:
+                time.sleep(0.1)
+        env = dict(os.environ, SALTEDCX_API_URL=f"http://127.0.0.1:{port}/", SALTEDCX_API_KEY="bench-key")
+        to = (datetime.date.fromisoformat(DATE) + datetime.timedelta(days=SYNC_DAYS)).isoformat()
+        rows = []
+        for parallel in (1, 2, 3):
+            out_dir = tempfile.mkdtemp(prefix="bench-sync-")
+            report = os.path.join(out_dir, "report.json")
+            try:
+                cmd = [CXLAKE, "sync", "saltedcx", "--dest", f"{out_dir}/lake", "--from", DATE, "--to", to,
+                       "--poll-interval", "1s", "--parallel-windows", str(parallel), "--no-current-tables",
+                       "--report-json", report, "--log", "warn"]
+                seconds, rss, cpu = run(cmd, env)
+                windows = json.load(open(report))["windows"]
+                landed = sum(d["rows_written"] for w in windows for d in w["datasets"].values())
+                rows.append({"parallel_windows": parallel, "days": len(windows), "rows": landed, "seconds": seconds,
+                             "peak_rss_mib": rss / 2**20, "cpu_percent": 100 * cpu / seconds,
+                             "parquet_mb": size_of(f"{out_dir}/lake/saltedcx") / 1e6})
+            finally:
+                shutil.rmtree(out_dir, ignore_errors=True)
+        return rows
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+
+def sync_table(sync_rows):
+    if not sync_rows:
+        return "(not measured)"
+    lines = [f"{'windows in flight':<18} {'days':>5} {'rows':>10} {'secs':>7} {'peak RSS MiB':>13} {'CPU %':>6}  speed-up"]
+    base = sync_rows[0]["seconds"]
+    for r in sync_rows:
+        lines.append(f"{r['parallel_windows']:<18} {r['days']:>5} {r['rows']:>10} {r['seconds']:>7.1f} "
+                     f"{r['peak_rss_mib']:>13.0f} {r['cpu_percent']:>6.0f}  {base / r['seconds']:.2f}x")
+    return "\n".join(lines)
+
+
+def write_report(rows, sync_rows=None):
     import duckdb
     import polars
 
@@ -151,9 +217,10 @@ def write_report(rows):
                      f"{r['peak_rss_mib']:>13.0f} {r['output_mb']:>8.1f}  {extra}")
     table = "\n".join(lines)
     print(table)
+    print(sync_table(sync_rows))
     versions = f"duckdb {duckdb.__version__}, polars {polars.__version__}, {subprocess.run([CXLAKE, '--version'], capture_output=True, text=True).stdout.strip()}"
     with open("BENCHMARKS.md.new", "w") as f:
-        f.write(render_markdown(table, versions, rows))
+        f.write(render_markdown(table, versions, rows).replace("{{SYNC_TABLE}}", sync_table(sync_rows)))
     os.replace("BENCHMARKS.md.new", "BENCHMARKS.md")
 
 
@@ -166,6 +233,9 @@ def render_markdown(table, versions, rows):
 
 if __name__ == "__main__":
     if RENDER_ONLY:
-        write_report(json.load(open(os.path.join(DATA, "last-bench.json"))))
+        last = json.load(open(os.path.join(DATA, "last-bench.json")))
+        if isinstance(last, list):  # written before the sync benchmark existed
+            last = {"convert": last, "sync": None}
+        write_report(last["convert"], last["sync"])
     else:
         main()

@@ -11,7 +11,8 @@
 //! over the history with no sort and no join: pass 1 reads only the key column, newest window
 //! first, and marks the rows whose key was not seen in a newer window (within one window the
 //! file's last row wins); pass 2 streams each file again and writes the marked rows. Memory is
-//! one 16-byte hash per distinct key plus one bit per history row, never the data itself. A
+//! a 16-byte hash per distinct key (about 40 bytes with the set's overhead) plus one bit per
+//! history row, never the data itself; a partition's key hashes are held while it is marked. A
 //! Polars `sort → unique(keep=last) → sink` does the same work with a sort, and would roughly
 //! double this crate's build time and binary for one function (TOOLING.md).
 
@@ -19,7 +20,8 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Date32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Date32Array};
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{NaiveDate, Utc};
@@ -167,7 +169,7 @@ pub async fn refresh_dataset(
 
     // Pass 1: newest window first; within a window, the last row of the last file wins.
     let mut seen: HashSet<u128> = HashSet::new();
-    let mut keep: Vec<(NaiveDate, String, Vec<bool>)> = Vec::new();
+    let mut keep: Vec<(NaiveDate, String, BooleanBuffer)> = Vec::new();
     let mut history_rows = 0u64;
     for partition in &partitions {
         let mut masks = Vec::with_capacity(partition.files.len());
@@ -183,11 +185,14 @@ pub async fn refresh_dataset(
             masks.push(hashes);
         }
         for (file, hashes) in partition.files.iter().zip(masks).rev() {
-            let mut mask = vec![false; hashes.len()];
+            let mut mask = BooleanBufferBuilder::new(hashes.len());
+            mask.append_n(hashes.len(), false);
             for (row, hash) in hashes.iter().enumerate().rev() {
-                mask[row] = hash.is_some_and(|h| seen.insert(h));
+                if hash.is_some_and(|h| seen.insert(h)) {
+                    mask.set_bit(row, true);
+                }
             }
-            keep.push((partition.date, file.clone(), mask));
+            keep.push((partition.date, file.clone(), mask.finish()));
         }
     }
     drop(seen);
@@ -203,14 +208,14 @@ pub async fn refresh_dataset(
     let mut writer = PartWriter::with_columns(dest.clone(), staging, target.clone(), plain, config);
     let mut rows = 0u64;
     for (date, file, mask) in &keep {
-        if !mask.iter().any(|k| *k) {
+        if mask.count_set_bits() == 0 {
             continue;
         }
         let days = (*date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
         let mut offset = 0;
         let mut batches = std::pin::pin!(open_parquet(dest, file, None).await?);
         while let Some(batch) = batches.try_next().await? {
-            let selected = BooleanArray::from(mask[offset..offset + batch.num_rows()].to_vec());
+            let selected = BooleanArray::new(mask.slice(offset, batch.num_rows()), None);
             offset += batch.num_rows();
             let kept = arrow::compute::filter_record_batch(&batch, &selected)
                 .map_err(|e| SinkError::Parquet { path: file.clone(), source: e.into() })?;

@@ -1,7 +1,8 @@
 //! The README's consumer recipes for the plain Parquet lake, run for real: DuckDB
 //! (`read_parquet(…, hive_partitioning = true)`), Spark (`spark.read.parquet` with partition
 //! discovery, local mode) and Polars (`scan_parquet(…, hive_partitioning=True)`) each read the
-//! history and the current tables and see the same rows, dates, keys and column types.
+//! history and the current tables and see the same rows, dates, keys and column types; so do the
+//! DuckDB views of the generated `_cxlake/views.sql`.
 
 use cxlake::schema::ColumnType;
 
@@ -46,6 +47,9 @@ async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
     let expected = expected_counts(&emulator.config().synth, &windows);
 
     let duckdb = python_json("readers.py", &["duckdb", &lake_arg]).await;
+    // `duckdb -init <lake>/_cxlake/views.sql` sees exactly what the direct queries see.
+    let views = python_json("readers.py", &["duckdb_views", &lake_arg]).await;
+    assert_eq!(views, duckdb, "the generated views");
     for reader in ["duckdb", "spark", "polars"] {
         let seen = if reader == "duckdb" {
             duckdb.clone()

@@ -3,7 +3,7 @@ as JSON: for every table (history `<dataset>` and current `<dataset>_current`), 
 the distinct dates, the distinct pids and the column types in that reader's own words.
 
 Usage: readers.py READER LAKE_DIR
-READER: duckdb | duckdb_delta | spark | polars | polars_delta | deltalake
+READER: duckdb | duckdb_views | duckdb_delta | spark | polars | polars_delta | deltalake
 """
 import glob
 import json
@@ -47,6 +47,22 @@ def read_duckdb(lake, delta):
         rows, pids = con.sql(f"SELECT count(*), count(DISTINCT pid) FROM {scan}").fetchone()
         dates = [d for (d,) in con.sql(f"SELECT DISTINCT date FROM {scan}").fetchall()]
         types = {n: t for (n, t, *_rest) in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        seen[name] = summary(rows, dates, pids, types)
+    return seen
+
+
+def read_duckdb_views(lake):
+    """What `duckdb -init <lake>/_cxlake/views.sql` gives: one view per table."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(open(f"{lake}/_cxlake/views.sql").read())
+    seen = {}
+    for name, _path in tables(lake):
+        view = f"saltedcx_{name}"
+        rows, pids = con.sql(f"SELECT count(*), count(DISTINCT pid) FROM {view}").fetchone()
+        dates = [d for (d,) in con.sql(f"SELECT DISTINCT date FROM {view}").fetchall()]
+        types = {n: t for (n, t, *_rest) in con.sql(f"DESCRIBE {view}").fetchall()}
         seen[name] = summary(rows, dates, pids, types)
     return seen
 
@@ -110,6 +126,7 @@ def main():
     reader, lake = sys.argv[1], os.path.abspath(sys.argv[2])
     readers = {
         "duckdb": lambda: read_duckdb(lake, delta=False),
+        "duckdb_views": lambda: read_duckdb_views(lake),
         "duckdb_delta": lambda: read_duckdb(lake, delta=True),
         "spark": lambda: read_spark(lake),
         "polars": lambda: read_polars(lake, delta=False),
