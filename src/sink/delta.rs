@@ -48,7 +48,7 @@ const MAX_COMMIT_ATTEMPTS: u32 = 25;
 pub enum DeltaError {
     #[error("Delta table {table}: {source}")]
     Table { table: String, source: Box<DeltaTableError> },
-    #[error("Delta table {table} has a different schema than {schema}: {difference}. Land the new schema in a new --dest (or table), or evolve the table first")]
+    #[error("Delta table {table} has a different schema than {schema}: {difference}. cxlake does not evolve Delta schemas yet, so land the changed schema in a new --dest (or restore the schema file the table was created with)")]
     SchemaMismatch { table: String, schema: String, difference: String },
     #[error(
         "Delta table {table}: gave up after {attempts} commit attempts; other writers kept committing first"
@@ -251,8 +251,8 @@ pub struct WindowCommit {
     /// What is replaced: `cxlake:date=YYYY-MM-DD` for a window, `cxlake:current` for a current table.
     pub app_id: String,
     pub date: NaiveDate,
-    /// Unique per attempt to land the window (run start in ms): a retry of the same attempt
-    /// finds it; a later rerun is a new replacement.
+    /// Unique per attempt to land the window (when it was prepared, in ms): a retry of the
+    /// same attempt finds it in the log; a later rerun is a new replacement.
     pub version: i64,
     pub run_id: String,
 }

@@ -39,6 +39,24 @@ fn assert_rows(seen: &serde_json::Value, expected: &BTreeMap<String, u64>, reade
             "{reader}: {dataset}_current has one row per pid"
         );
         assert_eq!(current["distinct_pids"], current["rows"], "{reader}: {dataset}_current");
+        // Column types in the reader's own words ("duckdb delta_scan" reads as duckdb).
+        let reader_name = reader.split(' ').next().unwrap();
+        let schema = all_schemas().into_iter().find(|s| &s.dataset == dataset).unwrap();
+        for table in [table, current] {
+            let types = table["types"].as_object().unwrap();
+            assert_eq!(types.len(), schema.columns.len() + 1, "{reader}: {dataset}: columns and date");
+            for column in &schema.columns {
+                let expected = crate::readers::reader_type(reader_name, Some(column.column_type));
+                assert_eq!(
+                    types[&column.name].as_str(),
+                    Some(expected),
+                    "{reader}: {dataset}.{}",
+                    column.name
+                );
+            }
+            let date = crate::readers::reader_type(reader_name, None);
+            assert_eq!(types["date"].as_str(), Some(date), "{reader}: {dataset}.date");
+        }
     }
 }
 

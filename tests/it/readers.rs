@@ -9,7 +9,7 @@ use cxlake::schema::ColumnType;
 use crate::common::*;
 
 /// The type each reader reports for a column of a declared type (and for the `date` column).
-fn reader_type(reader: &str, column: Option<ColumnType>) -> &'static str {
+pub fn reader_type(reader: &str, column: Option<ColumnType>) -> &'static str {
     use ColumnType::*;
     match (reader, column) {
         ("duckdb", Some(Utf8)) => "VARCHAR",
@@ -30,6 +30,12 @@ fn reader_type(reader: &str, column: Option<ColumnType>) -> &'static str {
         ("polars", Some(Boolean)) => "Boolean",
         ("polars", Some(Date32) | None) => "Date",
         ("polars", Some(TimestampUtc)) => "Datetime(time_unit='us', time_zone='UTC')",
+        ("deltalake", Some(Utf8)) => "string",
+        ("deltalake", Some(Int64)) => "int64",
+        ("deltalake", Some(Float64)) => "double",
+        ("deltalake", Some(Boolean)) => "bool",
+        ("deltalake", Some(Date32) | None) => "date32[day]",
+        ("deltalake", Some(TimestampUtc)) => "timestamp[us, tz=UTC]",
         other => panic!("no type mapping for {other:?}"),
     }
 }
