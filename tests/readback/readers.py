@@ -44,11 +44,16 @@ def read_duckdb(lake, delta):
             scan = f"read_parquet('{path}/*.parquet')"
         else:
             scan = f"read_parquet('{path}/date=*/*.parquet', hive_partitioning = true, hive_types = {{'date': DATE}})"
-        rows, pids = con.sql(f"SELECT count(*), count(DISTINCT pid) FROM {scan}").fetchone()
-        dates = [d for (d,) in con.sql(f"SELECT DISTINCT date FROM {scan}").fetchall()]
-        types = {n: t for (n, t, *_rest) in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        seen[name] = summary(rows, dates, pids, types)
+        seen[name] = duckdb_summary(con, scan)
     return seen
+
+
+def duckdb_summary(con, relation):
+    """Rows, dates, distinct pids and column types of a table function call or a view."""
+    rows, pids = con.sql(f"SELECT count(*), count(DISTINCT pid) FROM {relation}").fetchone()
+    dates = [d for (d,) in con.sql(f"SELECT DISTINCT date FROM {relation}").fetchall()]
+    types = {n: t for (n, t, *_rest) in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    return summary(rows, dates, pids, types)
 
 
 def read_duckdb_views(lake):
@@ -57,14 +62,7 @@ def read_duckdb_views(lake):
 
     con = duckdb.connect()
     con.execute(open(f"{lake}/_cxlake/views.sql").read())
-    seen = {}
-    for name, _path in tables(lake):
-        view = f"saltedcx_{name}"
-        rows, pids = con.sql(f"SELECT count(*), count(DISTINCT pid) FROM {view}").fetchone()
-        dates = [d for (d,) in con.sql(f"SELECT DISTINCT date FROM {view}").fetchall()]
-        types = {n: t for (n, t, *_rest) in con.sql(f"DESCRIBE {view}").fetchall()}
-        seen[name] = summary(rows, dates, pids, types)
-    return seen
+    return {name: duckdb_summary(con, f"saltedcx_{name}") for name, _path in tables(lake)}
 
 
 def read_spark(lake):
