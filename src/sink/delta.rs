@@ -35,7 +35,7 @@ use object_store::ObjectStore;
 use url::Url;
 
 use super::parquet::WrittenFile;
-use super::{layout, Destination, OutputFormat, SinkError};
+use super::{commit, layout, Destination, OutputFormat, SinkError};
 use crate::schema::{ColumnType, DatasetSchema};
 
 /// The partition column every table has; its values are the windows' dates.
@@ -126,17 +126,16 @@ pub async fn open_table(dest: &Destination, relative: &str) -> Result<Option<Del
         .map_err(table_error(&name))?
         .with_storage_backend(root_store(dest), url);
     let mut table = builder.build().map_err(table_error(&name))?;
+    // Whether the table exists is our object store's answer (is there a first log entry?):
+    // delta-rs reports a missing table in several ways, some only while a directory is being
+    // created by a concurrent writer.
+    if !commit::has_objects(dest, &format!("{relative}/_delta_log")).await? {
+        return Ok(None);
+    }
     match table.load().await {
         Ok(()) => Ok(Some(table)),
-        Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => Ok(None),
-        Err(e) => {
-            // A store without a `_delta_log` reports it in several ways; only trust a real check.
-            if matches!(table.verify_deltatable_existence().await, Ok(false)) {
-                Ok(None)
-            } else {
-                Err(table_error(&name)(e))
-            }
-        }
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(table_error(&name)(e)),
     }
 }
 
@@ -166,6 +165,13 @@ fn delta_type(column_type: ColumnType) -> DataType {
 /// creating it at once race on version 0; the loser opens the winner's table.
 async fn open_or_create(dest: &Destination, spec: TableSpec<'_>) -> Result<DeltaTable, SinkError> {
     let relative = spec.relative();
+    if let Some(table) = open_table(dest, &relative).await? {
+        return Ok(table);
+    }
+    // Windows of one run (--parallel-windows) create tables one at a time; other processes
+    // race on the create-only put of version 0 below.
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _creating = CREATING.lock().await;
     if let Some(table) = open_table(dest, &relative).await? {
         return Ok(table);
     }
