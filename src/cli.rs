@@ -724,9 +724,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
         Err(e) => return Err(e.into()),
     };
     let result = current::refresh(&dest, source, &datasets, format, &run_id).await;
-    if let Some(dir) = &dest.local_dir {
-        let _ = std::fs::remove_dir_all(dir.join(layout::staging_root()).join(&run_id));
-    }
+    pipeline::remove_local_staging(&dest, &run_id);
     lock.release().await?;
     for table in result? {
         println!(

@@ -341,8 +341,8 @@ pub async fn refresh(
 
 /// Writes `_cxlake/views.sql` for the datasets of `source` found in the lake.
 pub async fn write_views(dest: &Destination, source: &str, format: OutputFormat) -> Result<(), SinkError> {
-    let histories = child_dirs(dest, source).await?;
-    let currents = child_dirs(dest, &format!("{source}_current")).await?;
+    let histories = commit::child_dirs(dest, source).await?;
+    let currents = commit::child_dirs(dest, &format!("{source}_current")).await?;
     let present: Vec<(String, bool)> = histories
         .into_iter()
         .filter(|d| layout::is_identifier(d))
@@ -357,15 +357,4 @@ pub async fn write_views(dest: &Destination, source: &str, format: OutputFormat)
         .await
         .map_err(|e| SinkError::store(&path, e))?;
     Ok(())
-}
-
-/// Names of the directories directly under `dir`.
-async fn child_dirs(dest: &Destination, dir: &str) -> Result<Vec<String>, SinkError> {
-    let prefix = dest.path(dir);
-    let listing = match dest.store.list_with_delimiter(Some(&prefix)).await {
-        Ok(listing) => listing,
-        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(SinkError::store(&prefix, e)),
-    };
-    Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
 }

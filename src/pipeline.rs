@@ -644,7 +644,7 @@ async fn sweep_abandoned_staging(dest: &Destination) {
 }
 
 /// object_store leaves empty directories behind on local disk; tidy this run's staging tree.
-fn remove_local_staging(dest: &Destination, run_id: &str) {
+pub fn remove_local_staging(dest: &Destination, run_id: &str) {
     if let Some(dir) = &dest.local_dir {
         let staging = dir.join(layout::staging_root()).join(run_id);
         let _ = std::fs::remove_dir_all(staging);

@@ -51,6 +51,17 @@ pub async fn publish_dir(
     Ok(published)
 }
 
+/// Names of the directories directly under `dir` (none when it does not exist).
+pub async fn child_dirs(dest: &Destination, dir: &str) -> Result<Vec<String>, SinkError> {
+    let prefix = dest.path(dir);
+    let listing = match dest.store.list_with_delimiter(Some(&prefix)).await {
+        Ok(listing) => listing,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(SinkError::store(&prefix, e)),
+    };
+    Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
+}
+
 /// True when anything exists under `dir`.
 pub async fn has_objects(dest: &Destination, dir: &str) -> Result<bool, SinkError> {
     let prefix = dest.path(dir);

@@ -415,14 +415,8 @@ async fn commit_replacement(
 /// What a dataset directory holds: a Delta table (it has a `_delta_log`), plain Parquet
 /// partitions, or nothing yet.
 pub async fn existing_format(dest: &Destination, relative: &str) -> Result<Option<OutputFormat>, SinkError> {
-    let prefix = dest.path(relative);
-    let listing = match dest.store.list_with_delimiter(Some(&prefix)).await {
-        Ok(listing) => listing,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(SinkError::store(&prefix, e)),
-    };
-    let names: Vec<&str> = listing.common_prefixes.iter().filter_map(|p| p.filename()).collect();
-    Ok(if names.contains(&"_delta_log") {
+    let names = commit::child_dirs(dest, relative).await?;
+    Ok(if names.iter().any(|n| n == "_delta_log") {
         Some(OutputFormat::Delta)
     } else if names.iter().any(|n| n.starts_with("date=")) {
         Some(OutputFormat::Parquet)

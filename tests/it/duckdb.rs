@@ -1,20 +1,7 @@
 //! DuckDB (the real one, from PyPI in the Makefile's venv) reads the lake back with
 //! `hive_partitioning=true` and sees the right row counts and column types.
 
-use cxlake::schema::ColumnType;
-
 use crate::common::*;
-
-fn duckdb_type(t: ColumnType) -> &'static str {
-    match t {
-        ColumnType::Utf8 => "VARCHAR",
-        ColumnType::Int64 => "BIGINT",
-        ColumnType::Float64 => "DOUBLE",
-        ColumnType::Boolean => "BOOLEAN",
-        ColumnType::Date32 => "DATE",
-        ColumnType::TimestampUtc => "TIMESTAMP WITH TIME ZONE",
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_reads_the_lake_with_hive_partitioning() {
@@ -46,7 +33,7 @@ async fn duckdb_reads_the_lake_with_hive_partitioning() {
         for column in &schema.columns {
             assert_eq!(
                 types[&column.name].as_str(),
-                Some(duckdb_type(column.column_type)),
+                Some(crate::readers::reader_type("duckdb", Some(column.column_type))),
                 "{}.{}",
                 schema.dataset,
                 column.name
