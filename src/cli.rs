@@ -644,10 +644,8 @@ fn write_report_json(path: Option<&Path>, report: &RunReport) -> Result<()> {
 async fn convert(args: ConvertArgs) -> Result<i32> {
     let registry = load_registry(args.schemas.as_deref())?;
     let schema = registry.get(&args.dataset).map_err(|e| usage(e.to_string()))?;
-    let source: &'static str = match schema.source.as_str() {
-        "saltedcx" => "saltedcx",
-        other => return Err(usage(format!("convert does not support source `{other}` yet"))),
-    };
+    let source = schema.source.clone();
+    let source = source.as_str();
     for file in &args.files {
         if !file.is_file() {
             return Err(usage(format!("{} is not a readable file", file.display())));
@@ -655,7 +653,12 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
     }
     let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
     let plan = SyncPlan {
-        source: LocalFiles { source, dataset: schema.dataset.clone(), files: args.files.clone() },
+        source: LocalFiles {
+            source: source.to_string(),
+            dataset: schema.dataset.clone(),
+            format: schema.format,
+            files: args.files.clone(),
+        },
         dest,
         datasets: vec![schema],
         windows: vec![Window::new(args.date)],
@@ -808,13 +811,7 @@ fn schema(command: SchemaCommand) -> Result<i32> {
         SchemaCommand::Show { name, schemas } => {
             let registry = load_registry(schemas.as_deref())?;
             let s = registry.get(&name).map_err(|e| usage(e.to_string()))?;
-            println!(
-                "{} — {} ({}; primary key {})",
-                s.qualified_name(),
-                s.description,
-                s.file,
-                s.primary_key
-            );
+            println!("{} — {} ({}; key {})", s.qualified_name(), s.description, s.file, s.key_display());
             println!("{:<38} {:<30} {:<8} {:<4} description", "column", "arrow type", "nullable", "pii");
             for c in &s.columns {
                 let yes_no = |b: bool| if b { "yes" } else { "no" };

@@ -1,5 +1,6 @@
-//! Current tables: for each dataset, exactly one row per primary key (`pid`) — the row from the
-//! latest window that has it — at `<dest>/<source>_current/<dataset>/`, in the lake's format,
+//! Current tables: for each dataset, exactly one row per declared key (`pid`, `id`, or several
+//! columns) — the row from the latest window that has it, and within a window the row with the
+//! greatest `version` (or the last one) — at `<dest>/<source>_current/<dataset>/`, in the lake's format,
 //! with the window's `date` as an ordinary column. And `_cxlake/views.sql`, DuckDB views over
 //! the history and current tables (`duckdb -init <dest>/_cxlake/views.sql`).
 //!
@@ -24,6 +25,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder,
 use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use chrono::{NaiveDate, Utc};
 use futures::TryStreamExt;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -119,14 +121,14 @@ async fn delta_history(
 async fn open_parquet(
     dest: &Destination,
     relative: &str,
-    key_only: Option<&str>,
+    only: Option<&[String]>,
 ) -> Result<impl futures::Stream<Item = Result<RecordBatch, SinkError>>, SinkError> {
     let path = dest.path(relative);
     let parquet_error = |source| SinkError::Parquet { path: relative.to_string(), source };
     let reader = StoreFileReader::open(dest, path).await?;
     let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(parquet_error)?;
-    if let Some(column) = key_only {
-        let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
+    if let Some(columns) = only {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
         builder = builder.with_projection(mask);
     }
     let stream = builder.with_batch_size(8192).build().map_err(parquet_error)?;
@@ -134,8 +136,8 @@ async fn open_parquet(
     Ok(stream.map_err(move |source| SinkError::Parquet { path: relative.clone(), source }))
 }
 
-/// A 128-bit fingerprint of a key: the set holds these instead of the keys themselves.
-fn key_hash(key: &str) -> u128 {
+/// A 128-bit fingerprint of a key's bytes: the set holds these instead of the keys themselves.
+fn key_hash(key: &[u8]) -> u128 {
     // SipHash with fixed keys: deterministic, and 128 bits make a collision between two of even
     // billions of keys vanishingly unlikely (~n²/2¹²⁹).
     let mut low = std::collections::hash_map::DefaultHasher::new();
@@ -143,6 +145,124 @@ fn key_hash(key: &str) -> u128 {
     let mut high = std::collections::hash_map::DefaultHasher::new();
     (key, 0x9e37_79b9_u32).hash(&mut high);
     (u128::from(high.finish()) << 64) | u128::from(low.finish())
+}
+
+/// Reads a batch of key (and version) columns into per-row key hashes and versions. A key of
+/// any declared type, one column or several, is encoded by Arrow's row format, whose bytes are
+/// equal exactly when the values are; a row with a null in its key has no key and is not kept.
+struct KeyReader {
+    converter: RowConverter,
+    key_columns: usize,
+}
+
+impl KeyReader {
+    fn new(schema: &DatasetSchema) -> Result<KeyReader, SinkError> {
+        let arrow = schema.arrow_schema();
+        let fields = schema
+            .key
+            .iter()
+            .map(|name| {
+                let field = arrow.field_with_name(name).expect("key columns are declared (checked at load)");
+                SortField::new(field.data_type().clone())
+            })
+            .collect();
+        let converter = RowConverter::new(fields)
+            .map_err(|e| SinkError::Parquet { path: schema.qualified_name(), source: e.into() })?;
+        Ok(KeyReader { converter, key_columns: schema.key.len() })
+    }
+
+    /// Appends one (hash, version) per row of `batch`, whose columns are the key columns and
+    /// then, if declared, the version column (in the file's column order: located by name).
+    fn read(
+        &self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+        out: &mut Vec<Option<(u128, Option<OrderedVersion>)>>,
+        file: &str,
+    ) -> Result<(), SinkError> {
+        let error =
+            |e: arrow::error::ArrowError| SinkError::Parquet { path: file.to_string(), source: e.into() };
+        let column = |name: &str| {
+            batch.column_by_name(name).cloned().ok_or_else(|| SinkError::CorruptState {
+                path: file.to_string(),
+                message: format!("column `{name}` is missing from the data file"),
+            })
+        };
+        let keys: Vec<ArrayRef> = schema.key.iter().map(|k| column(k)).collect::<Result<_, _>>()?;
+        debug_assert_eq!(keys.len(), self.key_columns);
+        let versions = match &schema.version {
+            Some(v) => Some(version_values(&column(v)?).map_err(error)?),
+            None => None,
+        };
+        let rows = self.converter.convert_columns(&keys).map_err(error)?;
+        for i in 0..batch.num_rows() {
+            if keys.iter().any(|k| k.is_null(i)) {
+                out.push(None);
+                continue;
+            }
+            let version = versions.as_ref().map(|v| v[i]);
+            out.push(Some((key_hash(rows.row(i).as_ref()), version)));
+        }
+        Ok(())
+    }
+}
+
+/// A version value that orders like the column's type: nulls first, then by value (text by its
+/// row-format bytes, which sort as the strings do).
+type OrderedVersion = Option<u128>;
+
+/// The version column as orderable numbers (Int64, timestamps, dates, floats, text prefixes).
+fn version_values(column: &ArrayRef) -> Result<Vec<OrderedVersion>, arrow::error::ArrowError> {
+    use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+    // Flip the sign bit so that signed order becomes unsigned order.
+    let signed = |v: i64| u128::from((v as u64) ^ (1 << 63));
+    let n = column.len();
+    Ok(match column.data_type() {
+        DataType::Int64 => {
+            let a = column.as_primitive::<Int64Type>();
+            (0..n).map(|i| a.is_valid(i).then(|| signed(a.value(i)))).collect()
+        }
+        DataType::Timestamp(_, _) => {
+            let a = column.as_primitive::<TimestampMicrosecondType>();
+            (0..n).map(|i| a.is_valid(i).then(|| signed(a.value(i)))).collect()
+        }
+        DataType::Date32 => {
+            let a = column.as_primitive::<Date32Type>();
+            (0..n).map(|i| a.is_valid(i).then(|| signed(i64::from(a.value(i))))).collect()
+        }
+        DataType::Float64 => {
+            let a = column.as_primitive::<Float64Type>();
+            (0..n)
+                .map(|i| {
+                    a.is_valid(i).then(|| {
+                        let bits = a.value(i).to_bits();
+                        // IEEE total order as unsigned integers.
+                        u128::from(if bits >> 63 == 1 { !bits } else { bits | (1 << 63) })
+                    })
+                })
+                .collect()
+        }
+        DataType::Utf8 => {
+            let a = column.as_string::<i32>();
+            (0..n)
+                .map(|i| {
+                    a.is_valid(i).then(|| {
+                        // The first 16 bytes, big-endian: ties beyond them fall back to row order.
+                        let mut prefix = [0u8; 16];
+                        let bytes = a.value(i).as_bytes();
+                        let len = bytes.len().min(16);
+                        prefix[..len].copy_from_slice(&bytes[..len]);
+                        u128::from_be_bytes(prefix)
+                    })
+                })
+                .collect()
+        }
+        other => {
+            return Err(arrow::error::ArrowError::InvalidArgumentError(format!(
+                "version column of type {other} cannot be ordered"
+            )))
+        }
+    })
 }
 
 /// The current table's schema: the dataset's columns, then `date`.
@@ -165,33 +285,57 @@ pub async fn refresh_dataset(
     if partitions.is_empty() {
         return Ok(None);
     }
-    let key = schema.primary_key.as_str();
+    let keys = KeyReader::new(schema)?;
+    let mut projection = schema.key.clone();
+    projection.extend(schema.version.iter().filter(|v| !schema.key.contains(v)).cloned());
 
-    // Pass 1: newest window first; within a window, the last row of the last file wins.
+    // Pass 1: newest window first. Within a window the row with the greatest version wins (or,
+    // without a version column, the last row of the last file).
     let mut seen: HashSet<u128> = HashSet::new();
     let mut keep: Vec<(NaiveDate, String, BooleanBuffer)> = Vec::new();
     let mut history_rows = 0u64;
     for partition in &partitions {
-        let mut masks = Vec::with_capacity(partition.files.len());
+        let mut per_file = Vec::with_capacity(partition.files.len());
         for file in &partition.files {
-            let mut hashes: Vec<Option<u128>> = Vec::new();
-            let mut batches = std::pin::pin!(open_parquet(dest, file, Some(key)).await?);
+            let mut rows = Vec::new();
+            let mut batches = std::pin::pin!(open_parquet(dest, file, Some(&projection)).await?);
             while let Some(batch) = batches.try_next().await? {
-                let column = batch.column(0).as_string::<i32>();
-                hashes
-                    .extend((0..column.len()).map(|i| column.is_valid(i).then(|| key_hash(column.value(i)))));
+                keys.read(schema, &batch, &mut rows, file)?;
             }
-            history_rows += hashes.len() as u64;
-            masks.push(hashes);
+            history_rows += rows.len() as u64;
+            per_file.push(rows);
         }
-        for (file, hashes) in partition.files.iter().zip(masks).rev() {
-            let mut mask = BooleanBufferBuilder::new(hashes.len());
-            mask.append_n(hashes.len(), false);
-            for (row, hash) in hashes.iter().enumerate().rev() {
-                if hash.is_some_and(|h| seen.insert(h)) {
-                    mask.set_bit(row, true);
+        // The winner of each key within this window: (file, row), scanning newest-last order
+        // backwards so that on equal versions the later row wins.
+        let mut winners: std::collections::HashMap<u128, (Option<OrderedVersion>, usize, usize)> =
+            std::collections::HashMap::new();
+        for (f, rows) in per_file.iter().enumerate().rev() {
+            for (r, row) in rows.iter().enumerate().rev() {
+                let Some((hash, version)) = row else { continue };
+                if seen.contains(hash) {
+                    continue;
+                }
+                match winners.get(hash) {
+                    Some((best, _, _)) if *version <= *best => {}
+                    _ => {
+                        winners.insert(*hash, (*version, f, r));
+                    }
                 }
             }
+        }
+        let mut masks: Vec<BooleanBufferBuilder> = per_file
+            .iter()
+            .map(|rows| {
+                let mut mask = BooleanBufferBuilder::new(rows.len());
+                mask.append_n(rows.len(), false);
+                mask
+            })
+            .collect();
+        for (hash, (_, f, r)) in winners {
+            masks[f].set_bit(r, true);
+            seen.insert(hash);
+        }
+        for (file, mut mask) in partition.files.iter().zip(masks).rev() {
             keep.push((partition.date, file.clone(), mask.finish()));
         }
     }
@@ -266,14 +410,18 @@ fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The DuckDB views over every dataset that has a history: `<source>_<dataset>` and
-/// `<source>_<dataset>_current`.
-pub fn views_sql(
-    dest: &Destination,
-    source: &str,
-    datasets: &[(String, bool)],
-    format: OutputFormat,
-) -> String {
+/// One table the views file covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewTable {
+    pub source: String,
+    pub dataset: String,
+    pub format: OutputFormat,
+    pub has_current: bool,
+}
+
+/// The DuckDB views over every dataset of every source that has a history:
+/// `<source>_<dataset>` and `<source>_<dataset>_current`.
+pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
     let mut sql = format!(
         "-- DuckDB views over the cxlake lake at {}, generated by cxlake {}.\n\
          -- Use: duckdb -init {}\n",
@@ -286,13 +434,14 @@ pub fn views_sql(
             "-- On S3: LOAD httpfs and CREATE SECRET (TYPE s3, ...) first; this file holds no credentials.\n",
         );
     }
-    if format == OutputFormat::Delta {
+    if tables.iter().any(|t| t.format == OutputFormat::Delta) {
         sql.push_str("-- Delta tables need the delta extension (INSTALL delta once, online).\nLOAD delta;\n");
     }
-    for (dataset, has_current) in datasets {
+    for table in tables {
+        let (source, dataset) = (&table.source, &table.dataset);
         let history = location(dest, &layout::dataset_dir(source, dataset));
         let current = location(dest, &layout::current_dir(source, dataset));
-        let (history_scan, current_scan) = match format {
+        let (history_scan, current_scan) = match table.format {
             OutputFormat::Parquet => (
                 format!(
                     "read_parquet({}, hive_partitioning = true, hive_types = {{'date': DATE}})",
@@ -308,7 +457,7 @@ pub fn views_sql(
         sql.push_str(&format!(
             "CREATE OR REPLACE VIEW {source}_{dataset} AS SELECT * FROM {history_scan};\n"
         ));
-        if *has_current {
+        if table.has_current {
             sql.push_str(&format!(
                 "CREATE OR REPLACE VIEW {source}_{dataset}_current AS SELECT * FROM {current_scan};\n"
             ));
@@ -318,7 +467,7 @@ pub fn views_sql(
 }
 
 /// Refreshes the current tables of `datasets` and rewrites `_cxlake/views.sql` for every
-/// dataset of `source` the lake holds.
+/// dataset of every source the lake holds.
 pub async fn refresh(
     dest: &Destination,
     source: &str,
@@ -335,23 +484,34 @@ pub async fn refresh(
             reports.push(report);
         }
     }
-    write_views(dest, source, format).await?;
+    write_views(dest).await?;
     Ok(reports)
 }
 
-/// Writes `_cxlake/views.sql` for the datasets of `source` found in the lake.
-pub async fn write_views(dest: &Destination, source: &str, format: OutputFormat) -> Result<(), SinkError> {
-    let histories = commit::child_dirs(dest, source).await?;
-    let currents = commit::child_dirs(dest, &format!("{source}_current")).await?;
-    let present: Vec<(String, bool)> = histories
-        .into_iter()
-        .filter(|d| layout::is_identifier(d))
-        .map(|d| {
-            let has_current = currents.contains(&d);
-            (d, has_current)
-        })
-        .collect();
-    let sql = views_sql(dest, source, &present, format);
+/// The tables of the whole lake: every source with window records, every dataset directory
+/// of it that holds data, in the format found there.
+pub async fn lake_tables(dest: &Destination) -> Result<Vec<ViewTable>, SinkError> {
+    let mut tables = Vec::new();
+    for source in StateStore::new(dest.clone()).sources().await? {
+        let currents = commit::child_dirs(dest, &format!("{source}_current")).await?;
+        for dataset in commit::child_dirs(dest, &source).await? {
+            if !layout::is_identifier(&dataset) {
+                continue;
+            }
+            let Some(format) = delta::existing_format(dest, &layout::dataset_dir(&source, &dataset)).await?
+            else {
+                continue;
+            };
+            let has_current = currents.contains(&dataset);
+            tables.push(ViewTable { source: source.clone(), dataset, format, has_current });
+        }
+    }
+    Ok(tables)
+}
+
+/// Writes `_cxlake/views.sql` for every table in the lake, whichever source wrote it.
+pub async fn write_views(dest: &Destination) -> Result<(), SinkError> {
+    let sql = views_sql(dest, &lake_tables(dest).await?);
     let path = dest.path(&layout::views_file());
     object_store::ObjectStoreExt::put(&dest.store, &path, sql.into_bytes().into())
         .await

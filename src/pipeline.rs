@@ -19,8 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::budget::MemoryBudget;
 use crate::current;
-use crate::decode::csv::CsvDecoder;
-use crate::decode::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
+use crate::decode::{DecodeError, DecodeStats, DecodedBatch, RejectedRow, SchemaDrift};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::DatasetSchema;
 use crate::sink::commit;
@@ -29,9 +28,7 @@ use crate::sink::layout;
 use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::{Destination, OutputFormat, SinkError};
-use crate::sources::{
-    ExportJournal, FailureScope, FetchedFile, FileFormat, PreviousExport, Source, SourceError,
-};
+use crate::sources::{ExportJournal, FailureScope, FetchedFile, PreviousExport, Source, SourceError};
 use crate::state::{
     DatasetRecord, ExportIntent, StateStore, WindowRecord, WindowStatus, STATE_FORMAT_VERSION,
 };
@@ -148,7 +145,7 @@ pub enum WindowError {
 impl WindowError {
     fn scope(&self) -> FailureScope {
         match self {
-            WindowError::Source(e) => e.scope,
+            WindowError::Source(e) => e.scope(),
             WindowError::Lock(_) => FailureScope::Run,
             _ => FailureScope::Window,
         }
@@ -439,13 +436,21 @@ async fn write_file(
     schema: Arc<DatasetSchema>,
     file: &FetchedFile,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
-    let FileFormat::Csv = file.format;
+    if file.format != schema.format {
+        return Err(WindowError::Internal(format!(
+            "{} is {:?} but schema {} declares {:?}",
+            file.file_name,
+            file.format,
+            schema.qualified_name(),
+            schema.format
+        )));
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let (path, file_name) = (file.path.clone(), file.file_name.clone());
-    let decoder = tokio::task::spawn_blocking(move || decode_csv_file(&path, schema, file_name, tx));
+    let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, tx));
     let mut write_error = None;
     while let Some(decoded) = rx.recv().await {
-        let crate::decode::csv::DecodedBatch { batch, rejects: rows } = decoded;
+        let DecodedBatch { batch, rejects: rows } = decoded;
         if let Err(e) = rejects.write(&rows).await {
             write_error = Some(e);
             break;
@@ -485,14 +490,19 @@ fn check_file<S>(
                 file.file_name,
                 schema.qualified_name()
             ),
+            SchemaDrift::KeptField(path) => format!(
+                "{}: field `{path}` is not in schema {}; its values are kept in `_extra`",
+                file.file_name,
+                schema.qualified_name()
+            ),
             SchemaDrift::MissingNullableColumn(c) => {
                 format!("{}: column `{c}` is missing; loaded as nulls", file.file_name)
             }
         })
         .collect();
     if plan.on_new_column == NewColumnPolicy::Fail {
-        if let Some(SchemaDrift::UnknownColumn(column)) =
-            drift.iter().find(|d| matches!(d, SchemaDrift::UnknownColumn(_)))
+        if let Some(SchemaDrift::UnknownColumn(column) | SchemaDrift::KeptField(column)) =
+            drift.iter().find(|d| matches!(d, SchemaDrift::UnknownColumn(_) | SchemaDrift::KeptField(_)))
         {
             return Err(WindowError::NewColumn {
                 file: file.file_name.clone(),
@@ -521,15 +531,13 @@ fn check_file<S>(
     Ok(warnings)
 }
 
-fn decode_csv_file(
+fn decode_file(
     path: &Path,
     schema: Arc<DatasetSchema>,
     file_name: String,
-    tx: tokio::sync::mpsc::Sender<crate::decode::csv::DecodedBatch>,
+    tx: tokio::sync::mpsc::Sender<DecodedBatch>,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), DecodeError> {
-    let input =
-        std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
-    let mut decoder = CsvDecoder::new(schema, file_name, std::io::BufReader::with_capacity(1 << 20, input))?;
+    let mut decoder = crate::decode::open(schema, path, file_name)?;
     while let Some(batch) = decoder.next_batch()? {
         if tx.blocking_send(batch).is_err() {
             // The writer stopped (and will report why); nothing more to do here.

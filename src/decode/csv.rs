@@ -20,7 +20,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
 use crate::schema::value::{self, InvalidValue};
-use crate::schema::{ColumnType, DatasetSchema};
+use crate::schema::{ColumnType, DatasetSchema, Encoding};
 
 /// Rows per batch unless the text in them grows past [`MAX_BATCH_TEXT_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
@@ -37,7 +37,7 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(column_type: ColumnType, capacity: usize) -> Builder {
+    fn new(column_type: &ColumnType, capacity: usize) -> Builder {
         match column_type {
             ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
             ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
@@ -46,6 +46,9 @@ impl Builder {
             ColumnType::Date32 => Builder::Date32(Date32Builder::with_capacity(capacity)),
             ColumnType::TimestampUtc => {
                 Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
+            }
+            ColumnType::List(_) | ColumnType::Struct(_) => {
+                unreachable!("CSV schemas hold scalar columns only (checked when the schema loads)")
             }
         }
     }
@@ -96,11 +99,20 @@ impl<R: Read> std::fmt::Debug for CsvDecoder<R> {
     }
 }
 
-/// What one call to [`CsvDecoder::next_batch`] produced.
-#[derive(Debug)]
-pub struct DecodedBatch {
-    pub batch: RecordBatch,
-    pub rejects: Vec<RejectedRow>,
+pub use super::DecodedBatch;
+
+impl<R: Read> super::BatchDecoder for CsvDecoder<R> {
+    fn next_batch(&mut self) -> Result<Option<DecodedBatch>, DecodeError> {
+        CsvDecoder::next_batch(self)
+    }
+
+    fn stats(&self) -> DecodeStats {
+        CsvDecoder::stats(self)
+    }
+
+    fn drift(&self) -> &[SchemaDrift] {
+        CsvDecoder::drift(self)
+    }
 }
 
 impl<R: Read> CsvDecoder<R> {
@@ -164,7 +176,7 @@ impl<R: Read> CsvDecoder<R> {
                 drift.push(SchemaDrift::UnknownColumn(name.clone()));
             }
         }
-        let builders = schema.columns.iter().map(|c| Builder::new(c.column_type, batch_rows)).collect();
+        let builders = schema.columns.iter().map(|c| Builder::new(&c.column_type, batch_rows)).collect();
         Ok(CsvDecoder {
             header_len: names.len(),
             done: !has_header,
@@ -330,7 +342,10 @@ fn parse_row<'r>(
                 (Some(column.name.clone()), format!("invalid UTF-8 at byte {}", e.valid_up_to()))
             })?
         };
-        let value = match column.column_type {
+        let value = match &column.column_type {
+            ColumnType::TimestampUtc if column.encoding == Encoding::EpochMs => {
+                value::parse_epoch_ms_micros(text).map(Parsed::Int)
+            }
             ColumnType::Utf8 => {
                 text_bytes += text.len();
                 Ok(Parsed::Text(text))
@@ -340,6 +355,9 @@ fn parse_row<'r>(
             ColumnType::Boolean => value::parse_bool(text).map(Parsed::Bool),
             ColumnType::Date32 => value::parse_date(text).map(|d| Parsed::Int(d as i64)),
             ColumnType::TimestampUtc => value::parse_timestamp_micros(text).map(Parsed::Int),
+            ColumnType::List(_) | ColumnType::Struct(_) => {
+                Err(InvalidValue("a nested value cannot be read from CSV"))
+            }
         };
         match value {
             Ok(v) => out.push(v),

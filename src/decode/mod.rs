@@ -4,11 +4,50 @@
 //! not fit the schema is never dropped silently and never half-written: it comes back as a
 //! [`RejectedRow`] with file, line, column, reason and the raw record, and the caller decides
 //! (quarantine, fail the window). File-level problems (a required column missing, unreadable
-//! input) are a [`DecodeError`]. CSV is the first format; JSON follows the same contract.
+//! input, a JSON array cut short) are a [`DecodeError`]. Every format implements
+//! [`BatchDecoder`]; [`open`] picks the decoder by the dataset's declared file format.
 
 pub mod csv;
+pub mod json;
+pub mod json_array;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::schema::{DatasetSchema, FileFormat};
+
+/// What one call to [`BatchDecoder::next_batch`] produced.
+#[derive(Debug)]
+pub struct DecodedBatch {
+    pub batch: RecordBatch,
+    pub rejects: Vec<RejectedRow>,
+}
+
+/// A streaming decoder of one file: batches until `None`, then its counters and drift.
+pub trait BatchDecoder {
+    /// The next batch of decoded rows and the rows rejected while reading it; `None` at the end.
+    fn next_batch(&mut self) -> Result<Option<DecodedBatch>, DecodeError>;
+    fn stats(&self) -> DecodeStats;
+    /// Differences between the file and the schema, complete once `next_batch` returned `None`.
+    fn drift(&self) -> &[SchemaDrift];
+}
+
+/// Opens `path` with the decoder for the dataset's file format; `file_name` names it in messages.
+pub fn open(
+    schema: Arc<DatasetSchema>,
+    path: &Path,
+    file_name: String,
+) -> Result<Box<dyn BatchDecoder>, DecodeError> {
+    let input =
+        std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
+    let input = std::io::BufReader::with_capacity(1 << 20, input);
+    Ok(match schema.format {
+        FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?),
+        FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?),
+    })
+}
 
 /// One input row that did not fit the schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +59,8 @@ pub struct RejectedRow {
     /// The column at fault, when one is.
     pub column: Option<String>,
     pub reason: String,
-    /// The record exactly as read, re-encoded as one CSV record (bytes kept verbatim).
+    /// The record exactly as read: one CSV record re-encoded (bytes kept verbatim), or the JSON
+    /// element's bytes.
     pub raw: Vec<u8>,
 }
 
@@ -45,8 +85,10 @@ pub struct DecodeStats {
 /// Something about the file as a whole that the schema allows but the operator should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaDrift {
-    /// A column in the file that the schema does not declare; its data is not loaded.
+    /// A column in the file that the schema does not declare; its data is not loaded (CSV).
     UnknownColumn(String),
+    /// A field (by path: `ratings[].comment`) the schema does not declare; kept in `_extra` (JSON).
+    KeptField(String),
     /// A declared nullable column absent from the file; it is loaded as all nulls.
     MissingNullableColumn(String),
 }
@@ -60,6 +102,8 @@ pub enum DecodeError {
     DuplicateColumn { file: String, column: String },
     #[error("{file}: cannot read the header: {message}")]
     Header { file: String, message: String },
+    #[error("{file}: the JSON array ends at line {line} without its closing `]`: the file was cut short (a download is fetched again)")]
+    Truncated { file: String, line: u64 },
     #[error("{file}: read error near line {line}: {message}")]
     Read { file: String, line: u64, message: String },
     #[error("cannot open {path}: {source}")]

@@ -2,29 +2,39 @@
 //! type it lands as, whether it may be null, what it means, and whether it holds personal data.
 //!
 //! Schemas live as TOML files in `schemas/<source>/<dataset>.toml`. They are embedded into the
-//! binary at build time so a deployed `cxlake` is self-contained; `--schemas DIR` loads the same
-//! files from disk instead, so a tenant with custom columns can extend them without a rebuild.
-//! Type names follow Arrow's own spelling (`Int64`, `Timestamp(Microsecond, "UTC")`); only the
-//! types the decoder can produce are accepted, so a typo fails at load time, not mid-sync.
+//! binary at build time (`build.rs` lists the folder, so the dataset list comes from the files
+//! alone) and `--schemas DIR` loads the same files from disk instead, so a tenant with custom
+//! columns can extend them without a rebuild.
+//!
+//! Types are written in Arrow's own spelling and parsed by Arrow (`Int64`, `List(Utf8)`,
+//! `Timestamp(Microsecond, "UTC")`, `Struct("id": Utf8, "score": Int64)`); a struct whose
+//! members deserve descriptions is written `Struct` or `List(Struct)` with `[[columns.fields]]`
+//! tables. Only the types a decoder can produce are accepted, so a typo fails at load time, not
+//! mid-sync. How a value is spelled in the file, when Arrow's type does not say it, is the
+//! column's `encoding`: `epoch_ms` (a number of milliseconds since the epoch, landing as a UTC
+//! timestamp) or `json_text` (any JSON value, kept as its JSON text).
+//!
+//! A dataset declares its `key` (the columns that identify a record; current tables keep one row
+//! per key) and optionally its `version` column (which of two rows of one key is newer). JSON
+//! datasets get one more column, `_extra`: the fields a record had that the schema does not
+//! declare, kept as JSON text so that nothing the platform sent is ever dropped.
 
 pub mod value;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
-/// Schema files compiled into the binary: `(source, dataset, toml text)`.
-const EMBEDDED: &[(&str, &str, &str)] = &[
-    ("saltedcx", "engagement", include_str!("../../schemas/saltedcx/engagement.toml")),
-    ("saltedcx", "customer", include_str!("../../schemas/saltedcx/customer.toml")),
-    ("saltedcx", "turn", include_str!("../../schemas/saltedcx/turn.toml")),
-    ("saltedcx", "review", include_str!("../../schemas/saltedcx/review.toml")),
-    ("saltedcx", "agent", include_str!("../../schemas/saltedcx/agent.toml")),
-];
+/// Schema files compiled into the binary: `(<source>/<dataset>.toml, toml text)`.
+const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
+
+/// The column of a JSON dataset that keeps undeclared fields.
+pub const EXTRA_COLUMN: &str = "_extra";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -37,8 +47,45 @@ pub enum SchemaError {
     UnknownDataset { name: String, known: String },
 }
 
-/// The column types the decoder knows how to produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a platform's file is encoded, i.e. which decoder reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    #[default]
+    Csv,
+    /// One JSON array of objects, `[ {...}, {...} ]`, of any size.
+    Json,
+}
+
+impl FileFormat {
+    /// The format a file name's extension implies.
+    pub fn from_file_name(name: &str) -> Option<FileFormat> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(FileFormat::Csv)
+        } else if lower.ends_with(".json") {
+            Some(FileFormat::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// How a value is spelled in the file, where the Arrow type alone does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The type's natural spelling: RFC 3339 text for timestamps, JSON numbers for numbers.
+    #[default]
+    Plain,
+    /// Milliseconds since 1970-01-01T00:00:00Z as an integer; lands as a UTC timestamp.
+    EpochMs,
+    /// Any JSON value (object, array, scalar), stored as its JSON text in a Utf8 column.
+    JsonText,
+}
+
+/// The types the decoders know how to produce.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ColumnType {
     Utf8,
     Int64,
@@ -47,25 +94,25 @@ pub enum ColumnType {
     Date32,
     /// `Timestamp(Microsecond, "UTC")`: every timestamp is normalised to UTC.
     TimestampUtc,
+    /// A list of values of the item column's type (`List(Utf8)`).
+    List(Box<Column>),
+    /// An object with declared members (`Struct(...)`).
+    Struct(Vec<Column>),
 }
 
 impl ColumnType {
+    /// Parses a scalar type name (Arrow's spelling); nested types go through [`parse_type`].
     pub fn parse(text: &str) -> Option<ColumnType> {
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        Some(match compact.as_str() {
-            "Utf8" => ColumnType::Utf8,
-            "Int64" => ColumnType::Int64,
-            "Float64" => ColumnType::Float64,
-            "Boolean" => ColumnType::Boolean,
-            "Date32" => ColumnType::Date32,
-            "Timestamp(Microsecond,\"UTC\")" | "Timestamp(Microsecond,Some(\"UTC\"))" => {
-                ColumnType::TimestampUtc
-            }
-            _ => return None,
-        })
+        let data_type = DataType::from_str(text.trim()).ok()?;
+        let column_type = from_arrow(&data_type).ok()?;
+        column_type.is_scalar().then_some(column_type)
     }
 
-    pub fn arrow_type(self) -> DataType {
+    pub fn is_scalar(&self) -> bool {
+        !matches!(self, ColumnType::List(_) | ColumnType::Struct(_))
+    }
+
+    pub fn arrow_type(&self) -> DataType {
         match self {
             ColumnType::Utf8 => DataType::Utf8,
             ColumnType::Int64 => DataType::Int64,
@@ -73,32 +120,95 @@ impl ColumnType {
             ColumnType::Boolean => DataType::Boolean,
             ColumnType::Date32 => DataType::Date32,
             ColumnType::TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::List(item) => DataType::List(Arc::new(item.arrow_field())),
+            ColumnType::Struct(members) => {
+                DataType::Struct(Fields::from(members.iter().map(Column::arrow_field).collect::<Vec<_>>()))
+            }
         }
     }
 }
 
 impl fmt::Display for ColumnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ColumnType::Utf8 => "Utf8",
-            ColumnType::Int64 => "Int64",
-            ColumnType::Float64 => "Float64",
-            ColumnType::Boolean => "Boolean",
-            ColumnType::Date32 => "Date32",
-            ColumnType::TimestampUtc => "Timestamp(Microsecond, \"UTC\")",
-        })
+        match self {
+            ColumnType::TimestampUtc => f.write_str("Timestamp(Microsecond, \"UTC\")"),
+            ColumnType::List(item) if matches!(item.column_type, ColumnType::Struct(_)) => {
+                f.write_str("List(Struct)")
+            }
+            ColumnType::List(item) => write!(f, "List({})", item.column_type),
+            ColumnType::Struct(_) => f.write_str("Struct"),
+            scalar => write!(f, "{}", scalar.arrow_type()),
+        }
     }
 }
 
-#[derive(Debug, Clone)]
+const SUPPORTED_TYPES: &str = "Utf8, Int64, Float64, Boolean, Date32, Timestamp(Microsecond, \"UTC\"), List(T), Struct(...) or Struct / List(Struct) with [[columns.fields]]";
+
+/// Maps an Arrow type onto the decoders' types (nested types recursively).
+fn from_arrow(data_type: &DataType) -> Result<ColumnType, String> {
+    Ok(match data_type {
+        DataType::Utf8 => ColumnType::Utf8,
+        DataType::Int64 => ColumnType::Int64,
+        DataType::Float64 => ColumnType::Float64,
+        DataType::Boolean => ColumnType::Boolean,
+        DataType::Date32 => ColumnType::Date32,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if zone.as_ref() == "UTC" => {
+            ColumnType::TimestampUtc
+        }
+        DataType::List(item) => {
+            ColumnType::List(Box::new(Column::member(item.name(), from_arrow(item.data_type())?, true)))
+        }
+        DataType::Struct(fields) => ColumnType::Struct(
+            fields
+                .iter()
+                .map(|f| Ok(Column::member(f.name(), from_arrow(f.data_type())?, f.is_nullable())))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => return Err(format!("`{other}` is not supported; use one of {SUPPORTED_TYPES}")),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     pub name: String,
     pub column_type: ColumnType,
+    /// How the file spells the value (for a list: how it spells each item).
+    pub encoding: Encoding,
     pub nullable: bool,
     pub pii: bool,
     /// Whether Parquet should try dictionary encoding (off for values unique per row: ids, links).
     pub dictionary: bool,
+    /// The platform marks the field deprecated; it is still landed while it is sent.
+    pub deprecated: bool,
     pub description: String,
+}
+
+impl Column {
+    fn member(name: &str, column_type: ColumnType, nullable: bool) -> Column {
+        Column {
+            name: name.to_string(),
+            column_type,
+            encoding: Encoding::Plain,
+            nullable,
+            pii: false,
+            dictionary: true,
+            deprecated: false,
+            description: String::new(),
+        }
+    }
+
+    pub fn arrow_field(&self) -> Field {
+        Field::new(&self.name, self.column_type.arrow_type(), self.nullable)
+    }
+
+    /// The members of a struct column, or of a list of structs.
+    pub fn members(&self) -> &[Column] {
+        match &self.column_type {
+            ColumnType::Struct(members) => members,
+            ColumnType::List(item) => item.members(),
+            _ => &[],
+        }
+    }
 }
 
 /// One dataset of one source, e.g. `saltedcx.turn`.
@@ -108,8 +218,13 @@ pub struct DatasetSchema {
     pub dataset: String,
     /// File name the platform gives the export, e.g. `turns.csv`.
     pub file: String,
-    pub primary_key: String,
+    pub format: FileFormat,
+    /// The columns that identify a record (one row per key in current tables).
+    pub key: Vec<String>,
+    /// The column that orders two versions of one record, when the platform has one.
+    pub version: Option<String>,
     pub description: String,
+    /// Declared columns, then `_extra` for JSON datasets.
     pub columns: Vec<Column>,
     arrow: SchemaRef,
 }
@@ -127,6 +242,44 @@ impl DatasetSchema {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// The key as users read it: `pid`, or `(id, date)`.
+    pub fn key_display(&self) -> String {
+        match self.key.as_slice() {
+            [one] => one.clone(),
+            many => format!("({})", many.join(", ")),
+        }
+    }
+
+    /// Whether undeclared fields are kept in `_extra` (JSON) or only reported (CSV).
+    pub fn keeps_extra(&self) -> bool {
+        self.format == FileFormat::Json
+    }
+}
+
+/// `updatedAt` → `updated_at`, `Created at (Date / Time)` → `created_at_date_time`: a camelCase
+/// boundary becomes `_`, letters are lowercased, and each run of other characters becomes one
+/// `_` (none at either end). Later sources name their columns by this rule.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous: Option<char> = None;
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            let boundary =
+                c.is_uppercase() && previous.is_some_and(|p| p.is_lowercase() || p.is_ascii_digit());
+            if boundary && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+        previous = Some(c);
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -135,7 +288,15 @@ struct SchemaFile {
     source: String,
     dataset: String,
     file: String,
-    primary_key: String,
+    #[serde(default)]
+    format: Option<FileFormat>,
+    /// Shorthand for a one-column key.
+    #[serde(default)]
+    primary_key: Option<String>,
+    #[serde(default)]
+    key: Option<Vec<String>>,
+    #[serde(default)]
+    version: Option<String>,
     description: String,
     columns: Vec<ColumnFile>,
 }
@@ -148,14 +309,97 @@ struct ColumnFile {
     column_type: String,
     nullable: bool,
     #[serde(default)]
+    encoding: Encoding,
+    #[serde(default)]
     pii: bool,
     #[serde(default = "default_dictionary")]
     dictionary: bool,
+    #[serde(default)]
+    deprecated: bool,
     description: String,
+    /// Members of a `Struct` or `List(Struct)` column.
+    #[serde(default)]
+    fields: Vec<ColumnFile>,
 }
 
 fn default_dictionary() -> bool {
     true
+}
+
+/// Resolves one declared column (and its members) into a [`Column`]; `path` names it in errors.
+fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
+    let compact: String = c.column_type.chars().filter(|ch| !ch.is_whitespace()).collect();
+    let members = |fields: Vec<ColumnFile>| -> Result<Vec<Column>, String> {
+        if fields.is_empty() {
+            return Err(format!("`{path}` is a {compact} but declares no [[columns.fields]]"));
+        }
+        let mut members: Vec<Column> = Vec::with_capacity(fields.len());
+        for field in fields {
+            let member_path = format!("{path}.{}", field.name);
+            if members.iter().any(|m| m.name == field.name) {
+                return Err(format!("member `{member_path}` is declared twice"));
+            }
+            members.push(parse_column(field, &member_path)?);
+        }
+        Ok(members)
+    };
+    let column_type = match compact.as_str() {
+        "Struct" => ColumnType::Struct(members(c.fields)?),
+        "List(Struct)" => {
+            let mut item = Column::member("item", ColumnType::Struct(members(c.fields)?), true);
+            item.description = c.description.clone();
+            ColumnType::List(Box::new(item))
+        }
+        _ => {
+            if !c.fields.is_empty() {
+                return Err(format!(
+                    "`{path}` declares [[columns.fields]]; write its type as Struct or List(Struct)"
+                ));
+            }
+            let data_type = DataType::from_str(c.column_type.trim()).map_err(|e| {
+                format!(
+                    "column `{path}` has unsupported type `{}`: {e}; use one of {SUPPORTED_TYPES}",
+                    c.column_type
+                )
+            })?;
+            from_arrow(&data_type).map_err(|e| format!("column `{path}`: {e}"))?
+        }
+    };
+    let leaf = match &column_type {
+        ColumnType::List(item) => &item.column_type,
+        other => other,
+    };
+    match (c.encoding, leaf) {
+        (Encoding::Plain, _)
+        | (Encoding::EpochMs, ColumnType::TimestampUtc)
+        | (Encoding::JsonText, ColumnType::Utf8) => {}
+        (Encoding::EpochMs, _) => {
+            return Err(format!(
+                "column `{path}`: encoding epoch_ms needs type Timestamp(Microsecond, \"UTC\")"
+            ))
+        }
+        (Encoding::JsonText, _) => {
+            return Err(format!("column `{path}`: encoding json_text needs type Utf8"))
+        }
+    }
+    let column_type = match column_type {
+        // A list's encoding applies to each of its items.
+        ColumnType::List(mut item) if c.encoding != Encoding::Plain => {
+            item.encoding = c.encoding;
+            ColumnType::List(item)
+        }
+        other => other,
+    };
+    Ok(Column {
+        name: c.name,
+        encoding: if column_type.is_scalar() { c.encoding } else { Encoding::Plain },
+        column_type,
+        nullable: c.nullable,
+        pii: c.pii,
+        dictionary: c.dictionary,
+        deprecated: c.deprecated,
+        description: c.description,
+    })
 }
 
 fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> {
@@ -167,39 +411,107 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
             return Err(invalid(format!("{what} `{name}` must be lowercase letters, digits and `_`")));
         }
     }
+    let format = match file.format.or_else(|| FileFormat::from_file_name(&file.file)) {
+        Some(format) => format,
+        None => {
+            return Err(invalid(format!(
+                "cannot tell the format of `{}` from its extension; add format = \"csv\" or \"json\"",
+                file.file
+            )))
+        }
+    };
     if file.columns.is_empty() {
         return Err(invalid("no [[columns]] declared".into()));
     }
-    let mut columns = Vec::with_capacity(file.columns.len());
+    let mut columns: Vec<Column> = Vec::with_capacity(file.columns.len() + 1);
     for c in file.columns {
-        let column_type = ColumnType::parse(&c.column_type).ok_or_else(|| {
-            invalid(format!(
-                "column `{}` has unsupported type `{}`; use one of Utf8, Int64, Float64, Boolean, Date32, Timestamp(Microsecond, \"UTC\")",
-                c.name, c.column_type
-            ))
-        })?;
-        if columns.iter().any(|seen: &Column| seen.name == c.name) {
+        if c.name == EXTRA_COLUMN {
+            return Err(invalid(format!("`{EXTRA_COLUMN}` is reserved for undeclared fields")));
+        }
+        if columns.iter().any(|seen| seen.name == c.name) {
             return Err(invalid(format!("column `{}` is declared twice", c.name)));
         }
-        columns.push(Column {
-            name: c.name,
-            column_type,
-            nullable: c.nullable,
-            pii: c.pii,
-            dictionary: c.dictionary,
-            description: c.description,
-        });
+        let name = c.name.clone();
+        let column = parse_column(c, &name).map_err(invalid)?;
+        if format == FileFormat::Csv && !column.column_type.is_scalar() {
+            return Err(invalid(format!(
+                "column `{name}` is {}; a CSV file holds only scalar columns",
+                column.column_type
+            )));
+        }
+        columns.push(column);
     }
-    if !columns.iter().any(|c| c.name == file.primary_key) {
-        return Err(invalid(format!("primary_key `{}` is not a declared column", file.primary_key)));
+    let key = match (file.key, file.primary_key) {
+        (Some(key), None) => key,
+        (None, Some(one)) => vec![one],
+        (Some(_), Some(_)) => return Err(invalid("declare either `key` or `primary_key`, not both".into())),
+        (None, None) => {
+            return Err(invalid(
+                "no key declared; add key = [\"<column>\", ...] (the columns that identify a record)".into(),
+            ))
+        }
+    };
+    if key.is_empty() {
+        return Err(invalid("`key` is empty; name the columns that identify a record".into()));
     }
-    let fields: Vec<Field> =
-        columns.iter().map(|c| Field::new(&c.name, c.column_type.arrow_type(), c.nullable)).collect();
+    for (i, name) in key.iter().enumerate() {
+        if key[..i].contains(name) {
+            return Err(invalid(format!("key column `{name}` is named twice")));
+        }
+        let column = columns
+            .iter()
+            .find(|c| &c.name == name)
+            .ok_or_else(|| invalid(format!("key column `{name}` is not a declared column")))?;
+        if !matches!(
+            column.column_type,
+            ColumnType::Utf8
+                | ColumnType::Int64
+                | ColumnType::Date32
+                | ColumnType::TimestampUtc
+                | ColumnType::Boolean
+        ) {
+            return Err(invalid(format!(
+                "key column `{name}` is {}; a key is Utf8, Int64, Date32, Timestamp or Boolean",
+                column.column_type
+            )));
+        }
+    }
+    if let Some(version) = &file.version {
+        let column = columns
+            .iter()
+            .find(|c| &c.name == version)
+            .ok_or_else(|| invalid(format!("version column `{version}` is not a declared column")))?;
+        if !matches!(
+            column.column_type,
+            ColumnType::Int64
+                | ColumnType::Float64
+                | ColumnType::Date32
+                | ColumnType::TimestampUtc
+                | ColumnType::Utf8
+        ) {
+            return Err(invalid(format!(
+                "version column `{version}` is {}; versions are ordered by a number, date, timestamp or text",
+                column.column_type
+            )));
+        }
+    }
+    if format == FileFormat::Json {
+        let mut extra = Column::member(EXTRA_COLUMN, ColumnType::Utf8, true);
+        extra.dictionary = false;
+        extra.description =
+            "Fields of the record that the schema does not declare, as a JSON object keyed by path \
+             (`field`, `list[2].member`); null when there were none. Nothing the platform sends is dropped."
+                .into();
+        columns.push(extra);
+    }
+    let fields: Vec<Field> = columns.iter().map(Column::arrow_field).collect();
     Ok(DatasetSchema {
         source: file.source,
         dataset: file.dataset,
         file: file.file,
-        primary_key: file.primary_key,
+        format,
+        key,
+        version: file.version,
         description: file.description,
         columns,
         arrow: Arc::new(Schema::new(fields)),
@@ -216,8 +528,8 @@ impl SchemaRegistry {
     /// The schemas compiled into this binary.
     pub fn embedded() -> Result<SchemaRegistry, SchemaError> {
         let mut schemas = BTreeMap::new();
-        for (source, dataset, text) in EMBEDDED {
-            let origin = format!("schemas/{source}/{dataset}.toml (embedded)");
+        for (relative, text) in EMBEDDED {
+            let origin = format!("schemas/{relative} (embedded)");
             let schema = parse_schema(&origin, text)?;
             schemas.insert(schema.qualified_name(), Arc::new(schema));
         }
@@ -265,11 +577,21 @@ impl SchemaRegistry {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<DatasetSchema>> {
         self.schemas.values()
     }
+
+    /// The datasets of one source, in name order.
+    pub fn of_source<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Arc<DatasetSchema>> + 'a {
+        self.schemas.values().filter(move |s| s.source == source)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn schema(body: &str) -> Result<DatasetSchema, String> {
+        let text = format!("source='s'\ndataset='d'\nfile='f.json'\ndescription=''\n{body}");
+        parse_schema("x.toml", &text).map_err(|e| e.to_string())
+    }
 
     #[test]
     fn embedded_schemas_load_with_expanded_numbered_columns() {
@@ -283,10 +605,11 @@ mod tests {
         assert_eq!(registry.get("saltedcx.review").unwrap().columns.len(), 34);
         assert_eq!(registry.get("saltedcx.customer").unwrap().columns.len(), 11);
         assert_eq!(registry.get("saltedcx.agent").unwrap().columns.len(), 13);
+        assert_eq!(registry.get("saltedcx.turn").unwrap().key, ["pid"]);
     }
 
     #[test]
-    fn type_names_round_trip_and_match_arrow() {
+    fn scalar_type_names_round_trip_and_match_arrow() {
         for t in [
             ColumnType::Utf8,
             ColumnType::Int64,
@@ -295,13 +618,63 @@ mod tests {
             ColumnType::Date32,
             ColumnType::TimestampUtc,
         ] {
-            assert_eq!(ColumnType::parse(&t.to_string()), Some(t));
+            assert_eq!(ColumnType::parse(&t.to_string()), Some(t.clone()));
+            assert_eq!(DataType::from_str(&t.to_string()).unwrap(), t.arrow_type());
         }
-        assert_eq!(
-            ColumnType::TimestampUtc.arrow_type(),
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-        );
         assert_eq!(ColumnType::parse("Decimal128(10,2)"), None);
+        assert_eq!(ColumnType::parse("List(Utf8)"), None, "nested types are not scalars");
+    }
+
+    #[test]
+    fn nested_types_in_arrow_spelling_or_with_described_members() {
+        let s = schema(
+            "key=['id']\n\
+             [[columns]]\nname='id'\ntype='Int64'\nnullable=false\ndescription=''\n\
+             [[columns]]\nname='tags'\ntype='List(Utf8)'\nnullable=true\ndescription=''\n\
+             [[columns]]\nname='pair'\ntype='Struct(\"a\": Utf8, \"b\": Int64)'\nnullable=true\ndescription=''\n\
+             [[columns]]\nname='ratings'\ntype='List(Struct)'\nnullable=true\ndescription='r'\n\
+             [[columns.fields]]\nname='score'\ntype='Int64'\nnullable=true\ndescription='s'\n\
+             [[columns.fields]]\nname='at'\ntype='Timestamp(Microsecond, \"UTC\")'\nencoding='epoch_ms'\nnullable=true\ndescription=''\n\
+             [[columns]]\nname='stamps'\ntype='List(Timestamp(Microsecond, \"UTC\"))'\nencoding='epoch_ms'\nnullable=true\ndescription=''\n",
+        )
+        .unwrap();
+        let arrow = s.arrow_schema();
+        assert_eq!(arrow.field_with_name("tags").unwrap().data_type().to_string(), "List(Utf8)");
+        assert_eq!(
+            arrow.field_with_name("pair").unwrap().data_type(),
+            &DataType::from_str("Struct(\"a\": Utf8, \"b\": Int64)").unwrap()
+        );
+        let ratings = &s.columns[s.column_index("ratings").unwrap()];
+        assert_eq!(ratings.members().len(), 2);
+        assert_eq!(ratings.members()[1].encoding, Encoding::EpochMs);
+        let ColumnType::List(item) = &s.columns[s.column_index("stamps").unwrap()].column_type else {
+            panic!("a list")
+        };
+        assert_eq!(item.encoding, Encoding::EpochMs);
+        assert_eq!(s.columns.last().unwrap().name, EXTRA_COLUMN, "JSON datasets keep undeclared fields");
+        assert_eq!(s.format, FileFormat::Json);
+    }
+
+    #[test]
+    fn keys_are_checked_when_the_schema_loads() {
+        let cols = "[[columns]]\nname='id'\ntype='Int64'\nnullable=false\ndescription=''\n\
+                    [[columns]]\nname='day'\ntype='Date32'\nnullable=false\ndescription=''\n\
+                    [[columns]]\nname='tags'\ntype='List(Utf8)'\nnullable=true\ndescription=''\n";
+        let s = schema(&format!("key=['id','day']\nversion='day'\n{cols}")).unwrap();
+        assert_eq!(s.key_display(), "(id, day)");
+        assert_eq!(s.version.as_deref(), Some("day"));
+        for (body, expected) in [
+            ("key=['nope']", "key column `nope` is not a declared column"),
+            ("key=['tags']", "key column `tags` is List(Utf8)"),
+            ("key=[]", "`key` is empty"),
+            ("key=['id','id']", "named twice"),
+            ("key=['id']\nversion='tags'", "version column `tags`"),
+            ("key=['id']\nprimary_key='id'", "either `key` or `primary_key`"),
+            ("", "no key declared"),
+        ] {
+            let err = schema(&format!("{body}\n{cols}")).unwrap_err();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
     }
 
     #[test]
@@ -309,6 +682,14 @@ mod tests {
         let text = "source='s'\ndataset='d'\nfile='f.csv'\nprimary_key='id'\ndescription=''\n[[columns]]\nname='id'\ntype='Int32'\nnullable=false\ndescription=''\n";
         let err = parse_schema("x.toml", text).unwrap_err().to_string();
         assert!(err.contains("x.toml") && err.contains("`id`") && err.contains("Int32"), "{err}");
+        let csv_nested = "source='s'\ndataset='d'\nfile='f.csv'\nprimary_key='id'\ndescription=''\n[[columns]]\nname='id'\ntype='List(Utf8)'\nnullable=false\ndescription=''\n";
+        let err = parse_schema("x.toml", csv_nested).unwrap_err().to_string();
+        assert!(err.contains("only scalar columns"), "{err}");
+        let bad_encoding = "key=['id']\n[[columns]]\nname='id'\ntype='Int64'\nencoding='epoch_ms'\nnullable=false\ndescription=''\n";
+        assert!(schema(bad_encoding).unwrap_err().contains("epoch_ms needs type Timestamp"));
+        let reserved =
+            "key=['id']\n[[columns]]\nname='_extra'\ntype='Utf8'\nnullable=false\ndescription=''\n";
+        assert!(schema(reserved).unwrap_err().contains("reserved"));
     }
 
     #[test]
@@ -322,5 +703,21 @@ mod tests {
     fn unknown_dataset_lists_known_ones() {
         let err = SchemaRegistry::embedded().unwrap().get("saltedcx.nope").unwrap_err().to_string();
         assert!(err.contains("saltedcx.turn"), "{err}");
+    }
+
+    #[test]
+    fn snake_case_rule() {
+        for (name, expected) in [
+            ("updatedAt", "updated_at"),
+            ("Created at (Date / Time)", "created_at_date_time"),
+            ("TOTAL_HANDLE_TIME_MILLIS", "total_handle_time_millis"),
+            ("already_snake", "already_snake"),
+            ("Agent Response Time (s)", "agent_response_time_s"),
+            ("conversationID", "conversation_id"),
+            ("  Topic IDs ", "topic_ids"),
+            ("v2Score", "v2_score"),
+        ] {
+            assert_eq!(snake_case(name), expected, "{name}");
+        }
     }
 }

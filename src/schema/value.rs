@@ -157,6 +157,16 @@ pub fn parse_i64(text: &str) -> Result<i64, InvalidValue> {
     integral.parse::<i64>().map_err(|_| InvalidValue("number out of range for Int64"))
 }
 
+/// Parses whole milliseconds since the Unix epoch into microseconds.
+pub fn parse_epoch_ms_micros(text: &str) -> Result<i64, InvalidValue> {
+    epoch_ms_to_micros(parse_i64(text).map_err(|_| InvalidValue("expected milliseconds since the epoch"))?)
+}
+
+/// Milliseconds since the Unix epoch as microseconds, if within the Timestamp range.
+pub fn epoch_ms_to_micros(millis: i64) -> Result<i64, InvalidValue> {
+    millis.checked_mul(1000).ok_or(InvalidValue("epoch milliseconds out of range"))
+}
+
 /// Parses a decimal or scientific number; `NaN` and `inf` are accepted as IEEE values.
 pub fn parse_f64(text: &str) -> Result<f64, InvalidValue> {
     let t = text.trim();
@@ -232,6 +242,15 @@ mod tests {
         ] {
             assert!(parse_timestamp_micros(text).is_err(), "{text} should be rejected");
         }
+    }
+
+    #[test]
+    fn epoch_milliseconds_become_microseconds() {
+        assert_eq!(parse_epoch_ms_micros("1704067200000"), Ok(JAN_1_2024 * 1_000_000));
+        assert_eq!(parse_epoch_ms_micros("-1"), Ok(-1000));
+        assert_eq!(epoch_ms_to_micros(1_762_787_749_131), Ok(1_762_787_749_131_000));
+        assert!(parse_epoch_ms_micros("2024-01-01").is_err());
+        assert!(epoch_ms_to_micros(i64::MAX / 10).is_err());
     }
 
     #[test]

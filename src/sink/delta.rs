@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, Add, DataType, StructField, Transaction};
+use deltalake::kernel::{Action, Add, ArrayType, DataType, StructField, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -144,13 +144,13 @@ pub fn table_columns(schema: &DatasetSchema) -> Vec<StructField> {
     let mut columns: Vec<StructField> = schema
         .columns
         .iter()
-        .map(|c| StructField::new(c.name.clone(), delta_type(c.column_type), c.nullable))
+        .map(|c| StructField::new(c.name.clone(), delta_type(&c.column_type), c.nullable))
         .collect();
     columns.push(StructField::new(PARTITION_COLUMN, DataType::DATE, false));
     columns
 }
 
-fn delta_type(column_type: ColumnType) -> DataType {
+fn delta_type(column_type: &ColumnType) -> DataType {
     match column_type {
         ColumnType::Utf8 => DataType::STRING,
         ColumnType::Int64 => DataType::LONG,
@@ -158,6 +158,12 @@ fn delta_type(column_type: ColumnType) -> DataType {
         ColumnType::Boolean => DataType::BOOLEAN,
         ColumnType::Date32 => DataType::DATE,
         ColumnType::TimestampUtc => DataType::TIMESTAMP,
+        ColumnType::List(item) => ArrayType::new(delta_type(&item.column_type), item.nullable).into(),
+        ColumnType::Struct(members) => StructType::try_new(
+            members.iter().map(|m| StructField::new(m.name.clone(), delta_type(&m.column_type), m.nullable)),
+        )
+        .expect("member names are unique (checked when the schema loads)")
+        .into(),
     }
 }
 
@@ -189,7 +195,7 @@ async fn open_or_create(dest: &Destination, spec: TableSpec<'_>) -> Result<Delta
             format!("{source}_{dataset}_current"),
             format!(
                 "{source}.{dataset}: the latest row per {} (cxlake current table)",
-                spec.schema.primary_key
+                spec.schema.key_display()
             ),
             vec![],
         )

@@ -3,20 +3,22 @@
 
 use std::path::PathBuf;
 
-use super::{ExportJournal, FailureScope, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
+use super::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
 use crate::window::Window;
 
 /// Every file given is one export file of `dataset` for whichever window is being run.
 #[derive(Debug, Clone)]
 pub struct LocalFiles {
-    pub source: &'static str,
+    pub source: String,
     pub dataset: String,
+    /// The dataset's declared format: every file is read as such.
+    pub format: FileFormat,
     pub files: Vec<PathBuf>,
 }
 
 impl Source for LocalFiles {
-    fn name(&self) -> &'static str {
-        self.source
+    fn name(&self) -> &str {
+        &self.source
     }
 
     async fn fetch_window<J: ExportJournal>(
@@ -27,25 +29,19 @@ impl Source for LocalFiles {
         _journal: &J,
     ) -> Result<FetchedWindow, SourceError> {
         if datasets != [self.dataset.clone()] {
-            return Err(SourceError {
-                scope: FailureScope::Run,
-                message: format!("local files hold {} only", self.dataset),
-            });
+            return Err(SourceError::Local(format!("local files hold {} only", self.dataset)));
         }
         let mut fetched = Vec::with_capacity(self.files.len());
         for path in &self.files {
             // The files are the user's: read in place, never moved, changed or deleted.
             let bytes = std::fs::metadata(path)
-                .map_err(|e| SourceError {
-                    scope: FailureScope::Run,
-                    message: format!("cannot read {}: {e}", path.display()),
-                })?
+                .map_err(|e| SourceError::Local(format!("cannot read {}: {e}", path.display())))?
                 .len();
             fetched.push(FetchedFile {
                 dataset: self.dataset.clone(),
                 file_name: path.display().to_string(),
                 path: path.clone(),
-                format: FileFormat::Csv,
+                format: self.format,
                 bytes,
             });
         }

@@ -9,6 +9,7 @@
 //! writing and committing are the pipeline's, identical for every source. The shared pieces of
 //! the async-job sources (poll schedule, deadline) live in [`poll`].
 
+pub mod http;
 pub mod local;
 pub mod poll;
 pub mod retry;
@@ -19,11 +20,7 @@ use std::path::PathBuf;
 
 use crate::window::Window;
 
-/// How a fetched file is encoded, i.e. which decoder reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    Csv,
-}
+pub use crate::schema::FileFormat;
 
 /// One dataset's file for one window, on local disk in the run's spool directory.
 #[derive(Debug, Clone)]
@@ -74,7 +71,7 @@ pub trait ExportJournal: Send + Sync {
 /// A platform that can deliver a window of data as files.
 pub trait Source: Send + Sync {
     /// Short name, also the lake's top-level folder: `saltedcx`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Fetches `datasets` of `window` into `spool`, a directory owned by this run.
     fn fetch_window<J: ExportJournal>(
@@ -86,11 +83,56 @@ pub trait Source: Send + Sync {
     ) -> impl Future<Output = Result<FetchedWindow, SourceError>> + Send;
 }
 
-/// A source failure, with the scope it applies to. The message is safe to log: sources never
-/// put API keys or presigned URLs into it.
+/// A source failure. Messages are safe to log: sources never put credentials or presigned URLs
+/// into them. The kind decides the [`FailureScope`]: what would fail every window stops the run.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct SourceError {
-    pub scope: FailureScope,
-    pub message: String,
+#[non_exhaustive]
+pub enum SourceError {
+    /// The platform refused the credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The platform refused the request as configured (a bad filter, URL or setting): every
+    /// window would be refused the same way.
+    #[error("{0}")]
+    Rejected(String),
+    /// The platform refused this window's request (e.g. its range), or its export failed.
+    #[error("{0}")]
+    Export(String),
+    /// Rate-limited for longer than `--max-retry-wait`.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The network or the platform failed past the retries, or a body stayed broken.
+    #[error("{0}")]
+    Transfer(String),
+    /// Local input (files given to `convert`, the spool) could not be read or written.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl SourceError {
+    pub fn scope(&self) -> FailureScope {
+        match self {
+            SourceError::Unauthorized(_) | SourceError::Rejected(_) => FailureScope::Run,
+            SourceError::Local(_) => FailureScope::Run,
+            SourceError::Export(_) | SourceError::RateLimited(_) | SourceError::Transfer(_) => {
+                FailureScope::Window
+            }
+        }
+    }
+}
+
+impl From<http::HttpError> for SourceError {
+    fn from(error: http::HttpError) -> SourceError {
+        use http::HttpError as E;
+        let message = error.to_string();
+        match error {
+            E::RateLimited { .. } => SourceError::RateLimited(message),
+            E::InsecureUrl { .. } => SourceError::Rejected(message),
+            E::Spool { .. }
+            | E::RetriesExhausted { .. }
+            | E::Http { .. }
+            | E::Transport { .. }
+            | E::Protocol { .. } => SourceError::Transfer(message),
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! When to retry an HTTP request, and how long to wait — decided apart from the transport
 //! (Vector's `RetryLogic`, object_store's `RetryConfig`/`BackoffConfig`).
 //!
-//! - 429: wait exactly as the server says (`Retry-After` in seconds or as an HTTP-date), unless
-//!   that is longer than `max_retry_wait`: then the request fails as "rate-limited, retry later".
+//! - Any error status that carries `Retry-After` (429, 503, or another): wait exactly as the server
+//!   says (in seconds or as an HTTP-date), unless that is longer than `max_retry_wait`: then the
+//!   request fails as "rate-limited, retry later". The header wins over our own backoff.
+//! - 429 without `Retry-After`: exponential backoff from `rate_limit_floor` (or the platform's
+//!   pacing interval, if longer), so a platform that does not say how long is not hammered.
 //! - 500/502/503/504, connection failures, resets and timeouts: jittered exponential backoff.
 //! - Everything else (400, 401, 403, 404, …) is an answer, never retried.
 //!
@@ -21,6 +24,8 @@ pub struct RetryConfig {
     pub max_backoff: Duration,
     /// Longest `Retry-After` honoured; a longer one fails the request as rate-limited.
     pub max_retry_wait: Duration,
+    /// Shortest wait after a 429 that names no wait.
+    pub rate_limit_floor: Duration,
 }
 
 impl Default for RetryConfig {
@@ -30,6 +35,7 @@ impl Default for RetryConfig {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_retry_wait: Duration::from_secs(300),
+            rate_limit_floor: Duration::from_secs(1),
         }
     }
 }
@@ -41,8 +47,10 @@ pub enum Decision {
     GiveUp,
     /// Transient: back off and try again.
     Backoff,
-    /// The server named the wait (429 `Retry-After`).
+    /// The server named the wait (`Retry-After`).
     WaitFor(Duration),
+    /// Rate-limited without a named wait: back off from the rate-limit floor.
+    RateBackoff,
     /// The server asked for a longer wait than we accept.
     RateLimited(Duration),
 }
@@ -50,20 +58,23 @@ pub enum Decision {
 impl RetryConfig {
     /// Classifies an HTTP status; `retry_after` is the raw header value, if any.
     pub fn for_status(&self, status: StatusCode, retry_after: Option<&str>, now: DateTime<Utc>) -> Decision {
-        match status {
-            StatusCode::TOO_MANY_REQUESTS => {
-                let wait =
-                    retry_after.and_then(|v| parse_retry_after(v, now)).unwrap_or(self.initial_backoff);
+        let named = retry_after.and_then(|v| parse_retry_after(v, now));
+        match (status, named) {
+            (status, Some(wait)) if status.is_client_error() || status.is_server_error() => {
                 if wait > self.max_retry_wait {
                     Decision::RateLimited(wait)
                 } else {
                     Decision::WaitFor(wait)
                 }
             }
-            StatusCode::INTERNAL_SERVER_ERROR
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Decision::Backoff,
+            (StatusCode::TOO_MANY_REQUESTS, _) => Decision::RateBackoff,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT,
+                _,
+            ) => Decision::Backoff,
             _ => Decision::GiveUp,
         }
     }
@@ -112,6 +123,25 @@ mod tests {
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now()), Some(Duration::from_secs(60)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now()), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now()), None);
+    }
+
+    #[test]
+    fn a_retry_after_wins_on_every_status_that_carries_it() {
+        let config = RetryConfig::default();
+        let decide =
+            |s: u16, after: Option<&str>| config.for_status(StatusCode::from_u16(s).unwrap(), after, now());
+        for s in [429, 503, 500, 502, 504, 408, 403] {
+            assert_eq!(decide(s, Some("1")), Decision::WaitFor(Duration::from_secs(1)), "{s}");
+            assert_eq!(
+                decide(s, Some("Wed, 21 Oct 2015 07:27:07 GMT")),
+                Decision::WaitFor(Duration::from_secs(7)),
+                "{s}"
+            );
+        }
+        assert_eq!(decide(503, Some("3600")), Decision::RateLimited(Duration::from_secs(3600)));
+        assert_eq!(decide(429, None), Decision::RateBackoff);
+        assert_eq!(decide(429, Some("soon")), Decision::RateBackoff, "an unreadable header names no wait");
+        assert_eq!(decide(200, Some("5")), Decision::GiveUp, "a success is an answer");
     }
 
     #[test]

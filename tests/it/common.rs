@@ -204,13 +204,14 @@ pub fn expected_rows(config: &SynthConfig, schema: &DatasetSchema, day: NaiveDat
                     if text.is_empty() {
                         return Cell::Null;
                     }
-                    match column.column_type {
+                    match &column.column_type {
                         ColumnType::Utf8 => Cell::Text(text.to_string()),
                         ColumnType::Int64 => Cell::Int(text.parse().unwrap()),
                         ColumnType::Float64 => Cell::Float(text.parse::<f64>().unwrap().to_bits()),
                         ColumnType::Boolean => Cell::Bool(text.parse().unwrap()),
                         ColumnType::TimestampUtc => Cell::Int(value::parse_timestamp_micros(text).unwrap()),
                         ColumnType::Date32 => Cell::Int(value::parse_date(text).unwrap() as i64),
+                        nested => panic!("a CSV dataset has no {nested} column"),
                     }
                 })
                 .collect()

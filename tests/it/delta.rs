@@ -46,7 +46,7 @@ fn assert_rows(seen: &serde_json::Value, expected: &BTreeMap<String, u64>, reade
             let types = table["types"].as_object().unwrap();
             assert_eq!(types.len(), schema.columns.len() + 1, "{reader}: {dataset}: columns and date");
             for column in &schema.columns {
-                let expected = crate::readers::reader_type(reader_name, Some(column.column_type));
+                let expected = crate::readers::reader_type(reader_name, Some(&column.column_type));
                 assert_eq!(
                     types[&column.name].as_str(),
                     Some(expected),

@@ -33,7 +33,7 @@ async fn duckdb_reads_the_lake_with_hive_partitioning() {
         for column in &schema.columns {
             assert_eq!(
                 types[&column.name].as_str(),
-                Some(crate::readers::reader_type("duckdb", Some(column.column_type))),
+                Some(crate::readers::reader_type("duckdb", Some(&column.column_type))),
                 "{}.{}",
                 schema.dataset,
                 column.name

@@ -9,7 +9,7 @@ use cxlake::schema::ColumnType;
 use crate::common::*;
 
 /// The type each reader reports for a column of a declared type (and for the `date` column).
-pub fn reader_type(reader: &str, column: Option<ColumnType>) -> &'static str {
+pub fn reader_type(reader: &str, column: Option<&ColumnType>) -> &'static str {
     use ColumnType::*;
     match (reader, column) {
         ("duckdb", Some(Utf8)) => "VARCHAR",
@@ -78,7 +78,7 @@ async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
                 for column in &schema.columns {
                     assert_eq!(
                         types[&column.name].as_str(),
-                        Some(reader_type(reader, Some(column.column_type))),
+                        Some(reader_type(reader, Some(&column.column_type))),
                         "{reader}: {name}.{}",
                         column.name
                     );

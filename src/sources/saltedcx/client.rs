@@ -8,53 +8,24 @@
 //! the key are credentials, so neither appears in any error or log line: transport errors are
 //! stripped of their URL and download problems name the dataset, not the URL.
 //!
-//! Every request goes through [`RetryConfig`]: rate limits are waited out as the server asks
-//! (within `--max-retry-wait`), server errors and broken connections are retried with jittered
-//! backoff, anything else is an answer. Downloads resume with `Range` after a broken connection,
-//! and are checked against `Content-Length` and, when it is an MD5, the `ETag`, so a truncated or
-//! corrupted file is never handed to the decoder.
+//! Retries, resumable checked downloads, URL checks and scrubbing are the shared HTTP layer's
+//! ([`crate::sources::http`]); this module is what is Salted-CX-specific: endpoints, the status
+//! URL check, presigned URL refreshes, and the mapping of answers onto [`ClientError`].
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use md5::{Digest, Md5};
-use reqwest::header::{HeaderMap, CONTENT_RANGE, ETAG, RANGE, RETRY_AFTER};
-use reqwest::{RequestBuilder, StatusCode};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use reqwest::StatusCode;
 use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
+use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError};
 use crate::sources::poll::PollConfig;
-use crate::sources::retry::{Decision, RetryConfig};
+use crate::sources::retry::RetryConfig;
 
-/// The API key. Its `Debug` never shows the value.
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(value: impl Into<String>) -> ApiKey {
-        ApiKey(value.into().trim().to_string())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The value, for the Authorization header and for scrubbing it out of texts.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(***)")
-    }
-}
+/// The API key (a [`http::Secret`]: its `Debug` never shows the value).
+pub type ApiKey = http::Secret;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -122,6 +93,22 @@ pub enum ClientError {
     Spool { path: String, source: std::io::Error },
 }
 
+impl From<HttpError> for ClientError {
+    fn from(error: HttpError) -> ClientError {
+        match error {
+            HttpError::RateLimited { context, wait_secs } => ClientError::RateLimited { context, wait_secs },
+            HttpError::RetriesExhausted { context, attempts, last } => {
+                ClientError::RetriesExhausted { context, attempts, last }
+            }
+            HttpError::Http { context, status, detail } => ClientError::Http { context, status, detail },
+            HttpError::Transport { context, message } => ClientError::Transport { context, message },
+            HttpError::InsecureUrl { what, host } => ClientError::InsecureUrl { what, host },
+            HttpError::Protocol { context, message } => ClientError::Protocol { context, message },
+            HttpError::Spool { path, source } => ClientError::Spool { path, source },
+        }
+    }
+}
+
 impl ClientError {
     /// Errors where retrying another window would fail the same way.
     pub fn affects_whole_run(&self) -> bool {
@@ -133,69 +120,35 @@ impl ClientError {
     }
 }
 
-/// Whether a URL may be used: https always; http only to loopback or with `allow_http`.
-pub fn check_url(url: &Url, what: &'static str, allow_http: bool) -> Result<(), ClientError> {
-    let host = url.host_str().unwrap_or_default().to_string();
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if allow_http || is_loopback(url) => Ok(()),
-        _ => Err(ClientError::InsecureUrl { what, host }),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// One HTTP answer, read whole (API answers are small JSON documents).
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
-}
-
-/// Why one attempt failed, for the retry decision and the WARN line.
-enum Attempt {
-    /// Connection refused, reset, timed out, or the body broke off.
-    Transport(String),
-    Status(StatusCode, Option<String>),
-}
-
 /// Talks to one Salted CX tenant.
 #[derive(Debug, Clone)]
 pub struct SaltedCxClient {
     config: ClientConfig,
-    api: reqwest::Client,
-    downloads: reqwest::Client,
+    /// Sends the API key.
+    api: HttpClient,
+    /// Sends nothing: presigned URLs carry their own signature and point at another host.
+    downloads: HttpClient,
 }
 
 impl SaltedCxClient {
     pub fn new(mut config: ClientConfig) -> Result<SaltedCxClient, ClientError> {
-        check_url(&config.base_url, "API URL", config.allow_http)?;
+        http::check_url(&config.base_url, "API URL", config.allow_http)?;
         // `statusUrl` is relative ("api/v1/…"); joining it onto a base without a trailing slash
         // would drop the base's last path segment.
         if !config.base_url.path().ends_with('/') {
             let path = format!("{}/", config.base_url.path());
             config.base_url.set_path(&path);
         }
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("cxlake/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(config.connect_timeout)
-                .read_timeout(config.read_timeout)
-                .redirect(reqwest::redirect::Policy::none())
-        };
-        let transport = |e: reqwest::Error| ClientError::Transport {
-            context: "building the HTTP client".into(),
-            message: e.to_string(),
+        let http = HttpConfig {
+            allow_http: config.allow_http,
+            retry: config.retry,
+            connect_timeout: config.connect_timeout,
+            read_timeout: config.read_timeout,
+            requests_per_minute: None,
         };
         Ok(SaltedCxClient {
-            api: builder().build().map_err(transport)?,
-            downloads: builder().build().map_err(transport)?,
+            api: HttpClient::new(http.clone(), Some(config.api_key.clone()))?,
+            downloads: HttpClient::new(http, None)?.with_secret(config.api_key.clone()),
             config,
         })
     }
@@ -219,79 +172,13 @@ impl SaltedCxClient {
         Ok(url)
     }
 
-    /// Sends an API request built by `request`, retrying per [`RetryConfig`]; returns the
-    /// first answer that is not retriable.
-    async fn call(&self, context: &str, request: impl Fn() -> RequestBuilder) -> Result<Answer, ClientError> {
-        let retry = self.config.retry;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = match request().bearer_auth(self.config.api_key.expose()).send().await {
-                Err(e) => Err(Attempt::Transport(describe_transport(e))),
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = header_text(response.headers(), RETRY_AFTER);
-                    match response.bytes().await {
-                        Err(e) => Err(Attempt::Transport(describe_transport(e))),
-                        // Answers that are not retriable (2xx, 4xx other than 429) are returned.
-                        Ok(body) if retry.for_status(status, None, Utc::now()) == Decision::GiveUp => {
-                            Ok(Answer { status, body })
-                        }
-                        Ok(_) => Err(Attempt::Status(status, retry_after)),
-                    }
-                }
-            };
-            match outcome {
-                Ok(answer) => return Ok(answer),
-                Err(failure) => self.wait_before_retry(context, attempt, failure).await?,
-            }
-        }
-    }
-
-    /// Decides about a failed attempt: returns after the wait if another attempt is due.
-    async fn wait_before_retry(
+    /// Sends an API request built by `request` with the shared retry policy.
+    async fn call(
         &self,
         context: &str,
-        attempt: u32,
-        failure: Attempt,
-    ) -> Result<(), ClientError> {
-        let retry = self.config.retry;
-        let (decision, why) = match &failure {
-            Attempt::Transport(message) => (Decision::Backoff, message.clone()),
-            Attempt::Status(status, retry_after) => (
-                retry.for_status(*status, retry_after.as_deref(), Utc::now()),
-                format!("HTTP {}", status.as_u16()),
-            ),
-        };
-        let wait = match decision {
-            Decision::GiveUp => {
-                return Err(match failure {
-                    Attempt::Transport(message) => {
-                        ClientError::Transport { context: context.into(), message }
-                    }
-                    Attempt::Status(status, _) => ClientError::Http {
-                        context: context.into(),
-                        status: status.as_u16(),
-                        detail: String::new(),
-                    },
-                })
-            }
-            Decision::RateLimited(wait) => {
-                return Err(ClientError::RateLimited { context: context.into(), wait_secs: wait.as_secs() })
-            }
-            Decision::WaitFor(wait) => wait,
-            Decision::Backoff => retry.backoff(attempt),
-        };
-        if attempt >= retry.max_attempts {
-            return Err(ClientError::RetriesExhausted {
-                context: context.into(),
-                attempts: attempt,
-                last: why,
-            });
-        }
-        tracing::warn!(what = context, why = %why, attempt, wait_ms = wait.as_millis() as u64, "Retrying after a transient failure");
-        tokio::time::sleep(wait).await;
-        Ok(())
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ClientError> {
+        Ok(self.api.call(context, request).await?)
     }
 
     /// `POST /api/v1/export` for `[from, to)` (the API allows at most 24 h).
@@ -317,7 +204,7 @@ impl SaltedCxClient {
             from.format("%Y-%m-%dT%H:%M:%SZ"),
             to.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        let answer = self.call(&context, || self.api.post(url.clone())).await?;
+        let answer = self.call(&context, || self.api.inner().post(url.clone())).await?;
         let created: CreatedExport = self.json(answer, &context, None)?;
         if created.export_id.is_empty() || created.status_url.is_empty() {
             return Err(ClientError::Protocol { context, message: "empty exportId or statusUrl".into() });
@@ -353,7 +240,7 @@ impl SaltedCxClient {
     pub async fn status(&self, export_id: &str, status_url: &str) -> Result<ExportStatus, ClientError> {
         let context = format!("reading the status of export {export_id}");
         let url = self.status_endpoint(status_url)?;
-        let answer = self.call(&context, || self.api.get(url.clone())).await?;
+        let answer = self.call(&context, || self.api.inner().get(url.clone())).await?;
         self.json(answer, &context, Some(export_id))
     }
 
@@ -405,7 +292,7 @@ impl SaltedCxClient {
     pub async fn history(&self) -> Result<Vec<ExportStatus>, ClientError> {
         let context = "reading the export history";
         let url = self.endpoint("api/v1/export/history")?;
-        let answer = self.call(context, || self.api.get(url.clone())).await?;
+        let answer = self.call(context, || self.api.inner().get(url.clone())).await?;
         self.json(answer, context, None)
     }
 
@@ -424,8 +311,13 @@ impl SaltedCxClient {
                 context: format!("export {}", created.export_id),
                 message: format!("COMPLETED without a download URL for {dataset}"),
             })?;
-            match self.download(url, dataset, path).await {
-                Err(DownloadFailure::Expired) if refreshes < self.config.max_url_refreshes => {
+            let context = format!("downloading {dataset}");
+            let url = Url::parse(url).map_err(|_| ClientError::Protocol {
+                context: context.clone(),
+                message: "the download URL is not a URL".into(),
+            })?;
+            match self.downloads.download(&context, &url, path, &|_| Ok(())).await {
+                Err(DownloadError::Expired) if refreshes < self.config.max_url_refreshes => {
                     refreshes += 1;
                     tracing::warn!(dataset, export_id = %created.export_id, refreshes, "Download URL expired; asking the status endpoint for a fresh one");
                     status = self.status(&created.export_id, &created.status_url).await?;
@@ -439,103 +331,15 @@ impl SaltedCxClient {
                         });
                     }
                 }
-                Err(DownloadFailure::Expired) => {
+                Err(DownloadError::Expired) => {
                     return Err(ClientError::UrlExpired { dataset: dataset.to_string(), refreshes })
                 }
-                Err(DownloadFailure::Other(e)) => return Err(e),
+                Err(DownloadError::Forbidden) => {
+                    return Err(ClientError::DownloadForbidden { dataset: dataset.to_string() })
+                }
+                Err(DownloadError::Failed(e)) => return Err(e.into()),
                 Ok(bytes) => return Ok(bytes),
             }
-        }
-    }
-
-    /// One presigned URL into `path`: resumes with `Range` after a broken connection, retries
-    /// server errors, and verifies length and MD5 ETag before reporting success.
-    async fn download(&self, url: &str, dataset: &str, path: &Path) -> Result<u64, DownloadFailure> {
-        let context = format!("downloading {dataset}");
-        let url = Url::parse(url).map_err(|_| ClientError::Protocol {
-            context: context.clone(),
-            message: "the download URL is not a URL".into(),
-        })?;
-        check_url(&url, "download URL", self.config.allow_http)?;
-        let spool_error = |source| ClientError::Spool { path: path.display().to_string(), source };
-        let mut file = tokio::fs::File::create(path).await.map_err(spool_error)?;
-        let mut have = 0u64;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self.downloads.get(url.clone());
-            if have > 0 {
-                request = request.header(RANGE, format!("bytes={have}-"));
-            }
-            let failure = match request.send().await {
-                Err(e) => Attempt::Transport(describe_transport(e)),
-                Ok(response) => {
-                    let status = response.status();
-                    match status {
-                        StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
-                            let resumed = status == StatusCode::PARTIAL_CONTENT
-                                && content_range_start(response.headers()) == Some(have);
-                            if !resumed && have > 0 {
-                                // The server sent the whole file again: start over.
-                                file.set_len(0).await.map_err(spool_error)?;
-                                file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
-                                have = 0;
-                            }
-                            let total = if resumed {
-                                content_range_total(response.headers())
-                            } else {
-                                response.content_length()
-                            };
-                            let etag = header_text(response.headers(), ETAG);
-                            let mut body = response.bytes_stream();
-                            let mut broken = None;
-                            while let Some(chunk) = body.next().await {
-                                match chunk {
-                                    Ok(chunk) => {
-                                        file.write_all(&chunk).await.map_err(spool_error)?;
-                                        have += chunk.len() as u64;
-                                    }
-                                    Err(e) => {
-                                        broken = Some(describe_transport(e));
-                                        break;
-                                    }
-                                }
-                            }
-                            file.flush().await.map_err(spool_error)?;
-                            match (broken, total) {
-                                (Some(why), _) => Attempt::Transport(format!("{why} after {have} bytes")),
-                                (None, Some(total)) if have != total => {
-                                    Attempt::Transport(format!("body ended after {have} of {total} bytes"))
-                                }
-                                (None, _) => match verify_md5_etag(path, etag.as_deref()).await {
-                                    Ok(()) => {
-                                        file.sync_all().await.map_err(spool_error)?;
-                                        return Ok(have);
-                                    }
-                                    Err(why) => {
-                                        file.set_len(0).await.map_err(spool_error)?;
-                                        file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
-                                        have = 0;
-                                        Attempt::Transport(why)
-                                    }
-                                },
-                            }
-                        }
-                        StatusCode::FORBIDDEN => {
-                            // S3 says "Request has expired" for a presigned URL past its lifetime.
-                            // The body is not quoted anywhere: S3 error bodies can echo the signature.
-                            let body = response.text().await.unwrap_or_default();
-                            return Err(if body.to_ascii_lowercase().contains("expired") {
-                                DownloadFailure::Expired
-                            } else {
-                                ClientError::DownloadForbidden { dataset: dataset.to_string() }.into()
-                            });
-                        }
-                        _ => Attempt::Status(status, header_text(response.headers(), RETRY_AFTER)),
-                    }
-                }
-            };
-            self.wait_before_retry(&context, attempt, failure).await?;
         }
     }
 
@@ -546,7 +350,7 @@ impl SaltedCxClient {
         context: &str,
         export_id: Option<&str>,
     ) -> Result<T, ClientError> {
-        let Answer { status, body } = answer;
+        let Answer { status, body, .. } = answer;
         match status {
             s if s.is_success() => serde_json::from_slice(&body)
                 .map_err(|e| ClientError::Protocol { context: context.to_string(), message: e.to_string() }),
@@ -567,131 +371,18 @@ impl SaltedCxClient {
     }
 
     fn http_error(&self, context: &str, status: StatusCode, body: &[u8]) -> ClientError {
-        let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
-        let text = self.scrub(text.trim());
-        ClientError::Http {
-            context: context.to_string(),
-            status: status.as_u16(),
-            detail: if text.is_empty() { String::new() } else { format!(": {text}") },
-        }
+        self.api.status_error(context, status, body).into()
     }
 
     /// Removes the API key from a text that came back from the server.
     fn scrub(&self, text: &str) -> String {
-        let key = self.config.api_key.expose();
-        if key.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(key, "***")
-        }
+        self.api.scrub(text)
     }
-}
-
-enum DownloadFailure {
-    Expired,
-    Other(ClientError),
-}
-
-impl From<ClientError> for DownloadFailure {
-    fn from(e: ClientError) -> Self {
-        DownloadFailure::Other(e)
-    }
-}
-
-fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
-}
-
-/// `Content-Range: bytes 100-199/200` → 100.
-fn content_range_start(headers: &HeaderMap) -> Option<u64> {
-    let value = header_text(headers, CONTENT_RANGE)?;
-    value.strip_prefix("bytes ")?.split('-').next()?.parse().ok()
-}
-
-/// `Content-Range: bytes 100-199/200` → 200.
-fn content_range_total(headers: &HeaderMap) -> Option<u64> {
-    header_text(headers, CONTENT_RANGE)?.rsplit('/').next()?.parse().ok()
-}
-
-/// S3 gives a single-part object's MD5 as its ETag (multipart ETags contain a `-` and are not
-/// checksums). When the ETag is an MD5, the downloaded bytes must match it.
-async fn verify_md5_etag(path: &Path, etag: Option<&str>) -> Result<(), String> {
-    let Some(expected) =
-        etag.map(|e| e.trim().trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
-    else {
-        return Ok(());
-    };
-    if expected.len() != 32 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(());
-    }
-    let path = path.to_path_buf();
-    let actual = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path)?;
-        let mut hasher = Md5::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
-        Ok(hex::encode(hasher.finalize()))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    if actual == expected {
-        Ok(())
-    } else {
-        Err("the downloaded bytes do not match the ETag (MD5); the file was corrupted in transit".into())
-    }
-}
-
-/// A transport error as text, without the URL: a presigned URL is a credential.
-fn describe_transport(error: reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_body() || error.is_decode() {
-        "connection broke while reading the body"
-    } else {
-        "transport error"
-    };
-    let error = error.without_url();
-    let mut message = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_http_only_to_loopback_unless_allowed() {
-        let ok = |u: &str, allow| check_url(&Url::parse(u).unwrap(), "API URL", allow).is_ok();
-        assert!(ok("https://api.eu.salted.cx", false));
-        assert!(ok("http://127.0.0.1:8080", false));
-        assert!(ok("http://127.8.0.1:8080", false));
-        assert!(ok("http://localhost:8080", false));
-        assert!(ok("http://[::1]:8080", false));
-        assert!(!ok("http://api.eu.salted.cx", false));
-        assert!(!ok("http://10.0.0.5", false));
-        assert!(ok("http://10.0.0.5", true));
-        assert!(!ok("ftp://127.0.0.1", true));
-    }
-
-    #[test]
-    fn api_key_debug_is_redacted() {
-        assert_eq!(format!("{:?}", ApiKey::new("secret-value")), "ApiKey(***)");
-    }
 
     #[test]
     fn status_url_of_an_opaque_id_is_encoded() {

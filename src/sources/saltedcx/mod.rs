@@ -13,7 +13,7 @@ use futures::future::try_join_all;
 
 use self::api::{CreatedExport, ExportStatus};
 use self::client::{ClientError, SaltedCxClient};
-use super::{ExportJournal, FailureScope, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
+use super::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
 use crate::window::Window;
 
 /// What to do when an export fails or a previous run left one behind.
@@ -106,13 +106,22 @@ impl SaltedCx {
 
 impl From<ClientError> for SourceError {
     fn from(error: ClientError) -> SourceError {
-        let scope = if error.affects_whole_run() { FailureScope::Run } else { FailureScope::Window };
-        SourceError { scope, message: error.to_string() }
+        let message = error.to_string();
+        match error {
+            ClientError::Unauthorized => SourceError::Unauthorized(message),
+            e if e.affects_whole_run() => SourceError::Rejected(message),
+            ClientError::RateLimited { .. } => SourceError::RateLimited(message),
+            ClientError::BadRequest { .. }
+            | ClientError::NotFound { .. }
+            | ClientError::ExportFailed { .. }
+            | ClientError::Timeout { .. } => SourceError::Export(message),
+            _ => SourceError::Transfer(message),
+        }
     }
 }
 
 impl Source for SaltedCx {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "saltedcx"
     }
 

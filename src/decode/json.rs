@@ -1,0 +1,523 @@
+//! Streaming JSON-array → Arrow decoding against a declared schema, nested types included.
+//!
+//! [`super::json_array::ArrayScanner`] cuts the array into elements with bounded memory; each
+//! element is parsed by serde_json and checked against the schema field by field, recursively
+//! through lists and structs, before anything is appended — so a row that does not fit is one
+//! [`RejectedRow`] (file, line, the field's path, why, and the element's exact bytes), never a
+//! half-written row or a failed file. Checked rows are handed to arrow-json's `Decoder` in their
+//! final shape (epoch milliseconds already in microseconds, `json_text` values already text),
+//! which builds the nested Arrow arrays.
+//!
+//! Nothing the platform sent is dropped: every field the schema does not declare, at any depth,
+//! goes into the row's `_extra` column as a JSON object keyed by the field's path (`channel`,
+//! `ratings[1].comment`), and is reported once per file as drift. Leniencies, each documented in
+//! the README: a scalar where a list is declared becomes a one-element list (Dixa sends
+//! `custom_fields[].value` both ways); a missing nullable field is null.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use arrow::json::reader::{Decoder as ArrowJsonDecoder, ReaderBuilder};
+use serde_json::{Map, Value};
+
+use super::json_array::{ArrayScanner, ScanError};
+use super::{BatchDecoder, DecodeError, DecodeStats, DecodedBatch, RejectedRow, SchemaDrift};
+use crate::schema::value::{self, InvalidValue};
+use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
+
+/// Rows per batch unless their JSON grows past [`MAX_BATCH_BYTES`] first.
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
+/// Long messages make rows big; cap the JSON held per batch to keep memory flat.
+const MAX_BATCH_BYTES: usize = 32 << 20;
+/// Distinct undeclared field paths reported per file (the values are all kept regardless).
+const MAX_DRIFT_REPORTED: usize = 100;
+
+/// Why one field of one row does not fit: the field's path and the reason.
+struct Misfit {
+    path: String,
+    reason: String,
+}
+
+/// Reads one JSON array batch by batch. Create with [`JsonDecoder::new`], then call
+/// [`BatchDecoder::next_batch`] until it returns `None`.
+pub struct JsonDecoder<R: Read> {
+    schema: Arc<DatasetSchema>,
+    file: String,
+    input: R,
+    scanner: ArrayScanner,
+    buffer: Vec<u8>,
+    /// Unscanned bytes are `buffer[position..filled]`.
+    position: usize,
+    filled: usize,
+    eof: bool,
+    arrow: ArrowJsonDecoder,
+    batch_rows: usize,
+    stats: DecodeStats,
+    unknown_paths: BTreeSet<String>,
+    drift: Vec<SchemaDrift>,
+    done: bool,
+}
+
+impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonDecoder").field("file", &self.file).field("stats", &self.stats).finish()
+    }
+}
+
+impl<R: Read> JsonDecoder<R> {
+    pub fn new(schema: Arc<DatasetSchema>, file: impl Into<String>, input: R) -> Result<Self, DecodeError> {
+        Self::with_batch_rows(schema, file, input, DEFAULT_BATCH_ROWS)
+    }
+
+    pub fn with_batch_rows(
+        schema: Arc<DatasetSchema>,
+        file: impl Into<String>,
+        input: R,
+        batch_rows: usize,
+    ) -> Result<Self, DecodeError> {
+        let arrow = ReaderBuilder::new(schema.arrow_schema())
+            .with_batch_size(batch_rows.max(1))
+            .with_strict_mode(true)
+            .build_decoder()?;
+        Ok(JsonDecoder {
+            schema,
+            file: file.into(),
+            input,
+            scanner: ArrayScanner::new(),
+            buffer: vec![0; 1 << 20],
+            position: 0,
+            filled: 0,
+            eof: false,
+            arrow,
+            batch_rows: batch_rows.max(1),
+            stats: DecodeStats::default(),
+            unknown_paths: BTreeSet::new(),
+            drift: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// The next element's bytes and line, or `None` at the end of the array.
+    fn next_element(&mut self, element: &mut Vec<u8>) -> Result<Option<u64>, DecodeError> {
+        loop {
+            if self.position < self.filled {
+                let found = self
+                    .scanner
+                    .scan(&self.buffer[..self.filled], self.position, Some(element))
+                    .map_err(|e| self.scan_error(e))?;
+                match found {
+                    Some(next) => {
+                        self.position = next;
+                        return Ok(Some(self.scanner.element_line()));
+                    }
+                    None => self.position = self.filled,
+                }
+            }
+            if self.eof {
+                self.scanner.finish().map_err(|e| self.scan_error(e))?;
+                return Ok(None);
+            }
+            let n = self.input.read(&mut self.buffer).map_err(|e| DecodeError::Read {
+                file: self.file.clone(),
+                line: self.scanner.element_line(),
+                message: e.to_string(),
+            })?;
+            self.position = 0;
+            self.filled = n;
+            self.eof = n == 0;
+        }
+    }
+
+    fn scan_error(&self, error: ScanError) -> DecodeError {
+        match error {
+            ScanError::Truncated { line } => DecodeError::Truncated { file: self.file.clone(), line },
+            ScanError::Syntax { line, message } => {
+                DecodeError::Read { file: self.file.clone(), line, message }
+            }
+        }
+    }
+
+    /// Checks one element against the schema: the row in its final shape, or why it does not fit.
+    fn conform(&mut self, element: &[u8]) -> Result<Map<String, Value>, Misfit> {
+        let parsed: Value = serde_json::from_slice(element)
+            .map_err(|e| Misfit { path: String::new(), reason: format!("not valid JSON: {e}") })?;
+        let Value::Object(mut object) = parsed else {
+            return Err(Misfit {
+                path: String::new(),
+                reason: format!("expected a JSON object, found {}", kind(&parsed)),
+            });
+        };
+        let mut row = Map::new();
+        let mut extra = Map::new();
+        for column in &self.schema.columns {
+            if column.name == EXTRA_COLUMN {
+                continue;
+            }
+            let value = object.remove(&column.name).unwrap_or(Value::Null);
+            let conformed = conform_value(column, value, &column.name, &mut extra)?;
+            row.insert(column.name.clone(), conformed);
+        }
+        for (name, value) in object {
+            extra.insert(name, value);
+        }
+        if !extra.is_empty() {
+            for path in extra.keys() {
+                if self.unknown_paths.len() < MAX_DRIFT_REPORTED {
+                    self.unknown_paths.insert(generic_path(path));
+                }
+            }
+            row.insert(EXTRA_COLUMN.to_string(), Value::String(Value::Object(extra).to_string()));
+        }
+        Ok(row)
+    }
+}
+
+impl<R: Read> BatchDecoder for JsonDecoder<R> {
+    fn next_batch(&mut self) -> Result<Option<DecodedBatch>, DecodeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut rows: Vec<Map<String, Value>> = Vec::with_capacity(self.batch_rows.min(1024));
+        let mut rejects = Vec::new();
+        let mut bytes = 0usize;
+        let mut element = Vec::new();
+        while rows.len() < self.batch_rows && bytes < MAX_BATCH_BYTES {
+            let Some(line) = self.next_element(&mut element)? else {
+                self.done = true;
+                break;
+            };
+            self.stats.rows_read += 1;
+            bytes += element.len();
+            match self.conform(&element) {
+                Ok(row) => rows.push(row),
+                Err(misfit) => {
+                    self.stats.rows_rejected += 1;
+                    rejects.push(RejectedRow {
+                        file: self.file.clone(),
+                        line,
+                        column: (!misfit.path.is_empty()).then_some(misfit.path),
+                        reason: misfit.reason,
+                        raw: element.clone(),
+                    });
+                }
+            }
+        }
+        if self.done {
+            self.drift = self.unknown_paths.iter().map(|p| SchemaDrift::KeptField(p.clone())).collect();
+        }
+        if rows.is_empty() && rejects.is_empty() {
+            return Ok(None);
+        }
+        self.stats.rows_written += rows.len() as u64;
+        self.arrow.serialize(&rows)?;
+        let batch = match self.arrow.flush()? {
+            Some(batch) => batch,
+            None => arrow::record_batch::RecordBatch::new_empty(self.schema.arrow_schema()),
+        };
+        Ok(Some(DecodedBatch { batch, rejects }))
+    }
+
+    fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    fn drift(&self) -> &[SchemaDrift] {
+        &self.drift
+    }
+}
+
+/// `ratings[3].comment` → `ratings[].comment`: one drift report per field, not per index.
+fn generic_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value for the message: short, and never more than 60 characters of it.
+fn quote(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Checks `value` against `column` (recursively) and returns it in the shape arrow-json decodes
+/// into the column's Arrow type. Undeclared struct members go into `extra` under their path.
+fn conform_value(
+    column: &Column,
+    value: Value,
+    path: &str,
+    extra: &mut Map<String, Value>,
+) -> Result<Value, Misfit> {
+    let misfit = |reason: String| Misfit { path: path.to_string(), reason };
+    if value.is_null() {
+        return if column.nullable {
+            Ok(Value::Null)
+        } else {
+            Err(misfit(format!("required field `{path}` is missing or null")))
+        };
+    }
+    let wrong =
+        |expected: &str, value: &Value| misfit(format!("expected {expected}, found {}", quote(value)));
+    let invalid = |InvalidValue(reason): InvalidValue, value: &Value| {
+        misfit(format!("{reason}, found {}", quote(value)))
+    };
+    match (&column.column_type, column.encoding) {
+        (ColumnType::Utf8, Encoding::JsonText) => Ok(Value::String(value.to_string())),
+        (ColumnType::Utf8, _) => match value {
+            Value::String(_) => Ok(value),
+            other => Err(wrong("a string", &other)),
+        },
+        (ColumnType::Int64, _) => match value.as_i64() {
+            Some(_) => Ok(value),
+            None => Err(wrong("a whole number (Int64)", &value)),
+        },
+        (ColumnType::Float64, _) => match value {
+            Value::Number(_) => Ok(value),
+            other => Err(wrong("a number", &other)),
+        },
+        (ColumnType::Boolean, _) => match value {
+            Value::Bool(_) => Ok(value),
+            other => Err(wrong("true or false", &other)),
+        },
+        (ColumnType::Date32, _) => match &value {
+            Value::String(text) => match value::parse_date(text) {
+                Ok(days) => Ok(Value::from(days)),
+                Err(e) => Err(invalid(e, &value)),
+            },
+            other => Err(wrong("a date as \"YYYY-MM-DD\"", other)),
+        },
+        (ColumnType::TimestampUtc, Encoding::EpochMs) => match value.as_i64() {
+            Some(millis) => {
+                value::epoch_ms_to_micros(millis).map(Value::from).map_err(|e| invalid(e, &value))
+            }
+            None => Err(wrong("milliseconds since the epoch (a whole number)", &value)),
+        },
+        (ColumnType::TimestampUtc, _) => match &value {
+            Value::String(text) => match value::parse_timestamp_micros(text) {
+                Ok(micros) => Ok(Value::from(micros)),
+                Err(e) => Err(invalid(e, &value)),
+            },
+            other => Err(wrong("an RFC 3339 timestamp", other)),
+        },
+        (ColumnType::List(item), _) => {
+            let items = match value {
+                Value::Array(items) => items,
+                // A single value where a list is declared: a list of one, nothing lost.
+                scalar => vec![scalar],
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item_value) in items.into_iter().enumerate() {
+                out.push(conform_value(item, item_value, &format!("{path}[{i}]"), extra)?);
+            }
+            Ok(Value::Array(out))
+        }
+        (ColumnType::Struct(members), _) => {
+            let Value::Object(mut object) = value else {
+                return Err(wrong("an object", &value));
+            };
+            let mut out = Map::new();
+            for member in members {
+                let member_value = object.remove(&member.name).unwrap_or(Value::Null);
+                let member_path = format!("{path}.{}", member.name);
+                out.insert(member.name.clone(), conform_value(member, member_value, &member_path, extra)?);
+            }
+            for (name, value) in object {
+                extra.insert(format!("{path}.{name}"), value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SchemaRegistry;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+
+    fn schema() -> Arc<DatasetSchema> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        std::fs::write(
+            dir.path().join("t/thing.toml"),
+            r#"
+source = "t"
+dataset = "thing"
+file = "things.json"
+key = ["id"]
+version = "updated_at"
+description = "test"
+[[columns]]
+name = "id"
+type = "Int64"
+nullable = false
+description = ""
+[[columns]]
+name = "updated_at"
+type = 'Timestamp(Microsecond, "UTC")'
+encoding = "epoch_ms"
+nullable = true
+description = ""
+[[columns]]
+name = "tags"
+type = "List(Utf8)"
+nullable = true
+description = ""
+[[columns]]
+name = "form"
+type = "Utf8"
+encoding = "json_text"
+nullable = true
+description = ""
+[[columns]]
+name = "ratings"
+type = "List(Struct)"
+nullable = true
+description = ""
+[[columns.fields]]
+name = "score"
+type = "Int64"
+nullable = true
+description = ""
+[[columns.fields]]
+name = "values"
+type = "List(Utf8)"
+nullable = true
+description = ""
+"#,
+        )
+        .unwrap();
+        SchemaRegistry::with_overrides(dir.path()).unwrap().get("t.thing").unwrap()
+    }
+
+    fn decode(input: &str) -> (Vec<DecodedBatch>, DecodeStats, Vec<SchemaDrift>) {
+        let mut decoder = JsonDecoder::with_batch_rows(schema(), "things.json", input.as_bytes(), 2).unwrap();
+        let mut batches = Vec::new();
+        while let Some(batch) = decoder.next_batch().unwrap() {
+            batches.push(batch);
+        }
+        (batches, decoder.stats(), decoder.drift().to_vec())
+    }
+
+    #[test]
+    fn nested_values_epoch_ms_and_json_text_land_typed() {
+        let (batches, stats, drift) = decode(
+            r#"[{"id": 1, "updated_at": 1704067200123, "tags": ["a", "b,c"], "form": {"name": "Jo"},
+                 "ratings": [{"score": 5, "values": "one"}, {"score": null, "values": ["x", "y"]}]},
+                {"id": 2}]"#,
+        );
+        assert_eq!(stats, DecodeStats { rows_read: 2, rows_written: 2, rows_rejected: 0 });
+        assert!(drift.is_empty());
+        let batch = &batches[0].batch;
+        assert_eq!(batch.column(0).as_primitive::<Int64Type>().values(), &[1, 2]);
+        let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(ts.value(0), 1_704_067_200_123_000);
+        assert!(ts.is_null(1));
+        let tags = batch.column(2).as_list::<i32>();
+        assert_eq!(tags.value(0).as_string::<i32>().iter().flatten().collect::<Vec<_>>(), ["a", "b,c"]);
+        assert!(tags.is_null(1));
+        assert_eq!(batch.column(3).as_string::<i32>().value(0), r#"{"name":"Jo"}"#);
+        let ratings = batch.column(4).as_list::<i32>().value(0);
+        let ratings = ratings.as_struct();
+        assert_eq!(ratings.column(0).as_primitive::<Int64Type>().value(0), 5);
+        assert!(ratings.column(0).is_null(1));
+        let values = ratings.column(1).as_list::<i32>();
+        assert_eq!(values.value(0).as_string::<i32>().value(0), "one", "a scalar becomes a list of one");
+        assert_eq!(values.value(1).as_string::<i32>().iter().flatten().collect::<Vec<_>>(), ["x", "y"]);
+        assert!(batch.column(5).is_null(0), "no undeclared fields, no _extra");
+    }
+
+    #[test]
+    fn undeclared_fields_at_any_depth_are_kept_in_extra_and_reported() {
+        let (batches, _, drift) = decode(
+            r#"[{"id": 1, "channel": "email", "ratings": [{"score": 1}, {"score": 2, "comment": "ok"}]},
+                {"id": 2, "channel": "chat"}]"#,
+        );
+        let extra = batches[0].batch.column(5).as_string::<i32>();
+        let first: Value = serde_json::from_str(extra.value(0)).unwrap();
+        assert_eq!(first, serde_json::json!({"channel": "email", "ratings[1].comment": "ok"}));
+        assert_eq!(extra.value(1), r#"{"channel":"chat"}"#);
+        assert_eq!(
+            drift,
+            [SchemaDrift::KeptField("channel".into()), SchemaDrift::KeptField("ratings[].comment".into())]
+        );
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_are_rejected_with_line_path_and_bytes() {
+        let input = "[{\"id\": 1},\n{\"id\": \"two\"},\n{\"id\": 3, \"ratings\": [{\"score\": 1.5}]},\n{\"tags\": []},\n[1],\n{\"id\": 6, \"updated_at\": \"2024\"},\n{\"id\": 7}]";
+        let (batches, stats, _) = decode(input);
+        assert_eq!(stats, DecodeStats { rows_read: 7, rows_written: 2, rows_rejected: 5 });
+        let rejects: Vec<&RejectedRow> = batches.iter().flat_map(|b| &b.rejects).collect();
+        let described: Vec<(u64, Option<&str>)> =
+            rejects.iter().map(|r| (r.line, r.column.as_deref())).collect();
+        assert_eq!(
+            described,
+            [
+                (2, Some("id")),
+                (3, Some("ratings[0].score")),
+                (4, Some("id")),
+                (5, None),
+                (6, Some("updated_at"))
+            ]
+        );
+        assert_eq!(rejects[0].raw, br#"{"id": "two"}"#);
+        assert!(rejects[0].reason.contains("expected a whole number"), "{}", rejects[0].reason);
+        assert!(rejects[2].reason.contains("required field `id`"), "{}", rejects[2].reason);
+        let written: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.batch.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(written, [1, 7]);
+    }
+
+    #[test]
+    fn a_cut_array_is_truncated_not_a_short_file() {
+        let mut decoder =
+            JsonDecoder::with_batch_rows(schema(), "things.json", &b"[{\"id\": 1}, {\"id\": 2"[..], 8)
+                .unwrap();
+        let err = decoder.next_batch().unwrap_err();
+        assert!(matches!(err, DecodeError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_empty_array_is_an_empty_file() {
+        let (batches, stats, _) = decode(" [ ] ");
+        assert!(batches.is_empty());
+        assert_eq!(stats, DecodeStats::default());
+    }
+
+    #[test]
+    fn drift_paths_are_generic() {
+        assert_eq!(generic_path("ratings[12].comment"), "ratings[].comment");
+        assert_eq!(generic_path("a[1].b[2].c"), "a[].b[].c");
+        assert_eq!(generic_path("plain"), "plain");
+    }
+}

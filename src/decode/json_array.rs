@@ -1,0 +1,389 @@
+//! Splitting one top-level JSON array, `[ {...}, {...} ]`, into its elements as bytes arrive.
+//!
+//! A platform answer of any size is one array, and neither serde_json (serde-rs/json#404) nor
+//! arrow-json's `Decoder` (whitespace-separated values only) streams the elements of one array.
+//! This scanner does: a byte-level state machine that tracks strings, escapes and nesting depth,
+//! skips the outer brackets and cuts the array at its top-level commas. It holds at most the
+//! element being read, whatever the array's size, and it is push-based, so the same code checks
+//! a download while it is written to disk (a body cut before its closing `]` is truncated) and
+//! feeds the decoder. It does not validate the elements' JSON: the decoder parses each one, so a
+//! malformed element is one rejected row, not a failed file. Line numbers count the newlines
+//! outside strings (a JSON string cannot hold a raw newline).
+
+/// A structural problem with the array as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("line {line}: {message}")]
+    Syntax { line: u64, message: String },
+    #[error("the array ends at line {line} without its closing `]`: the body was cut short")]
+    Truncated { line: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the opening `[` (whitespace and a UTF-8 byte-order mark allowed).
+    BeforeArray,
+    /// After `[` (no element yet) or after a `,` (an element must follow).
+    BeforeElement { after_comma: bool },
+    /// Inside an object or array element.
+    InContainer,
+    /// Inside a scalar element (number, literal, or a top-level string).
+    InScalar,
+    /// After an element: `,` or `]` must follow.
+    AfterElement,
+    /// After the closing `]`: only whitespace may follow.
+    Done,
+}
+
+/// Push-based scanner of one JSON array. Feed chunks with [`ArrayScanner::scan`]; call
+/// [`ArrayScanner::finish`] at the end of input.
+#[derive(Debug, Clone)]
+pub struct ArrayScanner {
+    state: State,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    line: u64,
+    element_line: u64,
+    elements: u64,
+    /// Bytes of a UTF-8 byte-order mark seen so far (only before the array).
+    bom: usize,
+}
+
+impl Default for ArrayScanner {
+    fn default() -> Self {
+        ArrayScanner {
+            state: State::BeforeArray,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            line: 1,
+            element_line: 1,
+            elements: 0,
+            bom: 0,
+        }
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl ArrayScanner {
+    pub fn new() -> ArrayScanner {
+        ArrayScanner::default()
+    }
+
+    /// The 1-based line where the last completed (or current) element starts.
+    pub fn element_line(&self) -> u64 {
+        self.element_line
+    }
+
+    /// Elements completed so far.
+    pub fn elements(&self) -> u64 {
+        self.elements
+    }
+
+    /// Whether the closing `]` has been seen.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn syntax(&self, message: impl Into<String>) -> ScanError {
+        ScanError::Syntax { line: self.line, message: message.into() }
+    }
+
+    /// Scans `chunk[start..]`, appending the bytes of the element being read to `element` (when
+    /// given). Returns `Some(position after the element)` when an element completes — the caller
+    /// takes it and calls again from there — or `None` when the chunk is used up.
+    pub fn scan(
+        &mut self,
+        chunk: &[u8],
+        start: usize,
+        mut element: Option<&mut Vec<u8>>,
+    ) -> Result<Option<usize>, ScanError> {
+        let mut i = start;
+        while i < chunk.len() {
+            let b = chunk[i];
+            match self.state {
+                State::BeforeArray => {
+                    if self.bom < BOM.len() && b == BOM[self.bom] && (self.bom > 0 || i == start) {
+                        self.bom += 1;
+                    } else if b == b'[' {
+                        self.state = State::BeforeElement { after_comma: false };
+                    } else if b == b'\n' {
+                        self.line += 1;
+                    } else if !b.is_ascii_whitespace() {
+                        return Err(
+                            self.syntax(format!("expected a JSON array (`[`), found {}", describe_byte(b)))
+                        );
+                    }
+                    i += 1;
+                }
+                State::BeforeElement { after_comma } => {
+                    match b {
+                        b'\n' => self.line += 1,
+                        b']' if !after_comma => self.state = State::Done,
+                        b']' => return Err(self.syntax("a `,` is followed by `]` (trailing comma)")),
+                        b',' => return Err(self.syntax("an array element is missing between commas")),
+                        b if b.is_ascii_whitespace() => {}
+                        b => {
+                            self.element_line = self.line;
+                            if let Some(e) = element.as_deref_mut() {
+                                e.clear();
+                            }
+                            match b {
+                                b'{' | b'[' => {
+                                    self.state = State::InContainer;
+                                    self.depth = 1;
+                                }
+                                b'"' => {
+                                    self.state = State::InScalar;
+                                    self.in_string = true;
+                                }
+                                _ => self.state = State::InScalar,
+                            }
+                            if let Some(e) = element.as_deref_mut() {
+                                e.push(b);
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+                State::InContainer | State::InScalar if self.in_string => {
+                    // Skip ahead to the next quote or backslash: string bodies are most bytes.
+                    let end = if self.escaped {
+                        self.escaped = false;
+                        i + 1
+                    } else {
+                        match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                            None => chunk.len(),
+                            Some(at) => {
+                                let at = i + at;
+                                if chunk[at] == b'"' {
+                                    self.in_string = false;
+                                    if self.state == State::InScalar {
+                                        self.state = State::AfterElement;
+                                        self.elements += 1;
+                                        if let Some(e) = element.as_deref_mut() {
+                                            e.extend_from_slice(&chunk[i..=at]);
+                                        }
+                                        return Ok(Some(at + 1));
+                                    }
+                                } else {
+                                    self.escaped = true;
+                                }
+                                at + 1
+                            }
+                        }
+                    };
+                    if let Some(e) = element.as_deref_mut() {
+                        e.extend_from_slice(&chunk[i..end]);
+                    }
+                    i = end;
+                }
+                State::InContainer => {
+                    match b {
+                        b'"' => self.in_string = true,
+                        b'{' | b'[' => self.depth += 1,
+                        b'}' | b']' => self.depth -= 1,
+                        b'\n' => self.line += 1,
+                        _ => {}
+                    }
+                    if let Some(e) = element.as_deref_mut() {
+                        e.push(b);
+                    }
+                    i += 1;
+                    if self.depth == 0 {
+                        self.state = State::AfterElement;
+                        self.elements += 1;
+                        return Ok(Some(i));
+                    }
+                }
+                State::InScalar => {
+                    if b == b',' || b == b']' || b.is_ascii_whitespace() {
+                        // The scalar ended; the separator is read in the next state.
+                        self.state = State::AfterElement;
+                        self.elements += 1;
+                        return Ok(Some(i));
+                    }
+                    if let Some(e) = element.as_deref_mut() {
+                        e.push(b);
+                    }
+                    i += 1;
+                }
+                State::AfterElement => {
+                    match b {
+                        b',' => self.state = State::BeforeElement { after_comma: true },
+                        b']' => self.state = State::Done,
+                        b'\n' => self.line += 1,
+                        b if b.is_ascii_whitespace() => {}
+                        b => {
+                            return Err(self.syntax(format!(
+                                "expected `,` or `]` after an array element, found {}",
+                                describe_byte(b)
+                            )))
+                        }
+                    }
+                    i += 1;
+                }
+                State::Done => {
+                    if b == b'\n' {
+                        self.line += 1;
+                    } else if !b.is_ascii_whitespace() {
+                        return Err(self.syntax(format!(
+                            "unexpected {} after the array's closing `]`",
+                            describe_byte(b)
+                        )));
+                    }
+                    i += 1;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// At the end of input: the array must have been closed. An empty input is not an array.
+    pub fn finish(&mut self) -> Result<(), ScanError> {
+        match self.state {
+            State::Done => Ok(()),
+            // A scalar element runs to the end of input: it ended, but `]` never came.
+            _ => Err(ScanError::Truncated { line: self.line }),
+        }
+    }
+}
+
+fn describe_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("`{}`", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    }
+}
+
+/// Checks that a whole file is one complete JSON array (used after a download).
+pub fn check_file(path: &std::path::Path) -> Result<u64, CheckError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut scanner = ArrayScanner::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        let mut at = 0;
+        while let Some(next) = scanner.scan(&buffer[..n], at, None)? {
+            at = next;
+        }
+    }
+    scanner.finish()?;
+    Ok(scanner.elements())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `input` fed in chunks of `size` bytes.
+    fn split(input: &str, size: usize) -> Result<Vec<(String, u64)>, ScanError> {
+        let mut scanner = ArrayScanner::new();
+        let mut out = Vec::new();
+        let mut element = Vec::new();
+        for chunk in input.as_bytes().chunks(size.max(1)) {
+            let mut at = 0;
+            while let Some(next) = scanner.scan(chunk, at, Some(&mut element))? {
+                out.push((String::from_utf8(element.clone()).unwrap(), scanner.element_line()));
+                at = next;
+            }
+        }
+        scanner.finish()?;
+        Ok(out)
+    }
+
+    fn elements(input: &str) -> Vec<String> {
+        let whole = split(input, usize::MAX).unwrap();
+        // Every chunking gives the same elements: a chunk boundary may fall anywhere.
+        for size in [1, 2, 3, 5, 7, 64] {
+            assert_eq!(split(input, size).unwrap(), whole, "chunks of {size}");
+        }
+        whole.into_iter().map(|(e, _)| e).collect()
+    }
+
+    #[test]
+    fn splits_at_top_level_commas_only() {
+        assert_eq!(
+            elements(r#"[{"a":1,"b":[1,2,{"c":[]}]}, {"d":"x"} ,{}]"#),
+            [r#"{"a":1,"b":[1,2,{"c":[]}]}"#, r#"{"d":"x"}"#, "{}"]
+        );
+        assert_eq!(elements("[]"), Vec::<String>::new());
+        assert_eq!(elements(" \n[ \n ] \n"), Vec::<String>::new());
+        assert_eq!(elements("[1, -2.5e3,true,null, \"s\"]"), ["1", "-2.5e3", "true", "null", "\"s\""]);
+    }
+
+    #[test]
+    fn brackets_and_commas_inside_strings_are_text() {
+        assert_eq!(
+            elements(r#"[{"t":"a ] b [ c, d } {"},{"u":"]"}]"#),
+            [r#"{"t":"a ] b [ c, d } {"}"#, r#"{"u":"]"}"#]
+        );
+    }
+
+    #[test]
+    fn escaped_quotes_and_backslashes_do_not_end_strings() {
+        assert_eq!(
+            elements(r#"[{"t":"say \"hi\" ]"},{"p":"C:\\dir\\"},{"q":"\\\"]"}]"#),
+            [r#"{"t":"say \"hi\" ]"}"#, r#"{"p":"C:\\dir\\"}"#, r#"{"q":"\\\"]"}"#]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_and_unicode_survive_any_chunking() {
+        let input = "[{\"a\":[[[[{\"b\":\"日本語 😀 ,]\"}]]]]},\n{\"c\":\"\\u00e9\"}]";
+        assert_eq!(elements(input), ["{\"a\":[[[[{\"b\":\"日本語 😀 ,]\"}]]]]}", "{\"c\":\"\\u00e9\"}"]);
+    }
+
+    #[test]
+    fn element_lines_count_newlines_outside_strings() {
+        let lines: Vec<u64> =
+            split("[\n{\"a\":1},\n\n{\"b\":\n2},{\"c\":3}\n]", 3).unwrap().iter().map(|e| e.1).collect();
+        assert_eq!(lines, [2, 4, 5]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_array_is_skipped() {
+        assert_eq!(elements("\u{feff}[{\"a\":1}]"), ["{\"a\":1}"]);
+    }
+
+    #[test]
+    fn a_body_cut_anywhere_before_the_closing_bracket_is_truncated() {
+        let whole = r#"[{"a":[1],"b":"x]"},{"c":{"d":[2]}}]"#;
+        for cut in 1..whole.len() {
+            let result = split(&whole[..cut], 4);
+            assert!(matches!(result, Err(ScanError::Truncated { .. })), "cut at {cut}: {result:?}");
+        }
+        assert!(split(whole, 4).is_ok());
+        assert!(matches!(split("", 4), Err(ScanError::Truncated { .. })));
+    }
+
+    #[test]
+    fn structural_errors_name_the_line() {
+        for (input, expected) in [
+            ("{\"a\":1}", "expected a JSON array"),
+            ("[1,]", "trailing comma"),
+            ("[1,,2]", "missing between commas"),
+            ("[{}\n{}]", "expected `,` or `]`"),
+            ("[1] x", "after the array's closing"),
+        ] {
+            let err = split(input, 2).unwrap_err().to_string();
+            assert!(err.contains(expected), "{input}: {err}");
+        }
+        assert!(split("[{}\n{}]", 2).unwrap_err().to_string().starts_with("line 2"));
+    }
+}
