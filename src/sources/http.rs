@@ -421,7 +421,18 @@ impl HttpClient {
                                 DownloadError::Forbidden
                             });
                         }
-                        _ => Attempt::Status(status, header_text(response.headers(), RETRY_AFTER)),
+                        _ => {
+                            let retry_after = header_text(response.headers(), RETRY_AFTER);
+                            let decision =
+                                self.config.retry.for_status(status, retry_after.as_deref(), Utc::now());
+                            if decision == Decision::GiveUp && self.bearer.is_some() {
+                                // An API's answer explains itself; a presigned URL's host may
+                                // echo the signature, so its body is never quoted.
+                                let body = response.bytes().await.unwrap_or_default();
+                                return Err(DownloadError::Failed(self.status_error(context, status, &body)));
+                            }
+                            Attempt::Status(status, retry_after)
+                        }
                     }
                 }
             };

@@ -9,11 +9,13 @@
 //! writing and committing are the pipeline's, identical for every source. The shared pieces of
 //! the async-job sources (poll schedule, deadline) live in [`poll`].
 
+pub mod dixa;
 pub mod http;
 pub mod local;
 pub mod poll;
 pub mod retry;
 pub mod saltedcx;
+pub mod synthetic;
 
 use std::future::Future;
 use std::path::PathBuf;
