@@ -134,7 +134,12 @@ pub fn read_parquet_bytes(bytes: bytes::Bytes) -> Vec<RecordBatch> {
 
 /// Every batch of one dataset and day in the lake.
 pub fn read_partition(lake: &Path, dataset: &str, day: NaiveDate) -> Vec<RecordBatch> {
-    let dir: PathBuf = lake.join(format!("saltedcx/{dataset}/date={day}"));
+    read_source_partition(lake, "saltedcx", dataset, day)
+}
+
+/// Every batch of one source's dataset and day in the lake.
+pub fn read_source_partition(lake: &Path, source: &str, dataset: &str, day: NaiveDate) -> Vec<RecordBatch> {
+    let dir: PathBuf = lake.join(format!("{source}/{dataset}/date={day}"));
     let mut files: Vec<_> =
         std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     files.sort();
@@ -149,38 +154,42 @@ pub enum Cell {
     Int(i64),
     Float(u64),
     Bool(bool),
+    List(Vec<Cell>),
+    Struct(Vec<Cell>),
 }
 
 pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
     let mut rows = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
-            let cells = batch
-                .columns()
-                .iter()
-                .map(|column| {
-                    if column.is_null(row) {
-                        return Cell::Null;
-                    }
-                    match column.data_type() {
-                        DataType::Utf8 => Cell::Text(column.as_string::<i32>().value(row).to_string()),
-                        DataType::Int64 => Cell::Int(column.as_primitive::<Int64Type>().value(row)),
-                        DataType::Float64 => {
-                            Cell::Float(column.as_primitive::<Float64Type>().value(row).to_bits())
-                        }
-                        DataType::Boolean => Cell::Bool(column.as_boolean().value(row)),
-                        DataType::Timestamp(_, _) => {
-                            Cell::Int(column.as_primitive::<TimestampMicrosecondType>().value(row))
-                        }
-                        DataType::Date32 => Cell::Int(column.as_primitive::<Date32Type>().value(row).into()),
-                        other => panic!("unexpected type {other}"),
-                    }
-                })
-                .collect();
-            rows.push(cells);
+            rows.push(batch.columns().iter().map(|column| cell(column.as_ref(), row)).collect());
         }
     }
     rows
+}
+
+/// One value of an Arrow array as a [`Cell`], nested types included.
+pub fn cell(column: &dyn Array, row: usize) -> Cell {
+    if column.is_null(row) {
+        return Cell::Null;
+    }
+    match column.data_type() {
+        DataType::Utf8 => Cell::Text(column.as_string::<i32>().value(row).to_string()),
+        DataType::Int64 => Cell::Int(column.as_primitive::<Int64Type>().value(row)),
+        DataType::Float64 => Cell::Float(column.as_primitive::<Float64Type>().value(row).to_bits()),
+        DataType::Boolean => Cell::Bool(column.as_boolean().value(row)),
+        DataType::Timestamp(_, _) => Cell::Int(column.as_primitive::<TimestampMicrosecondType>().value(row)),
+        DataType::Date32 => Cell::Int(column.as_primitive::<Date32Type>().value(row).into()),
+        DataType::List(_) => {
+            let items = column.as_list::<i32>().value(row);
+            Cell::List((0..items.len()).map(|i| cell(items.as_ref(), i)).collect())
+        }
+        DataType::Struct(_) => {
+            let s = column.as_struct();
+            Cell::Struct(s.columns().iter().map(|c| cell(c.as_ref(), row)).collect())
+        }
+        other => panic!("unexpected type {other}"),
+    }
 }
 
 /// The rows the emulator serves for one dataset and day, parsed independently of the decoder:

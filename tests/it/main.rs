@@ -10,6 +10,7 @@ mod convert;
 mod crash;
 mod current;
 mod delta;
+mod dixa;
 mod duckdb;
 mod faults;
 mod lifecycle;

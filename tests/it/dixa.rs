@@ -1,0 +1,404 @@
+//! Dixa end to end: the client against its emulator, through the JSON decoder, into the lake;
+//! every value compared with the generator's own records, nested values and `_extra` included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use cxlake::pipeline::{run_sync, SyncPlan};
+use cxlake::report::WindowOutcome;
+use cxlake::schema::{Column, ColumnType, DatasetSchema, Encoding, SchemaRegistry, EXTRA_COLUMN};
+use cxlake::sources::dixa::client::{DixaClient, DixaConfig};
+use cxlake::sources::dixa::emulator::{
+    DixaEmulator, DixaEmulatorConfig, DixaEndpoint, DixaFault, DixaFaultKind,
+};
+use cxlake::sources::dixa::synth::{self, ConversationFilter, DixaSynthConfig};
+use cxlake::sources::dixa::Dixa;
+use cxlake::sources::http::Secret;
+use cxlake::state::StateStore;
+use cxlake::window::Window;
+use serde_json::{Map, Value};
+
+use crate::common::*;
+
+pub fn dixa_emulator_config() -> DixaEmulatorConfig {
+    DixaEmulatorConfig {
+        synth: DixaSynthConfig { conversations_per_day: 30, ..DixaSynthConfig::default() },
+        rate_limit_per_minute: None,
+        chunk_bytes: 4096,
+        ..DixaEmulatorConfig::default()
+    }
+}
+
+pub async fn dixa_emulator(config: DixaEmulatorConfig) -> DixaEmulator {
+    DixaEmulator::start(config, 0).await.expect("emulator starts on loopback")
+}
+
+pub fn dixa_client_config(emulator: &DixaEmulator) -> DixaConfig {
+    let mut config = DixaConfig::new(emulator.base_url(), Secret::new(emulator.config().api_token.clone()));
+    config.http.requests_per_minute = None;
+    config.http.retry.initial_backoff = Duration::from_millis(10);
+    config.http.retry.max_backoff = Duration::from_millis(50);
+    config.http.retry.rate_limit_floor = Duration::from_millis(20);
+    config
+}
+
+pub fn dixa_source(config: DixaConfig) -> Dixa {
+    Dixa::new(DixaClient::new(config).expect("client builds"))
+}
+
+pub fn dixa_schemas() -> Vec<Arc<DatasetSchema>> {
+    let registry = SchemaRegistry::embedded().unwrap();
+    ["conversation", "message"].iter().map(|d| registry.dataset("dixa", d).unwrap()).collect()
+}
+
+pub fn dixa_plan(emulator: &DixaEmulator, lake: &std::path::Path, windows: Vec<Window>) -> SyncPlan<Dixa> {
+    plan_with(dixa_source(dixa_client_config(emulator)), lake, dixa_schemas(), windows)
+}
+
+/// A JSON value rendered with sorted keys, so texts compare whatever the map order.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// What the lake must hold for one value of the generator, by the schema's declaration.
+fn expected_cell(column: &Column, value: Option<&Value>, path: &str, extra: &mut Map<String, Value>) -> Cell {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Cell::Null };
+    match (&column.column_type, column.encoding) {
+        (ColumnType::Utf8, Encoding::JsonText) => Cell::Text(canonical(value)),
+        (ColumnType::Utf8, _) => Cell::Text(value.as_str().expect("a string").to_string()),
+        (ColumnType::Int64, _) => Cell::Int(value.as_i64().expect("an integer")),
+        (ColumnType::Boolean, _) => Cell::Bool(value.as_bool().expect("a boolean")),
+        (ColumnType::TimestampUtc, Encoding::EpochMs) => Cell::Int(value.as_i64().expect("ms") * 1000),
+        (ColumnType::List(item), _) => {
+            let items = match value {
+                Value::Array(items) => items.clone(),
+                scalar => vec![scalar.clone()],
+            };
+            Cell::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| expected_cell(item, Some(v), &format!("{path}[{i}]"), extra))
+                    .collect(),
+            )
+        }
+        (ColumnType::Struct(members), _) => {
+            let object = value.as_object().expect("an object");
+            for (name, v) in object {
+                if !members.iter().any(|m| &m.name == name) {
+                    extra.insert(format!("{path}.{name}"), v.clone());
+                }
+            }
+            Cell::Struct(
+                members
+                    .iter()
+                    .map(|m| expected_cell(m, object.get(&m.name), &format!("{path}.{}", m.name), extra))
+                    .collect(),
+            )
+        }
+        other => panic!("no Dixa column is {other:?}"),
+    }
+}
+
+/// The rows the lake must hold for these generator records, in order.
+fn expected_rows(schema: &DatasetSchema, records: &[Value]) -> Vec<Vec<Cell>> {
+    records
+        .iter()
+        .map(|record| {
+            let object = record.as_object().expect("records are objects");
+            let mut extra = Map::new();
+            let mut row: Vec<Cell> = schema
+                .columns
+                .iter()
+                .filter(|c| c.name != EXTRA_COLUMN)
+                .map(|c| expected_cell(c, object.get(&c.name), &c.name, &mut extra))
+                .collect();
+            for (name, v) in object {
+                if schema.column_index(name).is_none() {
+                    extra.insert(name.clone(), v.clone());
+                }
+            }
+            row.push(if extra.is_empty() {
+                Cell::Null
+            } else {
+                Cell::Text(canonical(&Value::Object(extra)))
+            });
+            row
+        })
+        .collect()
+}
+
+/// The lake's rows with JSON-text cells rendered canonically.
+fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+    let json_columns: Vec<usize> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name == EXTRA_COLUMN || c.encoding == Encoding::JsonText)
+        .map(|(i, _)| i)
+        .collect();
+    let mut rows = batch_rows(&read_source_partition(lake, "dixa", &schema.dataset, day));
+    for row in &mut rows {
+        for &i in &json_columns {
+            if let Cell::Text(text) = &row[i] {
+                row[i] = Cell::Text(canonical(&serde_json::from_str(text).expect("JSON text")));
+            }
+        }
+    }
+    rows
+}
+
+/// The generator's records of one dataset for one UTC day, asked as the client asks.
+fn generator_records(config: DixaSynthConfig, dataset: &str, day: NaiveDate) -> Vec<Value> {
+    match dataset {
+        "conversation" => synth::conversations(
+            config,
+            ConversationFilter { updated: Some(synth::day_range(day)), ..Default::default() },
+        )
+        .collect(),
+        "message" => synth::messages(config, synth::day_range(day)).collect(),
+        other => panic!("no dataset {other}"),
+    }
+}
+
+fn assert_lake_matches_generator(lake: &std::path::Path, config: DixaSynthConfig, windows: &[Window]) {
+    for schema in dixa_schemas() {
+        for w in windows {
+            let expected = expected_rows(&schema, &generator_records(config, &schema.dataset, w.date));
+            assert!(!expected.is_empty(), "{} {}", schema.dataset, w.date);
+            let landed = landed_rows(lake, &schema, w.date);
+            assert_eq!(landed.len(), expected.len(), "{} {}", schema.dataset, w.date);
+            for (i, (l, e)) in landed.iter().zip(&expected).enumerate() {
+                assert_eq!(l, e, "{} {} row {i}: every value, nested ones included", schema.dataset, w.date);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_days_of_dixa_land_exactly_with_nested_values_and_extra_fields() {
+    let emulator = dixa_emulator(dixa_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let windows = days("2024-03-01", 3);
+    let report = run_sync(&dixa_plan(&emulator, lake.path(), windows.clone())).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    assert_eq!(report.committed(), 3);
+    let config = emulator.config().synth;
+    assert_lake_matches_generator(lake.path(), config, &windows);
+
+    // Undeclared fields, top-level and inside ratings, are kept and reported once per file.
+    let records = StateStore::new(cxlake::sink::Destination::parse(lake.path().to_str().unwrap()).unwrap())
+        .load_windows("dixa")
+        .await
+        .unwrap();
+    let warnings: Vec<String> =
+        records.iter().flat_map(|r| r.datasets["conversation"].warnings.clone()).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("`sla_policy`") && w.contains("kept in `_extra`")),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().any(|w| w.contains("`ratings[].rating_comment_sentiment`")), "{warnings:?}");
+    let schema = &dixa_schemas()[0];
+    let extra_index = schema.column_index(EXTRA_COLUMN).unwrap();
+    let extras: Vec<String> = windows
+        .iter()
+        .flat_map(|w| landed_rows(lake.path(), schema, w.date))
+        .filter_map(|row| match &row[extra_index] {
+            Cell::Text(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(extras.iter().any(|e| e.contains("\"sla_policy\":{\"breached\"")), "{extras:?}");
+
+    // Two requests per window, each with the token, none refused.
+    let stats = emulator.stats();
+    assert_eq!((stats.answers, stats.unauthorized, stats.bad_requests), (6, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stamped_exactly_at_midnight_land_in_exactly_one_window() {
+    let emulator = dixa_emulator(dixa_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let windows = days("2024-03-01", 3);
+    run_sync(&dixa_plan(&emulator, lake.path(), windows.clone())).await.unwrap();
+    let config = emulator.config().synth;
+    let schemas = dixa_schemas();
+    let (conversation, message) = (&schemas[0], &schemas[1]);
+    let id = |row: &Vec<Cell>, i: usize| row[i].clone();
+    let (c_id, c_updated) =
+        (conversation.column_index("id").unwrap(), conversation.column_index("updated_at").unwrap());
+    let m_created = message.column_index("created_at").unwrap();
+    // Day 2's first conversation is created at 00:00:00.000 and so is its first message; its
+    // third conversation is last updated exactly at the midnight that ends day 2.
+    let day2 = &synth::day_plan(&config, windows[1].date);
+    let midnight_us = day2[0].created_ms * 1000;
+    let messages_at_midnight: Vec<NaiveDate> = windows
+        .iter()
+        .filter(|w| {
+            landed_rows(lake.path(), message, w.date).iter().any(|r| r[m_created] == Cell::Int(midnight_us))
+        })
+        .map(|w| w.date)
+        .collect();
+    assert_eq!(messages_at_midnight, [windows[1].date]);
+    let updated_at_midnight = Cell::Int(day2[2].versions[0] * 1000);
+    let found: Vec<NaiveDate> = windows
+        .iter()
+        .filter(|w| {
+            landed_rows(lake.path(), conversation, w.date)
+                .iter()
+                .any(|r| id(r, c_id) == Cell::Int(day2[2].id) && r[c_updated] == updated_at_midnight)
+        })
+        .map(|w| w.date)
+        .collect();
+    assert_eq!(found, [windows[2].date], "updated at the midnight ending day 2: day 3's window only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_array_or_a_reset_body_is_fetched_again() {
+    let config = DixaEmulatorConfig {
+        faults: vec![
+            DixaFault {
+                endpoint: DixaEndpoint::Conversations,
+                kind: DixaFaultKind::Truncate { bytes: 5000 },
+                times: 1,
+            },
+            DixaFault {
+                endpoint: DixaEndpoint::Messages,
+                kind: DixaFaultKind::Reset { bytes: 3000 },
+                times: 1,
+            },
+        ],
+        ..dixa_emulator_config()
+    };
+    let emulator = dixa_emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let windows = days("2024-03-05", 1);
+    let report = run_sync(&dixa_plan(&emulator, lake.path(), windows.clone())).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    assert_eq!(emulator.stats().faults_injected, 2);
+    assert_eq!(emulator.stats().answers, 2, "each dataset answered whole once");
+    assert_lake_matches_generator(lake.path(), emulator.config().synth, &windows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_with_retry_after_waits_what_the_server_says() {
+    let config = DixaEmulatorConfig {
+        faults: vec![DixaFault {
+            endpoint: DixaEndpoint::Conversations,
+            kind: DixaFaultKind::Status { code: 503, retry_after: Some(1) },
+            times: 1,
+        }],
+        ..dixa_emulator_config()
+    };
+    let emulator = dixa_emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let mut plan = dixa_plan(&emulator, lake.path(), days("2024-03-05", 1));
+    plan.datasets.truncate(1);
+    let started = Instant::now();
+    let report = run_sync(&plan).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    // The client's own backoff is 10-50 ms here: only the header explains a whole second.
+    assert!(elapsed >= Duration::from_millis(1000), "waited only {elapsed:?}");
+    assert_eq!(emulator.stats().faults_injected, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_paced_and_a_429_without_retry_after_backs_off() {
+    let config = DixaEmulatorConfig {
+        rate_limit_per_minute: Some(600),
+        faults: vec![DixaFault {
+            endpoint: DixaEndpoint::Messages,
+            kind: DixaFaultKind::RateLimit { seconds: None },
+            times: 2,
+        }],
+        ..dixa_emulator_config()
+    };
+    let emulator = dixa_emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let mut client = dixa_client_config(&emulator);
+    client.http.requests_per_minute = Some(600);
+    let windows = days("2024-03-01", 2);
+    let plan = plan_with(dixa_source(client), lake.path(), dixa_schemas(), windows.clone());
+    let report = run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    let stats = emulator.stats();
+    assert_eq!(stats.rate_limited, 0, "paced under the emulator's limit");
+    assert_eq!(stats.faults_injected, 2);
+    assert!(stats.min_gap_ms.unwrap() >= 90, "requests 100 ms apart: {:?}", stats.min_gap_ms);
+    assert_lake_matches_generator(lake.path(), emulator.config().synth, &windows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_stops_the_run_and_never_reaches_the_lake() {
+    let emulator = dixa_emulator(dixa_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let mut config = dixa_client_config(&emulator);
+    config.token = Secret::new("wrong-token");
+    let plan = plan_with(dixa_source(config), lake.path(), dixa_schemas(), days("2024-03-01", 3));
+    let report = run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 2, "authentication: nothing was committed");
+    assert_eq!(report.committed(), 0);
+    assert!(
+        report.fatal_error.as_deref().unwrap_or_default().contains("DIXA_API_TOKEN"),
+        "{:?}",
+        report.fatal_error
+    );
+    assert!(report.windows.iter().all(|w| w.outcome != WindowOutcome::Committed));
+    assert!(
+        emulator.stats().unauthorized >= 1 && emulator.stats().unauthorized <= 2,
+        "not retried per window"
+    );
+    assert!(!lake.path().join("dixa").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversation_current_table_keeps_each_conversation_latest_update() {
+    let emulator = dixa_emulator(dixa_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let windows = days("2024-03-01", 3);
+    let mut plan = dixa_plan(&emulator, lake.path(), windows.clone());
+    plan.current_tables = true;
+    let report = run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    let config = emulator.config().synth;
+    // Independent answer: every version the windows hold, the latest updated_at per id.
+    let mut latest: std::collections::BTreeMap<i64, i64> = Default::default();
+    let mut history_rows = 0;
+    for w in &windows {
+        for c in generator_records(config, "conversation", w.date) {
+            history_rows += 1;
+            let (id, updated) = (c["id"].as_i64().unwrap(), c["updated_at"].as_i64().unwrap());
+            let entry = latest.entry(id).or_insert(updated);
+            *entry = (*entry).max(updated);
+        }
+    }
+    assert!(history_rows > latest.len(), "some conversations were exported twice");
+    let schema = &dixa_schemas()[0];
+    let rows = read_dir_rows(&lake.path().join("dixa_current/conversation"));
+    let (id, updated) = (schema.column_index("id").unwrap(), schema.column_index("updated_at").unwrap());
+    let current: std::collections::BTreeMap<i64, i64> = rows
+        .iter()
+        .map(|r| match (&r[id], &r[updated]) {
+            (Cell::Int(i), Cell::Int(u)) => (*i, *u / 1000),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(current.len(), rows.len(), "one row per id");
+    assert_eq!(current, latest);
+    let views = std::fs::read_to_string(lake.path().join("_cxlake/views.sql")).unwrap();
+    assert!(views.contains("CREATE OR REPLACE VIEW dixa_conversation_current"), "{views}");
+}
