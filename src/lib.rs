@@ -14,4 +14,5 @@ pub mod sink;
 pub mod sources;
 pub mod state;
 pub mod status;
+pub mod units;
 pub mod window;

@@ -103,6 +103,73 @@ pub struct SyncPlan<S> {
     pub current_tables: bool,
 }
 
+/// How a plan writes to the lake: everything of a [`SyncPlan`] that is not the source, the
+/// destination, the datasets or the windows.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub max_rejects: RejectLimit,
+    pub writer: PartWriterConfig,
+    pub spool_dir: Option<PathBuf>,
+    pub lock_ttl: std::time::Duration,
+    pub on_new_column: NewColumnPolicy,
+    pub parallel_windows: usize,
+    pub memory: MemoryBudget,
+    pub format: OutputFormat,
+    pub current_tables: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            max_rejects: RejectLimit::Rows(0),
+            writer: PartWriterConfig::default(),
+            spool_dir: None,
+            lock_ttl: std::time::Duration::from_secs(120),
+            on_new_column: NewColumnPolicy::Ignore,
+            parallel_windows: 2,
+            memory: MemoryBudget::default(),
+            format: OutputFormat::Parquet,
+            current_tables: true,
+        }
+    }
+}
+
+impl<S: Source> SyncPlan<S> {
+    /// The one way a validated plan is built: a fresh run id, `filter` recorded with each window.
+    pub fn new(
+        source: S,
+        dest: Destination,
+        datasets: Vec<Arc<DatasetSchema>>,
+        windows: Vec<Window>,
+        filter: Option<String>,
+        options: WriteOptions,
+    ) -> SyncPlan<S> {
+        SyncPlan {
+            source,
+            dest,
+            datasets,
+            windows,
+            run_id: new_run_id(),
+            max_rejects: options.max_rejects,
+            writer: options.writer,
+            spool_dir: options.spool_dir,
+            filter,
+            lock_ttl: options.lock_ttl,
+            on_new_column: options.on_new_column,
+            parallel_windows: options.parallel_windows.max(1),
+            memory: options.memory,
+            format: options.format,
+            current_tables: options.current_tables,
+        }
+    }
+}
+
+/// A run id that sorts by start time and is safe as a path component.
+pub fn new_run_id() -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &suffix[..8])
+}
+
 /// `--on-new-column`: a column the platform added that the schema does not know yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum NewColumnPolicy {

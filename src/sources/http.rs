@@ -578,3 +578,62 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2), "{elapsed:?}");
     }
 }
+
+/// Connection options every HTTP platform takes (flattened into its arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Allow plain http:// API and download URLs to hosts other than loopback
+    #[arg(long)]
+    pub allow_http: bool,
+
+    /// Longest Retry-After to honour (on a 429, 503 or any status); a longer one fails the
+    /// window as rate-limited
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub max_retry_wait: String,
+}
+
+impl HttpArgs {
+    /// Applies these options to a transport configuration.
+    pub fn apply(&self, config: &mut HttpConfig) -> Result<(), super::SetupError> {
+        config.allow_http = self.allow_http;
+        config.retry.max_retry_wait = crate::units::parse_duration(&self.max_retry_wait)
+            .map_err(|e| super::SetupError(format!("--max-retry-wait: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Reads a secret from `file` (warning when other users can read it) or else from `env_var`;
+/// `what` and `flag` name it in the error when neither has it.
+pub fn load_secret(
+    file: Option<&Path>,
+    env_var: &str,
+    flag: &str,
+    what: &str,
+) -> Result<Secret, super::SetupError> {
+    let secret = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| super::SetupError(format!("cannot read {flag} {}: {e}", path.display())))?;
+            warn_if_world_readable(path);
+            Secret::new(text)
+        }
+        None => Secret::new(std::env::var(env_var).unwrap_or_default()),
+    };
+    if secret.is_empty() {
+        return Err(super::SetupError(format!("no {what}: set {env_var} or pass {flag} PATH")));
+    }
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn warn_if_world_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(path = %path.display(), "The secret file is readable by every user; run chmod 600 on it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_world_readable(_path: &Path) {}

@@ -138,3 +138,78 @@ impl From<http::HttpError> for SourceError {
         }
     }
 }
+
+/// A source's setup failed before anything was attempted (missing credential, bad URL): the
+/// message says what to change. The command line turns it into exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+/// A running emulator of a platform, on loopback.
+pub trait RunningEmulator: Send {
+    /// The base URL to give `--api-url`.
+    fn base_url(&self) -> url::Url;
+    /// `export NAME=value` lines that point `cxlake sync <source>` at it.
+    fn env(&self) -> Vec<(String, String)>;
+    /// Runs until the process is interrupted.
+    fn wait(self) -> impl Future<Output = ()> + Send;
+    fn shutdown(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Everything the command line needs from a platform: its arguments (declared in its own
+/// folder, environment variables included), how to build its [`Source`], and its emulator and
+/// synthetic data. A platform is one line in [`with_sources!`].
+pub trait Platform {
+    /// The source's name: `cxlake sync <NAME>`, the lake's top folder, the schemas' folder.
+    const NAME: &'static str;
+    /// How people write the platform's name.
+    const TITLE: &'static str;
+    /// Connection and export options of `sync` and `history`.
+    type Args: clap::Args + std::fmt::Debug + Send + Sync;
+    /// Options of `cxlake emulator <NAME>`.
+    type EmulatorArgs: clap::Args + std::fmt::Debug + Send + Sync;
+    type Source: Source + 'static;
+    type Emulator: RunningEmulator;
+
+    /// Builds the source from its arguments (reading its secrets from files or the environment).
+    fn source(args: &Self::Args) -> Result<Self::Source, SetupError>;
+
+    /// A fingerprint of an export filter (Salted CX `--contact`): windows exported with a
+    /// filter never replace full ones, and a filtered export needs an explicit `--from`.
+    fn filter(_args: &Self::Args) -> Option<String> {
+        None
+    }
+
+    /// `cxlake history <NAME>`: the platform's recent exports as text, if it keeps any.
+    fn history(_args: &Self::Args) -> impl Future<Output = Result<Option<String>, SourceError>> + Send {
+        async { Ok(None) }
+    }
+
+    fn start_emulator(
+        args: &Self::EmulatorArgs,
+        port: u16,
+    ) -> impl Future<Output = Result<Self::Emulator, SetupError>> + Send;
+
+    /// The emulator with its default tenant and a source pointed at it, for `cxlake demo`.
+    fn demo() -> impl Future<Output = Result<(Self::Emulator, Self::Source), SetupError>> + Send;
+
+    /// Writes one day of `dataset` exactly as the emulator serves it; returns the records.
+    fn synth(
+        dataset: &str,
+        date: chrono::NaiveDate,
+        per_day: Option<usize>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, SetupError>;
+}
+
+/// The registry: every platform, one line each. Calls `$callback! { Variant => Platform, ... }`
+/// so that the command line can derive its per-source subcommands from the same list.
+#[macro_export]
+macro_rules! with_sources {
+    ($callback:ident) => {
+        $callback! {
+            Saltedcx => $crate::sources::saltedcx::platform::SaltedCxPlatform,
+            Dixa => $crate::sources::dixa::platform::DixaPlatform,
+        }
+    };
+}

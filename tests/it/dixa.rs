@@ -142,7 +142,7 @@ fn expected_rows(schema: &DatasetSchema, records: &[Value]) -> Vec<Vec<Cell>> {
 }
 
 /// The lake's rows with JSON-text cells rendered canonically.
-fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+pub fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
     let json_columns: Vec<usize> = schema
         .columns
         .iter()
@@ -172,6 +172,11 @@ fn generator_records(config: DixaSynthConfig, dataset: &str, day: NaiveDate) -> 
         "message" => synth::messages(config, synth::day_range(day)).collect(),
         other => panic!("no dataset {other}"),
     }
+}
+
+/// What one dataset of one day must hold, from the generator.
+pub fn expected_for_day(config: DixaSynthConfig, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+    expected_rows(schema, &generator_records(config, &schema.dataset, day))
 }
 
 fn assert_lake_matches_generator(lake: &std::path::Path, config: DixaSynthConfig, windows: &[Window]) {

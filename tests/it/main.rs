@@ -6,6 +6,7 @@ mod badinput;
 mod cli;
 mod client;
 mod common;
+mod conformance;
 mod convert;
 mod crash;
 mod current;

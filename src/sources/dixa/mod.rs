@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod emulator;
+pub mod platform;
 pub mod synth;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod client;
 pub mod emulator;
+pub mod platform;
 pub mod synth;
 
 use std::path::Path;

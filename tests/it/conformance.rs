@@ -1,0 +1,304 @@
+//! The conformance suite: the same checks, through the `cxlake` binary, against every
+//! registered source's emulator (object_store's conformance tests, for sources). A source
+//! joins by implementing [`SourceUnderTest`] and adding one line to `conformance!` below.
+//!
+//! Each source must: land a window exactly and completely (every value equal to its
+//! generator's); replace a re-run window with identical files and rows; converge after kill -9
+//! at random moments, with readers only ever seeing complete files; survive 429, 5xx,
+//! connection resets and truncated bodies; and never write its canary secret anywhere — not to
+//! stdout, stderr, reports, state, rejects or data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use cxlake::schema::{DatasetSchema, SchemaRegistry};
+use cxlake::sources::synthetic::Rng;
+use cxlake::window::Window;
+
+use crate::common::*;
+
+/// What the suite needs to drive one source through its emulator.
+pub trait SourceUnderTest {
+    const NAME: &'static str;
+    type Emulator: Send;
+
+    /// Starts the emulator; `faults` asks for one of each generic fault, `secret` for the
+    /// credential it accepts.
+    fn start(faults: bool, secret: &str) -> impl std::future::Future<Output = Self::Emulator> + Send;
+    /// The environment pointing `cxlake sync <NAME>` at it with `secret`.
+    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)>;
+    /// Extra `sync` arguments that keep the test fast (poll intervals, pacing).
+    fn fast_args() -> Vec<&'static str>;
+    /// What one dataset of one day must hold, from the generator.
+    fn expected(emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>>;
+    /// What the lake holds for one dataset of one day, comparable with [`Self::expected`].
+    fn landed(lake: &Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        batch_rows(&read_source_partition(lake, Self::NAME, &schema.dataset, day))
+    }
+    fn faults_injected(emulator: &Self::Emulator) -> u64;
+}
+
+const FIRST_DAY: &str = "2024-03-01";
+
+fn schemas<S: SourceUnderTest>() -> Vec<std::sync::Arc<DatasetSchema>> {
+    SchemaRegistry::embedded().unwrap().of_source(S::NAME).cloned().collect()
+}
+
+async fn sync<S: SourceUnderTest>(emulator: &S::Emulator, secret: &str, lake: &Path, days: u64) -> Output {
+    let to = (date(FIRST_DAY) + chrono::Days::new(days)).to_string();
+    let dest = lake.to_str().unwrap();
+    let mut args = vec!["sync", S::NAME, "--dest", dest, "--from", FIRST_DAY, "--to", &to];
+    args.extend(S::fast_args());
+    run_cxlake(&args, &S::env(emulator, secret)).await
+}
+
+fn assert_exact<S: SourceUnderTest>(emulator: &S::Emulator, lake: &Path, windows: &[Window], context: &str) {
+    for schema in schemas::<S>() {
+        for w in windows {
+            let expected = S::expected(emulator, &schema, w.date);
+            assert!(!expected.is_empty(), "{context}: {} {} has rows", schema.dataset, w.date);
+            let landed = S::landed(lake, &schema, w.date);
+            assert_eq!(landed.len(), expected.len(), "{context}: {}.{} {}", S::NAME, schema.dataset, w.date);
+            assert!(landed == expected, "{context}: {}.{} {}: every value", S::NAME, schema.dataset, w.date);
+        }
+    }
+}
+
+/// The visible data files of the source, each a complete, well-named Parquet file.
+fn visible_files<S: SourceUnderTest>(lake: &Path, context: &str) -> BTreeSet<String> {
+    let files: BTreeSet<String> =
+        files_under(lake).into_iter().filter(|f| f.starts_with(&format!("{}/", S::NAME))).collect();
+    for file in &files {
+        let name = file.rsplit('/').next().unwrap();
+        assert!(name.starts_with("part-") && name.ends_with(".parquet"), "{context}: stray file {file}");
+        let opened = std::panic::catch_unwind(|| read_parquet_file(&lake.join(file)));
+        assert!(opened.is_ok(), "{context}: {file} is not a complete Parquet file");
+    }
+    files
+}
+
+pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
+    let secret = format!("{}-secret", S::NAME);
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "first sync");
+    let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
+    assert!(status.stdout.contains(S::NAME), "{}", status.stdout);
+}
+
+pub async fn rerun_is_idempotent<S: SourceUnderTest>() {
+    let secret = format!("{}-secret", S::NAME);
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    assert_eq!(sync::<S>(&emulator, &secret, lake.path(), 2).await.code, 0);
+    let first = visible_files::<S>(lake.path(), "first run");
+    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(visible_files::<S>(lake.path(), "rerun"), first, "a rerun replaces, never adds");
+    assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "rerun");
+}
+
+pub async fn kill_9_then_rerun_converges<S: SourceUnderTest>() {
+    let secret = format!("{}-secret", S::NAME);
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap().to_string();
+    let env = S::env(&emulator, &secret);
+    let mut args: Vec<&str> =
+        vec!["sync", S::NAME, "--dest", &dest, "--from", FIRST_DAY, "--to", "2024-03-04"];
+    args.extend(S::fast_args());
+    let mut rng = Rng::new(S::NAME.bytes().map(u64::from).sum());
+    for kill in 0..4 {
+        let delay = Duration::from_millis(20 + rng.below(600));
+        kill_after(&args, &env, delay).await;
+        visible_files::<S>(lake.path(), &format!("after kill {kill} at {delay:?}"));
+    }
+    let out = run_cxlake(&args, &env).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 3), "after the kills");
+    assert!(
+        !lake.path().join("_cxlake/staging").exists()
+            || files_under(&lake.path().join("_cxlake/staging")).is_empty()
+    );
+}
+
+pub async fn faults_are_survived<S: SourceUnderTest>() {
+    let secret = format!("{}-secret", S::NAME);
+    let emulator = S::start(true, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(S::faults_injected(&emulator) >= 4, "429, 5xx, reset and truncation were all injected");
+    assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "through faults");
+}
+
+pub async fn the_canary_secret_is_never_written<S: SourceUnderTest>() {
+    let canary = format!("canary-{}-5e1f0a9d7c", S::NAME);
+    let emulator = S::start(true, &canary).await;
+    let lake = tempfile::tempdir().unwrap();
+    let mut outputs = BTreeMap::new();
+    let sync_out = sync::<S>(&emulator, &canary, lake.path(), 2).await;
+    assert_eq!(sync_out.code, 0, "{}", sync_out.stderr);
+    outputs.insert("sync", sync_out);
+    // A wrong credential's error must not echo either secret.
+    outputs.insert("sync with a wrong secret", sync::<S>(&emulator, "wrong-secret", lake.path(), 1).await);
+    outputs.insert("status", run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await);
+    let check = |what: &str, bytes: &[u8]| {
+        assert!(!bytes.windows(canary.len()).any(|w| w == canary.as_bytes()), "the canary is in {what}");
+    };
+    for (what, out) in &outputs {
+        check(&format!("{what} stdout"), out.stdout.as_bytes());
+        check(&format!("{what} stderr"), out.stderr.as_bytes());
+    }
+    for file in files_under(lake.path()) {
+        check(&file, &std::fs::read(lake.path().join(&file)).unwrap());
+    }
+}
+
+/// Salted CX: an async export job, CSV downloads from presigned URLs.
+pub struct SaltedCxUnderTest;
+
+impl SourceUnderTest for SaltedCxUnderTest {
+    const NAME: &'static str = "saltedcx";
+    type Emulator = cxlake::sources::saltedcx::emulator::Emulator;
+
+    async fn start(faults: bool, secret: &str) -> Self::Emulator {
+        use cxlake::sources::saltedcx::emulator::{Endpoint, Fault, FaultKind};
+        let f = |endpoint, kind| Fault { endpoint, kind, times: 1 };
+        let faults = if faults {
+            vec![
+                f(Endpoint::Create, FaultKind::RateLimit { seconds: 1, http_date: false }),
+                f(Endpoint::Status, FaultKind::Status { code: 503 }),
+                f(Endpoint::Download, FaultKind::Reset),
+                f(Endpoint::Download, FaultKind::Truncate { bytes: 1500 }),
+            ]
+        } else {
+            Vec::new()
+        };
+        emulator(cxlake::sources::saltedcx::emulator::EmulatorConfig {
+            api_key: secret.to_string(),
+            faults,
+            ..emulator_config()
+        })
+        .await
+    }
+
+    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
+        vec![
+            ("SALTEDCX_API_URL".into(), emulator.base_url().to_string()),
+            ("SALTEDCX_API_KEY".into(), secret.to_string()),
+        ]
+    }
+
+    fn fast_args() -> Vec<&'static str> {
+        vec!["--poll-interval", "10ms"]
+    }
+
+    fn expected(emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        expected_rows(&emulator.config().synth, schema, day)
+    }
+
+    fn faults_injected(emulator: &Self::Emulator) -> u64 {
+        emulator.stats().faults_injected
+    }
+}
+
+/// Dixa: synchronous JSON exports with nested fields.
+pub struct DixaUnderTest;
+
+impl SourceUnderTest for DixaUnderTest {
+    const NAME: &'static str = "dixa";
+    type Emulator = cxlake::sources::dixa::emulator::DixaEmulator;
+
+    async fn start(faults: bool, secret: &str) -> Self::Emulator {
+        use cxlake::sources::dixa::emulator::{DixaEndpoint as E, DixaFault, DixaFaultKind as K};
+        let f = |endpoint, kind| DixaFault { endpoint, kind, times: 1 };
+        let faults = if faults {
+            vec![
+                f(E::Conversations, K::RateLimit { seconds: Some(1) }),
+                f(E::Messages, K::Status { code: 503, retry_after: None }),
+                f(E::Conversations, K::Reset { bytes: 2000 }),
+                f(E::Messages, K::Truncate { bytes: 3000 }),
+            ]
+        } else {
+            Vec::new()
+        };
+        crate::dixa::dixa_emulator(cxlake::sources::dixa::emulator::DixaEmulatorConfig {
+            api_token: secret.to_string(),
+            faults,
+            ..crate::dixa::dixa_emulator_config()
+        })
+        .await
+    }
+
+    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
+        vec![
+            ("DIXA_API_URL".into(), emulator.base_url().to_string()),
+            ("DIXA_API_TOKEN".into(), secret.to_string()),
+        ]
+    }
+
+    fn fast_args() -> Vec<&'static str> {
+        vec!["--requests-per-minute", "60000"]
+    }
+
+    fn expected(emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        crate::dixa::expected_for_day(emulator.config().synth, schema, day)
+    }
+
+    fn landed(lake: &Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        crate::dixa::landed_rows(lake, schema, day)
+    }
+
+    fn faults_injected(emulator: &Self::Emulator) -> u64 {
+        emulator.stats().faults_injected
+    }
+}
+
+/// One module of checks per registered source: adding a source is one line here.
+macro_rules! conformance {
+    ($($module:ident => $source:ty),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn window_is_exact_and_complete() {
+                super::window_is_exact_and_complete::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rerun_is_idempotent() {
+                super::rerun_is_idempotent::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kill_9_then_rerun_converges() {
+                super::kill_9_then_rerun_converges::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn faults_are_survived() {
+                super::faults_are_survived::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_canary_secret_is_never_written() {
+                super::the_canary_secret_is_never_written::<$source>().await
+            }
+        }
+    )*};
+}
+
+conformance! {
+    saltedcx => SaltedCxUnderTest,
+    dixa => DixaUnderTest,
+}
+
+#[test]
+fn every_registered_source_is_in_the_suite() {
+    assert_eq!(cxlake::cli::source_names(), [SaltedCxUnderTest::NAME, DixaUnderTest::NAME]);
+}
