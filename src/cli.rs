@@ -629,10 +629,11 @@ async fn lake_format(dest: &Destination, source: &str, registry: &SchemaRegistry
     Ok(OutputFormat::Parquet)
 }
 
-/// The sources a lake-wide command covers: the one named, or every source in the lake.
-async fn lake_sources(dest: &Destination, named: Option<&str>) -> Result<Vec<String>> {
+/// The sources a lake-wide command covers: the one named (a platform, or any source with
+/// schemas, e.g. a user's own for `convert`), or every source in the lake.
+async fn lake_sources(dest: &Destination, registry: &SchemaRegistry, named: Option<&str>) -> Result<Vec<String>> {
     match named {
-        Some(name) if source_names().contains(&name) => Ok(vec![name.to_string()]),
+        Some(name) if registry.of_source(name).next().is_some() => Ok(vec![name.to_string()]),
         Some(name) => Err(usage(format!("unknown source `{name}`; known: {}", source_names().join(", ")))),
         None => Ok(StateStore::new(dest.clone()).sources().await?),
     }
@@ -641,7 +642,7 @@ async fn lake_sources(dest: &Destination, named: Option<&str>) -> Result<Vec<Str
 async fn current(args: CurrentArgs) -> Result<i32> {
     let registry = load_registry(args.schemas.as_deref())?;
     let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
-    let sources = lake_sources(&dest, args.source.as_deref()).await?;
+    let sources = lake_sources(&dest, &registry, args.source.as_deref()).await?;
     let mut plans = Vec::new();
     for source in &sources {
         let names: Option<Vec<String>> = args.datasets.as_ref().map(|list| {
@@ -690,7 +691,7 @@ async fn vacuum(args: VacuumArgs) -> Result<i32> {
     let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
     let retention = parse_duration(&args.older_than)?;
     let registry = SchemaRegistry::embedded()?;
-    let sources = lake_sources(&dest, args.source.as_deref()).await?;
+    let sources = lake_sources(&dest, &registry, args.source.as_deref()).await?;
     let mut tables = 0;
     for source in &sources {
         for schema in registry.of_source(source) {

@@ -134,3 +134,90 @@ async fn the_current_delta_table_holds_the_latest_row_of_every_pid() {
     let views = std::fs::read_to_string(lake.path().join("_cxlake/views.sql")).unwrap();
     assert!(views.contains("delta_scan("), "{views}");
 }
+
+/// A user's JSON dataset with a composite key of typed columns (Int64 and Date32) and a version.
+const COMPOSITE_SCHEMA: &str = r#"
+source = "acme"
+dataset = "agent_day"
+file = "agent_days.json"
+key = ["agent_id", "day"]
+version = "updated_at"
+description = "One row per agent per day, re-exported when it changes."
+
+[[columns]]
+name = "agent_id"
+type = "Int64"
+nullable = false
+description = "Agent."
+
+[[columns]]
+name = "day"
+type = "Date32"
+nullable = false
+description = "Day the figures are for."
+
+[[columns]]
+name = "handled"
+type = "Int64"
+nullable = true
+description = "Conversations handled."
+
+[[columns]]
+name = "updated_at"
+type = 'Timestamp(Microsecond, "UTC")'
+encoding = "epoch_ms"
+nullable = false
+description = "When the row was computed."
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_typed_key_keeps_the_newest_window_and_within_it_the_greatest_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(schemas.join("acme")).unwrap();
+    std::fs::write(schemas.join("acme/agent_day.toml"), COMPOSITE_SCHEMA).unwrap();
+    let row = |agent: i64, day: &str, handled: i64, at: i64| {
+        format!(r#"{{"agent_id": {agent}, "day": "{day}", "handled": {handled}, "updated_at": {at}}}"#)
+    };
+    let files = [
+        // Agent 1 and 2 on the 1st; agent 1 and 2 are distinct keys although their days match.
+        ("2024-03-01", vec![row(1, "2024-03-01", 10, 100), row(2, "2024-03-01", 20, 100)]),
+        // A late re-export of (1, 1st) and a new key (1, 2nd): the newer window wins.
+        ("2024-03-02", vec![row(1, "2024-03-01", 11, 50), row(1, "2024-03-02", 5, 200)]),
+        // (2, 1st) twice in one window: the greater version wins although it comes first.
+        ("2024-03-03", vec![row(2, "2024-03-01", 22, 300), row(2, "2024-03-01", 21, 250)]),
+    ];
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_str().unwrap();
+    let schemas_arg = schemas.to_str().unwrap();
+    for (date, rows) in &files {
+        let path = dir.path().join(format!("{date}.json"));
+        std::fs::write(&path, format!("[{}]", rows.join(",\n"))).unwrap();
+        let args = [
+            "convert",
+            "acme.agent_day",
+            "--date",
+            date,
+            "--dest",
+            lake_arg,
+            "--schemas",
+            schemas_arg,
+            path.to_str().unwrap(),
+        ];
+        let out = run_cxlake(&args, NO_ENV).await;
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    }
+    let mut current: Vec<(i64, i64, i64)> = read_dir_rows(&lake.join("acme_current/agent_day"))
+        .into_iter()
+        .map(|r| match (&r[0], &r[1], &r[2]) {
+            (Cell::Int(agent), Cell::Int(day), Cell::Int(handled)) => (*agent, *day, *handled),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    current.sort();
+    assert_eq!(
+        current,
+        [(1, day("2024-03-01"), 11), (1, day("2024-03-02"), 5), (2, day("2024-03-01"), 22)],
+        "one row per (agent_id, day)"
+    );
+}

@@ -14,6 +14,7 @@ mod delta;
 mod dixa;
 mod duckdb;
 mod faults;
+mod lakewide;
 mod lifecycle;
 mod lock;
 mod property;

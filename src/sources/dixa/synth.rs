@@ -334,7 +334,7 @@ pub fn message_record(config: &DixaSynthConfig, seed: &ConversationSeed, index: 
     let channel = conv.pick(CHANNELS);
     let requester = person_name(&mut conv);
     let mut rng = Rng::derive(&[config.seed, STREAM_MESSAGE, seed.id as u64, index as u64]);
-    let inbound = index % 2 == 0;
+    let inbound = index.is_multiple_of(2);
     let author = if inbound { requester } else { AGENTS[seed.id as usize % AGENTS.len()].1.to_string() };
     let mut m = Map::new();
     m.insert("id".into(), json!(uuid_like(&mut rng)));
