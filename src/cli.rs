@@ -631,7 +631,11 @@ async fn lake_format(dest: &Destination, source: &str, registry: &SchemaRegistry
 
 /// The sources a lake-wide command covers: the one named (a platform, or any source with
 /// schemas, e.g. a user's own for `convert`), or every source in the lake.
-async fn lake_sources(dest: &Destination, registry: &SchemaRegistry, named: Option<&str>) -> Result<Vec<String>> {
+async fn lake_sources(
+    dest: &Destination,
+    registry: &SchemaRegistry,
+    named: Option<&str>,
+) -> Result<Vec<String>> {
     match named {
         Some(name) if registry.of_source(name).next().is_some() => Ok(vec![name.to_string()]),
         Some(name) => Err(usage(format!("unknown source `{name}`; known: {}", source_names().join(", ")))),

@@ -7,6 +7,13 @@ use cxlake::cli::{Cli, UsageError};
 use cxlake::report::exit_code;
 
 fn main() {
+    // Like other command-line tools, end quietly when stdout is a closed pipe (`cxlake … | head`)
+    // instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -29,7 +29,10 @@ use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
 /// Rows per batch unless their JSON grows past [`MAX_BATCH_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
 /// Long messages make rows big; cap the JSON held per batch to keep memory flat.
-const MAX_BATCH_BYTES: usize = 32 << 20;
+const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Checked rows are handed to arrow-json in slices this small: a parsed `serde_json::Value`
+/// takes several times its text's memory, so a whole batch of them must never be held at once.
+const SERIALIZE_ROWS: usize = 256;
 /// Distinct undeclared field paths reported per file (the values are all kept regardless).
 const MAX_DRIFT_REPORTED: usize = 100;
 
@@ -178,11 +181,17 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         if self.done {
             return Ok(None);
         }
-        let mut rows: Vec<Map<String, Value>> = Vec::with_capacity(self.batch_rows.min(1024));
+        let mut rows: Vec<Map<String, Value>> = Vec::with_capacity(SERIALIZE_ROWS);
+        let mut written = 0usize;
         let mut rejects = Vec::new();
         let mut bytes = 0usize;
         let mut element = Vec::new();
-        while rows.len() < self.batch_rows && bytes < MAX_BATCH_BYTES {
+        while written + rows.len() < self.batch_rows && bytes < MAX_BATCH_BYTES {
+            if rows.len() == SERIALIZE_ROWS {
+                self.arrow.serialize(&rows)?;
+                written += rows.len();
+                rows.clear();
+            }
             let Some(line) = self.next_element(&mut element)? else {
                 self.done = true;
                 break;
@@ -206,10 +215,11 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         if self.done {
             self.drift = self.unknown_paths.iter().map(|p| SchemaDrift::KeptField(p.clone())).collect();
         }
-        if rows.is_empty() && rejects.is_empty() {
+        written += rows.len();
+        if written == 0 && rejects.is_empty() {
             return Ok(None);
         }
-        self.stats.rows_written += rows.len() as u64;
+        self.stats.rows_written += written as u64;
         self.arrow.serialize(&rows)?;
         let batch = match self.arrow.flush()? {
             Some(batch) => batch,
