@@ -39,9 +39,11 @@ bench: build venv ## cxlake vs DuckDB vs Polars, CSV -> Parquet, writes BENCHMAR
 	$(CARGO) bench --locked --bench micro
 
 FUZZ_SECONDS ?= 60
-fuzz: ## Fuzz the CSV decoder with cargo fuzz for FUZZ_SECONDS (installs cargo-fuzz)
+FUZZ_TARGETS ?= decode_csv decode_json
+fuzz: ## Fuzz the CSV and JSON decoders with cargo fuzz, FUZZ_SECONDS each (installs cargo-fuzz)
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run decode_csv -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 check: ## Formatting and lints, warnings as errors
 	$(CARGO) fmt --all -- --check

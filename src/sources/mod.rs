@@ -12,6 +12,7 @@
 pub mod dixa;
 pub mod http;
 pub mod local;
+pub mod loopback;
 pub mod poll;
 pub mod retry;
 pub mod saltedcx;

@@ -141,8 +141,8 @@ fn expected_rows(schema: &DatasetSchema, records: &[Value]) -> Vec<Vec<Cell>> {
         .collect()
 }
 
-/// The lake's rows with JSON-text cells rendered canonically.
-pub fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+/// Rows with their JSON-text cells (`_extra`, `json_text` columns) rendered canonically.
+fn canonical_json_cells(schema: &DatasetSchema, mut rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
     let json_columns: Vec<usize> = schema
         .columns
         .iter()
@@ -150,7 +150,6 @@ pub fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDat
         .filter(|(_, c)| c.name == EXTRA_COLUMN || c.encoding == Encoding::JsonText)
         .map(|(i, _)| i)
         .collect();
-    let mut rows = batch_rows(&read_source_partition(lake, "dixa", &schema.dataset, day));
     for row in &mut rows {
         for &i in &json_columns {
             if let Cell::Text(text) = &row[i] {
@@ -159,6 +158,11 @@ pub fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDat
         }
     }
     rows
+}
+
+/// The lake's rows of one day, with JSON-text cells rendered canonically.
+pub fn landed_rows(lake: &std::path::Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+    canonical_json_cells(schema, batch_rows(&read_source_partition(lake, "dixa", &schema.dataset, day)))
 }
 
 /// The generator's records of one dataset for one UTC day, asked as the client asks.
@@ -406,4 +410,29 @@ async fn the_conversation_current_table_keeps_each_conversation_latest_update() 
     assert_eq!(current, latest);
     let views = std::fs::read_to_string(lake.path().join("_cxlake/views.sql")).unwrap();
     assert!(views.contains("CREATE OR REPLACE VIEW dixa_conversation_current"), "{views}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_columns_land_in_delta_tables_too() {
+    let emulator = dixa_emulator(dixa_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let windows = days("2024-03-01", 2);
+    let mut plan = dixa_plan(&emulator, lake.path(), windows.clone());
+    plan.format = cxlake::sink::OutputFormat::Delta;
+    plan.current_tables = true;
+    let report = run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    let config = emulator.config().synth;
+    for schema in dixa_schemas() {
+        let landed = canonical_json_cells(
+            &schema,
+            read_delta_rows(lake.path(), &format!("dixa/{}", schema.dataset)).await,
+        );
+        let expected: Vec<Vec<Cell>> =
+            windows.iter().flat_map(|w| expected_for_day(config, &schema, w.date)).collect();
+        assert_eq!(landed.len(), expected.len(), "{}", schema.dataset);
+        assert!(landed == expected, "{}: every value through the Delta table", schema.dataset);
+    }
+    let current = read_delta_rows(lake.path(), "dixa_current/conversation").await;
+    assert!(!current.is_empty());
 }

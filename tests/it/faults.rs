@@ -55,6 +55,17 @@ async fn rate_limits_are_waited_out_as_the_server_says() {
 }
 
 #[tokio::test]
+async fn a_503_with_retry_after_waits_as_the_server_says_not_our_backoff() {
+    let emulator = faulty(vec![fault(Endpoint::Status, FaultKind::Unavailable { seconds: 1 }, 1)]).await;
+    let started = Instant::now();
+    let bytes = export_turns(&client(&emulator)).await.unwrap();
+    assert_eq!(bytes, expected_turns(&emulator));
+    assert_eq!(emulator.stats().faults_injected, 1);
+    // The client's own backoff is 10-50 ms in these tests: only the header explains a second.
+    assert!(started.elapsed() >= Duration::from_millis(1000), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn a_retry_after_beyond_the_cap_fails_as_rate_limited() {
     let emulator =
         faulty(vec![fault(Endpoint::Create, FaultKind::RateLimit { seconds: 3600, http_date: false }, 1)])

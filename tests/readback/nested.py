@@ -57,18 +57,11 @@ def read_polars(lake):
 
 
 def read_spark(lake):
-    from pyspark.sql import SparkSession, functions as F
+    from pyspark.sql import functions as F
 
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("cxlake-nested-readback")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    from readers import spark_session
+
+    spark = spark_session("cxlake-nested-readback")
     seen = {}
     for name, relative in TABLES.items():
         df = spark.read.parquet(f"{lake}/{relative}")

@@ -65,12 +65,13 @@ def read_duckdb_views(lake):
     return {name: duckdb_summary(con, f"saltedcx_{name}") for name, _path in tables(lake)}
 
 
-def read_spark(lake):
-    from pyspark.sql import SparkSession, functions as F
+def spark_session(name):
+    """A local Spark on loopback only, timestamps shown in UTC."""
+    from pyspark.sql import SparkSession
 
     spark = (
         SparkSession.builder.master("local[2]")
-        .appName("cxlake-readback")
+        .appName(name)
         .config("spark.ui.enabled", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
@@ -78,6 +79,13 @@ def read_spark(lake):
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def read_spark(lake):
+    from pyspark.sql import functions as F
+
+    spark = spark_session("cxlake-readback")
     seen = {}
     for name, path in tables(lake):
         df = spark.read.parquet(path)  # partition discovery turns date=… into a date column

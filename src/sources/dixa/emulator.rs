@@ -16,7 +16,6 @@
 //! array without its closing `]`, which only a client that checks the array notices.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,7 @@ use serde_json::json;
 use url::Url;
 
 use super::synth::{self, ConversationFilter, DixaSynthConfig, Range};
+use crate::sources::loopback::{self, LoopbackServer};
 
 /// The token the emulator accepts unless told otherwise.
 pub const DEFAULT_API_TOKEN: &str = "dixa-emulator-token";
@@ -151,16 +151,13 @@ struct Inner {
 pub struct DixaEmulator {
     shared: Arc<Shared>,
     base_url: Url,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: LoopbackServer,
 }
 
 impl DixaEmulator {
     /// Starts serving on `127.0.0.1:port` (0 picks a free port).
     pub async fn start(config: DixaEmulatorConfig, port: u16) -> std::io::Result<DixaEmulator> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        let addr = listener.local_addr()?;
-        let base_url = Url::parse(&format!("http://{addr}/")).expect("loopback URL parses");
+        let (listener, base_url) = loopback::bind(port).await?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 faults: config.faults.iter().map(|f| (f.clone(), f.times)).collect(),
@@ -172,16 +169,7 @@ impl DixaEmulator {
             .route("/v1/conversation_export", get(conversation_export))
             .route("/v1/message_export", get(message_export))
             .with_state(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "Emulator server stopped");
-            }
-        });
-        Ok(DixaEmulator { shared, base_url, shutdown: Some(tx), task: Some(task) })
+        Ok(DixaEmulator { shared, base_url, server: LoopbackServer::serve(listener, app) })
     }
 
     /// The base URL to give `--api-url`.
@@ -198,27 +186,12 @@ impl DixaEmulator {
     }
 
     /// Runs until the process is interrupted (for `cxlake emulator`).
-    pub async fn wait(mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn wait(self) {
+        self.server.wait().await
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for DixaEmulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
 }
 

@@ -11,6 +11,7 @@ use super::emulator::{DixaEmulator, DixaEmulatorConfig, DixaFaultScenario, DEFAU
 use super::synth::{self, ConversationFilter, DixaSynthConfig};
 use super::Dixa;
 use crate::sources::http::{load_secret, HttpArgs, Secret};
+use crate::sources::loopback;
 use crate::sources::{Platform, RunningEmulator, SetupError};
 
 /// `cxlake sync dixa` options.
@@ -99,13 +100,7 @@ impl Platform for DixaPlatform {
 
     async fn start_emulator(args: &DixaEmulatorArgs, port: u16) -> Result<DixaEmulator, SetupError> {
         let faults = match &args.faults {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| SetupError(format!("cannot read --faults {}: {e}", path.display())))?;
-                toml::from_str::<DixaFaultScenario>(&text)
-                    .map_err(|e| SetupError(format!("--faults {}: {e}", path.display())))?
-                    .faults
-            }
+            Some(path) => loopback::load_scenario::<DixaFaultScenario>(path)?.faults,
             None => Vec::new(),
         };
         let config = DixaEmulatorConfig {

@@ -15,7 +15,6 @@
 //! `Range: bytes=N-` and carry the body's MD5 as `ETag`, as S3 does for single-part objects.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
 use super::synth::{self, SynthConfig};
+use crate::sources::loopback::{self, LoopbackServer};
 
 /// A contact that exists in the emulated tenant but has no customer records.
 pub const LEAD_WITHOUT_CUSTOMERS: &str = "lead@example.com";
@@ -81,6 +81,8 @@ pub enum FaultKind {
     },
     /// An error status, e.g. 500, 502, 503.
     Status { code: u16 },
+    /// 503 Service Unavailable with `Retry-After` in seconds (maintenance, overload).
+    Unavailable { seconds: u64 },
     /// Headers are sent, then the connection breaks before the body.
     Reset,
     /// The answer comes this late (longer than the client's read timeout: a timeout).
@@ -179,16 +181,13 @@ struct Inner {
 /// A running emulator. Dropping it (or [`Emulator::shutdown`]) stops the server.
 pub struct Emulator {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: LoopbackServer,
 }
 
 impl Emulator {
     /// Starts serving on `127.0.0.1:port` (0 picks a free port).
     pub async fn start(config: EmulatorConfig, port: u16) -> std::io::Result<Emulator> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        let addr = listener.local_addr()?;
-        let base_url = Url::parse(&format!("http://{addr}/")).expect("loopback URL parses");
+        let (listener, base_url) = loopback::bind(port).await?;
         let shared = Arc::new(Shared {
             secret: uuid::Uuid::new_v4().to_string(),
             inner: Mutex::new(Inner {
@@ -199,17 +198,8 @@ impl Emulator {
             config,
             base_url,
         });
-        let app = router(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "Emulator server stopped");
-            }
-        });
-        Ok(Emulator { shared, shutdown: Some(tx), task: Some(task) })
+        let server = LoopbackServer::serve(listener, router(shared.clone()));
+        Ok(Emulator { shared, server })
     }
 
     /// The base URL to give `--api-url`.
@@ -226,27 +216,12 @@ impl Emulator {
     }
 
     /// Runs until the process is interrupted (for `cxlake emulator`).
-    pub async fn wait(mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn wait(self) {
+        self.server.wait().await
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
 }
 
@@ -308,6 +283,12 @@ async fn inject_faults(State(shared): State<Arc<Shared>>, request: Request, next
             (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected fault")
                 .into_response()
         }
+        FaultKind::Unavailable { seconds } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, seconds.to_string())],
+            "down for maintenance",
+        )
+            .into_response(),
         FaultKind::Delay { millis } => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
             next.run(request).await

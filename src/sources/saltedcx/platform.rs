@@ -12,6 +12,7 @@ use super::emulator::{self, Emulator, EmulatorConfig, FaultScenario};
 use super::synth::{self, SynthConfig};
 use super::{api, ExportPolicy, SaltedCx};
 use crate::sources::http::{load_secret, HttpArgs};
+use crate::sources::loopback;
 use crate::sources::poll::PollConfig;
 use crate::sources::{Platform, RunningEmulator, SetupError, SourceError};
 use crate::units::parse_duration;
@@ -166,13 +167,7 @@ impl Platform for SaltedCxPlatform {
 
     async fn start_emulator(args: &SaltedCxEmulatorArgs, port: u16) -> Result<Emulator, SetupError> {
         let faults = match &args.faults {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| SetupError(format!("cannot read --faults {}: {e}", path.display())))?;
-                toml::from_str::<FaultScenario>(&text)
-                    .map_err(|e| SetupError(format!("--faults {}: {e}", path.display())))?
-                    .faults
-            }
+            Some(path) => loopback::load_scenario::<FaultScenario>(path)?.faults,
             None => Vec::new(),
         };
         let config = EmulatorConfig {
