@@ -675,7 +675,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
         results.push(current::refresh(&dest, source, datasets, *format, &run_id).await);
     }
     if plans.is_empty() {
-        results.push(current::write_views(&dest).await.map(|()| Vec::new()));
+        results.push(current::write_views(&dest, &registry).await.map(|()| Vec::new()));
     }
     pipeline::remove_local_staging(&dest, &run_id);
     lock.release().await?;

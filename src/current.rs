@@ -1,8 +1,9 @@
-//! Current tables: for each dataset, exactly one row per declared key (`pid`, `id`, or several
+//! Current tables: for each entities dataset, exactly one row per declared key (`pid`, `id`, or several
 //! columns) — the row from the latest window that has it, and within a window the row with the
 //! greatest `version` (or the last one) — at `<dest>/<source>_current/<dataset>/`, in the lake's format,
 //! with the window's `date` as an ordinary column. And `_cxlake/views.sql`, DuckDB views over
-//! the history and current tables (`duckdb -init <dest>/_cxlake/views.sql`).
+//! the history and current tables (`duckdb -init <dest>/_cxlake/views.sql`). Events datasets
+//! (a key appears once) get no materialised copy: their `_current` view deduplicates at query time.
 //!
 //! Salted CX re-exports a record in every window where it changed, and customers and agents
 //! repeat in every window that references them, so the history holds many rows per key.
@@ -32,7 +33,7 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::DatasetSchema;
+use crate::schema::{DatasetKind, DatasetSchema, SchemaRegistry};
 use crate::sink::delta::{self, TableSpec, WindowCommit, PARTITION_COLUMN};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, StoreFileReader};
 use crate::sink::{commit, layout, Destination, OutputFormat, SinkError};
@@ -410,13 +411,28 @@ fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// What a table's `_current` view reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CurrentView {
+    /// No current view (a dataset whose schema is not known here).
+    None,
+    /// The materialised current table (entities).
+    Table,
+    /// The history, deduplicated at query time (events): the newest window's row of each key.
+    Dedup { key: Vec<String>, version: Option<String> },
+}
+
 /// One table the views file covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewTable {
     pub source: String,
     pub dataset: String,
     pub format: OutputFormat,
-    pub has_current: bool,
+    pub current: CurrentView,
+}
+
+fn sql_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The DuckDB views over every dataset of every source that has a history:
@@ -457,17 +473,32 @@ pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
         sql.push_str(&format!(
             "CREATE OR REPLACE VIEW {source}_{dataset} AS SELECT * FROM {history_scan};\n"
         ));
-        if table.has_current {
-            sql.push_str(&format!(
+        match &table.current {
+            CurrentView::None => {}
+            CurrentView::Table => sql.push_str(&format!(
                 "CREATE OR REPLACE VIEW {source}_{dataset}_current AS SELECT * FROM {current_scan};\n"
-            ));
+            )),
+            CurrentView::Dedup { key, version } => {
+                let partition: Vec<String> = key.iter().map(|k| sql_identifier(k)).collect();
+                let mut order = vec!["date DESC".to_string()];
+                if let Some(version) = version {
+                    order.push(format!("{} DESC NULLS LAST", sql_identifier(version)));
+                }
+                sql.push_str(&format!(
+                    "CREATE OR REPLACE VIEW {source}_{dataset}_current AS SELECT * FROM {source}_{dataset} \
+                     QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {}) = 1;\n",
+                    partition.join(", "),
+                    order.join(", ")
+                ));
+            }
         }
     }
     sql
 }
 
 /// Refreshes the current tables of `datasets` and rewrites `_cxlake/views.sql` for every
-/// dataset of every source the lake holds.
+/// dataset of every source the lake holds. Entities get their materialised table rebuilt;
+/// events have none (a stale one, from a lake written before datasets had kinds, is removed).
 pub async fn refresh(
     dest: &Destination,
     source: &str,
@@ -477,20 +508,35 @@ pub async fn refresh(
 ) -> Result<Vec<CurrentReport>, SinkError> {
     let mut reports = Vec::new();
     for schema in datasets {
-        if let Some(report) =
-            refresh_dataset(dest, source, schema, format, run_id, PartWriterConfig::default()).await?
-        {
-            tracing::info!(dataset = %schema.dataset, rows = report.rows, history_rows = report.history_rows, "Current table refreshed");
-            reports.push(report);
+        match schema.kind {
+            DatasetKind::Entities => {
+                if let Some(report) =
+                    refresh_dataset(dest, source, schema, format, run_id, PartWriterConfig::default()).await?
+                {
+                    tracing::info!(dataset = %schema.dataset, rows = report.rows, history_rows = report.history_rows, "Current table refreshed");
+                    reports.push(report);
+                }
+            }
+            DatasetKind::Events => {
+                let relative = layout::current_dir(source, &schema.dataset);
+                if commit::delete_dir(dest, &relative).await? > 0 {
+                    tracing::info!(dataset = %schema.dataset, "Removed the materialised current table of an events dataset; its _current view deduplicates at query time");
+                }
+                if let Some(dir) = &dest.local_dir {
+                    let _ = std::fs::remove_dir_all(dir.join(&relative));
+                }
+            }
         }
     }
-    write_views(dest).await?;
+    let registry =
+        SchemaRegistry::embedded_with(datasets).expect("the embedded schemas load (a unit test proves it)");
+    write_views(dest, &registry).await?;
     Ok(reports)
 }
 
 /// The tables of the whole lake: every source with window records, every dataset directory
-/// of it that holds data, in the format found there.
-pub async fn lake_tables(dest: &Destination) -> Result<Vec<ViewTable>, SinkError> {
+/// of it that holds data, in the format found there, with the current view its schema calls for.
+pub async fn lake_tables(dest: &Destination, schemas: &SchemaRegistry) -> Result<Vec<ViewTable>, SinkError> {
     let mut tables = Vec::new();
     for source in StateStore::new(dest.clone()).sources().await? {
         let currents = commit::child_dirs(dest, &format!("{source}_current")).await?;
@@ -502,16 +548,25 @@ pub async fn lake_tables(dest: &Destination) -> Result<Vec<ViewTable>, SinkError
             else {
                 continue;
             };
-            let has_current = currents.contains(&dataset);
-            tables.push(ViewTable { source: source.clone(), dataset, format, has_current });
+            let current = if currents.contains(&dataset) {
+                CurrentView::Table
+            } else {
+                match schemas.dataset(&source, &dataset) {
+                    Ok(schema) if schema.kind == DatasetKind::Events => {
+                        CurrentView::Dedup { key: schema.key.clone(), version: schema.version.clone() }
+                    }
+                    _ => CurrentView::None,
+                }
+            };
+            tables.push(ViewTable { source: source.clone(), dataset, format, current });
         }
     }
     Ok(tables)
 }
 
 /// Writes `_cxlake/views.sql` for every table in the lake, whichever source wrote it.
-pub async fn write_views(dest: &Destination) -> Result<(), SinkError> {
-    let sql = views_sql(dest, &lake_tables(dest).await?);
+pub async fn write_views(dest: &Destination, schemas: &SchemaRegistry) -> Result<(), SinkError> {
+    let sql = views_sql(dest, &lake_tables(dest, schemas).await?);
     let path = dest.path(&layout::views_file());
     object_store::ObjectStoreExt::put(&dest.store, &path, sql.into_bytes().into())
         .await

@@ -71,6 +71,20 @@ impl FileFormat {
     }
 }
 
+/// What a dataset's rows are, which decides how its current table is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// Records that change and are exported again (engagements, customers, conversations): a
+    /// materialised current table keeps the latest version of each key.
+    #[default]
+    Entities,
+    /// Append-only records whose key appears once (turns, reviews, messages): the history is
+    /// already one row per key, so there is no second copy; the `_current` view deduplicates a
+    /// late re-export at query time.
+    Events,
+}
+
 /// How a value is spelled in the file, where the Arrow type alone does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -219,6 +233,7 @@ pub struct DatasetSchema {
     /// File name the platform gives the export, e.g. `turns.csv`.
     pub file: String,
     pub format: FileFormat,
+    pub kind: DatasetKind,
     /// The columns that identify a record (one row per key in current tables).
     pub key: Vec<String>,
     /// The column that orders two versions of one record, when the platform has one.
@@ -290,6 +305,8 @@ struct SchemaFile {
     file: String,
     #[serde(default)]
     format: Option<FileFormat>,
+    #[serde(default)]
+    kind: DatasetKind,
     /// Shorthand for a one-column key.
     #[serde(default)]
     primary_key: Option<String>,
@@ -510,6 +527,7 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
         dataset: file.dataset,
         file: file.file,
         format,
+        kind: file.kind,
         key,
         version: file.version,
         description: file.description,
@@ -578,6 +596,16 @@ impl SchemaRegistry {
         self.schemas.values()
     }
 
+    /// The embedded schemas, with `schemas` (e.g. a plan's, loaded with `--schemas`) in place of
+    /// the embedded ones of the same name.
+    pub fn embedded_with(schemas: &[Arc<DatasetSchema>]) -> Result<SchemaRegistry, SchemaError> {
+        let mut registry = SchemaRegistry::embedded()?;
+        for schema in schemas {
+            registry.schemas.insert(schema.qualified_name(), schema.clone());
+        }
+        Ok(registry)
+    }
+
     /// The datasets of one source, in name order.
     pub fn of_source<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Arc<DatasetSchema>> + 'a {
         self.schemas.values().filter(move |s| s.source == source)
@@ -606,6 +634,12 @@ mod tests {
         assert_eq!(registry.get("saltedcx.customer").unwrap().columns.len(), 11);
         assert_eq!(registry.get("saltedcx.agent").unwrap().columns.len(), 13);
         assert_eq!(registry.get("saltedcx.turn").unwrap().key, ["pid"]);
+        let kinds: Vec<(String, DatasetKind)> =
+            registry.iter().map(|s| (s.qualified_name(), s.kind)).collect();
+        for (name, kind) in kinds {
+            let events = ["saltedcx.turn", "saltedcx.review", "dixa.message"].contains(&name.as_str());
+            assert_eq!(kind == DatasetKind::Events, events, "{name}");
+        }
     }
 
     #[test]

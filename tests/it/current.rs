@@ -221,3 +221,56 @@ async fn a_composite_typed_key_keeps_the_newest_window_and_within_it_the_greates
         "one row per (agent_id, day)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_get_no_second_copy_and_their_view_shows_a_late_re_export_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_str().unwrap();
+    // Day 1 of turns from the generator; day 2 re-exports day 1's first turn, edited.
+    let day1 = dir.path().join("turns-1.csv");
+    let out = run_cxlake(
+        &[
+            "synth",
+            "saltedcx.turn",
+            "--date",
+            "2024-03-01",
+            "--per-day",
+            "3",
+            "--out",
+            day1.to_str().unwrap(),
+        ],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut reader = csv::Reader::from_path(&day1).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let mut first = reader.records().next().unwrap().unwrap().iter().map(str::to_string).collect::<Vec<_>>();
+    let pid = first[header.iter().position(|h| h == "pid").unwrap()].clone();
+    first[header.iter().position(|h| h == "content").unwrap()] = "edited, then exported again".into();
+    let day2 = dir.path().join("turns-2.csv");
+    let mut writer = csv::Writer::from_path(&day2).unwrap();
+    writer.write_record(&header).unwrap();
+    writer.write_record(&first).unwrap();
+    writer.flush().unwrap();
+    for (date, file) in [("2024-03-01", &day1), ("2024-03-02", &day2)] {
+        let out = run_cxlake(
+            &["convert", "saltedcx.turn", "--date", date, "--dest", lake_arg, file.to_str().unwrap()],
+            NO_ENV,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert!(!lake.join("saltedcx_current/turn").exists(), "turns are events: no materialised copy");
+    let query = format!(
+        "SELECT (SELECT count(*) FROM saltedcx_turn), (SELECT count(DISTINCT pid) FROM saltedcx_turn), \
+         (SELECT count(*) FROM saltedcx_turn_current), \
+         (SELECT content || ' @ ' || date FROM saltedcx_turn_current WHERE pid = '{pid}')"
+    );
+    let rows = python_json("sql.py", &[lake_arg, &query]).await;
+    let row = &rows[0];
+    assert_eq!(row[0].as_u64(), Some(row[1].as_u64().unwrap() + 1), "the history holds the re-export too");
+    assert_eq!(row[2], row[1], "the view: one row per pid");
+    assert_eq!(row[3], "edited, then exported again @ 2024-03-02", "the newest window's row");
+}

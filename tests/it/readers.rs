@@ -55,7 +55,9 @@ async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
     let duckdb = python_json("readers.py", &["duckdb", &lake_arg]).await;
     // `duckdb -init <lake>/_cxlake/views.sql` sees exactly what the direct queries see.
     let views = python_json("readers.py", &["duckdb_views", &lake_arg]).await;
-    assert_eq!(views, duckdb, "the generated views");
+    for (name, table) in duckdb.as_object().unwrap() {
+        assert_eq!(&views[name], table, "the generated view of {name}");
+    }
     for reader in ["duckdb", "spark", "polars"] {
         let seen = if reader == "duckdb" {
             duckdb.clone()
@@ -70,6 +72,23 @@ async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
             let dates: Vec<&str> =
                 history["dates"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
             assert_eq!(dates, ["2024-03-01", "2024-03-02", "2024-03-03"], "{reader}: {dataset}");
+            let entities = schema.kind == cxlake::schema::DatasetKind::Entities;
+            if !entities {
+                // Events: no second copy; the view deduplicates a late re-export at query time.
+                assert!(current.is_null(), "{reader}: {dataset} holds events");
+                if reader == "duckdb" {
+                    let view = &views[&current_name];
+                    assert_eq!(
+                        view["rows"], history["distinct_pids"],
+                        "{current_name} view: one row per pid"
+                    );
+                    assert_eq!(
+                        view["types"], views[dataset]["types"],
+                        "{current_name} view: the history's columns"
+                    );
+                }
+                continue;
+            }
             for (name, table) in [(dataset, history), (current_name.as_str(), current)] {
                 assert_eq!(table["rows"], duckdb[name]["rows"], "{reader} and DuckDB agree on {name}");
                 assert_eq!(table["distinct_pids"], duckdb[name]["distinct_pids"], "{reader}: {name}");

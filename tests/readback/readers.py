@@ -57,12 +57,14 @@ def duckdb_summary(con, relation):
 
 
 def read_duckdb_views(lake):
-    """What `duckdb -init <lake>/_cxlake/views.sql` gives: one view per table."""
+    """What `duckdb -init <lake>/_cxlake/views.sql` gives: every saltedcx view, by table name
+    (for events, `<dataset>_current` is a view that deduplicates the history)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(open(f"{lake}/_cxlake/views.sql").read())
-    return {name: duckdb_summary(con, f"saltedcx_{name}") for name, _path in tables(lake)}
+    views = [v for (v,) in con.sql("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'saltedcx_%'").fetchall()]
+    return {v.removeprefix("saltedcx_"): duckdb_summary(con, v) for v in views}
 
 
 def spark_session(name):
