@@ -48,6 +48,8 @@ pub struct ArrayScanner {
     elements: u64,
     /// Bytes of a UTF-8 byte-order mark seen so far (only before the array).
     bom: usize,
+    /// Whether any byte was read: a byte-order mark may only be the very first.
+    started: bool,
 }
 
 impl Default for ArrayScanner {
@@ -61,6 +63,7 @@ impl Default for ArrayScanner {
             element_line: 1,
             elements: 0,
             bom: 0,
+            started: false,
         }
     }
 }
@@ -105,8 +108,16 @@ impl ArrayScanner {
             let b = chunk[i];
             match self.state {
                 State::BeforeArray => {
-                    if self.bom < BOM.len() && b == BOM[self.bom] && (self.bom > 0 || i == start) {
+                    let first = !self.started;
+                    self.started = true;
+                    if (1..BOM.len()).contains(&self.bom) {
+                        // Inside a byte-order mark: it must be whole (whatever the chunking).
+                        if b != BOM[self.bom] {
+                            return Err(self.syntax("an incomplete UTF-8 byte-order mark"));
+                        }
                         self.bom += 1;
+                    } else if first && b == BOM[0] {
+                        self.bom = 1;
                     } else if b == b'[' {
                         self.state = State::BeforeElement { after_comma: false };
                     } else if b == b'\n' {
@@ -359,6 +370,28 @@ mod tests {
     #[test]
     fn a_byte_order_mark_before_the_array_is_skipped() {
         assert_eq!(elements("\u{feff}[{\"a\":1}]"), ["{\"a\":1}"]);
+    }
+
+    /// Found by the fuzzer: a mark was accepted at the start of any chunk, so chunking changed
+    /// the outcome. Only the input's very first bytes may be a mark, and only a whole one.
+    #[test]
+    fn a_byte_order_mark_anywhere_else_or_incomplete_is_an_error_whatever_the_chunking() {
+        for input in [&b"\n\xEF\xBB\xBF[1]"[..], b"\xEF[1]", b"\xEF\xBB[1]", b"\n\n\xEF[\x1c"] {
+            for size in [1, 2, 3, 64] {
+                let mut scanner = ArrayScanner::new();
+                let scanned = input.chunks(size).try_for_each(|chunk| {
+                    let mut at = 0;
+                    while let Some(next) = scanner.scan(chunk, at, None)? {
+                        at = next;
+                    }
+                    Ok::<(), ScanError>(())
+                });
+                assert!(
+                    matches!(scanned, Err(ScanError::Syntax { .. })),
+                    "{input:?} in chunks of {size}: {scanned:?}"
+                );
+            }
+        }
     }
 
     #[test]
