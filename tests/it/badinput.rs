@@ -149,3 +149,47 @@ async fn misfit_rows_are_quarantined_with_reason_and_counted() {
     assert_eq!(&rows[0][1], b"3");
     assert_eq!(&rows[2][4], b"a4,3,\xff\xfe", "the raw record is kept byte for byte");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rows_that_do_not_fit_are_quarantined_whole_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("messages.json");
+    let bad = r#"{"id": 5, "csid": 7, "created_at": 1709251200000}"#;
+    let nested_bad = r#"{"id": "m-3", "to": [1, 2], "created_at": 1709251200000}"#;
+    std::fs::write(
+        &file,
+        format!("[\n{{\"id\": \"m-1\", \"csid\": 7, \"text\": \"ok, \\\"quoted\\\"\"}},\n{bad},\n{nested_bad},\n{{\"id\": \"m-4\"}}\n]"),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_str().unwrap();
+    let file_arg = file.to_str().unwrap();
+    let strict = ["convert", "dixa.message", "--date", "2024-03-01", "--dest", lake_arg, file_arg];
+    let out = run_cxlake(&strict, NO_ENV).await;
+    assert_eq!(out.code, 1, "two rejects over the default limit of 0: {}", out.stdout);
+    assert!(
+        out.stdout.contains("2 of 4 rows") && out.stdout.contains("line 3 column `id`"),
+        "{}",
+        out.stdout
+    );
+    assert!(!lake.join("dixa/message/date=2024-03-01").exists(), "the window is not committed");
+
+    let mut tolerant = strict.to_vec();
+    tolerant.extend(["--max-rejects", "2"]);
+    let out = run_cxlake(&tolerant, NO_ENV).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let landed = batch_rows(&read_source_partition(&lake, "dixa", "message", date("2024-03-01")));
+    let ids: Vec<&Cell> = landed.iter().map(|row| &row[0]).collect();
+    assert_eq!(ids, [&text("m-1"), &text("m-4")], "rows read = written + rejected, in order");
+    let rejects_dir = lake.join("_cxlake/rejects/dixa/message/date=2024-03-01");
+    let newest = std::fs::read_dir(&rejects_dir).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let mut reader = csv::Reader::from_path(newest).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let described: Vec<(&str, &str, &str)> = rows.iter().map(|r| (&r[1], &r[2], &r[4])).collect();
+    assert_eq!(
+        described,
+        [("3", "id", bad), ("4", "to[0]", nested_bad)],
+        "line, field path, the element verbatim"
+    );
+    assert!(rows[0][3].contains("expected a string, found 5"), "{:?}", &rows[0][3]);
+}
