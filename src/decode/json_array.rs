@@ -5,8 +5,8 @@
 //! This scanner does: a byte-level state machine that tracks strings, escapes and nesting depth,
 //! skips the outer brackets and cuts the array at its top-level commas. It holds at most the
 //! element being read, whatever the array's size, and it is push-based, so the same code checks
-//! a download while it is written to disk (a body cut before its closing `]` is truncated) and
-//! feeds the decoder. It does not validate the elements' JSON: the decoder parses each one, so a
+//! a download once it is on disk (a body cut before its closing `]` is truncated and fetched
+//! again; one extra read of the file) and feeds the decoder. It does not validate the elements' JSON: the decoder parses each one, so a
 //! malformed element is one rejected row, not a failed file. Line numbers count the newlines
 //! outside strings (a JSON string cannot hold a raw newline).
 
