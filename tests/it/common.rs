@@ -49,8 +49,8 @@ pub fn client_config(emulator: &Emulator) -> ClientConfig {
     config.poll.initial_interval = Duration::from_millis(10);
     config.poll.max_interval = Duration::from_millis(50);
     config.poll.deadline = Duration::from_secs(20);
-    config.retry.initial_backoff = Duration::from_millis(10);
-    config.retry.max_backoff = Duration::from_millis(50);
+    config.http.retry.initial_backoff = Duration::from_millis(10);
+    config.http.retry.max_backoff = Duration::from_millis(50);
     config
 }
 

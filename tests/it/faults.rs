@@ -71,7 +71,7 @@ async fn a_retry_after_beyond_the_cap_fails_as_rate_limited() {
         faulty(vec![fault(Endpoint::Create, FaultKind::RateLimit { seconds: 3600, http_date: false }, 1)])
             .await;
     let mut config = client_config(&emulator);
-    config.retry.max_retry_wait = Duration::from_secs(60);
+    config.http.retry.max_retry_wait = Duration::from_secs(60);
     let started = Instant::now();
     let err = export_turns(&SaltedCxClient::new(config).unwrap()).await.unwrap_err();
     assert!(matches!(err, ClientError::RateLimited { wait_secs: 3600, .. }), "{err:?}");
@@ -92,7 +92,7 @@ async fn server_errors_resets_and_timeouts_are_retried_with_backoff() {
     ])
     .await;
     let mut config = client_config(&emulator);
-    config.read_timeout = Duration::from_millis(500);
+    config.http.read_timeout = Duration::from_millis(500);
     let bytes = export_turns(&SaltedCxClient::new(config).unwrap()).await.unwrap();
     assert_eq!(bytes, expected_turns(&emulator));
     assert_eq!(emulator.stats().faults_injected, 7);
@@ -102,7 +102,7 @@ async fn server_errors_resets_and_timeouts_are_retried_with_backoff() {
 async fn retries_are_bounded() {
     let emulator = faulty(vec![fault(Endpoint::Status, FaultKind::Status { code: 503 }, 1000)]).await;
     let mut config = client_config(&emulator);
-    config.retry.max_attempts = 4;
+    config.http.retry.max_attempts = 4;
     let err = export_turns(&SaltedCxClient::new(config).unwrap()).await.unwrap_err();
     assert!(matches!(err, ClientError::RetriesExhausted { attempts: 4, .. }), "{err:?}");
     assert!(err.to_string().contains("HTTP 503"));

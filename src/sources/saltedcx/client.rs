@@ -13,7 +13,6 @@
 //! URL check, presigned URL refreshes, and the mapping of answers onto [`ClientError`].
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
@@ -22,7 +21,6 @@ use url::Url;
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
 use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError};
 use crate::sources::poll::PollConfig;
-use crate::sources::retry::RetryConfig;
 
 /// The API key (a [`http::Secret`]: its `Debug` never shows the value).
 pub type ApiKey = http::Secret;
@@ -32,13 +30,9 @@ pub struct ClientConfig {
     /// API base, e.g. `https://api.eu.salted.cx/`.
     pub base_url: Url,
     pub api_key: ApiKey,
-    /// Permit plain `http://` to non-loopback hosts.
-    pub allow_http: bool,
+    /// Transport: `http://` policy, retries, timeouts (the shared HTTP layer's settings).
+    pub http: HttpConfig,
     pub poll: PollConfig,
-    pub retry: RetryConfig,
-    pub connect_timeout: Duration,
-    /// Longest silence while waiting for or reading any response.
-    pub read_timeout: Duration,
     /// How often an expired download URL is replaced by a fresh one before the window fails.
     pub max_url_refreshes: u32,
 }
@@ -48,11 +42,8 @@ impl ClientConfig {
         ClientConfig {
             base_url,
             api_key,
-            allow_http: false,
+            http: HttpConfig::default(),
             poll: PollConfig::default(),
-            retry: RetryConfig::default(),
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(60),
             max_url_refreshes: 3,
         }
     }
@@ -132,23 +123,16 @@ pub struct SaltedCxClient {
 
 impl SaltedCxClient {
     pub fn new(mut config: ClientConfig) -> Result<SaltedCxClient, ClientError> {
-        http::check_url(&config.base_url, "API URL", config.allow_http)?;
+        http::check_url(&config.base_url, "API URL", config.http.allow_http)?;
         // `statusUrl` is relative ("api/v1/…"); joining it onto a base without a trailing slash
         // would drop the base's last path segment.
         if !config.base_url.path().ends_with('/') {
             let path = format!("{}/", config.base_url.path());
             config.base_url.set_path(&path);
         }
-        let http = HttpConfig {
-            allow_http: config.allow_http,
-            retry: config.retry,
-            connect_timeout: config.connect_timeout,
-            read_timeout: config.read_timeout,
-            requests_per_minute: None,
-        };
         Ok(SaltedCxClient {
-            api: HttpClient::new(http.clone(), Some(config.api_key.clone()))?,
-            downloads: HttpClient::new(http, None)?.with_secret(config.api_key.clone()),
+            api: HttpClient::new(config.http.clone(), Some(config.api_key.clone()))?,
+            downloads: HttpClient::new(config.http.clone(), None)?.with_secret(config.api_key.clone()),
             config,
         })
     }

@@ -88,10 +88,7 @@ impl SaltedCxArgs {
         let base_url = Url::parse(&self.api_url)
             .map_err(|e| SetupError(format!("--api-url `{}` is not a URL: {e}", self.api_url)))?;
         let mut config = ClientConfig::new(base_url, key);
-        let mut http = crate::sources::http::HttpConfig::default();
-        self.http.apply(&mut http)?;
-        config.allow_http = http.allow_http;
-        config.retry.max_retry_wait = http.retry.max_retry_wait;
+        self.http.apply(&mut config.http)?;
         config.poll = PollConfig {
             initial_interval: parse_duration(&self.poll_interval).map_err(setup("--poll-interval"))?,
             deadline: parse_duration(&self.export_timeout).map_err(setup("--export-timeout"))?,
