@@ -581,12 +581,8 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
             return Err(usage(format!("{} is not a readable file", file.display())));
         }
     }
-    let local = LocalFiles {
-        source: source.clone(),
-        dataset: schema.dataset.clone(),
-        format: schema.format,
-        files: args.files.clone(),
-    };
+    let local =
+        LocalFiles { source: source.clone(), dataset: schema.dataset.clone(), files: args.files.clone() };
     let options = WriteOptions { parallel_windows: 1, ..args.output.options()? };
     let windows = vec![Window::new(args.date)];
     let plan = SyncPlan::new(local, args.output.destination()?, vec![schema], windows, None, options);

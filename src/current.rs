@@ -153,7 +153,6 @@ fn key_hash(key: &[u8]) -> u128 {
 /// equal exactly when the values are; a row with a null in its key has no key and is not kept.
 struct KeyReader {
     converter: RowConverter,
-    key_columns: usize,
 }
 
 impl KeyReader {
@@ -169,7 +168,7 @@ impl KeyReader {
             .collect();
         let converter = RowConverter::new(fields)
             .map_err(|e| SinkError::Parquet { path: schema.qualified_name(), source: e.into() })?;
-        Ok(KeyReader { converter, key_columns: schema.key.len() })
+        Ok(KeyReader { converter })
     }
 
     /// Appends one (hash, version) per row of `batch`, whose columns are the key columns and
@@ -190,7 +189,6 @@ impl KeyReader {
             })
         };
         let keys: Vec<ArrayRef> = schema.key.iter().map(|k| column(k)).collect::<Result<_, _>>()?;
-        debug_assert_eq!(keys.len(), self.key_columns);
         let versions = match &schema.version {
             Some(v) => Some(version_values(&column(v)?).map_err(error)?),
             None => None,

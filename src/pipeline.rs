@@ -503,15 +503,6 @@ async fn write_file(
     schema: Arc<DatasetSchema>,
     file: &FetchedFile,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
-    if file.format != schema.format {
-        return Err(WindowError::Internal(format!(
-            "{} is {:?} but schema {} declares {:?}",
-            file.file_name,
-            file.format,
-            schema.qualified_name(),
-            schema.format
-        )));
-    }
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let (path, file_name) = (file.path.clone(), file.file_name.clone());
     let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, tx));

@@ -85,11 +85,6 @@ impl ArrayScanner {
         self.elements
     }
 
-    /// Whether the closing `]` has been seen.
-    pub fn is_closed(&self) -> bool {
-        self.state == State::Done
-    }
-
     fn syntax(&self, message: impl Into<String>) -> ScanError {
         ScanError::Syntax { line: self.line, message: message.into() }
     }

@@ -265,11 +265,6 @@ impl DatasetSchema {
             many => format!("({})", many.join(", ")),
         }
     }
-
-    /// Whether undeclared fields are kept in `_extra` (JSON) or only reported (CSV).
-    pub fn keeps_extra(&self) -> bool {
-        self.format == FileFormat::Json
-    }
 }
 
 /// `updatedAt` → `updated_at`, `Created at (Date / Time)` → `created_at_date_time`: a camelCase

@@ -152,7 +152,6 @@ impl Pacer {
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
-    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -217,10 +216,6 @@ impl HttpClient {
         self
     }
 
-    pub fn config(&self) -> &HttpConfig {
-        &self.config
-    }
-
     /// The underlying client, to build requests for [`HttpClient::call`].
     pub fn inner(&self) -> &reqwest::Client {
         &self.client
@@ -255,15 +250,14 @@ impl HttpClient {
                 Err(e) => Err(Attempt::Transport(describe_transport(e))),
                 Ok(response) => {
                     let status = response.status();
-                    let headers = response.headers().clone();
-                    let retry_after = header_text(&headers, RETRY_AFTER);
+                    let retry_after = header_text(response.headers(), RETRY_AFTER);
                     match response.bytes().await {
                         Err(e) => Err(Attempt::Transport(describe_transport(e))),
                         Ok(body)
                             if retry.for_status(status, retry_after.as_deref(), Utc::now())
                                 == Decision::GiveUp =>
                         {
-                            Ok(Answer { status, headers, body })
+                            Ok(Answer { status, body })
                         }
                         Ok(_) => Err(Attempt::Status(status, retry_after)),
                     }

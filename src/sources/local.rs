@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
+use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
 /// Every file given is one export file of `dataset` for whichever window is being run.
@@ -11,8 +11,6 @@ use crate::window::Window;
 pub struct LocalFiles {
     pub source: String,
     pub dataset: String,
-    /// The dataset's declared format: every file is read as such.
-    pub format: FileFormat,
     pub files: Vec<PathBuf>,
 }
 
@@ -41,7 +39,6 @@ impl Source for LocalFiles {
                 dataset: self.dataset.clone(),
                 file_name: path.display().to_string(),
                 path: path.clone(),
-                format: self.format,
                 bytes,
             });
         }

@@ -23,16 +23,14 @@ use std::path::PathBuf;
 
 use crate::window::Window;
 
-pub use crate::schema::FileFormat;
-
 /// One dataset's file for one window, on local disk in the run's spool directory.
 #[derive(Debug, Clone)]
 pub struct FetchedFile {
     pub dataset: String,
     /// The platform's name for the file, used in messages and reject records (`turns.csv`).
     pub file_name: String,
+    /// Decoded as its dataset's schema declares (`format`): a source only fetches.
     pub path: PathBuf,
-    pub format: FileFormat,
     pub bytes: u64,
 }
 

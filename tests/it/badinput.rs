@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use cxlake::pipeline::{run_sync, NewColumnPolicy, RejectLimit, SyncPlan};
 use cxlake::report::WindowOutcome;
 use cxlake::sources::saltedcx::api;
-use cxlake::sources::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
+use cxlake::sources::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use cxlake::window::Window;
 
 use crate::common::*;
@@ -32,13 +32,7 @@ impl Source for FixedFiles {
             let path = spool.join(format!("{window}-{file_name}"));
             let bytes = self.0.get(dataset.as_str()).cloned().unwrap_or_default();
             std::fs::write(&path, &bytes).unwrap();
-            files.push(FetchedFile {
-                dataset: dataset.clone(),
-                file_name,
-                path,
-                format: FileFormat::Csv,
-                bytes: bytes.len() as u64,
-            });
+            files.push(FetchedFile { dataset: dataset.clone(), file_name, path, bytes: bytes.len() as u64 });
         }
         Ok(FetchedWindow { export_id: None, files })
     }

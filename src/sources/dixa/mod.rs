@@ -14,7 +14,7 @@ pub mod synth;
 use std::path::Path;
 
 use self::client::{DixaClient, ExportRequest};
-use super::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
+use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
 /// The API's request for one dataset of one window, with bounds chosen for strict filters.
@@ -66,13 +66,7 @@ impl Source for Dixa {
             let path = spool.join(format!("{window}-{file_name}"));
             let bytes = self.client.export(&request, &path).await?;
             tracing::debug!(window = %window, dataset, bytes, "Downloaded");
-            files.push(FetchedFile {
-                dataset: dataset.clone(),
-                file_name,
-                path,
-                format: FileFormat::Json,
-                bytes,
-            });
+            files.push(FetchedFile { dataset: dataset.clone(), file_name, path, bytes });
         }
         Ok(FetchedWindow { export_id: None, files })
     }

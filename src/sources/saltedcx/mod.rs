@@ -14,7 +14,7 @@ use futures::future::try_join_all;
 
 use self::api::{CreatedExport, ExportStatus};
 use self::client::{ClientError, SaltedCxClient};
-use super::{ExportJournal, FetchedFile, FetchedWindow, FileFormat, Source, SourceError};
+use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
 /// What to do when an export fails or a previous run left one behind.
@@ -141,13 +141,7 @@ impl Source for SaltedCx {
             async move {
                 let bytes = self.client.download_dataset(created, status, dataset, &path).await?;
                 tracing::debug!(window = %window, dataset, bytes, "Downloaded");
-                Ok::<_, ClientError>(FetchedFile {
-                    dataset: dataset.clone(),
-                    file_name,
-                    path,
-                    format: FileFormat::Csv,
-                    bytes,
-                })
+                Ok::<_, ClientError>(FetchedFile { dataset: dataset.clone(), file_name, path, bytes })
             }
         });
         let files = try_join_all(downloads).await?;
