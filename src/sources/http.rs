@@ -323,13 +323,14 @@ impl HttpClient {
 
     /// Downloads `url` into `path`: resumes with `Range` after a broken connection, retries
     /// server errors, and verifies length, an MD5 `ETag` and `check` before reporting success.
-    /// `check` returns why the complete body is not acceptable (it is then fetched again).
+    /// `check` reads the complete file and returns why it is not acceptable (it is then fetched
+    /// again); like the MD5 check it runs on a blocking thread, off the async workers.
     pub async fn download(
         &self,
         context: &str,
         url: &Url,
         path: &Path,
-        check: &(dyn Fn(&Path) -> Result<(), String> + Sync),
+        check: fn(&Path) -> Result<(), String>,
     ) -> Result<u64, DownloadError> {
         check_url(url, "download URL", self.config.allow_http)?;
         let spool_error = |source| HttpError::Spool { path: path.display().to_string(), source };
@@ -353,8 +354,7 @@ impl HttpClient {
                                 && content_range_start(response.headers()) == Some(have);
                             if !resumed && have > 0 {
                                 // The server sent the whole body again: start over.
-                                file.set_len(0).await.map_err(spool_error)?;
-                                file.seek(std::io::SeekFrom::Start(0)).await.map_err(spool_error)?;
+                                restart(&mut file).await.map_err(spool_error)?;
                                 have = 0;
                             }
                             let total = if resumed {
@@ -385,7 +385,13 @@ impl HttpClient {
                                 }
                                 (None, _) => {
                                     let verdict = match verify_md5_etag(path, etag.as_deref()).await {
-                                        Ok(()) => check(path),
+                                        Ok(()) => {
+                                            let owned = path.to_path_buf();
+                                            tokio::task::spawn_blocking(move || check(&owned))
+                                                .await
+                                                .map_err(|e| e.to_string())
+                                                .and_then(|verdict| verdict)
+                                        }
                                         Err(why) => Err(why),
                                     };
                                     match verdict {
@@ -394,10 +400,7 @@ impl HttpClient {
                                             return Ok(have);
                                         }
                                         Err(why) => {
-                                            file.set_len(0).await.map_err(spool_error)?;
-                                            file.seek(std::io::SeekFrom::Start(0))
-                                                .await
-                                                .map_err(spool_error)?;
+                                            restart(&mut file).await.map_err(spool_error)?;
                                             have = 0;
                                             Attempt::Transport(why)
                                         }
@@ -455,6 +458,13 @@ impl HttpClient {
         }
         text
     }
+}
+
+/// Empties a spool file to fetch its body again from the first byte.
+async fn restart(file: &mut tokio::fs::File) -> std::io::Result<()> {
+    file.set_len(0).await?;
+    file.seek(std::io::SeekFrom::Start(0)).await?;
+    Ok(())
 }
 
 pub fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {

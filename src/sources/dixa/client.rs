@@ -89,7 +89,7 @@ impl DixaClient {
             ms_text(request.before_ms)
         );
         let check = |path: &Path| json_array::check_file(path).map(|_| ()).map_err(|e| e.to_string());
-        match self.http.download(&context, &self.url(request), path, &check).await {
+        match self.http.download(&context, &self.url(request), path, check).await {
             Ok(bytes) => Ok(bytes),
             Err(DownloadError::Expired | DownloadError::Forbidden) => Err(SourceError::Unauthorized(format!(
                 "{context}: Dixa refused the API token (403); check that it may use the Exports API"
