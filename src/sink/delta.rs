@@ -36,7 +36,7 @@ use url::Url;
 
 use super::parquet::WrittenFile;
 use super::{commit, layout, Destination, OutputFormat, SinkError};
-use crate::schema::{ColumnType, DatasetSchema};
+use crate::schema::{Column, ColumnType, DatasetSchema};
 
 /// The partition column every table has; its values are the windows' dates.
 pub const PARTITION_COLUMN: &str = "date";
@@ -141,11 +141,7 @@ pub async fn open_table(dest: &Destination, relative: &str) -> Result<Option<Del
 
 /// The table's columns: the dataset's columns, then the `date` partition column.
 pub fn table_columns(schema: &DatasetSchema) -> Vec<StructField> {
-    let mut columns: Vec<StructField> = schema
-        .columns
-        .iter()
-        .map(|c| StructField::new(c.name.clone(), delta_type(&c.column_type), c.nullable))
-        .collect();
+    let mut columns: Vec<StructField> = schema.columns.iter().map(delta_field).collect();
     columns.push(StructField::new(PARTITION_COLUMN, DataType::DATE, false));
     columns
 }
@@ -159,12 +155,15 @@ fn delta_type(column_type: &ColumnType) -> DataType {
         ColumnType::Date32 => DataType::DATE,
         ColumnType::TimestampUtc => DataType::TIMESTAMP,
         ColumnType::List(item) => ArrayType::new(delta_type(&item.column_type), item.nullable).into(),
-        ColumnType::Struct(members) => StructType::try_new(
-            members.iter().map(|m| StructField::new(m.name.clone(), delta_type(&m.column_type), m.nullable)),
-        )
-        .expect("member names are unique (checked when the schema loads)")
-        .into(),
+        ColumnType::Struct(members) => StructType::try_new(members.iter().map(delta_field))
+            .expect("member names are unique (checked when the schema loads)")
+            .into(),
     }
+}
+
+/// A declared column (or struct member) as a Delta field.
+fn delta_field(column: &Column) -> StructField {
+    StructField::new(column.name.clone(), delta_type(&column.column_type), column.nullable)
 }
 
 /// Opens the table, creating it (empty, partitioned by date) if it does not exist. Two writers
