@@ -301,13 +301,7 @@ impl HttpClient {
             }
             Decision::WaitFor(wait) => wait,
             Decision::Backoff => retry.backoff(attempt),
-            Decision::RateBackoff => {
-                let floor = self
-                    .pacer
-                    .as_ref()
-                    .map_or(retry.rate_limit_floor, |p| p.interval().max(retry.rate_limit_floor));
-                retry.backoff(attempt).max(floor)
-            }
+            Decision::RateBackoff => self.rate_backoff(attempt),
         };
         if attempt >= retry.max_attempts {
             return Err(HttpError::RetriesExhausted {
@@ -319,6 +313,15 @@ impl HttpClient {
         tracing::warn!(what = context, why = %why, attempt, wait_ms = wait.as_millis() as u64, "Retrying after a transient failure");
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+
+    /// The wait after a 429 that names none: exponential backoff, but never shorter than the
+    /// rate-limit floor or this client's pacing interval, so the platform is not hammered.
+    fn rate_backoff(&self, attempt: u32) -> Duration {
+        let retry = self.config.retry;
+        let floor =
+            self.pacer.as_ref().map_or(retry.rate_limit_floor, |p| p.interval().max(retry.rate_limit_floor));
+        retry.backoff(attempt).max(floor)
     }
 
     /// Downloads `url` into `path`: resumes with `Range` after a broken connection, retries
@@ -568,6 +571,18 @@ mod tests {
             .unwrap()
             .with_secret(Secret::new("company-2"));
         assert_eq!(client.scrub("bad tok-1 for company-2"), "bad *** for ***");
+    }
+
+    #[test]
+    fn a_429_without_retry_after_waits_at_least_the_floor_or_the_pacing_interval() {
+        let mut config = HttpConfig::default();
+        config.retry.initial_backoff = Duration::from_millis(10);
+        config.retry.rate_limit_floor = Duration::from_secs(1);
+        let unpaced = HttpClient::new(config.clone(), None).unwrap();
+        assert!(unpaced.rate_backoff(1) >= Duration::from_secs(1), "{:?}", unpaced.rate_backoff(1));
+        config.requests_per_minute = Some(10);
+        let paced = HttpClient::new(config, None).unwrap();
+        assert!(paced.rate_backoff(1) >= Duration::from_secs(6), "Dixa's pace: {:?}", paced.rate_backoff(1));
     }
 
     #[tokio::test]

@@ -326,7 +326,7 @@ async fn a_503_with_retry_after_waits_what_the_server_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_are_paced_and_a_429_without_retry_after_backs_off() {
+async fn requests_are_paced_and_429s_without_retry_after_are_survived() {
     let config = DixaEmulatorConfig {
         rate_limit_per_minute: Some(600),
         faults: vec![DixaFault {
