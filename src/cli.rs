@@ -534,7 +534,7 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();
     let plan = SyncPlan::new(source, dest, datasets, windows, filter, options);
-    check_format(&plan.dest, &lake.output.dest, source_name, &plan.datasets, plan.format).await?;
+    check_format(&plan.dest, &lake.output.dest, source_name, &plan.datasets, plan.options.format).await?;
     if nothing_to_do {
         run_holding_lock(&plan).await?;
         println!(
@@ -586,7 +586,7 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
     let options = WriteOptions { parallel_windows: 1, ..args.output.options()? };
     let windows = vec![Window::new(args.date)];
     let plan = SyncPlan::new(local, args.output.destination()?, vec![schema], windows, None, options);
-    check_format(&plan.dest, &args.output.dest, &source, &plan.datasets, plan.format).await?;
+    check_format(&plan.dest, &args.output.dest, &source, &plan.datasets, plan.options.format).await?;
     run_and_report(&plan, args.output.report_json.as_deref()).await
 }
 

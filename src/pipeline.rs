@@ -82,12 +82,20 @@ pub struct SyncPlan<S> {
     pub datasets: Vec<Arc<DatasetSchema>>,
     pub windows: Vec<Window>,
     pub run_id: String,
+    /// Fingerprint of an export filter (`--contact`), recorded with each window.
+    pub filter: Option<String>,
+    pub options: WriteOptions,
+}
+
+/// How a plan writes to the lake: everything of a [`SyncPlan`] that is not the source, the
+/// destination, the datasets, the windows or the filter.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// How many rejected rows a file may have before its window is not committed.
     pub max_rejects: RejectLimit,
     pub writer: PartWriterConfig,
     /// Where downloads are spooled (a fresh temporary directory inside it).
     pub spool_dir: Option<PathBuf>,
-    /// Fingerprint of an export filter (`--contact`), recorded with each window.
-    pub filter: Option<String>,
     /// How long the destination lock lives without a heartbeat (a dead run's lock expires).
     pub lock_ttl: std::time::Duration,
     /// What a column in the file that the schema does not declare does to its window.
@@ -100,21 +108,6 @@ pub struct SyncPlan<S> {
     /// Plain Hive-partitioned Parquet, or Delta tables.
     pub format: OutputFormat,
     /// Rebuild the datasets' current tables (and the views file) after committing windows.
-    pub current_tables: bool,
-}
-
-/// How a plan writes to the lake: everything of a [`SyncPlan`] that is not the source, the
-/// destination, the datasets or the windows.
-#[derive(Debug, Clone)]
-pub struct WriteOptions {
-    pub max_rejects: RejectLimit,
-    pub writer: PartWriterConfig,
-    pub spool_dir: Option<PathBuf>,
-    pub lock_ttl: std::time::Duration,
-    pub on_new_column: NewColumnPolicy,
-    pub parallel_windows: usize,
-    pub memory: MemoryBudget,
-    pub format: OutputFormat,
     pub current_tables: bool,
 }
 
@@ -134,7 +127,7 @@ impl Default for WriteOptions {
     }
 }
 
-impl<S: Source> SyncPlan<S> {
+impl<S> SyncPlan<S> {
     /// The one way a validated plan is built: a fresh run id, `filter` recorded with each window.
     pub fn new(
         source: S,
@@ -144,23 +137,8 @@ impl<S: Source> SyncPlan<S> {
         filter: Option<String>,
         options: WriteOptions,
     ) -> SyncPlan<S> {
-        SyncPlan {
-            source,
-            dest,
-            datasets,
-            windows,
-            run_id: new_run_id(),
-            max_rejects: options.max_rejects,
-            writer: options.writer,
-            spool_dir: options.spool_dir,
-            filter,
-            lock_ttl: options.lock_ttl,
-            on_new_column: options.on_new_column,
-            parallel_windows: options.parallel_windows.max(1),
-            memory: options.memory,
-            format: options.format,
-            current_tables: options.current_tables,
-        }
+        let options = WriteOptions { parallel_windows: options.parallel_windows.max(1), ..options };
+        SyncPlan { source, dest, datasets, windows, run_id: new_run_id(), filter, options }
     }
 }
 
@@ -245,7 +223,7 @@ pub struct StagedDataset {
 /// Runs every window of the plan, holding the destination's lock, and writes the run report
 /// into the destination.
 pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunError> {
-    let lock = DestLock::acquire(&plan.dest, &plan.run_id, plan.lock_ttl).await?;
+    let lock = DestLock::acquire(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
     sweep_abandoned_staging(&plan.dest).await;
     let report = run_windows(plan, &lock).await;
     let report = match report {
@@ -264,9 +242,9 @@ async fn refresh_current_tables<S: Source>(
     plan: &SyncPlan<S>,
     mut report: RunReport,
 ) -> Result<RunReport, SinkError> {
-    if plan.current_tables && report.committed() > 0 {
+    if plan.options.current_tables && report.committed() > 0 {
         let source = plan.source.name();
-        match current::refresh(&plan.dest, source, &plan.datasets, plan.format, &plan.run_id).await {
+        match current::refresh(&plan.dest, source, &plan.datasets, plan.options.format, &plan.run_id).await {
             Ok(tables) => report.current = tables,
             Err(e) => {
                 tracing::error!(error = %e, "Could not refresh the current tables; the history is committed, the next run retries");
@@ -319,7 +297,7 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>, lock: &DestLock) -> Result<R
                 }
             }
         })
-        .buffered(plan.parallel_windows.max(1))
+        .buffered(plan.options.parallel_windows.max(1))
         .collect()
         .await;
     let report = RunReport {
@@ -360,7 +338,7 @@ async fn run_window<S: Source>(
     lock: &DestLock,
     window: Window,
 ) -> Result<WindowRecord, WindowError> {
-    let spool = match &plan.spool_dir {
+    let spool = match &plan.options.spool_dir {
         Some(dir) => tempfile::Builder::new().prefix("cxlake-spool-").tempdir_in(dir),
         None => tempfile::Builder::new().prefix("cxlake-spool-").tempdir(),
     }
@@ -459,10 +437,10 @@ pub async fn stage_files<S>(
     files: &[FetchedFile],
 ) -> Result<StagedDataset, WindowError> {
     let input_bytes = files.iter().map(|f| f.bytes).sum();
-    let reservation = plan.memory.reserve(input_bytes).await;
+    let reservation = plan.options.memory.reserve(input_bytes).await;
     tracing::debug!(dataset = %schema.dataset, window = %window, reserved_mib = reservation.mib(), "Conversion started");
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
-    let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, plan.writer);
+    let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, plan.options.writer);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
     let mut total = DecodeStats::default();
@@ -558,7 +536,7 @@ fn check_file<S>(
             }
         })
         .collect();
-    if plan.on_new_column == NewColumnPolicy::Fail {
+    if plan.options.on_new_column == NewColumnPolicy::Fail {
         if let Some(SchemaDrift::UnknownColumn(column) | SchemaDrift::KeptField(column)) =
             drift.iter().find(|d| matches!(d, SchemaDrift::UnknownColumn(_) | SchemaDrift::KeptField(_)))
         {
@@ -575,13 +553,13 @@ fn check_file<S>(
     if stats.rows_rejected > 0 {
         tracing::warn!(window = %window, dataset = %schema.dataset, file = %file.file_name, rejected = stats.rows_rejected, rejects = %rejects_relative, "Rows did not fit the schema and were quarantined");
     }
-    if plan.max_rejects.exceeded_by(&stats) {
+    if plan.options.max_rejects.exceeded_by(&stats) {
         return Err(WindowError::TooManyRejects(Box::new(TooManyRejects {
             file: file.file_name.clone(),
             schema: schema.qualified_name(),
             read: stats.rows_read,
             rejected: stats.rows_rejected,
-            limit: plan.max_rejects,
+            limit: plan.options.max_rejects,
             first: rejects.first_described().unwrap_or_default(),
             rejects_path: format!("{}/{rejects_relative}", plan.dest.display.trim_end_matches('/')),
         })));
@@ -635,7 +613,7 @@ async fn commit_window<S>(
     state.save_window(&record).await?;
     let delta_commit = WindowCommit::window(window.date, &plan.run_id);
     for dataset in staged {
-        let (files, delta_version) = match plan.format {
+        let (files, delta_version) = match plan.options.format {
             OutputFormat::Parquet => {
                 let files = commit::publish_partition(
                     &plan.dest,

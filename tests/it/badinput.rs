@@ -97,7 +97,7 @@ async fn schema_drift_warns_or_fails_as_configured() {
     // --on-new-column fail: nothing lands until the schema knows the column.
     let lake = tempfile::tempdir().unwrap();
     let mut strict = fixed_plan(lake.path(), csv);
-    strict.on_new_column = NewColumnPolicy::Fail;
+    strict.options.on_new_column = NewColumnPolicy::Fail;
     let report = run_sync(&strict).await.unwrap();
     assert_eq!(report.windows[0].outcome, WindowOutcome::Failed);
     let error = report.windows[0].error.clone().unwrap();
@@ -129,7 +129,7 @@ async fn misfit_rows_are_quarantined_with_reason_and_counted() {
 
     let lake = tempfile::tempdir().unwrap();
     let mut tolerant = fixed_plan(lake.path(), csv);
-    tolerant.max_rejects = RejectLimit::Rows(3);
+    tolerant.options.max_rejects = RejectLimit::Rows(3);
     let report = run_sync(&tolerant).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let stats = report.windows[0].datasets["agent"].stats;

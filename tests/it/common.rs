@@ -8,11 +8,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use cxlake::budget::MemoryBudget;
-use cxlake::cli::new_run_id;
-use cxlake::pipeline::{RejectLimit, SyncPlan};
+use cxlake::pipeline::{SyncPlan, WriteOptions};
 use cxlake::schema::{DatasetSchema, SchemaRegistry};
-use cxlake::sink::parquet::PartWriterConfig;
 use cxlake::sink::Destination;
 use cxlake::sources::saltedcx::client::{ApiKey, ClientConfig, SaltedCxClient};
 use cxlake::sources::saltedcx::emulator::{Emulator, EmulatorConfig};
@@ -80,23 +77,16 @@ pub fn plan_with<S>(
     datasets: Vec<std::sync::Arc<DatasetSchema>>,
     windows: Vec<Window>,
 ) -> SyncPlan<S> {
-    SyncPlan {
+    let options =
+        WriteOptions { lock_ttl: Duration::from_secs(30), current_tables: false, ..WriteOptions::default() };
+    SyncPlan::new(
         source,
-        dest: Destination::parse(lake.to_str().unwrap()).unwrap(),
+        Destination::parse(lake.to_str().unwrap()).unwrap(),
         datasets,
         windows,
-        run_id: new_run_id(),
-        max_rejects: RejectLimit::Rows(0),
-        writer: PartWriterConfig::default(),
-        spool_dir: None,
-        filter: None,
-        lock_ttl: Duration::from_secs(30),
-        on_new_column: Default::default(),
-        parallel_windows: 2,
-        memory: MemoryBudget::default(),
-        format: Default::default(),
-        current_tables: false,
-    }
+        None,
+        options,
+    )
 }
 
 /// Every file under `dir`, relative to it.

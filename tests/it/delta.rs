@@ -16,8 +16,8 @@ fn delta_plan(
     windows: Vec<cxlake::window::Window>,
 ) -> cxlake::pipeline::SyncPlan<cxlake::sources::saltedcx::SaltedCx> {
     let mut plan = plan(emulator, lake, windows);
-    plan.format = OutputFormat::Delta;
-    plan.current_tables = true;
+    plan.options.format = OutputFormat::Delta;
+    plan.options.current_tables = true;
     plan
 }
 

@@ -380,7 +380,7 @@ async fn the_conversation_current_table_keeps_each_conversation_latest_update() 
     let lake = tempfile::tempdir().unwrap();
     let windows = days("2024-03-01", 3);
     let mut plan = dixa_plan(&emulator, lake.path(), windows.clone());
-    plan.current_tables = true;
+    plan.options.current_tables = true;
     let report = run_sync(&plan).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let config = emulator.config().synth;
@@ -418,8 +418,8 @@ async fn nested_columns_land_in_delta_tables_too() {
     let lake = tempfile::tempdir().unwrap();
     let windows = days("2024-03-01", 2);
     let mut plan = dixa_plan(&emulator, lake.path(), windows.clone());
-    plan.format = cxlake::sink::OutputFormat::Delta;
-    plan.current_tables = true;
+    plan.options.format = cxlake::sink::OutputFormat::Delta;
+    plan.options.current_tables = true;
     let report = run_sync(&plan).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let config = emulator.config().synth;

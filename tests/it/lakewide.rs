@@ -70,11 +70,11 @@ async fn two_sources_share_one_lake_and_every_reader_sees_the_nested_types() {
 
     let salted = emulator(emulator_config()).await;
     let mut plan = plan(&salted, lake.path(), windows.clone());
-    plan.current_tables = true;
+    plan.options.current_tables = true;
     assert_eq!(run_sync(&plan).await.unwrap().exit_code(), 0);
     let dixa = dixa_emulator(dixa_emulator_config()).await;
     let mut plan = dixa_plan(&dixa, lake.path(), windows.clone());
-    plan.current_tables = true;
+    plan.options.current_tables = true;
     let report = run_sync(&plan).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
 

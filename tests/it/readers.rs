@@ -47,7 +47,7 @@ async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
     let lake_arg = lake.path().to_str().unwrap().to_string();
     let windows = days("2024-03-01", 3);
     let mut plan = plan(&emulator, lake.path(), windows.clone());
-    plan.current_tables = true;
+    plan.options.current_tables = true;
     let report = cxlake::pipeline::run_sync(&plan).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let expected = expected_counts(&emulator.config().synth, &windows);

@@ -113,7 +113,7 @@ async fn a_rerun_that_writes_fewer_parts_removes_the_stale_ones() {
     let lake = tempfile::tempdir().unwrap();
     let windows = days("2024-03-01", 1);
     let mut many_parts = plan(&emulator, lake.path(), windows.clone());
-    many_parts.writer =
+    many_parts.options.writer =
         PartWriterConfig { target_file_bytes: 1, row_group_rows: 200, ..PartWriterConfig::default() };
     run_sync(&many_parts).await.unwrap();
     let turn_dir = lake.path().join(format!("saltedcx/turn/date={}", windows[0].date));
@@ -179,7 +179,7 @@ async fn rows_that_do_not_fit_are_quarantined_and_block_the_window_by_default() 
     // With a tolerance, the window commits; every row is either written or quarantined.
     let mut tolerant = plan(&emulator, lake.path(), windows.clone());
     tolerant.datasets = strict.datasets.clone();
-    tolerant.max_rejects = RejectLimit::Percent(100.0);
+    tolerant.options.max_rejects = RejectLimit::Percent(100.0);
     let report = run_sync(&tolerant).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let stats = report.windows[0].datasets["turn"].stats;
@@ -208,15 +208,15 @@ async fn windows_in_flight_together_land_every_row_within_the_memory_budget() {
     let lake = tempfile::tempdir().unwrap();
     let windows = days("2024-03-01", 5);
     let mut plan = plan(&emulator, lake.path(), windows.clone());
-    plan.parallel_windows = 4;
+    plan.options.parallel_windows = 4;
     // Room for two small conversions at a time, out of up to 20 that could start.
-    plan.memory = cxlake::budget::MemoryBudget::new(40 << 20);
+    plan.options.memory = cxlake::budget::MemoryBudget::new(40 << 20);
     let report = run_sync(&plan).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let reported: Vec<_> = report.windows.iter().map(|w| w.date).collect();
     assert_eq!(reported, windows.iter().map(|w| w.date).collect::<Vec<_>>(), "reported oldest first");
     // Each small file reserves 16–18 MiB: two at once fit in 40, a third never does.
-    let peak = plan.memory.peak_reserved_mib();
+    let peak = plan.options.memory.peak_reserved_mib();
     assert!((32..=40).contains(&peak), "two conversions at once, never a third: peak {peak} MiB");
 
     let synth = emulator.config().synth;
