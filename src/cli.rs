@@ -666,22 +666,22 @@ async fn current(args: CurrentArgs) -> Result<i32> {
         Err(LockError::Locked(locked)) => return Err(locked.into()),
         Err(e) => return Err(e.into()),
     };
-    let mut results = Vec::new();
-    for (source, datasets, format) in &plans {
-        results.push(current::refresh(&dest, source, datasets, *format, &run_id).await);
+    let refreshed = async {
+        let mut tables = Vec::new();
+        for (source, datasets, format) in &plans {
+            tables.extend(current::refresh_tables(&dest, source, datasets, *format, &run_id).await?);
+        }
+        current::write_views(&dest, &registry).await?;
+        Ok::<_, crate::sink::SinkError>(tables)
     }
-    if plans.is_empty() {
-        results.push(current::write_views(&dest, &registry).await.map(|()| Vec::new()));
-    }
+    .await;
     pipeline::remove_local_staging(&dest, &run_id);
     lock.release().await?;
-    for result in results {
-        for table in result? {
-            println!(
-                "{}: {} rows, one per key, from {} rows of history",
-                table.path, table.rows, table.history_rows
-            );
-        }
+    for table in refreshed? {
+        println!(
+            "{}: {} rows, one per key, from {} rows of history",
+            table.path, table.rows, table.history_rows
+        );
     }
     println!("views: {}", dest.path(&layout::views_file()));
     Ok(exit_code::OK)

@@ -494,10 +494,10 @@ pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
     sql
 }
 
-/// Refreshes the current tables of `datasets` and rewrites `_cxlake/views.sql` for every
-/// dataset of every source the lake holds. Entities get their materialised table rebuilt;
-/// events have none (a stale one, from a lake written before datasets had kinds, is removed).
-pub async fn refresh(
+/// Refreshes the current tables of `datasets` of one source: entities get their materialised
+/// table rebuilt; events have none (a stale one, from a lake written before datasets had kinds,
+/// is removed). The views file is the caller's to rewrite, once, with [`write_views`].
+pub async fn refresh_tables(
     dest: &Destination,
     source: &str,
     datasets: &[Arc<DatasetSchema>],
@@ -526,9 +526,6 @@ pub async fn refresh(
             }
         }
     }
-    let registry =
-        SchemaRegistry::embedded_with(datasets).expect("the embedded schemas load (a unit test proves it)");
-    write_views(dest, &registry).await?;
     Ok(reports)
 }
 

@@ -21,7 +21,7 @@ use crate::budget::MemoryBudget;
 use crate::current;
 use crate::decode::{DecodeError, DecodeStats, DecodedBatch, RejectedRow, SchemaDrift};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
-use crate::schema::DatasetSchema;
+use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::commit;
 use crate::sink::delta::{self, WindowCommit};
 use crate::sink::layout;
@@ -243,8 +243,17 @@ async fn refresh_current_tables<S: Source>(
     mut report: RunReport,
 ) -> Result<RunReport, SinkError> {
     if plan.options.current_tables && report.committed() > 0 {
-        let source = plan.source.name();
-        match current::refresh(&plan.dest, source, &plan.datasets, plan.options.format, &plan.run_id).await {
+        let refreshed = async {
+            let source = plan.source.name();
+            let (dest, format) = (&plan.dest, plan.options.format);
+            let tables = current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id).await?;
+            // The views cover every source in the lake; this plan's schemas win over the embedded.
+            let schemas = SchemaRegistry::embedded_with(&plan.datasets)
+                .expect("the embedded schemas load (a unit test proves it)");
+            current::write_views(dest, &schemas).await?;
+            Ok::<_, SinkError>(tables)
+        };
+        match refreshed.await {
             Ok(tables) => report.current = tables,
             Err(e) => {
                 tracing::error!(error = %e, "Could not refresh the current tables; the history is committed, the next run retries");
