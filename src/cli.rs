@@ -325,7 +325,7 @@ pub struct CurrentArgs {
     /// Lake root: a local directory or s3://bucket/prefix
     #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub dest: String,
-    /// The source whose datasets to rebuild (default: every source in the lake)
+    /// The source whose datasets to refresh (default: every source in the lake)
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
     /// Datasets, comma separated (default: all; with several sources, source.dataset)
@@ -334,6 +334,10 @@ pub struct CurrentArgs {
     /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
     #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
     pub schemas: Option<PathBuf>,
+    /// Rebuild from the whole history instead of applying the windows changed since the last
+    /// refresh (the result is the same; this also compacts the table into one segment per date)
+    #[arg(long)]
+    pub full: bool,
     /// The destination lock expires this long after its holder's last heartbeat
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
@@ -669,7 +673,8 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     let refreshed = async {
         let mut tables = Vec::new();
         for (source, datasets, format) in &plans {
-            tables.extend(current::refresh_tables(&dest, source, datasets, *format, &run_id).await?);
+            tables
+                .extend(current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await?);
         }
         current::write_views(&dest, &registry).await?;
         Ok::<_, crate::sink::SinkError>(tables)
@@ -678,10 +683,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     pipeline::remove_local_staging(&dest, &run_id);
     lock.release().await?;
     for table in refreshed? {
-        println!(
-            "{}: {} rows, one per key, from {} rows of history",
-            table.path, table.rows, table.history_rows
-        );
+        println!("{}", table.summary());
     }
     println!("views: {}", dest.path(&layout::views_file()));
     Ok(exit_code::OK)
@@ -869,10 +871,7 @@ async fn demo(args: DemoArgs) -> Result<i32> {
     println!("done in {:.1} s\n", started.elapsed().as_secs_f64());
     for report in &reports {
         for table in &report.current {
-            println!(
-                "current table {}: {} rows, one per key (from {} in the history)",
-                table.path, table.rows, table.history_rows
-            );
+            println!("{}", table.summary());
         }
     }
     let lake = args.dest.trim_end_matches('/');

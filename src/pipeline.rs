@@ -246,7 +246,8 @@ async fn refresh_current_tables<S: Source>(
         let refreshed = async {
             let source = plan.source.name();
             let (dest, format) = (&plan.dest, plan.options.format);
-            let tables = current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id).await?;
+            let tables =
+                current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id, false).await?;
             // The views cover every source in the lake; this plan's schemas win over the embedded.
             let schemas = SchemaRegistry::embedded_with(&plan.datasets)
                 .expect("the embedded schemas load (a unit test proves it)");

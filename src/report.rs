@@ -146,10 +146,8 @@ impl RunReport {
             out.push_str(&format!("run stopped: {error}\n"));
         }
         for table in &self.current {
-            out.push_str(&format!(
-                "current table {}: {} rows, one per key, from {} rows of history\n",
-                table.path, table.rows, table.history_rows
-            ));
+            out.push_str(&table.summary());
+            out.push('\n');
         }
         if let Some(error) = &self.current_error {
             out.push_str(&format!("current tables NOT refreshed: {error}\n"));

@@ -51,6 +51,33 @@ pub async fn publish_dir(
     Ok(published)
 }
 
+/// Moves staged files into `final_dir` under names unique to the run, next to what is there
+/// (a current table's segments); returns the files at their final paths, in order.
+pub async fn publish_unique(
+    dest: &Destination,
+    final_dir: &str,
+    staged: &[WrittenFile],
+    run_id: &str,
+) -> Result<Vec<WrittenFile>, SinkError> {
+    let mut published = Vec::with_capacity(staged.len());
+    for (index, file) in staged.iter().enumerate() {
+        let from = dest.path(&file.path);
+        let to_relative = format!("{final_dir}/{}", layout::unique_part_file_name(index, run_id));
+        let to = dest.path(&to_relative);
+        dest.store.rename(&from, &to).await.map_err(|e| SinkError::store(&from, e))?;
+        published.push(WrittenFile { path: to_relative, ..file.clone() });
+    }
+    Ok(published)
+}
+
+/// Every object under `dir`, as paths relative to the lake root.
+pub async fn list_files(dest: &Destination, dir: &str) -> Result<Vec<String>, SinkError> {
+    let prefix = dest.path(dir);
+    let existing: Vec<_> =
+        dest.store.list(Some(&prefix)).try_collect().await.map_err(|e| SinkError::store(&prefix, e))?;
+    Ok(existing.iter().map(|meta| dest.relative(&meta.location)).collect())
+}
+
 /// Names of the directories directly under `dir` (none when it does not exist).
 pub async fn child_dirs(dest: &Destination, dir: &str) -> Result<Vec<String>, SinkError> {
     let prefix = dest.path(dir);
@@ -75,15 +102,13 @@ pub async fn delete_except(
     dir: &str,
     keep: &BTreeSet<String>,
 ) -> Result<usize, SinkError> {
-    let prefix = dest.path(dir);
-    let existing: Vec<_> =
-        dest.store.list(Some(&prefix)).try_collect().await.map_err(|e| SinkError::store(&prefix, e))?;
     let mut deleted = 0;
-    for meta in existing {
-        if !keep.contains(&dest.relative(&meta.location)) {
-            match dest.store.delete(&meta.location).await {
+    for relative in list_files(dest, dir).await? {
+        if !keep.contains(&relative) {
+            let path = dest.path(&relative);
+            match dest.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(SinkError::store(&meta.location, e)),
+                Err(e) => return Err(SinkError::store(&path, e)),
             }
         }
     }

@@ -290,6 +290,15 @@ pub struct Committed {
     pub attempts: u32,
 }
 
+/// What a commit removes from the table besides adding its files.
+#[derive(Debug, Clone, Copy)]
+pub enum Replaces<'a> {
+    /// Every file of the window's partition (history tables) or of the whole table (current tables).
+    Everything,
+    /// Exactly these files, paths relative to the lake root (an incremental current-table refresh).
+    Files(&'a std::collections::BTreeSet<String>),
+}
+
 /// Moves staged files into the table and commits them as the only files of the window's
 /// partition (history tables) or of the whole table (current tables).
 pub async fn publish(
@@ -297,6 +306,17 @@ pub async fn publish(
     spec: TableSpec<'_>,
     commit: &WindowCommit,
     staged: &[WrittenFile],
+) -> Result<Committed, SinkError> {
+    publish_replacing(dest, spec, commit, staged, Replaces::Everything).await
+}
+
+/// Moves staged files into the table and commits them in place of what `replaces` names.
+pub async fn publish_replacing(
+    dest: &Destination,
+    spec: TableSpec<'_>,
+    commit: &WindowCommit,
+    staged: &[WrittenFile],
+    replaces: Replaces<'_>,
 ) -> Result<Committed, SinkError> {
     let mut table = open_or_create(dest, spec).await?;
     check_schema(&table, spec.schema)?;
@@ -314,9 +334,9 @@ pub async fn publish(
             .map_err(|e| SinkError::store(&from, e))?;
         files.push(WrittenFile { path: to_relative, ..file.clone() });
     }
-    crash_if_asked("before-delta-commit");
+    super::crash_if_asked("before-delta-commit");
     let (table_version, attempts) =
-        commit_replacement(&mut table, spec.partitioned, commit, &files, &table_dir).await?;
+        commit_replacement(&mut table, spec.partitioned, commit, &files, &table_dir, replaces).await?;
     Ok(Committed { files, table_version, attempts })
 }
 
@@ -326,6 +346,7 @@ async fn commit_replacement(
     commit: &WindowCommit,
     files: &[WrittenFile],
     table_dir: &str,
+    replaces: Replaces<'_>,
 ) -> Result<(u64, u32), SinkError> {
     let name = table.table_url().to_string();
     let date = commit.date.to_string();
@@ -369,10 +390,29 @@ async fn commit_replacement(
         let filter: &[_] = if partitioned { &by_date } else { &[] };
         let replaced: Vec<Action> = table
             .get_active_add_actions_by_partitions(filter)
+            .try_filter(|file| {
+                let keep = match replaces {
+                    Replaces::Everything => true,
+                    Replaces::Files(paths) => paths.contains(&format!("{table_prefix}{}", file.path())),
+                };
+                std::future::ready(keep)
+            })
             .map_ok(|file| Action::Remove(file.remove_action(true)))
             .try_collect()
             .await
             .map_err(table_error(&name))?;
+        if let Replaces::Files(paths) = replaces {
+            if replaced.len() != paths.len() {
+                return Err(SinkError::CorruptState {
+                    path: name.clone(),
+                    message: format!(
+                        "{} of the {} files to replace are not in the table's latest version",
+                        paths.len() - replaced.len(),
+                        paths.len()
+                    ),
+                });
+            }
+        }
         let mut actions = replaced;
         actions.extend(adds.iter().cloned());
         let properties = CommitProperties::default()
@@ -382,10 +422,14 @@ async fn commit_replacement(
                 Some(now),
             ))
             .with_metadata([("cxlakeRunId".to_string(), serde_json::Value::from(commit.run_id.clone()))]);
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: partitioned.then(|| vec![PARTITION_COLUMN.to_string()]),
-            predicate: partitioned.then(|| format!("{PARTITION_COLUMN} = '{date}'")),
+        let operation = match replaces {
+            Replaces::Everything => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: partitioned.then(|| vec![PARTITION_COLUMN.to_string()]),
+                predicate: partitioned.then(|| format!("{PARTITION_COLUMN} = '{date}'")),
+            },
+            // Some files rewritten with some of their rows changed: what an UPDATE commits.
+            Replaces::Files(_) => DeltaOperation::Update { predicate: None },
         };
         // No retries inside delta-rs: a retry must recompute the removes against the new version.
         let result = CommitBuilder::from(properties)
@@ -460,13 +504,4 @@ pub async fn vacuum(
         .await
         .map_err(table_error(&name))?;
     Ok(Some(Vacuumed { files: metrics.files_deleted }))
-}
-
-/// Test hook: `CXLAKE_FAILPOINT=<name>` aborts the process at that point, with no cleanup, as
-/// `kill -9` would — so the crash tests can stop exactly between the data files and the commit.
-fn crash_if_asked(point: &str) {
-    if std::env::var("CXLAKE_FAILPOINT").is_ok_and(|asked| asked == point) {
-        eprintln!("CXLAKE_FAILPOINT={point}: aborting here");
-        std::process::abort();
-    }
 }

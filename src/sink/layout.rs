@@ -6,6 +6,8 @@
 //! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN-<run-id>.parquet   data files of a Delta table
 //! <dest>/<source>_current/<dataset>/…                              current tables: one row per primary key
 //! <dest>/_cxlake/views.sql                                          DuckDB views over history and current tables
+//! <dest>/_cxlake/current/<source>/<dataset>/manifest.json          what a current table holds: windows, segments
+//! <dest>/_cxlake/current/<source>/<dataset>/<segment>.keys         a segment's key filter (which keys its files hold)
 //! <dest>/_cxlake/state/<source>/date=YYYY-MM-DD.json                  one record per window
 //! <dest>/_cxlake/runs/<run-id>.json                                   one report per run
 //! <dest>/_cxlake/rejects/<source>/<dataset>/date=YYYY-MM-DD/<run-id>.csv   quarantined rows
@@ -39,6 +41,21 @@ pub fn dataset_dir(source: &str, dataset: &str) -> String {
 pub fn current_dir(source: &str, dataset: &str) -> String {
     debug_assert!(is_identifier(source) && is_identifier(dataset));
     format!("{source}_current/{dataset}")
+}
+
+/// A current table's bookkeeping: its manifest and its segments' key filters.
+pub fn current_state_dir(source: &str, dataset: &str) -> String {
+    debug_assert!(is_identifier(source) && is_identifier(dataset));
+    format!("{BOOKKEEPING_DIR}/current/{source}/{dataset}")
+}
+
+pub fn current_manifest_file(source: &str, dataset: &str) -> String {
+    format!("{}/manifest.json", current_state_dir(source, dataset))
+}
+
+/// `segment` is `<date>-<run-id>`: unique per refresh and date.
+pub fn current_key_filter_file(source: &str, dataset: &str, segment: &str) -> String {
+    format!("{}/{segment}.keys", current_state_dir(source, dataset))
 }
 
 /// The DuckDB views file.

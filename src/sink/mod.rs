@@ -57,3 +57,12 @@ impl SinkError {
         SinkError::Store { path: path.to_string(), source }
     }
 }
+
+/// Test hook: `CXLAKE_FAILPOINT=<name>` aborts the process at that point, with no cleanup, as
+/// `kill -9` would — so the crash tests can stop exactly between the data files and the commit.
+pub(crate) fn crash_if_asked(point: &str) {
+    if std::env::var("CXLAKE_FAILPOINT").is_ok_and(|asked| asked == point) {
+        eprintln!("CXLAKE_FAILPOINT={point}: aborting here");
+        std::process::abort();
+    }
+}

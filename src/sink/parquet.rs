@@ -7,6 +7,7 @@
 //! bookkeeping record. Following arrow-rs, the writer is an `AsyncArrowWriter` over an
 //! object-store `BufWriter` (single put or multipart upload, as the size demands).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -254,22 +255,38 @@ pub struct StoreFileReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+    /// Bytes fetched so far, shared with whoever measures a job's reads.
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl StoreFileReader {
     pub async fn open(dest: &Destination, path: Path) -> Result<StoreFileReader, SinkError> {
         let meta = dest.store.head(&path).await.map_err(|e| SinkError::store(&path, e))?;
-        Ok(StoreFileReader { store: dest.store.clone(), path, size: meta.size })
+        Ok(StoreFileReader {
+            store: dest.store.clone(),
+            path,
+            size: meta.size,
+            bytes_read: Default::default(),
+        })
+    }
+
+    /// Adds every byte this reader fetches to `counter`.
+    pub fn counting(mut self, counter: Arc<AtomicU64>) -> StoreFileReader {
+        self.bytes_read = counter;
+        self
     }
 }
 
 impl AsyncFileReader for StoreFileReader {
     fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         Box::pin(async move {
-            self.store
+            let bytes = self
+                .store
                 .get_range(&self.path, range)
                 .await
-                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+            self.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(bytes)
         })
     }
 

@@ -87,17 +87,34 @@ async fn sync_into_a_real_s3_server_lands_every_row_and_reruns_cleanly() {
     let store = s3.store();
     let windows = days("2024-03-01", 3);
     let all = keys(&store, &prefix).await;
-    let data: BTreeSet<String> = all.iter().filter(|k| !k.starts_with("_cxlake/")).cloned().collect();
+    let history = |keys: &BTreeSet<String>| -> BTreeSet<String> {
+        keys.iter().filter(|k| k.starts_with("saltedcx/")).cloned().collect()
+    };
+    // Current tables: one segment file per date, named for the run that wrote it.
+    let current_tables = |keys: &BTreeSet<String>| -> BTreeSet<String> {
+        keys.iter()
+            .filter(|k| k.starts_with("saltedcx_current/"))
+            .map(|k| {
+                let (table, file) = k.rsplit_once('/').unwrap();
+                assert!(file.starts_with("part-") && file.ends_with(".parquet"), "{k}");
+                table.to_string()
+            })
+            .collect()
+    };
     let mut expected = BTreeSet::new();
     for dataset in DATASETS {
         for w in &windows {
             expected.insert(format!("saltedcx/{dataset}/date={}/part-00000.parquet", w.date));
         }
     }
-    for schema in all_schemas().iter().filter(|s| s.kind == cxlake::schema::DatasetKind::Entities) {
-        expected.insert(format!("saltedcx_current/{}/part-00000.parquet", schema.dataset));
-    }
-    assert_eq!(data, expected, "history, and the entities' current tables rebuilt after the run");
+    let entities: BTreeSet<String> = all_schemas()
+        .iter()
+        .filter(|s| s.kind == cxlake::schema::DatasetKind::Entities)
+        .map(|s| format!("saltedcx_current/{}", s.dataset))
+        .collect();
+    assert_eq!(history(&all), expected, "the history");
+    assert_eq!(current_tables(&all), entities, "the entities' current tables, refreshed after the run");
+    assert!(all.iter().all(|k| k.starts_with("saltedcx") || k.starts_with("_cxlake/")), "{all:?}");
     assert!(all.contains("_cxlake/views.sql"));
     assert!(all.iter().all(|k| !k.starts_with("_cxlake/staging/")), "staging is emptied: {all:?}");
     for w in &windows {
@@ -136,9 +153,9 @@ async fn sync_into_a_real_s3_server_lands_every_row_and_reruns_cleanly() {
     ];
     let out = run_cxlake(&rerun, &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let after: BTreeSet<String> =
-        keys(&store, &prefix).await.into_iter().filter(|k| !k.starts_with("_cxlake/")).collect();
-    assert_eq!(after, expected);
+    let after = keys(&store, &prefix).await;
+    assert_eq!(history(&after), expected);
+    assert_eq!(current_tables(&after), entities);
 
     let status = run_cxlake(&["status", "--dest", &dest], &env).await;
     assert_eq!(status.code, 0, "{}", status.stderr);
