@@ -6,6 +6,7 @@ own (wait4 rusage). Every tool gets 2 threads and the declared column types. Not
 here asserts a timing. Writes BENCHMARKS.md.
 
 Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS]
+       compare.py CXLAKE_BIN DATA_DIR --nightly  (only the 62-night lake; the rest from last-bench.json)
        compare.py CXLAKE_BIN DATA_DIR --render   (rewrite BENCHMARKS.md from DATA_DIR/last-bench.json)
 """
 import datetime
@@ -21,7 +22,7 @@ import time
 
 CXLAKE, DATA = sys.argv[1], sys.argv[2]
 RENDER_ONLY = len(sys.argv) > 3 and sys.argv[3] == "--render"
-REPEATS = int(sys.argv[3]) if len(sys.argv) > 3 and not RENDER_ONLY else 3
+REPEATS = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 3
 PYTHON = sys.executable
 DATE = "2024-03-01"
 THREADS = "2"
@@ -83,6 +84,84 @@ def tools(dataset, csv_path, out_dir):
     }
 
 
+def declared_tree(qualified):
+    """(name, arrow type, members) of every column, members for Struct / List(Struct) columns."""
+    out = subprocess.run([CXLAKE, "schema", "show", qualified], check=True, capture_output=True, text=True).stdout
+    columns = []
+    for line in out.splitlines()[2:]:
+        name, arrow_type = line[:39].strip(), line[39:69].strip()
+        if name.startswith("."):
+            columns[-1][2].append((name[1:], arrow_type))
+        else:
+            columns.append((name, arrow_type, []))
+    return columns
+
+
+# Dixa sends times as epoch milliseconds: cxlake lands them as timestamps (µs); the peers are
+# asked only for the integers, which is less work than ours. A custom field's value is a string
+# or a list of strings in the same array: DuckDB keeps it as JSON, Polars as text.
+def duck_json_type(name, t, members=()):
+    if t == "List(Struct)":
+        return "STRUCT(" + ", ".join(f'"{n}" {duck_json_type(n, m)}' for n, m in members) + ")[]"
+    if name == "value" and t == "List(Utf8)":
+        return "JSON"
+    if t.startswith("Timestamp"):
+        return "BIGINT"
+    if t == "List(Utf8)":
+        return "VARCHAR[]"
+    return DUCK[t]
+
+
+def polars_json_type(name, t, members=()):
+    if t == "List(Struct)":
+        return "pl.List(pl.Struct({" + ", ".join(f"{n!r}: {polars_json_type(n, m)}" for n, m in members) + "}))"
+    if name == "value" and t == "List(Utf8)":
+        return "pl.Utf8"
+    if t.startswith("Timestamp"):
+        return "pl.Int64"
+    if t == "List(Utf8)":
+        return "pl.List(pl.Utf8)"
+    return POLARS[t]
+
+
+def json_tools(qualified, json_path, ndjson_path, out_dir):
+    columns = declared_tree(qualified)
+    duck_columns = "{" + ", ".join(f"'{n}': '{duck_json_type(n, t, m)}'" for n, t, m in columns) + "}"
+    duck_sql = (
+        f"SET threads = {THREADS}; COPY (SELECT * FROM read_json('{json_path}', format = 'array', columns = {duck_columns})) "
+        f"TO '{out_dir}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)"
+    )
+    polars_schema = "{" + ", ".join(f"{n!r}: {polars_json_type(n, t, m)}" for n, t, m in columns) + "}"
+    polars_array = (
+        "import polars as pl\n"
+        f"pl.read_json({json_path!r}, schema={polars_schema}).write_parquet({out_dir + '/polars.parquet'!r}, compression='zstd')\n"
+    )
+    polars_ndjson = (
+        "import polars as pl\n"
+        f"pl.scan_ndjson({ndjson_path!r}, schema={polars_schema}).sink_parquet({out_dir + '/polars-ndjson.parquet'!r}, compression='zstd')\n"
+    )
+    env = dict(os.environ, POLARS_MAX_THREADS=THREADS, RAYON_NUM_THREADS=THREADS)
+    return {
+        "cxlake": ([CXLAKE, "convert", qualified, "--date", DATE, "--dest", f"{out_dir}/cxlake", json_path,
+                    "--log", "warn", "--no-current-tables"], env, f"{out_dir}/cxlake/dixa"),
+        "duckdb": ([PYTHON, "-c", f"import duckdb; duckdb.connect().execute({duck_sql!r})"], env, f"{out_dir}/duckdb.parquet"),
+        "polars": ([PYTHON, "-c", polars_array], env, f"{out_dir}/polars.parquet"),
+        "polars-ndjson": ([PYTHON, "-c", polars_ndjson], env, f"{out_dir}/polars-ndjson.parquet"),
+    }
+
+
+def ndjson_copy(json_path):
+    """The same records one per line, for Polars' streaming NDJSON reader (written once, not timed)."""
+    ndjson_path = json_path[: -len(".json")] + ".ndjson"
+    if not os.path.exists(ndjson_path) or os.path.getmtime(ndjson_path) < os.path.getmtime(json_path):
+        import duckdb
+
+        duckdb.connect().execute(
+            f"COPY (SELECT * FROM read_json('{json_path}', format = 'array', records = false)) TO '{ndjson_path}.tmp' (FORMAT json)")
+        os.replace(ndjson_path + ".tmp", ndjson_path)
+    return ndjson_path
+
+
 def size_of(path):
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
@@ -107,16 +186,24 @@ def main():
     import polars
 
     rows = []
-    for dataset, file in [("engagement", "engagements.csv"), ("turn", "turns.csv")]:
-        csv_path = os.path.join(DATA, file)
-        mb = os.path.getsize(csv_path) / 1e6
-        results = {name: [] for name in ("cxlake", "duckdb", "polars")}
+    inputs = [("engagement", "engagements.csv"), ("turn", "turns.csv"), ("conversation", "conversations.json")]
+    for dataset, file in inputs:
+        path = os.path.join(DATA, file)
+        if not os.path.exists(path):
+            continue
+        mb = os.path.getsize(path) / 1e6
+        if file.endswith(".json"):
+            ndjson = ndjson_copy(path)
+            commands = lambda out_dir: json_tools(f"dixa.{dataset}", path, ndjson, out_dir)
+        else:
+            commands = lambda out_dir: tools(dataset, path, out_dir)
+        results = {name: [] for name in commands("/nonexistent")}
         sizes = {}
         for _ in range(REPEATS):
             for name in results:
                 out_dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
                 try:
-                    cmd, env, output = tools(dataset, csv_path, out_dir)[name]
+                    cmd, env, output = commands(out_dir)[name]
                     results[name].append(run(cmd, env)[:2])
                     sizes[name] = size_of(output)
                 finally:
@@ -137,8 +224,10 @@ def main():
         ours["size_vs_duckdb"] = ours["output_mb"] / duck["output_mb"]
 
     sync_rows = sync_bench()
-    json.dump({"convert": rows, "sync": sync_rows}, open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
-    write_report(rows, sync_rows)
+    nightly_rows = nightly_bench()
+    json.dump({"convert": rows, "sync": sync_rows, "nightly": nightly_rows},
+              open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
+    write_report(rows, sync_rows, nightly_rows)
 
 
 SYNC_DAYS = 6
@@ -156,21 +245,8 @@ def free_port():
 def sync_bench():
     """A multi-day sync from the emulator with 1, 2 and 3 windows in flight: the emulator holds
     each export PROCESSING for 3 polls (~4.8 s with --poll-interval 1s), as a platform would."""
-    import urllib.request
-
-    port = free_port()
-    emulator = subprocess.Popen(
-        [CXLAKE, "emulator", "saltedcx", "--port", str(port), "--engagements-per-day", SYNC_ENGAGEMENTS,
-         "--processing-polls", "3", "--api-key", "bench-key"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    emulator, env = start_emulator(SYNC_ENGAGEMENTS, 3)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/export/history", timeout=1)
-            except urllib.error.HTTPError:
-                break  # it answers (401 without a key)
-            except OSError:
-                time.sleep(0.1)
-        env = dict(os.environ, SALTEDCX_API_URL=f"http://127.0.0.1:{port}/", SALTEDCX_API_KEY="bench-key")
         to = (datetime.date.fromisoformat(DATE) + datetime.timedelta(days=SYNC_DAYS)).isoformat()
         rows = []
         for parallel in (1, 2, 3):
@@ -194,6 +270,95 @@ def sync_bench():
         emulator.wait()
 
 
+NIGHTLY_ENGAGEMENTS = os.environ.get("BENCH_NIGHTLY_ENGAGEMENTS", "20000")
+NIGHTLY_FIRST = datetime.date(2024, 1, 1)
+
+
+def start_emulator(engagements, processing_polls):
+    import urllib.request
+
+    port = free_port()
+    emulator = subprocess.Popen(
+        [CXLAKE, "emulator", "saltedcx", "--port", str(port), "--engagements-per-day", engagements,
+         "--processing-polls", str(processing_polls), "--api-key", "bench-key"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/export/history", timeout=1)
+        except urllib.error.HTTPError:
+            break  # it answers (401 without a key)
+        except OSError:
+            time.sleep(0.1)
+    env = dict(os.environ, SALTEDCX_API_URL=f"http://127.0.0.1:{port}/", SALTEDCX_API_KEY="bench-key")
+    return emulator, env
+
+
+def nightly_bench():
+    """One lake grown night by night from the emulator: the nightly sync of day 1, day 3 (with
+    --lookback-days 2), then a backfill to day 60, then day 61 and day 62 (lookback 2) — and
+    what a full rebuild of the current tables costs at the end, which is what every night cost
+    before current tables were incremental."""
+    emulator, env = start_emulator(NIGHTLY_ENGAGEMENTS, 1)
+    out_dir = tempfile.mkdtemp(prefix="bench-nightly-")
+    lake = f"{out_dir}/lake"
+    rows = []
+
+    def night(label, to_day, extra, measured=True):
+        to = (NIGHTLY_FIRST + datetime.timedelta(days=to_day)).isoformat()
+        report = os.path.join(out_dir, "report.json")
+        cmd = [CXLAKE, "sync", "saltedcx", "--dest", lake, "--to", to, "--poll-interval", "100ms",
+               "--report-json", report, "--log", "warn"] + extra
+        seconds, rss, _ = run(cmd, env)
+        if not measured:
+            return
+        r = json.load(open(report))
+        current = r.get("current", [])
+        rows.append({
+            "night": label, "windows": len(r["windows"]), "seconds": seconds, "peak_rss_mib": rss / 2**20,
+            "rows_landed": sum(d["rows_written"] for w in r["windows"] for d in w["datasets"].values()),
+            "history_mb_written": sum(d["bytes"] for w in r["windows"] for d in w["datasets"].values()) / 1e6,
+            "current_seconds": sum(c["seconds"] for c in current),
+            "current_mb_read": sum(c["bytes_read"] for c in current) / 1e6,
+            "current_mb_written": sum(c["bytes_written"] for c in current) / 1e6,
+            "current_rows": sum(c["rows"] for c in current),
+            "modes": ",".join(sorted({c["mode"] for c in current})),
+        })
+
+    try:
+        night("day 1", 1, ["--from", NIGHTLY_FIRST.isoformat()])
+        night("day 2", 2, [], measured=False)
+        night("day 3 (lookback 2)", 3, ["--lookback-days", "2"])
+        night("days 4-60 (backfill)", 60, [], measured=False)
+        night("day 61", 61, [])
+        night("day 62 (lookback 2)", 62, ["--lookback-days", "2"])
+        seconds, rss, _ = run([CXLAKE, "current", "--dest", lake, "--full", "--log", "warn"])
+        rows.append({"night": "current --full at day 62", "windows": 0, "seconds": seconds,
+                     "peak_rss_mib": rss / 2**20, "rows_landed": 0, "history_mb_written": 0.0,
+                     "current_seconds": seconds, "current_mb_read": None, "current_mb_written": None,
+                     "current_rows": None, "modes": "full"})
+        rows[-1]["lake_mb"] = size_of(lake) / 1e6
+        return rows
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        emulator.terminate()
+        emulator.wait()
+
+
+def nightly_table(nightly_rows):
+    if not nightly_rows:
+        return "(not measured)"
+    lines = [f"{'night':<26} {'windows':>7} {'secs':>6} {'vs day 1':>8} {'RSS MiB':>8} {'rows':>9} "
+             f"{'history MB':>10} {'current s':>9} {'cur. MB read':>12} {'cur. MB written':>15}"]
+    base = nightly_rows[0]["seconds"]
+    for r in nightly_rows:
+        read = "" if r["current_mb_read"] is None else f"{r['current_mb_read']:.1f}"
+        written = "" if r["current_mb_written"] is None else f"{r['current_mb_written']:.1f}"
+        lines.append(f"{r['night']:<26} {r['windows']:>7} {r['seconds']:>6.2f} {r['seconds'] / base:>7.2f}x "
+                     f"{r['peak_rss_mib']:>8.0f} {r['rows_landed']:>9} {r['history_mb_written']:>10.1f} "
+                     f"{r['current_seconds']:>9.2f} {read:>12} {written:>15}")
+    return "\n".join(lines)
+
+
 def sync_table(sync_rows):
     if not sync_rows:
         return "(not measured)"
@@ -205,22 +370,24 @@ def sync_table(sync_rows):
     return "\n".join(lines)
 
 
-def write_report(rows, sync_rows=None):
+def write_report(rows, sync_rows=None, nightly_rows=None):
     import duckdb
     import polars
 
-    header = f"{'dataset':<11} {'tool':<7} {'CSV MB':>8} {'secs':>7} {'MB/s':>7} {'peak RSS MiB':>13} {'out MB':>8}  vs best peer"
+    header = f"{'dataset':<12} {'tool':<13} {'in MB':>8} {'secs':>7} {'MB/s':>7} {'peak RSS MiB':>13} {'out MB':>8}  vs best peer"
     lines = [header]
     for r in rows:
         extra = f"{r['ratio_to_best_peer']:.2f}x {r['best_peer']}, size {r['size_vs_duckdb']:.2f}x duckdb" if "ratio_to_best_peer" in r else ""
-        lines.append(f"{r['dataset']:<11} {r['tool']:<7} {r['csv_mb']:>8.0f} {r['seconds']:>7.2f} {r['mb_per_s']:>7.1f} "
+        lines.append(f"{r['dataset']:<12} {r['tool']:<13} {r['csv_mb']:>8.0f} {r['seconds']:>7.2f} {r['mb_per_s']:>7.1f} "
                      f"{r['peak_rss_mib']:>13.0f} {r['output_mb']:>8.1f}  {extra}")
     table = "\n".join(lines)
     print(table)
     print(sync_table(sync_rows))
+    print(nightly_table(nightly_rows))
     versions = f"duckdb {duckdb.__version__}, polars {polars.__version__}, {subprocess.run([CXLAKE, '--version'], capture_output=True, text=True).stdout.strip()}"
     with open("BENCHMARKS.md.new", "w") as f:
-        f.write(render_markdown(table, versions, rows).replace("{{SYNC_TABLE}}", sync_table(sync_rows)))
+        f.write(render_markdown(table, versions, rows).replace("{{SYNC_TABLE}}", sync_table(sync_rows))
+                .replace("{{NIGHTLY_TABLE}}", nightly_table(nightly_rows)))
     os.replace("BENCHMARKS.md.new", "BENCHMARKS.md")
 
 
@@ -232,10 +399,17 @@ def render_markdown(table, versions, rows):
 
 
 if __name__ == "__main__":
-    if RENDER_ONLY:
+    if len(sys.argv) > 3 and sys.argv[3] == "--nightly":
+        # Only the nightly benchmark, merged into the last full run's figures.
+        path = os.path.join(DATA, "last-bench.json")
+        last = json.load(open(path)) if os.path.exists(path) else {"convert": [], "sync": None}
+        last["nightly"] = nightly_bench()
+        json.dump(last, open(path, "w"), indent=2)
+        write_report(last["convert"], last["sync"], last["nightly"])
+    elif RENDER_ONLY:
         last = json.load(open(os.path.join(DATA, "last-bench.json")))
         if isinstance(last, list):  # written before the sync benchmark existed
             last = {"convert": last, "sync": None}
-        write_report(last["convert"], last["sync"])
+        write_report(last["convert"], last["sync"], last.get("nightly"))
     else:
         main()

@@ -21,7 +21,7 @@ use crate::sink::{layout, Destination, SinkError};
 use crate::state::StateStore;
 
 /// Bumped when the manifest or segment layout changes: an older manifest means a full rebuild.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Manifest {

@@ -333,8 +333,9 @@ impl Refresh<'_> {
             }
         }
 
-        // 3. The segments that must change, and what stays of them.
-        let replaced: BTreeSet<usize> = previous
+        // 3. The segments that must change, and what stays of them: those of a changed date, and
+        // those holding a key whose candidate is newer than their row.
+        let maybe_affected: Vec<usize> = previous
             .segments
             .iter()
             .zip(filters)
@@ -344,12 +345,14 @@ impl Refresh<'_> {
             })
             .map(|(index, _)| index)
             .collect();
+        let mut replaced = BTreeSet::new();
         let mut selections = Vec::new();
         // Keys whose row came from a changed window that no longer offers it at that date or later.
         let mut orphans: HashMap<u128, NaiveDate> = HashMap::new();
-        for &index in &replaced {
+        for index in maybe_affected {
             let segment = &previous.segments[index];
             let from_changed_window = changed.contains(&segment.date);
+            let mut kept = Vec::new();
             for file in &segment.files {
                 let hashes = self.read_segment_keys(&file.path).await?;
                 let mut mask = BooleanBufferBuilder::new(hashes.len());
@@ -377,12 +380,17 @@ impl Refresh<'_> {
                     };
                     mask.append(keep);
                 }
-                selections.push(Selection {
+                kept.push(Selection {
                     date: segment.date,
                     file: file.path.clone(),
                     mask: mask.finish(),
                     has_date: true,
                 });
+            }
+            // A segment that loses no row stays as it is (a candidate that matched it was older).
+            if from_changed_window || kept.iter().any(|s| s.mask.count_set_bits() < s.mask.len()) {
+                replaced.insert(index);
+                selections.extend(kept);
             }
         }
 
@@ -521,8 +529,7 @@ impl Refresh<'_> {
                 }
             }
             let files = writer.finish().await?;
-            let mut filter = KeyFilter::with_capacity(hashes.len());
-            hashes.iter().for_each(|h| filter.insert(*h));
+            let filter = KeyFilter::new(hashes);
             staged.push(StagedSegment { date, files, filter });
         }
         Ok(staged)

@@ -4,7 +4,7 @@
 //! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN.parquet     data (Hive partitioned; --format parquet)
 //! <dest>/<source>/<dataset>/_delta_log/…                            the table's log (--format delta)
 //! <dest>/<source>/<dataset>/date=YYYY-MM-DD/part-NNNNN-<run-id>.parquet   data files of a Delta table
-//! <dest>/<source>_current/<dataset>/…                              current tables: one row per primary key
+//! <dest>/<source>_current/<dataset>/part-NNNNN-<run-id>.parquet       current tables: one row per primary key
 //! <dest>/_cxlake/views.sql                                          DuckDB views over history and current tables
 //! <dest>/_cxlake/current/<source>/<dataset>/manifest.json          what a current table holds: windows, segments
 //! <dest>/_cxlake/current/<source>/<dataset>/<segment>.keys         a segment's key filter (which keys its files hold)
