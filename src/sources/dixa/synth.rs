@@ -21,7 +21,7 @@
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::sources::synthetic::{person_name, uuid_like, Rng, PHRASES};
+use crate::sources::synthetic::{chat_text, person_name, uuid_like, Rng};
 
 /// Size and seed of the synthetic tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,17 +153,13 @@ fn pick_pair<'a>(rng: &mut Rng, items: &'a [(&'a str, &'a str)]) -> (&'a str, &'
     items[rng.below(items.len() as u64) as usize]
 }
 
-/// Text hard on a loader; about 1 % of it over 10 KB.
+/// A chat message (see [`chat_text`]); about 1 % of them long, over 10 KB.
 fn message_text(rng: &mut Rng) -> String {
-    let mut text = String::new();
-    let parts = if rng.chance(1) { 300 } else { rng.range(1, 3) };
-    for i in 0..parts {
-        if i > 0 {
-            text.push(' ');
-        }
-        text.push_str(rng.pick(PHRASES));
+    if !rng.chance(1) {
+        return chat_text(rng);
     }
-    text
+    let parts: Vec<String> = (0..200).map(|_| chat_text(rng)).collect();
+    parts.join("\n")
 }
 
 fn email_of(name: &str, rng: &mut Rng) -> String {

@@ -29,7 +29,7 @@ impl Default for SynthConfig {
 }
 
 pub use crate::sources::synthetic::Rng;
-use crate::sources::synthetic::{person_name, uuid_like, PHRASES};
+use crate::sources::synthetic::{chat_text, person_name, uuid_like};
 
 const STREAM_DAY: u64 = 1;
 const STREAM_ENGAGEMENT: u64 = 2;
@@ -286,17 +286,9 @@ fn agent_row(config: &SynthConfig, index: usize) -> Vec<String> {
     ]
 }
 
-/// The `n`-th turn's text: one to three phrases, sometimes empty (a system event).
+/// A turn's text: a chat message, nearly always unique (see [`chat_text`]).
 fn turn_content(rng: &mut Rng) -> String {
-    let parts = rng.range(1, 3);
-    let mut text = String::new();
-    for i in 0..parts {
-        if i > 0 {
-            text.push(' ');
-        }
-        text.push_str(rng.pick(PHRASES));
-    }
-    text
+    chat_text(rng)
 }
 
 fn write_turns<W: Write>(
