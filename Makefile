@@ -28,13 +28,16 @@ test: venv ## All tests: unit, conformance over every source, real S3 (SeaweedFS
 
 BENCH_ENGAGEMENTS ?= 370000
 BENCH_DATA := target/bench-data/$(BENCH_ENGAGEMENTS)
+BENCH_DIXA_CONVERSATIONS ?= 400000
 BENCH_REPEATS ?= 3
-bench: build venv ## cxlake vs DuckDB vs Polars, CSV -> Parquet, writes BENCHMARKS.md (not a test)
+bench: build venv ## cxlake vs DuckDB vs Polars, CSV and JSON -> Parquet, nightly cost, writes BENCHMARKS.md (not a test)
 	mkdir -p $(BENCH_DATA)
 	test -s $(BENCH_DATA)/engagements.csv || target/release/cxlake synth saltedcx.engagement --date 2024-03-01 \
 		--engagements-per-day $(BENCH_ENGAGEMENTS) --out $(BENCH_DATA)/engagements.csv
 	test -s $(BENCH_DATA)/turns.csv || target/release/cxlake synth saltedcx.turn --date 2024-03-01 \
 		--engagements-per-day $(BENCH_ENGAGEMENTS) --out $(BENCH_DATA)/turns.csv
+	test -s $(BENCH_DATA)/conversations.json || target/release/cxlake synth dixa.conversation --date 2024-03-01 \
+		--per-day $(BENCH_DIXA_CONVERSATIONS) --out $(BENCH_DATA)/conversations.json
 	$(PYTHON) benches/compare.py target/release/cxlake $(BENCH_DATA) $(BENCH_REPEATS)
 	$(CARGO) bench --locked --bench micro
 

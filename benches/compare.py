@@ -5,7 +5,7 @@ hits every tool alike; each figure is the median of REPEATS runs. Peak RSS is th
 own (wait4 rusage). Every tool gets 2 threads and the declared column types. Not a test: nothing
 here asserts a timing. Writes BENCHMARKS.md.
 
-Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS]
+Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS] [--convert]   (--convert: only the conversions)
        compare.py CXLAKE_BIN DATA_DIR --nightly  (only the 62-night lake; the rest from last-bench.json)
        compare.py CXLAKE_BIN DATA_DIR --render   (rewrite BENCHMARKS.md from DATA_DIR/last-bench.json)
 """
@@ -22,6 +22,7 @@ import time
 
 CXLAKE, DATA = sys.argv[1], sys.argv[2]
 RENDER_ONLY = len(sys.argv) > 3 and sys.argv[3] == "--render"
+CONVERT_ONLY = "--convert" in sys.argv[4:]
 REPEATS = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 3
 PYTHON = sys.executable
 DATE = "2024-03-01"
@@ -99,7 +100,7 @@ def declared_tree(qualified):
 
 # Dixa sends times as epoch milliseconds: cxlake lands them as timestamps (µs); the peers are
 # asked only for the integers, which is less work than ours. A custom field's value is a string
-# or a list of strings in the same array: DuckDB keeps it as JSON, Polars as text.
+# or a list of strings in the same array: DuckDB keeps it as JSON, Polars skips it.
 def duck_json_type(name, t, members=()):
     if t == "List(Struct)":
         return "STRUCT(" + ", ".join(f'"{n}" {duck_json_type(n, m)}' for n, m in members) + ")[]"
@@ -114,9 +115,9 @@ def duck_json_type(name, t, members=()):
 
 def polars_json_type(name, t, members=()):
     if t == "List(Struct)":
-        return "pl.List(pl.Struct({" + ", ".join(f"{n!r}: {polars_json_type(n, m)}" for n, m in members) + "}))"
-    if name == "value" and t == "List(Utf8)":
-        return "pl.Utf8"
+        # Polars has no type for "a string or a list of strings": it is not asked for that member.
+        kept = [(n, m) for n, m in members if not (n == "value" and m == "List(Utf8)")]
+        return "pl.List(pl.Struct({" + ", ".join(f"{n!r}: {polars_json_type(n, m)}" for n, m in kept) + "}))"
     if t.startswith("Timestamp"):
         return "pl.Int64"
     if t == "List(Utf8)":
@@ -154,10 +155,13 @@ def ndjson_copy(json_path):
     """The same records one per line, for Polars' streaming NDJSON reader (written once, not timed)."""
     ndjson_path = json_path[: -len(".json")] + ".ndjson"
     if not os.path.exists(ndjson_path) or os.path.getmtime(ndjson_path) < os.path.getmtime(json_path):
-        import duckdb
-
-        duckdb.connect().execute(
-            f"COPY (SELECT * FROM read_json('{json_path}', format = 'array', records = false)) TO '{ndjson_path}.tmp' (FORMAT json)")
+        with open(json_path, encoding="utf-8") as f:
+            records = json.load(f)
+        with open(ndjson_path + ".tmp", "w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False))
+                out.write("\n")
+        del records
         os.replace(ndjson_path + ".tmp", ndjson_path)
     return ndjson_path
 
@@ -223,8 +227,13 @@ def main():
         duck = next(r for r in rows if r["dataset"] == dataset and r["tool"] == "duckdb")
         ours["size_vs_duckdb"] = ours["output_mb"] / duck["output_mb"]
 
-    sync_rows = sync_bench()
-    nightly_rows = nightly_bench()
+    if CONVERT_ONLY:
+        path = os.path.join(DATA, "last-bench.json")
+        last = json.load(open(path)) if os.path.exists(path) else {}
+        sync_rows, nightly_rows = last.get("sync"), last.get("nightly")
+    else:
+        sync_rows = sync_bench()
+        nightly_rows = nightly_bench()
     json.dump({"convert": rows, "sync": sync_rows, "nightly": nightly_rows},
               open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
     write_report(rows, sync_rows, nightly_rows)
