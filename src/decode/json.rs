@@ -60,6 +60,9 @@ pub struct JsonDecoder<R: Read> {
     unknown_paths: BTreeSet<String>,
     drift: Vec<SchemaDrift>,
     done: bool,
+    /// Declared columns (not `_extra`) sorted by name, with their index in the schema.
+    columns_by_name: Vec<(String, usize)>,
+    required_columns: usize,
 }
 
 impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
@@ -83,7 +86,19 @@ impl<R: Read> JsonDecoder<R> {
             .with_batch_size(batch_rows.max(1))
             .with_strict_mode(true)
             .build_decoder()?;
+        let mut columns_by_name: Vec<(String, usize)> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name != EXTRA_COLUMN)
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        columns_by_name.sort();
+        let required_columns =
+            schema.columns.iter().filter(|c| !c.nullable && c.name != EXTRA_COLUMN).count();
         Ok(JsonDecoder {
+            columns_by_name,
+            required_columns,
             schema,
             file: file.into(),
             input,
@@ -142,27 +157,51 @@ impl<R: Read> JsonDecoder<R> {
     }
 
     /// Checks one element against the schema: the row in its final shape, or why it does not fit.
+    /// The parsed object is conformed in place (values converted where they stand, undeclared
+    /// fields moved out to `_extra`), so a row costs no second map and no copied keys.
     fn conform(&mut self, element: &[u8]) -> Result<Map<String, Value>, Misfit> {
-        let parsed: Value = serde_json::from_slice(element)
-            .map_err(|e| Misfit { path: String::new(), reason: format!("not valid JSON: {e}") })?;
-        let Value::Object(mut object) = parsed else {
+        let not_json = |e: &dyn std::fmt::Display| Misfit {
+            path: String::new(),
+            reason: format!("not valid JSON: {e}"),
+        };
+        // One UTF-8 check of the whole element; serde_json's `from_str` then checks no string again.
+        let text = std::str::from_utf8(element).map_err(|e| not_json(&e))?;
+        let parsed: Value = serde_json::from_str(text).map_err(|e| not_json(&e))?;
+        let Value::Object(mut row) = parsed else {
             return Err(Misfit {
                 path: String::new(),
                 reason: format!("expected a JSON object, found {}", kind(&parsed)),
             });
         };
-        let mut row = Map::new();
         let mut extra = Map::new();
-        for column in &self.schema.columns {
-            if column.name == EXTRA_COLUMN {
-                continue;
+        let (columns, by_name) = (&self.schema.columns, &self.columns_by_name);
+        let mut failure = None;
+        let mut required_found = 0;
+        // One pass over the fields: undeclared ones move to `_extra`, declared ones are conformed.
+        row.retain(|name, value| {
+            let Ok(found) = by_name.binary_search_by(|(n, _)| n.as_str().cmp(name)) else {
+                extra.insert(name.clone(), value.take());
+                return false;
+            };
+            let column = &columns[by_name[found].1];
+            if failure.is_none() {
+                required_found += usize::from(!column.nullable);
+                if let Err(misfit) = conform_value(column, value, &Path::Field(&column.name), &mut extra) {
+                    failure = Some(misfit);
+                }
             }
-            let value = object.remove(&column.name).unwrap_or(Value::Null);
-            let conformed = conform_value(column, value, &column.name, &mut extra)?;
-            row.insert(column.name.clone(), conformed);
+            true
+        });
+        if let Some(misfit) = failure {
+            return Err(misfit);
         }
-        for (name, value) in object {
-            extra.insert(name, value);
+        if required_found < self.required_columns {
+            let missing =
+                columns.iter().find(|c| !c.nullable && c.name != EXTRA_COLUMN && !row.contains_key(&c.name));
+            if let Some(column) = missing {
+                let path = Path::Field(&column.name);
+                return Err(path.misfit(format!("required field `{path}` is missing or null")));
+            }
         }
         if !extra.is_empty() {
             for path in extra.keys() {
@@ -276,93 +315,129 @@ fn quote(value: &Value) -> String {
     }
 }
 
-/// Checks `value` against `column` (recursively) and returns it in the shape arrow-json decodes
-/// into the column's Arrow type. Undeclared struct members go into `extra` under their path.
+/// Where a value is in its row: `ratings[2].rating_score`. Built only when a message or an
+/// `_extra` key needs it, so a row that fits formats no paths at all.
+enum Path<'a> {
+    Field(&'a str),
+    Index(&'a Path<'a>, usize),
+    Member(&'a Path<'a>, &'a str),
+}
+
+impl Path<'_> {
+    fn misfit(&self, reason: String) -> Misfit {
+        Misfit { path: self.to_string(), reason }
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Field(name) => f.write_str(name),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::Member(parent, name) => write!(f, "{parent}.{name}"),
+        }
+    }
+}
+
+/// Checks `value` against `column` (recursively) and converts it in place to the shape
+/// arrow-json decodes into the column's Arrow type. Undeclared struct members go into `extra`
+/// under their path.
 fn conform_value(
     column: &Column,
-    value: Value,
-    path: &str,
+    value: &mut Value,
+    path: &Path,
     extra: &mut Map<String, Value>,
-) -> Result<Value, Misfit> {
-    let misfit = |reason: String| Misfit { path: path.to_string(), reason };
+) -> Result<(), Misfit> {
     if value.is_null() {
         return if column.nullable {
-            Ok(Value::Null)
+            Ok(())
         } else {
-            Err(misfit(format!("required field `{path}` is missing or null")))
+            Err(path.misfit(format!("required field `{path}` is missing or null")))
         };
     }
     let wrong =
-        |expected: &str, value: &Value| misfit(format!("expected {expected}, found {}", quote(value)));
+        |expected: &str, value: &Value| path.misfit(format!("expected {expected}, found {}", quote(value)));
     let invalid = |InvalidValue(reason): InvalidValue, value: &Value| {
-        misfit(format!("{reason}, found {}", quote(value)))
+        path.misfit(format!("{reason}, found {}", quote(value)))
     };
     match (&column.column_type, column.encoding) {
-        (ColumnType::Utf8, Encoding::JsonText) => Ok(Value::String(value.to_string())),
-        (ColumnType::Utf8, _) => match value {
-            Value::String(_) => Ok(value),
-            other => Err(wrong("a string", &other)),
-        },
-        (ColumnType::Int64, _) => match value.as_i64() {
-            Some(_) => Ok(value),
-            None => Err(wrong("a whole number (Int64)", &value)),
-        },
-        (ColumnType::Float64, _) => match value {
-            Value::Number(_) => Ok(value),
-            other => Err(wrong("a number", &other)),
-        },
-        (ColumnType::Boolean, _) => match value {
-            Value::Bool(_) => Ok(value),
-            other => Err(wrong("true or false", &other)),
-        },
-        (ColumnType::Date32, _) => match &value {
-            Value::String(text) => match value::parse_date(text) {
-                Ok(days) => Ok(Value::from(days)),
-                Err(e) => Err(invalid(e, &value)),
-            },
-            other => Err(wrong("a date as \"YYYY-MM-DD\"", other)),
-        },
-        (ColumnType::TimestampUtc, Encoding::EpochMs) => match value.as_i64() {
-            Some(millis) => {
-                value::epoch_ms_to_micros(millis).map(Value::from).map_err(|e| invalid(e, &value))
+        (ColumnType::Utf8, Encoding::JsonText) => *value = Value::String(value.to_string()),
+        (ColumnType::Utf8, _) => {
+            if !value.is_string() {
+                return Err(wrong("a string", value));
             }
-            None => Err(wrong("milliseconds since the epoch (a whole number)", &value)),
-        },
-        (ColumnType::TimestampUtc, _) => match &value {
-            Value::String(text) => match value::parse_timestamp_micros(text) {
-                Ok(micros) => Ok(Value::from(micros)),
-                Err(e) => Err(invalid(e, &value)),
-            },
-            other => Err(wrong("an RFC 3339 timestamp", other)),
-        },
-        (ColumnType::List(item), _) => {
-            let items = match value {
-                Value::Array(items) => items,
-                // A single value where a list is declared: a list of one, nothing lost.
-                scalar => vec![scalar],
+        }
+        (ColumnType::Int64, _) => {
+            if value.as_i64().is_none() {
+                return Err(wrong("a whole number (Int64)", value));
+            }
+        }
+        (ColumnType::Float64, _) => {
+            if !value.is_number() {
+                return Err(wrong("a number", value));
+            }
+        }
+        (ColumnType::Boolean, _) => {
+            if !value.is_boolean() {
+                return Err(wrong("true or false", value));
+            }
+        }
+        (ColumnType::Date32, _) => {
+            let days = match &*value {
+                Value::String(text) => value::parse_date(text).map_err(|e| invalid(e, value))?,
+                other => return Err(wrong("a date as \"YYYY-MM-DD\"", other)),
             };
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item_value) in items.into_iter().enumerate() {
-                out.push(conform_value(item, item_value, &format!("{path}[{i}]"), extra)?);
+            *value = Value::from(days);
+        }
+        (ColumnType::TimestampUtc, Encoding::EpochMs) => {
+            let Some(millis) = value.as_i64() else {
+                return Err(wrong("milliseconds since the epoch (a whole number)", value));
+            };
+            *value = Value::from(value::epoch_ms_to_micros(millis).map_err(|e| invalid(e, value))?);
+        }
+        (ColumnType::TimestampUtc, _) => {
+            let micros = match &*value {
+                Value::String(text) => value::parse_timestamp_micros(text).map_err(|e| invalid(e, value))?,
+                other => return Err(wrong("an RFC 3339 timestamp", other)),
+            };
+            *value = Value::from(micros);
+        }
+        (ColumnType::List(item), _) => {
+            if !value.is_array() {
+                // A single value where a list is declared: a list of one, nothing lost.
+                *value = Value::Array(vec![value.take()]);
             }
-            Ok(Value::Array(out))
+            let Value::Array(items) = value else { unreachable!("made an array above") };
+            for (i, item_value) in items.iter_mut().enumerate() {
+                conform_value(item, item_value, &Path::Index(path, i), extra)?;
+            }
         }
         (ColumnType::Struct(members), _) => {
-            let Value::Object(mut object) = value else {
-                return Err(wrong("an object", &value));
+            let Value::Object(object) = value else {
+                return Err(wrong("an object", value));
             };
-            let mut out = Map::new();
+            object.retain(|name, member_value| {
+                let declared = members.iter().any(|m| m.name == *name);
+                if !declared {
+                    extra.insert(format!("{path}.{name}"), member_value.take());
+                }
+                declared
+            });
             for member in members {
-                let member_value = object.remove(&member.name).unwrap_or(Value::Null);
-                let member_path = format!("{path}.{}", member.name);
-                out.insert(member.name.clone(), conform_value(member, member_value, &member_path, extra)?);
+                let member_path = Path::Member(path, &member.name);
+                match object.get_mut(&member.name) {
+                    Some(member_value) => conform_value(member, member_value, &member_path, extra)?,
+                    None if member.nullable => {}
+                    None => {
+                        return Err(
+                            member_path.misfit(format!("required field `{member_path}` is missing or null"))
+                        )
+                    }
+                }
             }
-            for (name, value) in object {
-                extra.insert(format!("{path}.{name}"), value);
-            }
-            Ok(Value::Object(out))
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
