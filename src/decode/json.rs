@@ -14,6 +14,7 @@
 //! the README: a scalar where a list is declared becomes a one-element list (Dixa sends
 //! `custom_fields[].value` both ways); a missing nullable field is null.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct JsonDecoder<R: Read> {
     /// Declared columns (not `_extra`) sorted by name, with their index in the schema.
     columns_by_name: Vec<(String, usize)>,
     required_columns: usize,
+    /// Per column, where the row being conformed holds it (reused from row to row).
+    slots: Vec<usize>,
 }
 
 impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
@@ -97,6 +100,7 @@ impl<R: Read> JsonDecoder<R> {
         let required_columns =
             schema.columns.iter().filter(|c| !c.nullable && c.name != EXTRA_COLUMN).count();
         Ok(JsonDecoder {
+            slots: Vec::new(),
             columns_by_name,
             required_columns,
             schema,
@@ -157,49 +161,59 @@ impl<R: Read> JsonDecoder<R> {
     }
 
     /// Checks one element against the schema: the row in its final shape, or why it does not fit.
-    /// The parsed object is conformed in place (values converted where they stand, undeclared
-    /// fields moved out to `_extra`), so a row costs no second map and no copied keys.
-    fn conform(&mut self, element: &[u8]) -> Result<Map<String, Value>, Misfit> {
+    /// The top-level fields are read into a list with keys borrowed from the element (no map, no
+    /// key copies); declared ones are converted where they stand and kept by column index,
+    /// undeclared ones move to `_extra`.
+    fn conform(&mut self, element: &[u8]) -> Result<Row, Misfit> {
         let not_json = |e: &dyn std::fmt::Display| Misfit {
             path: String::new(),
             reason: format!("not valid JSON: {e}"),
         };
         // One UTF-8 check of the whole element; serde_json's `from_str` then checks no string again.
         let text = std::str::from_utf8(element).map_err(|e| not_json(&e))?;
-        let parsed: Value = serde_json::from_str(text).map_err(|e| not_json(&e))?;
-        let Value::Object(mut row) = parsed else {
-            return Err(Misfit {
-                path: String::new(),
-                reason: format!("expected a JSON object, found {}", kind(&parsed)),
-            });
+        let fields: Fields = match serde_json::from_str(text) {
+            Ok(fields) => fields,
+            Err(e) => {
+                return Err(match serde_json::from_str::<Value>(text) {
+                    Ok(other) => Misfit {
+                        path: String::new(),
+                        reason: format!("expected a JSON object, found {}", kind(&other)),
+                    },
+                    Err(_) => not_json(&e),
+                })
+            }
         };
         let mut extra = Map::new();
-        let (columns, by_name) = (&self.schema.columns, &self.columns_by_name);
-        let mut failure = None;
+        let columns = &self.schema.columns;
+        let slots = &mut self.slots;
+        slots.clear();
+        slots.resize(columns.len(), usize::MAX);
+        let mut row: Row = Vec::with_capacity(fields.0.len() + 1);
         let mut required_found = 0;
-        // One pass over the fields: undeclared ones move to `_extra`, declared ones are conformed.
-        row.retain(|name, value| {
-            let Ok(found) = by_name.binary_search_by(|(n, _)| n.as_str().cmp(name)) else {
-                extra.insert(name.clone(), value.take());
-                return false;
+        for (name, mut value) in fields.0 {
+            let Ok(found) = self.columns_by_name.binary_search_by(|(n, _)| n.as_str().cmp(&name)) else {
+                extra.insert(name.into_owned(), value);
+                continue;
             };
-            let column = &columns[by_name[found].1];
-            if failure.is_none() {
-                required_found += usize::from(!column.nullable);
-                if let Err(misfit) = conform_value(column, value, &Path::Field(&column.name), &mut extra) {
-                    failure = Some(misfit);
+            let index = self.columns_by_name[found].1;
+            let column = &columns[index];
+            conform_value(column, &mut value, &Path::Field(&column.name), &mut extra)?;
+            match slots[index] {
+                // A key given twice: the last one wins, as in any JSON parser's map.
+                usize::MAX => {
+                    slots[index] = row.len();
+                    required_found += usize::from(!column.nullable);
+                    row.push((index, value));
                 }
+                earlier => row[earlier].1 = value,
             }
-            true
-        });
-        if let Some(misfit) = failure {
-            return Err(misfit);
         }
         if required_found < self.required_columns {
-            let missing =
-                columns.iter().find(|c| !c.nullable && c.name != EXTRA_COLUMN && !row.contains_key(&c.name));
-            if let Some(column) = missing {
-                let path = Path::Field(&column.name);
+            let missing = (0..columns.len()).find(|i| {
+                !columns[*i].nullable && columns[*i].name != EXTRA_COLUMN && slots[*i] == usize::MAX
+            });
+            if let Some(index) = missing {
+                let path = Path::Field(&columns[index].name);
                 return Err(path.misfit(format!("required field `{path}` is missing or null")));
             }
         }
@@ -209,9 +223,86 @@ impl<R: Read> JsonDecoder<R> {
                     self.unknown_paths.insert(generic_path(path));
                 }
             }
-            row.insert(EXTRA_COLUMN.to_string(), Value::String(Value::Object(extra).to_string()));
+            let extra_index =
+                columns.iter().position(|c| c.name == EXTRA_COLUMN).expect("JSON schemas have _extra");
+            row.push((extra_index, Value::String(Value::Object(extra).to_string())));
         }
         Ok(row)
+    }
+}
+
+impl<R: Read> JsonDecoder<R> {
+    /// Hands checked rows to arrow-json, each as a map from column name to value.
+    fn serialize(&mut self, rows: &[Row]) -> Result<(), DecodeError> {
+        let columns = &self.schema.columns;
+        let named: Vec<NamedRow> = rows.iter().map(|fields| NamedRow { columns, fields }).collect();
+        self.arrow.serialize(&named)?;
+        Ok(())
+    }
+}
+
+/// A checked row: (column index in the schema, value in its final shape).
+type Row = Vec<(usize, Value)>;
+
+/// A row as arrow-json reads it: a map keyed by the columns' names.
+struct NamedRow<'a> {
+    columns: &'a [Column],
+    fields: &'a [(usize, Value)],
+}
+
+impl serde::Serialize for NamedRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (index, value) in self.fields {
+            map.serialize_entry(&self.columns[*index].name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// An object's fields in their order, keys borrowed from the text where they have no escapes.
+struct Fields<'a>(Vec<(Cow<'a, str>, Value)>);
+
+/// A field name, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(64));
+                while let Some(Key(name)) = map.next_key()? {
+                    fields.push((name, map.next_value()?));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
     }
 }
 
@@ -220,14 +311,14 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         if self.done {
             return Ok(None);
         }
-        let mut rows: Vec<Map<String, Value>> = Vec::with_capacity(SERIALIZE_ROWS);
+        let mut rows: Vec<Row> = Vec::with_capacity(SERIALIZE_ROWS);
         let mut written = 0usize;
         let mut rejects = Vec::new();
         let mut bytes = 0usize;
         let mut element = Vec::new();
         while written + rows.len() < self.batch_rows && bytes < MAX_BATCH_BYTES {
             if rows.len() == SERIALIZE_ROWS {
-                self.arrow.serialize(&rows)?;
+                self.serialize(&rows)?;
                 written += rows.len();
                 rows.clear();
             }
@@ -259,7 +350,7 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
             return Ok(None);
         }
         self.stats.rows_written += written as u64;
-        self.arrow.serialize(&rows)?;
+        self.serialize(&rows)?;
         let batch = match self.arrow.flush()? {
             Some(batch) => batch,
             None => arrow::record_batch::RecordBatch::new_empty(self.schema.arrow_schema()),
@@ -597,6 +688,18 @@ description = ""
         let (batches, stats, _) = decode(" [ ] ");
         assert!(batches.is_empty());
         assert_eq!(stats, DecodeStats::default());
+    }
+
+    #[test]
+    fn a_field_given_twice_keeps_its_last_value_and_escaped_names_still_match() {
+        let (batches, stats, _) =
+            decode(r#"[{"id": 1, "tags": ["a"], "id": 2, "t\u0061gs": ["b"]}, {"\u0069d": 3}]"#);
+        assert_eq!(stats.rows_written, 2);
+        let batch = &batches[0].batch;
+        let ids = batch.column_by_name("id").unwrap().as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!((ids.value(0), ids.value(1)), (2, 3));
+        let tags = batch.column_by_name("tags").unwrap().as_list::<i32>();
+        assert_eq!(tags.value(0).as_string::<i32>().value(0), "b");
     }
 
     #[test]
