@@ -6,7 +6,8 @@ own (wait4 rusage). Every tool gets 2 threads and the declared column types. Not
 here asserts a timing. Writes BENCHMARKS.md.
 
 Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS] [--convert]   (--convert: only the conversions)
-       compare.py CXLAKE_BIN DATA_DIR --nightly  (only the 62-night lake; the rest from last-bench.json)
+       compare.py CXLAKE_BIN DATA_DIR --nightly  (only the 64-night lake; the rest from last-bench.json)
+       compare.py CXLAKE_BIN DATA_DIR --sync     (only the windows-in-flight sync)
        compare.py CXLAKE_BIN DATA_DIR --render   (rewrite BENCHMARKS.md from DATA_DIR/last-bench.json)
 """
 import datetime
@@ -155,13 +156,16 @@ def ndjson_copy(json_path):
     """The same records one per line, for Polars' streaming NDJSON reader (written once, not timed)."""
     ndjson_path = json_path[: -len(".json")] + ".ndjson"
     if not os.path.exists(ndjson_path) or os.path.getmtime(ndjson_path) < os.path.getmtime(json_path):
-        with open(json_path, encoding="utf-8") as f:
-            records = json.load(f)
-        with open(ndjson_path + ".tmp", "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False))
-                out.write("\n")
-        del records
+        # In a child process: a forked child starts with its parent's peak RSS, so this process
+        # must never hold the parsed file or every later measurement would report its size.
+        code = (
+            "import json, sys\n"
+            "records = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+            "with open(sys.argv[2], 'w', encoding='utf-8') as out:\n"
+            "    for record in records:\n"
+            "        out.write(json.dumps(record, ensure_ascii=False) + '\\n')\n"
+        )
+        subprocess.run([PYTHON, "-c", code, json_path, ndjson_path + ".tmp"], check=True)
         os.replace(ndjson_path + ".tmp", ndjson_path)
     return ndjson_path
 
@@ -303,10 +307,10 @@ def start_emulator(engagements, processing_polls):
 
 
 def nightly_bench():
-    """One lake grown night by night from the emulator: the nightly sync of day 1, day 3 (with
-    --lookback-days 2), then a backfill to day 60, then day 61 and day 62 (lookback 2) — and
-    what a full rebuild of the current tables costs at the end, which is what every night cost
-    before current tables were incremental."""
+    """One lake grown night by night from the emulator: the nightly syncs of days 1-3, day 4 with
+    --lookback-days 2, a backfill to day 60, days 61-63, day 64 with lookback 2 — and what a full
+    rebuild of the current tables costs at the end, which is what every night cost before
+    current tables were incremental."""
     emulator, env = start_emulator(NIGHTLY_ENGAGEMENTS, 1)
     out_dir = tempfile.mkdtemp(prefix="bench-nightly-")
     lake = f"{out_dir}/lake"
@@ -333,15 +337,27 @@ def nightly_bench():
             "modes": ",".join(sorted({c["mode"] for c in current})),
         })
 
+    def median_of(label, first):
+        # Three nights in a row, reported as their median: one night alone is within the noise.
+        measured = rows[first:]
+        del rows[first:]
+        row = sorted(measured, key=lambda r: r["seconds"])[1]
+        rows.append(dict(row, night=label, peak_rss_mib=max(r["peak_rss_mib"] for r in measured)))
+
     try:
         night("day 1", 1, ["--from", NIGHTLY_FIRST.isoformat()])
-        night("day 2", 2, [], measured=False)
-        night("day 3 (lookback 2)", 3, ["--lookback-days", "2"])
-        night("days 4-60 (backfill)", 60, [], measured=False)
+        night("day 2", 2, [])
+        night("day 3", 3, [])
+        median_of("days 1-3 (median)", 0)
+        night("day 4 (lookback 2)", 4, ["--lookback-days", "2"])
+        night("days 5-60 (backfill)", 60, [], measured=False)
         night("day 61", 61, [])
-        night("day 62 (lookback 2)", 62, ["--lookback-days", "2"])
+        night("day 62", 62, [])
+        night("day 63", 63, [])
+        median_of("days 61-63 (median)", 2)
+        night("day 64 (lookback 2)", 64, ["--lookback-days", "2"])
         seconds, rss, _ = run([CXLAKE, "current", "--dest", lake, "--full", "--log", "warn"])
-        rows.append({"night": "current --full at day 62", "windows": 0, "seconds": seconds,
+        rows.append({"night": "current --full at day 64", "windows": 0, "seconds": seconds,
                      "peak_rss_mib": rss / 2**20, "rows_landed": 0, "history_mb_written": 0.0,
                      "current_seconds": seconds, "current_mb_read": None, "current_mb_written": None,
                      "current_rows": None, "modes": "full"})
@@ -408,13 +424,16 @@ def render_markdown(table, versions, rows):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[3] == "--nightly":
-        # Only the nightly benchmark, merged into the last full run's figures.
+    if len(sys.argv) > 3 and sys.argv[3] in ("--nightly", "--sync"):
+        # Only one of the sync benchmarks, merged into the last full run's figures.
         path = os.path.join(DATA, "last-bench.json")
         last = json.load(open(path)) if os.path.exists(path) else {"convert": [], "sync": None}
-        last["nightly"] = nightly_bench()
+        if sys.argv[3] == "--nightly":
+            last["nightly"] = nightly_bench()
+        else:
+            last["sync"] = sync_bench()
         json.dump(last, open(path, "w"), indent=2)
-        write_report(last["convert"], last["sync"], last["nightly"])
+        write_report(last["convert"], last["sync"], last.get("nightly"))
     elif RENDER_ONLY:
         last = json.load(open(os.path.join(DATA, "last-bench.json")))
         if isinstance(last, list):  # written before the sync benchmark existed
