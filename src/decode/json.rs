@@ -30,7 +30,7 @@ use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
 /// Rows per batch unless their JSON grows past [`MAX_BATCH_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
 /// Long messages make rows big; cap the JSON held per batch to keep memory flat.
-const MAX_BATCH_BYTES: usize = 16 << 20;
+const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Checked rows are handed to arrow-json in slices this small: a parsed `serde_json::Value`
 /// takes several times its text's memory, so a whole batch of them must never be held at once.
 const SERIALIZE_ROWS: usize = 256;
