@@ -89,14 +89,13 @@ pub(super) fn window_fingerprint<'a>(files: impl IntoIterator<Item = &'a str>) -
     hex::encode(&Sha256::digest(names.join("\n").as_bytes())[..16])
 }
 
-/// The manifest and its segments' key filters, or `None` when the table must be rebuilt in full:
-/// no manifest (a new table, or one written before manifests), another format version or schema,
-/// or a key filter that cannot be read.
+/// The manifest, or `None` when the table must be rebuilt in full: no manifest (a new table, or
+/// one written before manifests), or another format version or schema.
 pub(super) async fn load(
     dest: &Destination,
     source: &str,
     schema: &DatasetSchema,
-) -> Result<Option<(Manifest, Vec<KeyFilter>)>, SinkError> {
+) -> Result<Option<Manifest>, SinkError> {
     let state = StateStore::new(dest.clone());
     let file = layout::current_manifest_file(source, &schema.dataset);
     let manifest: Manifest = match state.get_json(&file).await {
@@ -113,11 +112,22 @@ pub(super) async fn load(
         tracing::info!(dataset = %schema.dataset, "The current table was built with another schema; rebuilding it in full");
         return Ok(None);
     }
+    Ok(Some(manifest))
+}
+
+/// The key filters of the manifest's segments, in its order; `None` (rebuild in full) when one
+/// is missing or unreadable. Read only when a refresh has changes to apply.
+pub(super) async fn load_filters(
+    dest: &Destination,
+    source: &str,
+    dataset: &str,
+    manifest: &Manifest,
+) -> Result<Option<Vec<KeyFilter>>, SinkError> {
     let reads: Vec<_> = manifest
         .segments
         .iter()
         .map(|segment| {
-            let path = dest.path(&layout::current_key_filter_file(source, &schema.dataset, &segment.id));
+            let path = dest.path(&layout::current_key_filter_file(source, dataset, &segment.id));
             async move {
                 match object_store::ObjectStoreExt::get(&dest.store, &path).await {
                     Ok(result) => {
@@ -136,9 +146,9 @@ pub(super) async fn load(
             .into_iter()
             .collect::<Result<_, _>>()?;
     match filters.into_iter().collect::<Option<Vec<KeyFilter>>>() {
-        Some(filters) => Ok(Some((manifest, filters))),
+        Some(filters) => Ok(Some(filters)),
         None => {
-            tracing::warn!(dataset = %schema.dataset, "A key filter of the current table is missing or unreadable; rebuilding it in full");
+            tracing::warn!(%dataset, "A key filter of the current table is missing or unreadable; rebuilding it in full");
             Ok(None)
         }
     }

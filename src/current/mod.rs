@@ -563,8 +563,16 @@ pub async fn refresh_dataset(
         bytes_read: Arc::default(),
         keys_read: 0,
     };
-    let (plan, mode) = match &previous {
-        Some((manifest, _)) if manifest.windows == windows => {
+    // Key filters are read only when there are changes to apply; without them, a full rebuild.
+    let filters = match &previous {
+        Some(manifest) if manifest.windows != windows => {
+            manifest::load_filters(dest, source, &schema.dataset, manifest).await?
+        }
+        _ => None,
+    };
+    let previous = previous.filter(|manifest| manifest.windows == windows || filters.is_some());
+    let (plan, mode) = match (&previous, &filters) {
+        (Some(manifest), _) if manifest.windows == windows => {
             return Ok(Some(CurrentReport {
                 dataset: schema.dataset.clone(),
                 path: table_dir,
@@ -580,13 +588,12 @@ pub async fn refresh_dataset(
                 seconds: started.elapsed().as_secs_f64(),
             }));
         }
-        Some((manifest, filters)) => {
+        (Some(manifest), Some(filters)) => {
             (refresh.plan_incremental(&partitions, manifest, filters).await?, RefreshMode::Incremental)
         }
-        None => (refresh.plan_full(&partitions, None).await?, RefreshMode::Full),
+        _ => (refresh.plan_full(&partitions, None).await?, RefreshMode::Full),
     };
     let staged = refresh.write(plan.selections, run_id, config).await?;
-    let previous = previous.map(|(manifest, _)| manifest);
     let manifest =
         publish(dest, source, schema, format, run_id, previous.as_ref(), &plan.replaced, staged, windows)
             .await?;
@@ -616,8 +623,8 @@ async fn usable_manifest(
     source: &str,
     schema: &DatasetSchema,
     format: OutputFormat,
-) -> Result<Option<(Manifest, Vec<KeyFilter>)>, SinkError> {
-    let Some((manifest, filters)) = manifest::load(dest, source, schema).await? else {
+) -> Result<Option<Manifest>, SinkError> {
+    let Some(manifest) = manifest::load(dest, source, schema).await? else {
         return Ok(None);
     };
     let table_dir = layout::current_dir(source, &schema.dataset);
@@ -635,7 +642,7 @@ async fn usable_manifest(
         tracing::info!(dataset = %schema.dataset, "The current table differs from its manifest; rebuilding it in full");
         return Ok(None);
     }
-    Ok(Some((manifest, filters)))
+    Ok(Some(manifest))
 }
 
 /// Moves the staged segments into the table in place of the replaced ones and saves the new

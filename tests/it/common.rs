@@ -244,8 +244,8 @@ pub struct Output {
 }
 
 /// Runs the binary off the async workers (the emulator it talks to runs in this process).
-pub async fn run_cxlake<K: AsRef<str>, V: AsRef<str>>(args: &[&str], env: &[(K, V)]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+pub async fn run_cxlake<A: AsRef<str>, K: AsRef<str>, V: AsRef<str>>(args: &[A], env: &[(K, V)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.as_ref().to_string()).collect();
     let env = owned_env(env);
     tokio::task::spawn_blocking(move || {
         let output = std::process::Command::new(cxlake_bin())

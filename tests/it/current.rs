@@ -347,6 +347,14 @@ async fn incremental_equals_full_rebuild(format: &str) {
     std::fs::write(schemas.join("acme/thing.toml"), THING_SCHEMA).unwrap();
     let lake = dir.path().join("lake");
     let (lake_arg, schemas_arg) = (lake.to_str().unwrap(), schemas.to_str().unwrap());
+    let convert_args = |date: &str, file: &Path| -> Vec<String> {
+        let file = file.to_str().unwrap();
+        ["convert", "acme.thing", "--date", date, "--dest", lake_arg, "--format", format]
+            .into_iter()
+            .chain(["--schemas", schemas_arg, file])
+            .map(str::to_string)
+            .collect()
+    };
     let read = |lake: std::path::PathBuf| async move {
         match format {
             "delta" => thing_rows(read_delta_rows(&lake, "acme_current/thing").await),
@@ -391,20 +399,7 @@ async fn incremental_equals_full_rebuild(format: &str) {
             let file = dir.path().join(format!("things-{step}.json"));
             std::fs::write(&file, format!("[{}]", json.join(",\n"))).unwrap();
             windows.insert(date.clone(), rows);
-            let args = [
-                "convert",
-                "acme.thing",
-                "--date",
-                &date,
-                "--dest",
-                lake_arg,
-                "--format",
-                format,
-                "--schemas",
-                schemas_arg,
-                file.to_str().unwrap(),
-            ];
-            run_cxlake(&args, NO_ENV).await
+            run_cxlake(&convert_args(&date, &file), NO_ENV).await
         };
         assert_eq!(out.code, 0, "step {step}: {}\n{}", out.stdout, out.stderr);
         if out.stdout.contains("incremental refresh") {
@@ -433,20 +428,9 @@ async fn incremental_equals_full_rebuild(format: &str) {
     let file = dir.path().join("things-crash.json");
     std::fs::write(&file, r#"[{"id": 1, "value": "after the crash", "updated_at": 9}]"#).unwrap();
     windows.insert("2024-03-20".into(), vec![(1, 9, "after the crash".into())]);
-    let args = [
-        "convert",
-        "acme.thing",
-        "--date",
-        "2024-03-20",
-        "--dest",
-        lake_arg,
-        "--format",
-        format,
-        "--schemas",
-        schemas_arg,
-        file.to_str().unwrap(),
-    ];
-    let out = run_cxlake(&args, &[("CXLAKE_FAILPOINT", "before-current-manifest")]).await;
+    let out =
+        run_cxlake(&convert_args("2024-03-20", &file), &[("CXLAKE_FAILPOINT", "before-current-manifest")])
+            .await;
     assert_ne!(out.code, 0, "the failpoint aborts the run");
     let out = run_cxlake(&["current", "--dest", lake_arg, "--schemas", schemas_arg], NO_ENV).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
