@@ -456,7 +456,7 @@ pub async fn stage_files<S>(
     let mut total = DecodeStats::default();
     let mut warnings = Vec::new();
     for file in files {
-        let checked = match write_file(&mut writer, &mut rejects, schema.clone(), file).await {
+        let checked = match write_file(&mut writer, &mut rejects, schema.clone(), window, file).await {
             Ok((stats, drift)) => {
                 check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
                     .map(|file_warnings| (stats, file_warnings))
@@ -489,11 +489,12 @@ async fn write_file(
     writer: &mut PartWriter,
     rejects: &mut RejectSink,
     schema: Arc<DatasetSchema>,
+    window: Window,
     file: &FetchedFile,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let (path, file_name) = (file.path.clone(), file.file_name.clone());
-    let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, tx));
+    let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, window, tx));
     let mut write_error = None;
     while let Some(decoded) = rx.recv().await {
         let DecodedBatch { batch, rejects: rows } = decoded;
@@ -581,9 +582,10 @@ fn decode_file(
     path: &Path,
     schema: Arc<DatasetSchema>,
     file_name: String,
+    window: Window,
     tx: tokio::sync::mpsc::Sender<DecodedBatch>,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), DecodeError> {
-    let mut decoder = crate::decode::open(schema, path, file_name)?;
+    let mut decoder = crate::decode::open(schema, path, file_name, Some(window))?;
     while let Some(batch) = decoder.next_batch()? {
         if tx.blocking_send(batch).is_err() {
             // The writer stopped (and will report why); nothing more to do here.

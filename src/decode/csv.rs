@@ -20,7 +20,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
 use crate::schema::value::{self, InvalidValue};
-use crate::schema::{ColumnType, DatasetSchema, Encoding};
+use crate::schema::{ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
 
 /// Rows per batch unless the text in them grows past [`MAX_BATCH_TEXT_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
@@ -75,6 +75,35 @@ enum Parsed<'a> {
     Bool(bool),
 }
 
+/// The undeclared columns of a file whose schema keeps them: `_extra`'s index, and each kept
+/// column's position and header name. A row's non-empty values become one JSON object.
+struct KeptColumns {
+    index: usize,
+    columns: Vec<(usize, String)>,
+    text: String,
+}
+
+impl KeptColumns {
+    /// Writes the row's kept values into `self.text` as a JSON object (empty when there are none).
+    fn collect(&mut self, record: &::csv::ByteRecord) -> Result<(), (Option<String>, String)> {
+        self.text.clear();
+        let mut object = serde_json::Map::new();
+        for (position, name) in &self.columns {
+            let raw = record.get(*position).unwrap_or_default();
+            if raw.is_empty() {
+                continue;
+            }
+            let text = std::str::from_utf8(raw)
+                .map_err(|e| (Some(name.clone()), format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+            object.insert(name.clone(), serde_json::Value::String(text.to_string()));
+        }
+        if !object.is_empty() {
+            self.text = serde_json::Value::Object(object).to_string();
+        }
+        Ok(())
+    }
+}
+
 /// Reads a CSV stream batch by batch. Create with [`CsvDecoder::new`], then call
 /// [`CsvDecoder::next_batch`] until it returns `None`.
 pub struct CsvDecoder<R: Read> {
@@ -84,6 +113,10 @@ pub struct CsvDecoder<R: Read> {
     lines: Rc<RefCell<LineIndex>>,
     /// For each declared column, its position in the CSV record (None: absent, all nulls).
     positions: Vec<Option<usize>>,
+    /// For each declared column filled from the window, its value (days or microseconds).
+    fills: Vec<Option<i64>>,
+    /// Header columns the schema does not declare, kept in `_extra` when the schema has one.
+    extra: Option<KeptColumns>,
     header_len: usize,
     drift: Vec<SchemaDrift>,
     builders: Vec<Builder>,
@@ -156,10 +189,16 @@ impl<R: Read> CsvDecoder<R> {
         }
         let mut drift = Vec::new();
         let mut positions = Vec::with_capacity(schema.columns.len());
-        for column in &schema.columns {
-            let position = names.iter().position(|n| *n == column.name);
+        let mut matched: Vec<Option<usize>> = vec![None; schema.columns.len()];
+        for (i, name) in names.iter().enumerate() {
+            if let Some(index) = schema.column_for_field(name) {
+                matched[index].get_or_insert(i);
+            }
+        }
+        for (column, position) in schema.columns.iter().zip(matched) {
+            let from_file = column.fill.is_none() && column.name != EXTRA_COLUMN;
             // A file with no header at all (zero bytes) is an empty export, not a drifted one.
-            if position.is_none() && has_header {
+            if position.is_none() && has_header && from_file {
                 if !column.nullable {
                     return Err(DecodeError::MissingRequiredColumn {
                         file,
@@ -171,15 +210,41 @@ impl<R: Read> CsvDecoder<R> {
             }
             positions.push(position);
         }
-        for name in &names {
-            if schema.column_index(name).is_none() {
-                drift.push(SchemaDrift::UnknownColumn(name.clone()));
+        let extra_index = schema.extra_index();
+        let mut kept = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if positions.contains(&Some(i)) {
+                continue;
             }
+            match extra_index {
+                Some(_) => {
+                    drift.push(SchemaDrift::KeptField(name.clone()));
+                    kept.push((i, name.clone()));
+                }
+                None => drift.push(SchemaDrift::UnknownColumn(name.clone())),
+            }
+        }
+        let extra = match (extra_index, kept.is_empty()) {
+            (Some(index), false) => Some(KeptColumns { index, columns: kept, text: String::new() }),
+            _ => None,
+        };
+        if let Some(column) = schema.columns.iter().find(|c| !c.column_type.is_scalar()) {
+            return Err(DecodeError::Header {
+                file,
+                message: format!(
+                    "column `{}` of schema {} is {}, which a CSV file cannot hold; export this dataset as JSON",
+                    column.name,
+                    schema.qualified_name(),
+                    column.column_type
+                ),
+            });
         }
         let builders = schema.columns.iter().map(|c| Builder::new(&c.column_type, batch_rows)).collect();
         Ok(CsvDecoder {
             header_len: names.len(),
             done: !has_header,
+            fills: vec![None; schema.columns.len()],
+            extra,
             schema,
             file,
             reader,
@@ -191,6 +256,12 @@ impl<R: Read> CsvDecoder<R> {
             record: ::csv::ByteRecord::new(),
             stats: DecodeStats::default(),
         })
+    }
+
+    /// Fills the schema's window columns (`fill = "window_date"` …) from `window`.
+    pub fn with_window(mut self, window: Option<crate::window::Window>) -> Self {
+        self.fills = super::fill_values(&self.schema, window);
+        self
     }
 
     /// Columns that differ between the file's header and the schema.
@@ -236,7 +307,15 @@ impl<R: Read> CsvDecoder<R> {
             }
             self.stats.rows_read += 1;
             let mut parsed = recycle(std::mem::take(&mut spare));
-            let outcome = parse_row(&self.schema, &self.positions, self.header_len, record, &mut parsed);
+            let mut outcome =
+                parse_row(&self.schema, &self.positions, &self.fills, self.header_len, record, &mut parsed);
+            if let (Ok(_), Some(kept)) = (&outcome, &mut self.extra) {
+                if let Err(fault) = kept.collect(record) {
+                    outcome = Err(fault);
+                } else if !kept.text.is_empty() {
+                    parsed[kept.index] = Parsed::Text(&kept.text);
+                }
+            }
             match outcome {
                 Ok(row_text) => {
                     append_row(&mut self.builders, &parsed);
@@ -312,6 +391,7 @@ impl<R: Read> Read for LineCounting<R> {
 fn parse_row<'r>(
     schema: &DatasetSchema,
     positions: &[Option<usize>],
+    fills: &[Option<i64>],
     header_len: usize,
     record: &'r ::csv::ByteRecord,
     out: &mut Vec<Parsed<'r>>,
@@ -321,10 +401,14 @@ fn parse_row<'r>(
     }
     let mut text_bytes = 0;
     let whole_record_is_utf8 = record_is_utf8(record);
-    for (column, position) in schema.columns.iter().zip(positions) {
-        let raw = match position {
-            Some(i) => &record[*i],
-            None => b"".as_slice(),
+    for ((column, position), fill) in schema.columns.iter().zip(positions).zip(fills) {
+        let raw = match (position, fill) {
+            (Some(i), _) => &record[*i],
+            (None, Some(value)) => {
+                out.push(Parsed::Int(*value));
+                continue;
+            }
+            (None, None) => b"".as_slice(),
         };
         if raw.is_empty() {
             if !column.nullable && position.is_some() {
@@ -345,6 +429,9 @@ fn parse_row<'r>(
         let value = match &column.column_type {
             ColumnType::TimestampUtc if column.encoding == Encoding::EpochMs => {
                 value::parse_epoch_ms_micros(text).map(Parsed::Int)
+            }
+            ColumnType::Int64 if column.encoding == Encoding::DurationHms => {
+                value::parse_duration_hms_ms(text).map(Parsed::Int)
             }
             ColumnType::Utf8 => {
                 text_bytes += text.len();

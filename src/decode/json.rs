@@ -15,7 +15,7 @@
 //! `custom_fields[].value` both ways); a missing nullable field is null.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -66,6 +66,11 @@ pub struct JsonDecoder<R: Read> {
     required_columns: usize,
     /// Per column, where the row being conformed holds it (reused from row to row).
     slots: Vec<usize>,
+    /// Fields not named exactly as a column, by what the snake_case rule made of them (cached:
+    /// `AGENT_NAME` → `agent_name`'s index, an undeclared field → `None`).
+    renamed: HashMap<String, Option<usize>>,
+    /// For each declared column filled from the window, its value (days or microseconds).
+    fills: Vec<Option<i64>>,
 }
 
 impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
@@ -93,13 +98,18 @@ impl<R: Read> JsonDecoder<R> {
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.name != EXTRA_COLUMN)
-            .map(|(i, c)| (c.name.clone(), i))
+            .filter(|(_, c)| c.name != EXTRA_COLUMN && c.fill.is_none())
+            .map(|(i, c)| (c.source_name.clone().unwrap_or_else(|| c.name.clone()), i))
             .collect();
         columns_by_name.sort();
-        let required_columns =
-            schema.columns.iter().filter(|c| !c.nullable && c.name != EXTRA_COLUMN).count();
+        let required_columns = schema
+            .columns
+            .iter()
+            .filter(|c| !c.nullable && c.name != EXTRA_COLUMN && c.fill.is_none())
+            .count();
         Ok(JsonDecoder {
+            renamed: HashMap::new(),
+            fills: vec![None; schema.columns.len()],
             slots: Vec::new(),
             columns_by_name,
             required_columns,
@@ -118,6 +128,25 @@ impl<R: Read> JsonDecoder<R> {
             drift: Vec::new(),
             done: false,
         })
+    }
+
+    /// Fills the schema's window columns (`fill = "window_date"` …) from `window`.
+    pub fn with_window(mut self, window: Option<crate::window::Window>) -> Self {
+        self.fills = super::fill_values(&self.schema, window);
+        self
+    }
+
+    /// The column a field not named exactly as one lands in, by the snake_case rule.
+    fn renamed_column(&mut self, name: &str) -> Option<usize> {
+        if let Some(found) = self.renamed.get(name) {
+            return *found;
+        }
+        let found = self.schema.column_for_field(name);
+        // Bounded: a file with endless distinct keys costs a lookup each, not memory.
+        if self.renamed.len() < 10_000 {
+            self.renamed.insert(name.to_string(), found);
+        }
+        found
     }
 
     /// The next element's bytes and line, or `None` at the end of the array.
@@ -184,18 +213,23 @@ impl<R: Read> JsonDecoder<R> {
             }
         };
         let mut extra = Map::new();
-        let columns = &self.schema.columns;
-        let slots = &mut self.slots;
-        slots.clear();
-        slots.resize(columns.len(), usize::MAX);
+        self.slots.clear();
+        self.slots.resize(self.schema.columns.len(), usize::MAX);
         let mut row: Row = Vec::with_capacity(fields.0.len() + 1);
         let mut required_found = 0;
         for (name, mut value) in fields.0 {
-            let Ok(found) = self.columns_by_name.binary_search_by(|(n, _)| n.as_str().cmp(&name)) else {
-                extra.insert(name.into_owned(), value);
-                continue;
+            let index = match self.columns_by_name.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+                Ok(found) => self.columns_by_name[found].1,
+                Err(_) => match self.renamed_column(&name) {
+                    Some(index) => index,
+                    None => {
+                        extra.insert(name.into_owned(), value);
+                        continue;
+                    }
+                },
             };
-            let index = self.columns_by_name[found].1;
+            let columns = &self.schema.columns;
+            let slots = &mut self.slots;
             let column = &columns[index];
             conform_value(column, &mut value, &Path::Field(&column.name), &mut extra)?;
             match slots[index] {
@@ -208,9 +242,19 @@ impl<R: Read> JsonDecoder<R> {
                 earlier => row[earlier].1 = value,
             }
         }
+        let columns = &self.schema.columns;
+        let slots = &self.slots;
+        for (index, fill) in self.fills.iter().enumerate() {
+            if let Some(value) = fill {
+                row.push((index, Value::from(*value)));
+            }
+        }
         if required_found < self.required_columns {
             let missing = (0..columns.len()).find(|i| {
-                !columns[*i].nullable && columns[*i].name != EXTRA_COLUMN && slots[*i] == usize::MAX
+                !columns[*i].nullable
+                    && columns[*i].name != EXTRA_COLUMN
+                    && columns[*i].fill.is_none()
+                    && slots[*i] == usize::MAX
             });
             if let Some(index) = missing {
                 let path = Path::Field(&columns[index].name);
@@ -430,6 +474,25 @@ impl std::fmt::Display for Path<'_> {
     }
 }
 
+/// A scalar spelled as text, parsed by the column's type into what the checks below accept;
+/// `None` where text is already the expected spelling (dates, RFC 3339 timestamps).
+fn parse_text_value(column: &Column, text: &str) -> Option<Result<Value, InvalidValue>> {
+    Some(match (&column.column_type, column.encoding) {
+        (ColumnType::Int64, Encoding::DurationHms) => value::parse_duration_hms_ms(text).map(Value::from),
+        (ColumnType::Int64, _) => value::parse_i64(text).map(Value::from),
+        (ColumnType::Float64, _) => value::parse_f64(text).and_then(|v| {
+            serde_json::Number::from_f64(v)
+                .map(Value::Number)
+                .ok_or(InvalidValue("NaN and infinity cannot be kept from JSON text"))
+        }),
+        (ColumnType::Boolean, _) => value::parse_bool(text).map(Value::from),
+        (ColumnType::TimestampUtc, Encoding::EpochMs) => value::parse_i64(text)
+            .map(Value::from)
+            .map_err(|_| InvalidValue("expected milliseconds since the epoch")),
+        _ => return None,
+    })
+}
+
 /// Checks `value` against `column` (recursively) and converts it in place to the shape
 /// arrow-json decodes into the column's Arrow type. Undeclared struct members go into `extra`
 /// under their path.
@@ -439,6 +502,19 @@ fn conform_value(
     path: &Path,
     extra: &mut Map<String, Value>,
 ) -> Result<(), Misfit> {
+    // Platforms that send every value as a string (Khoros) spell numbers, flags and times as
+    // text: parsed by the column's declared type, an empty string being no value.
+    if let (Value::String(text), true) = (&*value, column.column_type.is_scalar()) {
+        if column.column_type != ColumnType::Utf8 {
+            if text.trim().is_empty() {
+                *value = Value::Null;
+            } else if let Some(parsed) = parse_text_value(column, text) {
+                *value = parsed.map_err(|InvalidValue(reason)| {
+                    path.misfit(format!("{reason}, found {}", quote(value)))
+                })?;
+            }
+        }
+    }
     if value.is_null() {
         return if column.nullable {
             Ok(())
@@ -648,7 +724,7 @@ description = ""
 
     #[test]
     fn rows_that_do_not_fit_are_rejected_with_line_path_and_bytes() {
-        let input = "[{\"id\": 1},\n{\"id\": \"two\"},\n{\"id\": 3, \"ratings\": [{\"score\": 1.5}]},\n{\"tags\": []},\n[1],\n{\"id\": 6, \"updated_at\": \"2024\"},\n{\"id\": 7}]";
+        let input = "[{\"id\": 1},\n{\"id\": \"two\"},\n{\"id\": 3, \"ratings\": [{\"score\": 1.5}]},\n{\"tags\": []},\n[1],\n{\"id\": 6, \"updated_at\": \"soon\"},\n{\"id\": 7}]";
         let (batches, stats, _) = decode(input);
         assert_eq!(stats, DecodeStats { rows_read: 7, rows_written: 2, rows_rejected: 5 });
         let rejects: Vec<&RejectedRow> = batches.iter().flat_map(|b| &b.rejects).collect();

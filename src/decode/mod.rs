@@ -16,7 +16,10 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use crate::schema::{DatasetSchema, FileFormat};
+use chrono::Datelike;
+
+use crate::schema::{DatasetSchema, FileFormat, Fill};
+use crate::window::Window;
 
 /// What one call to [`BatchDecoder::next_batch`] produced.
 #[derive(Debug)]
@@ -35,18 +38,42 @@ pub trait BatchDecoder {
 }
 
 /// Opens `path` with the decoder for the dataset's file format; `file_name` names it in messages.
+/// A platform that offers several formats (Khoros: JSON or CSV) is decoded by the file's own
+/// extension; otherwise by the schema's `format`. `window` fills the schema's window columns.
 pub fn open(
     schema: Arc<DatasetSchema>,
     path: &Path,
     file_name: String,
+    window: Option<Window>,
 ) -> Result<Box<dyn BatchDecoder>, DecodeError> {
     let input =
         std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
     let input = std::io::BufReader::with_capacity(1 << 20, input);
-    Ok(match schema.format {
-        FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?),
-        FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?),
+    Ok(match FileFormat::from_file_name(&file_name).unwrap_or(schema.format) {
+        FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?.with_window(window)),
+        FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_window(window)),
     })
+}
+
+/// The value of each column declared `fill = …`, from `window` (days for a date, microseconds
+/// for a timestamp); `None` for the other columns, and for all without a window.
+pub fn fill_values(schema: &DatasetSchema, window: Option<Window>) -> Vec<Option<i64>> {
+    schema
+        .columns
+        .iter()
+        .map(|column| {
+            let window = window?;
+            Some(match column.fill? {
+                Fill::WindowDate => crate::schema::value::days_from_civil(
+                    window.date.year() as i64,
+                    window.date.month(),
+                    window.date.day(),
+                ),
+                Fill::WindowStart => window.start().timestamp_micros(),
+                Fill::WindowEnd => window.end().timestamp_micros(),
+            })
+        })
+        .collect()
 }
 
 /// One input row that did not fit the schema.

@@ -96,6 +96,22 @@ pub enum Encoding {
     EpochMs,
     /// Any JSON value (object, array, scalar), stored as its JSON text in a Utf8 column.
     JsonText,
+    /// A duration written `HH:MM:SS` (hours may exceed 24, `.fff` optional), landing as whole
+    /// milliseconds in an Int64 column.
+    DurationHms,
+}
+
+/// A column the file does not carry, filled from the window the file was exported for: a
+/// per-day aggregate (one row per agent) only says which day it is about through its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fill {
+    /// The window's day (Date32).
+    WindowDate,
+    /// The window's first instant (UTC timestamp).
+    WindowStart,
+    /// The instant just after the window (UTC timestamp).
+    WindowEnd,
 }
 
 /// The types the decoders know how to produce.
@@ -195,6 +211,10 @@ pub struct Column {
     /// The platform marks the field deprecated; it is still landed while it is sent.
     pub deprecated: bool,
     pub description: String,
+    /// The platform's name for the field when it is not `name` or what [`snake_case`] makes of it.
+    pub source_name: Option<String>,
+    /// Filled from the window instead of the file.
+    pub fill: Option<Fill>,
 }
 
 impl Column {
@@ -208,6 +228,17 @@ impl Column {
             dictionary: true,
             deprecated: false,
             description: String::new(),
+            source_name: None,
+            fill: None,
+        }
+    }
+
+    /// Whether a field or header the platform calls `name` is this column: its declared
+    /// `source_name`, else its own name or the field's [`snake_case`] form.
+    pub fn is_named(&self, name: &str) -> bool {
+        match &self.source_name {
+            Some(source_name) => source_name == name,
+            None => self.name == name || snake_case(name) == self.name,
         }
     }
 
@@ -256,6 +287,23 @@ impl DatasetSchema {
 
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The column a file's header or a record's field `name` lands in: an exact name or
+    /// `source_name` first, then the [`snake_case`] rule. Filled columns never come from a file.
+    pub fn column_for_field(&self, name: &str) -> Option<usize> {
+        let candidates =
+            || self.columns.iter().enumerate().filter(|(_, c)| c.fill.is_none() && c.name != EXTRA_COLUMN);
+        candidates()
+            .find(|(_, c)| c.source_name.as_deref() == Some(name))
+            .or_else(|| candidates().find(|(_, c)| c.source_name.is_none() && c.name == name))
+            .or_else(|| candidates().find(|(_, c)| c.is_named(name)))
+            .map(|(i, _)| i)
+    }
+
+    /// Whether records of this dataset can keep undeclared fields (JSON datasets).
+    pub fn extra_index(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == EXTRA_COLUMN)
     }
 
     /// The key as users read it: `pid`, or `(id, date)`.
@@ -329,6 +377,10 @@ struct ColumnFile {
     #[serde(default)]
     deprecated: bool,
     description: String,
+    #[serde(default)]
+    source_name: Option<String>,
+    #[serde(default)]
+    fill: Option<Fill>,
     /// Members of a `Struct` or `List(Struct)` column.
     #[serde(default)]
     fields: Vec<ColumnFile>,
@@ -384,7 +436,11 @@ fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
     match (c.encoding, leaf) {
         (Encoding::Plain, _)
         | (Encoding::EpochMs, ColumnType::TimestampUtc)
-        | (Encoding::JsonText, ColumnType::Utf8) => {}
+        | (Encoding::JsonText, ColumnType::Utf8)
+        | (Encoding::DurationHms, ColumnType::Int64) => {}
+        (Encoding::DurationHms, _) => {
+            return Err(format!("column `{path}`: encoding duration_hms needs type Int64 (milliseconds)"))
+        }
         (Encoding::EpochMs, _) => {
             return Err(format!(
                 "column `{path}`: encoding epoch_ms needs type Timestamp(Microsecond, \"UTC\")"
@@ -411,6 +467,8 @@ fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
         dictionary: c.dictionary,
         deprecated: c.deprecated,
         description: c.description,
+        source_name: c.source_name,
+        fill: c.fill,
     })
 }
 
@@ -445,6 +503,15 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
         }
         let name = c.name.clone();
         let column = parse_column(c, &name).map_err(invalid)?;
+        match (column.fill, &column.column_type) {
+            (None, _) | (Some(Fill::WindowDate), ColumnType::Date32) => {}
+            (Some(Fill::WindowStart | Fill::WindowEnd), ColumnType::TimestampUtc) => {}
+            (Some(fill), other) => {
+                return Err(invalid(format!(
+                    "column `{name}`: fill {fill:?} cannot fill a {other} column (window_date is a Date32, window_start/window_end are timestamps)"
+                )))
+            }
+        }
         if format == FileFormat::Csv && !column.column_type.is_scalar() {
             return Err(invalid(format!(
                 "column `{name}` is {}; a CSV file holds only scalar columns",

@@ -167,6 +167,38 @@ pub fn epoch_ms_to_micros(millis: i64) -> Result<i64, InvalidValue> {
     millis.checked_mul(1000).ok_or(InvalidValue("epoch milliseconds out of range"))
 }
 
+/// Parses a duration `HH:MM:SS` or `HH:MM:SS.fff` (hours of any length, minutes and seconds
+/// below 60, an optional leading `-`) into whole milliseconds; `.fff` may have 1 to 3 digits.
+pub fn parse_duration_hms_ms(text: &str) -> Result<i64, InvalidValue> {
+    const EXPECTED: InvalidValue = InvalidValue("expected a duration as HH:MM:SS");
+    let t = text.trim();
+    let (sign, t) = match t.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, t),
+    };
+    let mut parts = t.split(':');
+    let (Some(h), Some(m), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(EXPECTED);
+    };
+    let (s, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let number = |digits: &str, max_len: usize| -> Result<i64, InvalidValue> {
+        if digits.is_empty() || digits.len() > max_len || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(EXPECTED);
+        }
+        digits.parse::<i64>().map_err(|_| EXPECTED)
+    };
+    let (hours, minutes, seconds) = (number(h, 12)?, number(m, 2)?, number(s, 2)?);
+    if minutes >= 60 || seconds >= 60 {
+        return Err(InvalidValue("minutes and seconds of a duration must be below 60"));
+    }
+    let millis = match fraction.len() {
+        0 => 0,
+        1..=3 => number(fraction, 3)? * 10i64.pow(3 - fraction.len() as u32),
+        _ => return Err(InvalidValue("a duration has at most milliseconds (HH:MM:SS.fff)")),
+    };
+    Ok(sign * (((hours * 60 + minutes) * 60 + seconds) * 1000 + millis))
+}
+
 /// Parses a decimal or scientific number; `NaN` and `inf` are accepted as IEEE values.
 pub fn parse_f64(text: &str) -> Result<f64, InvalidValue> {
     let t = text.trim();
@@ -275,6 +307,18 @@ mod tests {
         assert_eq!(parse_f64("inf"), Ok(f64::INFINITY));
         for bad in ["abc", "1,5", "", "0x10", "infinite"] {
             assert!(parse_f64(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_as_hours_minutes_seconds_become_milliseconds() {
+        assert_eq!(parse_duration_hms_ms("00:00:00"), Ok(0));
+        assert_eq!(parse_duration_hms_ms("01:02:03"), Ok(3_723_000));
+        assert_eq!(parse_duration_hms_ms("123:59:59.5"), Ok(((123 * 60 + 59) * 60 + 59) * 1000 + 500));
+        assert_eq!(parse_duration_hms_ms(" 0:00:01.042 "), Ok(1042));
+        assert_eq!(parse_duration_hms_ms("-00:00:02"), Ok(-2000));
+        for bad in ["", "12", "1:2", "01:60:00", "01:00:60", "a:00:00", "01:00:00.1234", "1:2:3:4"] {
+            assert!(parse_duration_hms_ms(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

@@ -185,6 +185,8 @@ pub struct HttpClient {
     config: HttpConfig,
     client: reqwest::Client,
     bearer: Option<Secret>,
+    /// `Authorization: Basic` user and password, for platforms that use it (Khoros).
+    basic: Option<(String, Secret)>,
     /// Every secret of the source, scrubbed out of server texts before they are shown.
     secrets: Vec<Secret>,
     pacer: Option<Arc<Pacer>>,
@@ -205,7 +207,15 @@ impl HttpClient {
             })?;
         let pacer = config.requests_per_minute.map(|n| Arc::new(Pacer::per_minute(n)));
         let secrets = bearer.iter().cloned().collect();
-        Ok(HttpClient { config, client, bearer, secrets, pacer })
+        Ok(HttpClient { config, client, bearer, basic: None, secrets, pacer })
+    }
+
+    /// Sends `Authorization: Basic` with `user` and `password` on every request instead.
+    pub fn with_basic_auth(mut self, user: &str, password: Secret) -> HttpClient {
+        self.bearer = None;
+        self.secrets.push(password.clone());
+        self.basic = Some((user.to_string(), password));
+        self
     }
 
     /// Also scrub `secret` out of server texts (credentials sent some other way).
@@ -222,9 +232,10 @@ impl HttpClient {
     }
 
     fn authorised(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.bearer {
-            Some(secret) => request.bearer_auth(secret.expose()),
-            None => request,
+        match (&self.bearer, &self.basic) {
+            (Some(secret), _) => request.bearer_auth(secret.expose()),
+            (None, Some((user, password))) => request.basic_auth(user, Some(password.expose())),
+            (None, None) => request,
         }
     }
 

@@ -7,9 +7,11 @@
 //! between a source and the pipeline is [`Source::fetch_window`]: "put this window's files for
 //! these datasets into this spool directory and tell me what and where they are". Decoding,
 //! writing and committing are the pipeline's, identical for every source. The shared pieces of
-//! the async-job sources (poll schedule, deadline) live in [`poll`].
+//! the async-job sources (create → poll → adopt after a crash → retry FAILED) live in
+//! [`export_job`] and [`poll`].
 
 pub mod dixa;
+pub mod export_job;
 pub mod http;
 pub mod local;
 pub mod loopback;
@@ -99,6 +101,9 @@ pub enum SourceError {
     /// The platform refused this window's request (e.g. its range), or its export failed.
     #[error("{0}")]
     Export(String),
+    /// The export (or its download) no longer exists on the platform: a new one is needed.
+    #[error("{0}")]
+    Gone(String),
     /// Rate-limited for longer than `--max-retry-wait`.
     #[error("{0}")]
     RateLimited(String),
@@ -115,9 +120,10 @@ impl SourceError {
         match self {
             SourceError::Unauthorized(_) | SourceError::Rejected(_) => FailureScope::Run,
             SourceError::Local(_) => FailureScope::Run,
-            SourceError::Export(_) | SourceError::RateLimited(_) | SourceError::Transfer(_) => {
-                FailureScope::Window
-            }
+            SourceError::Export(_)
+            | SourceError::Gone(_)
+            | SourceError::RateLimited(_)
+            | SourceError::Transfer(_) => FailureScope::Window,
         }
     }
 }

@@ -19,8 +19,10 @@ use reqwest::StatusCode;
 use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
+use crate::sources::export_job::{self, ExportJobApi, JobEnd, JobState};
 use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError};
 use crate::sources::poll::PollConfig;
+use crate::window::Window;
 
 /// The API key (a [`http::Secret`]: its `Debug` never shows the value).
 pub type ApiKey = http::Secret;
@@ -245,31 +247,7 @@ impl SaltedCxClient {
 
     /// Polls until the export is COMPLETED, with a growing interval and an overall deadline.
     pub async fn wait_completed(&self, created: &CreatedExport) -> Result<ExportStatus, ClientError> {
-        let started = tokio::time::Instant::now();
-        let deadline = started + self.config.poll.deadline;
-        let mut intervals = self.config.poll.intervals();
-        loop {
-            let status = self.status(&created.export_id, &created.status_url).await?;
-            match status.status {
-                ExportState::Completed => return Ok(status),
-                ExportState::Failed => {
-                    return Err(ClientError::ExportFailed {
-                        export_id: created.export_id.clone(),
-                        error: self.scrub(status.error.as_deref().unwrap_or("no error given")),
-                    })
-                }
-                ExportState::Processing => {}
-            }
-            let wait = intervals.next().expect("intervals never end");
-            if tokio::time::Instant::now() + wait > deadline {
-                return Err(ClientError::Timeout {
-                    export_id: created.export_id.clone(),
-                    waited_secs: started.elapsed().as_secs(),
-                });
-            }
-            tracing::debug!(export_id = %created.export_id, wait_ms = wait.as_millis() as u64, "Export still processing");
-            tokio::time::sleep(wait).await;
-        }
+        export_job::wait(&SaltedCxJobs { client: self, contact: None }, created).await
     }
 
     /// `GET /api/v1/export/history`: the most recent exports (up to 100).
@@ -361,6 +339,66 @@ impl SaltedCxClient {
     /// Removes the API key from a text that came back from the server.
     fn scrub(&self, text: &str) -> String {
         self.api.scrub(text)
+    }
+}
+
+/// The export lifecycle's view of Salted CX: `POST /api/v1/export` (with `--contact` when
+/// given), its `statusUrl`, `COMPLETED`/`FAILED`.
+pub struct SaltedCxJobs<'a> {
+    pub client: &'a SaltedCxClient,
+    pub contact: Option<&'a str>,
+}
+
+impl From<JobEnd> for ClientError {
+    fn from(end: JobEnd) -> ClientError {
+        match end {
+            JobEnd::Failed { export_id, error } => ClientError::ExportFailed { export_id, error },
+            // Salted CX exports do not expire before their download; its URLs do (refreshed).
+            JobEnd::Expired { export_id } => {
+                ClientError::ExportFailed { export_id, error: "the export expired".into() }
+            }
+            JobEnd::Timeout { export_id, waited_secs } => ClientError::Timeout { export_id, waited_secs },
+        }
+    }
+}
+
+impl ExportJobApi for SaltedCxJobs<'_> {
+    type Job = CreatedExport;
+    type Ready = ExportStatus;
+    type Error = ClientError;
+
+    async fn create(&self, window: Window, datasets: &[String]) -> Result<CreatedExport, ClientError> {
+        self.client.create_export(window.start(), window.end(), datasets, self.contact).await
+    }
+
+    fn job_id(&self, job: &CreatedExport) -> String {
+        job.export_id.clone()
+    }
+
+    fn adopt(&self, recorded_id: &str) -> Option<CreatedExport> {
+        Some(CreatedExport {
+            status_url: SaltedCxClient::status_url_for(recorded_id),
+            export_id: recorded_id.to_string(),
+        })
+    }
+
+    async fn status(&self, job: &CreatedExport) -> Result<JobState<ExportStatus>, ClientError> {
+        let status = self.client.status(&job.export_id, &job.status_url).await?;
+        Ok(match status.status {
+            ExportState::Completed => JobState::Ready(status),
+            ExportState::Failed => {
+                JobState::Failed(self.client.scrub(status.error.as_deref().unwrap_or("no error given")))
+            }
+            ExportState::Processing => JobState::Running,
+        })
+    }
+
+    fn is_gone(&self, error: &ClientError) -> bool {
+        matches!(error, ClientError::NotFound { .. })
+    }
+
+    fn poll_config(&self) -> PollConfig {
+        self.client.config.poll
     }
 }
 

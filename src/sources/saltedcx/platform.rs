@@ -10,12 +10,11 @@ use url::Url;
 use super::client::{ClientConfig, SaltedCxClient};
 use super::emulator::{self, Emulator, EmulatorConfig, FaultScenario};
 use super::synth::{self, SynthConfig};
-use super::{api, ExportPolicy, SaltedCx};
+use super::{api, SaltedCx};
+use crate::sources::export_job::ExportJobArgs;
 use crate::sources::http::{load_secret, HttpArgs};
 use crate::sources::loopback;
-use crate::sources::poll::PollConfig;
 use crate::sources::{Platform, RunningEmulator, SetupError, SourceError};
-use crate::units::parse_duration;
 use crate::window::Window;
 
 /// `cxlake sync saltedcx` / `cxlake history saltedcx` options.
@@ -36,21 +35,8 @@ pub struct SaltedCxArgs {
     #[arg(long, value_name = "EMAIL|PHONE")]
     pub contact: Option<String>,
 
-    /// Give up on an export still processing after this long (e.g. 30m, 2h)
-    #[arg(long, default_value = "30m", value_name = "DURATION")]
-    pub export_timeout: String,
-
-    /// First wait between status polls; grows 1.5× per poll up to 30 s
-    #[arg(long, default_value = "2s", value_name = "DURATION")]
-    pub poll_interval: String,
-
-    /// New exports to create after one ends FAILED, before the window fails
-    #[arg(long, default_value_t = 2, value_name = "N")]
-    pub failed_export_retries: u32,
-
-    /// Wait before creating a new export after a FAILED one
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
-    pub failed_export_cooldown: String,
+    #[command(flatten)]
+    pub job: ExportJobArgs,
 }
 
 /// `cxlake emulator saltedcx` options.
@@ -73,10 +59,6 @@ pub struct SaltedCxEmulatorArgs {
     pub faults: Option<PathBuf>,
 }
 
-fn setup(what: &str) -> impl Fn(String) -> SetupError + '_ {
-    move |e| SetupError(format!("{what}: {e}"))
-}
-
 impl SaltedCxArgs {
     fn client(&self) -> Result<SaltedCxClient, SetupError> {
         let key = load_secret(
@@ -89,11 +71,7 @@ impl SaltedCxArgs {
             .map_err(|e| SetupError(format!("--api-url `{}` is not a URL: {e}", self.api_url)))?;
         let mut config = ClientConfig::new(base_url, key);
         self.http.apply(&mut config.http)?;
-        config.poll = PollConfig {
-            initial_interval: parse_duration(&self.poll_interval).map_err(setup("--poll-interval"))?,
-            deadline: parse_duration(&self.export_timeout).map_err(setup("--export-timeout"))?,
-            ..PollConfig::default()
-        };
+        config.poll = self.job.poll()?;
         SaltedCxClient::new(config).map_err(|e| SetupError(e.to_string()))
     }
 }
@@ -130,13 +108,7 @@ impl Platform for SaltedCxPlatform {
     type Emulator = Emulator;
 
     fn source(args: &SaltedCxArgs) -> Result<SaltedCx, SetupError> {
-        let policy = ExportPolicy {
-            failed_retries: args.failed_export_retries,
-            failed_cooldown: parse_duration(&args.failed_export_cooldown)
-                .map_err(setup("--failed-export-cooldown"))?,
-            ..ExportPolicy::default()
-        };
-        Ok(SaltedCx::new(args.client()?, args.contact.clone()).with_policy(policy))
+        Ok(SaltedCx::new(args.client()?, args.contact.clone()).with_policy(args.job.policy()?))
     }
 
     fn filter(args: &SaltedCxArgs) -> Option<String> {

@@ -1,0 +1,224 @@
+//! The deterministic Khoros Care tenant behind the emulator: a roster of agents (some disabled,
+//! some with names that need quoting) and, for every UTC day, one user-export row per agent
+//! whose values derive from the seed, the day and the agent alone — so a test can ask the
+//! generator what any day must hold, independently of the client and the decoder.
+//!
+//! The rows are described as typed [`UserRow`]s; [`UserRow::fields`] spells them the way the
+//! export does (every value a string, durations `HH:MM:SS`, the `*_MILLIS` columns only in JSON).
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::sources::synthetic::{person_name, Rng};
+
+/// The report's columns in the order the export writes them; `json_only` ones are absent in CSV.
+pub const COLUMNS: &[(&str, bool)] = &[
+    ("AGENT_ID", false),
+    ("AGENT_NAME", false),
+    ("AGENT_EMAIL", false),
+    ("AGENT_STATUS", false),
+    ("TEAM_NAMES", false),
+    ("TOTAL_ASSIGNED", false),
+    ("TOTAL_HANDLED", false),
+    ("TOTAL_CLOSED", false),
+    ("TOTAL_REPLIES", false),
+    ("AVG_HANDLE_TIME", false),
+    ("AVG_FIRST_RESPONSE_TIME", false),
+    ("TOTAL_CONSOLE_LOGGED_IN_TIME", false),
+    ("TOTAL_GREEN_STATE_TIME", false),
+    ("TOTAL_YELLOW_STATE_TIME", false),
+    ("TOTAL_RED_STATE_TIME", false),
+    ("TOTAL_MOBILE_TIME", false),
+    ("TOTAL_CONSOLE_LOGGED_IN_TIME_MILLIS", true),
+    ("TOTAL_GREEN_STATE_TIME_MILLIS", true),
+    ("TOTAL_YELLOW_STATE_TIME_MILLIS", true),
+    ("TOTAL_RED_STATE_TIME_MILLIS", true),
+    ("TOTAL_MOBILE_TIME_MILLIS", true),
+    // Not in any document: a metric this tenant enabled. Lands in `_extra`.
+    ("CUSTOM_SURVEY_RESPONSES", false),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KhorosSynthConfig {
+    pub seed: u64,
+    pub agents: usize,
+}
+
+impl Default for KhorosSynthConfig {
+    fn default() -> Self {
+        KhorosSynthConfig { seed: 0x6b68_6f72, agents: 24 }
+    }
+}
+
+/// One agent of the roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub enabled: bool,
+    pub teams: Vec<&'static str>,
+}
+
+const TEAMS: &[&str] = &["Tier 1", "Tier 2", "Billing, Refunds", "Social \"Care\"", "Nordics"];
+
+/// The roster: every fifth agent is disabled.
+pub fn agents(config: KhorosSynthConfig) -> Vec<Agent> {
+    (0..config.agents)
+        .map(|i| {
+            let mut rng = Rng::derive(&[config.seed, 1, i as u64]);
+            let name = match i {
+                // Names a CSV writer must quote, and one beyond ASCII.
+                3 => "O'Brien, Siobhán \"Shiv\"".to_string(),
+                7 => "José Ñúñez\u{1F600}".to_string(),
+                _ => person_name(&mut rng),
+            };
+            let email = format!("agent{}@example.com", 1000 + i);
+            let teams = (0..rng.range(1, 2)).map(|_| rng.pick(TEAMS)).collect::<Vec<_>>();
+            Agent { id: 5_000_000 + i as i64 * 37, name, email, enabled: i % 5 != 4, teams }
+        })
+        .collect()
+}
+
+/// One row of the user export, typed (durations in milliseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub agent: Agent,
+    pub total_assigned: i64,
+    pub total_handled: i64,
+    pub total_closed: i64,
+    pub total_replies: i64,
+    /// `None`: the agent handled nothing, the export leaves the average empty.
+    pub avg_handle_time_ms: Option<i64>,
+    pub avg_first_response_time_ms: Option<i64>,
+    pub console_logged_in_ms: i64,
+    pub green_ms: i64,
+    pub yellow_ms: i64,
+    pub red_ms: i64,
+    pub mobile_ms: i64,
+    pub custom_survey_responses: i64,
+}
+
+/// The rows of `day` (one per agent; disabled agents only with `include_disabled`), optionally
+/// limited to `agent_ids` / `team_ids` (team ids are the team's index in the roster's list).
+pub fn day_rows(config: KhorosSynthConfig, day: NaiveDate, include_disabled: bool) -> Vec<UserRow> {
+    agents(config)
+        .into_iter()
+        .filter(|a| include_disabled || a.enabled)
+        .map(|agent| {
+            let mut rng = Rng::derive(&[config.seed, 2, agent.id as u64, day.num_days_from_ce() as u64]);
+            let working = agent.enabled && rng.chance(85);
+            let handled = if working { rng.range(0, 60) as i64 } else { 0 };
+            // Logged-in time in whole seconds with milliseconds: the formatted columns show
+            // seconds (truncated), the `*_MILLIS` columns the exact value.
+            let logged_in = if working { rng.range(600_000, 9 * 3_600_000) as i64 } else { 0 };
+            let green = logged_in * rng.range(40, 80) as i64 / 100 + rng.below(1000) as i64;
+            let green = green.min(logged_in);
+            let yellow = (logged_in - green) * rng.range(10, 90) as i64 / 100;
+            let red = logged_in - green - yellow;
+            UserRow {
+                total_assigned: handled + rng.below(5) as i64 * i64::from(working),
+                total_handled: handled,
+                total_closed: handled * rng.range(50, 100) as i64 / 100,
+                total_replies: handled * rng.range(1, 4) as i64,
+                avg_handle_time_ms: (handled > 0).then(|| rng.range(30, 3 * 3600) as i64 * 1000),
+                avg_first_response_time_ms: (handled > 0).then(|| rng.range(5, 1800) as i64 * 1000),
+                console_logged_in_ms: logged_in,
+                green_ms: green,
+                yellow_ms: yellow,
+                red_ms: red,
+                mobile_ms: if working && rng.chance(20) { rng.range(1000, 3_600_000) as i64 } else { 0 },
+                custom_survey_responses: rng.below(12) as i64,
+                agent,
+            }
+        })
+        .collect()
+}
+
+/// `HH:MM:SS` of whole seconds (hours may exceed 24), as the export formats durations.
+pub fn hms(millis: i64) -> String {
+    let seconds = millis / 1000;
+    format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
+impl UserRow {
+    /// The row as the export spells it: `(column, value)` for every column of the format, all
+    /// strings (an empty string for no value).
+    pub fn fields(&self, json: bool) -> Vec<(&'static str, String)> {
+        let a = &self.agent;
+        let opt = |v: Option<i64>| v.map(hms).unwrap_or_default();
+        let values: Vec<String> = vec![
+            a.id.to_string(),
+            a.name.clone(),
+            a.email.clone(),
+            if a.enabled { "Enabled" } else { "Disabled" }.to_string(),
+            a.teams.join("; "),
+            self.total_assigned.to_string(),
+            self.total_handled.to_string(),
+            self.total_closed.to_string(),
+            self.total_replies.to_string(),
+            opt(self.avg_handle_time_ms),
+            opt(self.avg_first_response_time_ms),
+            hms(self.console_logged_in_ms),
+            hms(self.green_ms),
+            hms(self.yellow_ms),
+            hms(self.red_ms),
+            hms(self.mobile_ms),
+            self.console_logged_in_ms.to_string(),
+            self.green_ms.to_string(),
+            self.yellow_ms.to_string(),
+            self.red_ms.to_string(),
+            self.mobile_ms.to_string(),
+            self.custom_survey_responses.to_string(),
+        ];
+        COLUMNS
+            .iter()
+            .zip(values)
+            .filter(|((_, json_only), _)| json || !json_only)
+            .map(|((name, _), value)| (*name, value))
+            .collect()
+    }
+}
+
+/// The export file of `rows`: a JSON array of objects, or CSV with a header.
+pub fn render(rows: &[UserRow], json: bool) -> Vec<u8> {
+    if json {
+        let records: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                serde_json::Value::Object(
+                    row.fields(true).into_iter().map(|(k, v)| (k.to_string(), v.into())).collect(),
+                )
+            })
+            .collect();
+        serde_json::to_vec_pretty(&records).expect("JSON of strings serialises")
+    } else {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let header: Vec<&str> = COLUMNS.iter().filter(|(_, json_only)| !json_only).map(|(n, _)| *n).collect();
+        writer.write_record(&header).expect("writing to a Vec");
+        for row in rows {
+            writer.write_record(row.fields(false).iter().map(|(_, v)| v)).expect("writing to a Vec");
+        }
+        writer.into_inner().expect("flushing a Vec")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_deterministic_and_disabled_agents_are_optional() {
+        let config = KhorosSynthConfig::default();
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        assert_eq!(day_rows(config, day, true), day_rows(config, day, true));
+        let all = day_rows(config, day, true).len();
+        let enabled = day_rows(config, day, false).len();
+        assert_eq!(all, config.agents);
+        assert!(enabled < all, "the roster has disabled agents");
+        for row in day_rows(config, day, true) {
+            assert_eq!(row.green_ms + row.yellow_ms + row.red_ms, row.console_logged_in_ms);
+        }
+        assert_eq!(hms(3_723_999), "01:02:03");
+        assert_eq!(hms(100 * 3_600_000), "100:00:00");
+    }
+}
