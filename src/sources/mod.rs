@@ -13,6 +13,7 @@
 pub mod dixa;
 pub mod export_job;
 pub mod http;
+pub mod khoros;
 pub mod local;
 pub mod loopback;
 pub mod poll;
@@ -215,6 +216,7 @@ macro_rules! with_sources {
         $callback! {
             Saltedcx => $crate::sources::saltedcx::platform::SaltedCxPlatform,
             Dixa => $crate::sources::dixa::platform::DixaPlatform,
+            Khoros => $crate::sources::khoros::platform::KhorosPlatform,
         }
     };
 }

@@ -1,0 +1,73 @@
+//! Khoros Care: the Analytics user export (an async export job, JSON or CSV), its client, its
+//! emulator and the synthetic tenant behind the emulator.
+//!
+//! One dataset, `khoros.user`: an aggregate per agent for each UTC-day window, one export per
+//! window through the shared [`export_job`](super::export_job) lifecycle. The report does not
+//! say which day it covers, so its `report_date` column is filled from the window.
+
+pub mod client;
+pub mod emulator;
+pub mod platform;
+pub mod synth;
+
+use std::path::Path;
+
+use self::client::{KhorosClient, KhorosFormat};
+use super::export_job::{self, ExportPolicy};
+use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
+use crate::window::Window;
+
+/// Khoros as a [`Source`]: one user export per window.
+#[derive(Debug, Clone)]
+pub struct Khoros {
+    client: KhorosClient,
+    policy: ExportPolicy,
+}
+
+impl Khoros {
+    pub fn new(client: KhorosClient, policy: ExportPolicy) -> Khoros {
+        Khoros { client, policy }
+    }
+}
+
+impl Source for Khoros {
+    fn name(&self) -> &str {
+        "khoros"
+    }
+
+    async fn fetch_window<J: ExportJournal>(
+        &self,
+        window: Window,
+        datasets: &[String],
+        spool: &Path,
+        journal: &J,
+    ) -> Result<FetchedWindow, SourceError> {
+        if let Some(other) = datasets.iter().find(|d| *d != "user") {
+            return Err(SourceError::Rejected(format!("Khoros has no dataset `{other}`; valid: khoros.user")));
+        }
+        let mut attempts = 0;
+        loop {
+            let (job, url) = export_job::completed(&self.client, &self.policy, window, datasets, journal).await?;
+            let file_name = match self.client.config().request.format {
+                KhorosFormat::Json => "user.json",
+                KhorosFormat::Csv => "user.csv",
+            };
+            let path = spool.join(format!("{window}-{file_name}"));
+            match self.client.download(&job, &url, &path).await {
+                Ok(bytes) => {
+                    tracing::debug!(window = %window, bytes, "Downloaded");
+                    let file = FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
+                    return Ok(FetchedWindow { export_id: Some(job.workflow_id), files: vec![file] });
+                }
+                // The report went away between COMPLETED and the download: export it again.
+                Err(SourceError::Gone(message)) if attempts < self.policy.failed_retries => {
+                    attempts += 1;
+                    tracing::warn!(window = %window, error = %message, "Creating the export again");
+                    // An id no run adopts: the next attempt creates a new export.
+                    journal.record(window, "").await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
