@@ -259,6 +259,57 @@ impl SourceUnderTest for DixaUnderTest {
     }
 }
 
+/// Khoros Care: an async user export, Basic auth plus a company key, JSON downloads.
+pub struct KhorosUnderTest;
+
+impl SourceUnderTest for KhorosUnderTest {
+    const NAME: &'static str = "khoros";
+    type Emulator = cxlake::sources::khoros::emulator::KhorosEmulator;
+
+    async fn start(faults: bool, secret: &str) -> Self::Emulator {
+        use cxlake::sources::khoros::emulator::{KhorosEndpoint as E, KhorosFault, KhorosFaultKind as K};
+        let f = |endpoint, kind| KhorosFault { endpoint, kind, times: 1 };
+        let faults = if faults {
+            vec![
+                f(E::Create, K::RateLimit { seconds: 1 }),
+                f(E::Status, K::Status { code: 503, retry_after: None }),
+                f(E::Download, K::Reset { bytes: 1500 }),
+                f(E::Status, K::FailExport),
+            ]
+        } else {
+            Vec::new()
+        };
+        crate::khoros::khoros_emulator(cxlake::sources::khoros::emulator::KhorosEmulatorConfig {
+            password: secret.to_string(),
+            company_key: format!("{secret}-company-key"),
+            faults,
+            ..crate::khoros::khoros_emulator_config()
+        })
+        .await
+    }
+
+    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
+        vec![
+            ("KHOROS_API_URL".into(), emulator.base_url().to_string()),
+            ("KHOROS_USERNAME".into(), emulator.config().username.clone()),
+            ("KHOROS_PASSWORD".into(), secret.to_string()),
+            ("KHOROS_COMPANY_KEY".into(), format!("{secret}-company-key")),
+        ]
+    }
+
+    fn fast_args() -> Vec<&'static str> {
+        vec!["--poll-interval", "10ms", "--failed-export-cooldown", "10ms"]
+    }
+
+    fn expected(emulator: &Self::Emulator, _schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        crate::khoros::expected_for_day(emulator.config().synth, day, true)
+    }
+
+    fn faults_injected(emulator: &Self::Emulator) -> u64 {
+        emulator.stats().faults_injected
+    }
+}
+
 /// One module of checks per registered source: adding a source is one line here.
 macro_rules! conformance {
     ($($module:ident => $source:ty),* $(,)?) => {$(
@@ -296,9 +347,13 @@ macro_rules! conformance {
 conformance! {
     saltedcx => SaltedCxUnderTest,
     dixa => DixaUnderTest,
+    khoros => KhorosUnderTest,
 }
 
 #[test]
 fn every_registered_source_is_in_the_suite() {
-    assert_eq!(cxlake::cli::source_names(), [SaltedCxUnderTest::NAME, DixaUnderTest::NAME]);
+    assert_eq!(
+        cxlake::cli::source_names(),
+        [SaltedCxUnderTest::NAME, DixaUnderTest::NAME, KhorosUnderTest::NAME]
+    );
 }

@@ -174,7 +174,8 @@ impl KhorosClient {
 
     /// `POST reports/report/user` for `window` (epoch milliseconds, `[start, end)`).
     pub async fn create(&self, window: Window) -> Result<KhorosJob, SourceError> {
-        let url = self.keyed(&self.config.base_url.join("reports/report/user").expect("a relative path joins"));
+        let url =
+            self.keyed(&self.config.base_url.join("reports/report/user").expect("a relative path joins"));
         let request = &self.config.request;
         let mut form: Vec<(&str, String)> = vec![
             ("startTime", window.start().timestamp_millis().to_string()),
@@ -200,7 +201,9 @@ impl KhorosClient {
             .await?;
         let result = self.result(answer, &context)?;
         if result.workflow_id.is_empty() || result.status_url.is_empty() {
-            return Err(SourceError::Transfer(format!("{context}: the answer has no workflowId or statusUrl")));
+            return Err(SourceError::Transfer(format!(
+                "{context}: the answer has no workflowId or statusUrl"
+            )));
         }
         Ok(KhorosJob { workflow_id: result.workflow_id, status_url: self.api_url(&result.status_url)? })
     }
@@ -220,7 +223,9 @@ impl KhorosClient {
             }
             // COMPLETED without a download URL yet: "an empty downloadUrl means not ready".
             ("CLOSED", "COMPLETED") => JobState::Running,
-            ("CLOSED", detail) => JobState::Failed(format!("the export closed as {}", self.http.scrub(detail))),
+            ("CLOSED", detail) => {
+                JobState::Failed(format!("the export closed as {}", self.http.scrub(detail)))
+            }
             _ => JobState::Running,
         })
     }
@@ -234,9 +239,9 @@ impl KhorosClient {
         };
         match self.http.download(&context, &self.keyed(url), path, check).await {
             Ok(bytes) => Ok(bytes),
-            Err(DownloadError::Expired | DownloadError::Forbidden) => {
-                Err(SourceError::Gone(format!("{context}: the download was refused (403); the export is created again")))
-            }
+            Err(DownloadError::Expired | DownloadError::Forbidden) => Err(SourceError::Gone(format!(
+                "{context}: the download was refused (403); the export is created again"
+            ))),
             Err(DownloadError::Failed(HttpError::Http { status: 404, .. })) => {
                 Err(SourceError::Gone(format!("{context}: the report is gone (404)")))
             }
@@ -267,7 +272,10 @@ impl KhorosClient {
         };
         if envelope.status != "PASS" {
             let message = self.http.scrub(envelope.message.as_deref().unwrap_or("no message"));
-            return Err(SourceError::Export(format!("{context}: Khoros answered {}: {message}", envelope.status)));
+            return Err(SourceError::Export(format!(
+                "{context}: Khoros answered {}: {message}",
+                envelope.status
+            )));
         }
         match envelope.result {
             Some(OneOrMany::One(result)) => Ok(result),

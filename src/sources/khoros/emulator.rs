@@ -224,7 +224,12 @@ fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 impl Shared {
     /// Basic auth, the company key, then fault injection.
-    fn gate(&self, headers: &HeaderMap, query: &[(String, String)], endpoint: KhorosEndpoint) -> Result<Option<KhorosFaultKind>, Response> {
+    fn gate(
+        &self,
+        headers: &HeaderMap,
+        query: &[(String, String)],
+        endpoint: KhorosEndpoint,
+    ) -> Result<Option<KhorosFaultKind>, Response> {
         let mut inner = self.inner.lock().expect("emulator lock");
         inner.stats.requests += 1;
         let expected = format!(
@@ -235,7 +240,10 @@ impl Shared {
         let authorised = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&expected);
         if !authorised {
             inner.stats.unauthorized += 1;
-            return Err(fail(StatusCode::UNAUTHORIZED, "Full authentication is required to access this resource"));
+            return Err(fail(
+                StatusCode::UNAUTHORIZED,
+                "Full authentication is required to access this resource",
+            ));
         }
         if first(query, "companyKey") != Some(self.config.company_key.as_str()) {
             inner.stats.unauthorized += 1;
@@ -259,8 +267,10 @@ impl Shared {
                 Err(response)
             }
             Some(KhorosFaultKind::Status { code, retry_after }) => {
-                let mut response =
-                    fail(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected fault");
+                let mut response = fail(
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    "injected fault",
+                );
                 if let Some(s) = retry_after {
                     response.headers_mut().insert(header::RETRY_AFTER, s.into());
                 }
@@ -334,7 +344,8 @@ async fn create(
         }
     }
     let include_disabled = first(&params, "includeDisabled").is_some_and(|v| v == "true");
-    let agent_ids = params.iter().filter(|(k, _)| k == "agentId").filter_map(|(_, v)| v.parse().ok()).collect();
+    let agent_ids =
+        params.iter().filter(|(k, _)| k == "agentId").filter_map(|(_, v)| v.parse().ok()).collect();
     let mut inner = shared.inner.lock().expect("emulator lock");
     inner.stats.exports_created += 1;
     let n = inner.stats.exports_created;
@@ -354,7 +365,12 @@ async fn create(
 
 /// `<workflowId>/<runId>/status` and `…/download`, read from the raw path: the run id's
 /// `%2F` must not split it.
-async fn job_call(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, Query(query): Query<Vec<(String, String)>>) -> Response {
+async fn job_call(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
     let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let segments: Vec<&str> = raw.split('/').collect();
     let [workflow_id, run, action] = segments[..] else {

@@ -43,11 +43,14 @@ impl Source for Khoros {
         journal: &J,
     ) -> Result<FetchedWindow, SourceError> {
         if let Some(other) = datasets.iter().find(|d| *d != "user") {
-            return Err(SourceError::Rejected(format!("Khoros has no dataset `{other}`; valid: khoros.user")));
+            return Err(SourceError::Rejected(format!(
+                "Khoros has no dataset `{other}`; valid: khoros.user"
+            )));
         }
         let mut attempts = 0;
         loop {
-            let (job, url) = export_job::completed(&self.client, &self.policy, window, datasets, journal).await?;
+            let (job, url) =
+                export_job::completed(&self.client, &self.policy, window, datasets, journal).await?;
             let file_name = match self.client.config().request.format {
                 KhorosFormat::Json => "user.json",
                 KhorosFormat::Csv => "user.csv",
@@ -56,7 +59,8 @@ impl Source for Khoros {
             match self.client.download(&job, &url, &path).await {
                 Ok(bytes) => {
                     tracing::debug!(window = %window, bytes, "Downloaded");
-                    let file = FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
+                    let file =
+                        FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
                     return Ok(FetchedWindow { export_id: Some(job.workflow_id), files: vec![file] });
                 }
                 // The report went away between COMPLETED and the download: export it again.

@@ -20,7 +20,12 @@ use crate::sources::{Platform, RunningEmulator, SetupError};
 #[derive(Debug, clap::Args)]
 pub struct KhorosArgs {
     /// Care Analytics API base URL (it depends on your region)
-    #[arg(long, env = "KHOROS_API_URL", default_value = "https://analytics-api.app.lithium.com/api/public", value_name = "URL")]
+    #[arg(
+        long,
+        env = "KHOROS_API_URL",
+        default_value = "https://analytics-api.app.lithium.com/api/public",
+        value_name = "URL"
+    )]
     pub api_url: String,
 
     /// The Analytics API user (HTTP Basic auth)
@@ -137,8 +142,12 @@ impl Platform for KhorosPlatform {
             .clone()
             .filter(|u| !u.trim().is_empty())
             .ok_or_else(|| SetupError("no Khoros user: set KHOROS_USERNAME or pass --username".into()))?;
-        let password =
-            load_secret(args.password_file.as_deref(), "KHOROS_PASSWORD", "--password-file", "Khoros password")?;
+        let password = load_secret(
+            args.password_file.as_deref(),
+            "KHOROS_PASSWORD",
+            "--password-file",
+            "Khoros password",
+        )?;
         let company_key = load_secret(
             args.company_key_file.as_deref(),
             "KHOROS_COMPANY_KEY",
@@ -159,9 +168,11 @@ impl Platform for KhorosPlatform {
     fn filter(args: &KhorosArgs) -> Option<String> {
         let request = args.request();
         let mut parts = Vec::new();
-        for (name, values) in
-            [("agentId", &request.agent_ids), ("teamId", &request.team_ids), ("reportMetrics", &request.report_metrics)]
-        {
+        for (name, values) in [
+            ("agentId", &request.agent_ids),
+            ("teamId", &request.team_ids),
+            ("reportMetrics", &request.report_metrics),
+        ] {
             if !values.is_empty() {
                 let mut sorted = values.clone();
                 sorted.sort();
@@ -188,7 +199,9 @@ impl Platform for KhorosPlatform {
             faults,
             ..KhorosEmulatorConfig::default()
         };
-        KhorosEmulator::start(config, port).await.map_err(|e| SetupError(format!("binding 127.0.0.1:{port}: {e}")))
+        KhorosEmulator::start(config, port)
+            .await
+            .map_err(|e| SetupError(format!("binding 127.0.0.1:{port}: {e}")))
     }
 
     async fn demo() -> Result<(KhorosEmulator, Khoros), SetupError> {
