@@ -611,6 +611,34 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_that_keeps_extra_keeps_unknown_columns_and_fills_the_window() {
+        let schema = SchemaRegistry::embedded().unwrap().dataset("khoros", "user").unwrap();
+        let csv = "AGENT_ID,AGENT_NAME,AVG_HANDLE_TIME,NEW_METRIC\n7,Ann,00:01:02,x\n8,Bob,,\n9,Cy,1:2,\n";
+        let day = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let mut decoder = CsvDecoder::new(schema.clone(), "user.csv", csv.as_bytes())
+            .unwrap()
+            .with_window(Some(crate::window::Window::new(day)));
+        let decoded = decoder.next_batch().unwrap().unwrap();
+        let batch = decoded.batch;
+        let column = |name: &str| batch.column(schema.column_index(name).unwrap()).clone();
+        let days_since_epoch = (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
+        let report_date = column("report_date");
+        assert_eq!(report_date.as_primitive::<arrow::datatypes::Date32Type>().values(), &[days_since_epoch; 2]);
+        assert_eq!(column("agent_id").as_primitive::<Int64Type>().values(), &[7, 8]);
+        let handle = column("avg_handle_time_ms");
+        assert_eq!(handle.as_primitive::<Int64Type>().value(0), 62_000);
+        assert!(handle.is_null(1));
+        let extra = column("_extra");
+        assert_eq!(extra.as_string::<i32>().value(0), r#"{"NEW_METRIC":"x"}"#);
+        assert!(extra.is_null(1), "no kept value, no _extra");
+        assert_eq!(decoded.rejects.len(), 1);
+        assert_eq!(decoded.rejects[0].column.as_deref(), Some("avg_handle_time_ms"));
+        assert!(decoder.drift().contains(&SchemaDrift::KeptField("NEW_METRIC".into())));
+        assert!(decoder.drift().contains(&SchemaDrift::MissingNullableColumn("agent_email".into())));
+        assert!(!decoder.drift().iter().any(|d| format!("{d:?}").contains("report_date")));
+    }
+
+    #[test]
     fn line_numbers_are_physical_lines_with_crlf_lf_and_quoted_newlines() {
         let csv = "pid,hourly_cost\r\na1,x\r\n\"a\r\n2\",1\r\na3,y\na4,z\r\n";
         let (_, rejects, _) = decode_all(agent_schema(), csv.as_bytes());

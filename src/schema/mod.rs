@@ -699,9 +699,29 @@ mod tests {
         let kinds: Vec<(String, DatasetKind)> =
             registry.iter().map(|s| (s.qualified_name(), s.kind)).collect();
         for (name, kind) in kinds {
-            let events = ["saltedcx.turn", "saltedcx.review", "dixa.message"].contains(&name.as_str());
+            let events =
+                ["saltedcx.turn", "saltedcx.review", "dixa.message", "khoros.user"].contains(&name.as_str());
             assert_eq!(kind == DatasetKind::Events, events, "{name}");
         }
+    }
+
+    #[test]
+    fn fields_find_their_column_by_source_name_or_the_snake_case_rule() {
+        let cols = "[[columns]]\nname='agent_id'\ntype='Int64'\nnullable=false\ndescription=''\n\
+                    [[columns]]\nname='handle_ms'\ntype='Int64'\nencoding='duration_hms'\nsource_name='AVG_HANDLE_TIME'\nnullable=true\ndescription=''\n\
+                    [[columns]]\nname='day'\ntype='Date32'\nfill='window_date'\nnullable=false\ndescription=''";
+        let s = schema(&format!("key=['day','agent_id']\n{cols}")).unwrap();
+        assert_eq!(s.column_for_field("agent_id"), Some(0));
+        assert_eq!(s.column_for_field("AGENT_ID"), Some(0));
+        assert_eq!(s.column_for_field("agentId"), Some(0));
+        assert_eq!(s.column_for_field("AVG_HANDLE_TIME"), Some(1));
+        assert_eq!(s.column_for_field("handle_ms"), None, "a declared source_name is the only name");
+        assert_eq!(s.column_for_field("day"), None, "a filled column never comes from the file");
+        let bad = cols.replace("type='Date32'", "type='Int64'");
+        let err = schema(&format!("key=['agent_id']\n{bad}")).unwrap_err().to_string();
+        assert!(err.contains("fill"), "{err}");
+        let bad = cols.replace("encoding='duration_hms'", "encoding='duration_hms'\ntype_hint=1");
+        assert!(schema(&format!("key=['agent_id']\n{bad}")).is_err(), "unknown keys are refused");
     }
 
     #[test]
