@@ -497,7 +497,10 @@ async fn plan_windows(
                 .filter(|r| r.filter.is_none() && datasets.iter().all(|d| r.is_done_for(&d.dataset)))
                 .map(|r| r.date)
                 .collect();
-            match window::resume_windows(&done, to, now, lake.lookback_days) {
+            // Windows of this kind of export that a run began but did not finish (failed, or
+            // killed while publishing): resuming starts no later than the first of them.
+            let begun: BTreeSet<_> = records.iter().filter(|r| r.filter.is_none()).map(|r| r.date).collect();
+            match window::resume_windows(&done, &begun, to, now, lake.lookback_days) {
                 Some(result) => result.map_err(|e| usage(e.to_string()))?,
                 None => {
                     return Err(usage(

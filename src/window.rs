@@ -91,15 +91,19 @@ pub fn start_of_today(now: DateTime<Utc>) -> DateTime<Utc> {
     now.date_naive().and_time(NaiveTime::MIN).and_utc()
 }
 
-/// Windows for a run without `--from`: every day from the first done window up to `to` that is
-/// not done (gaps left by failed runs included), plus the last `lookback_days` done windows again.
+/// Windows for a run without `--from`: every day from the first window the lake knows (done,
+/// or `begun`: failed or interrupted while publishing) up to `to` that is not done (gaps left by
+/// failed or killed runs included), plus the last `lookback_days` done windows again. Nothing
+/// done at all means there is nothing to resume from.
 pub fn resume_windows(
     done: &BTreeSet<NaiveDate>,
+    begun: &BTreeSet<NaiveDate>,
     to: DateTime<Utc>,
     now: DateTime<Utc>,
     lookback_days: u32,
 ) -> Option<Result<Vec<Window>, WindowError>> {
-    let first = *done.first()?;
+    let first_done = *done.first()?;
+    let first = begun.first().map_or(first_done, |b| (*b).min(first_done));
     let all = match windows_between(first.and_time(NaiveTime::MIN).and_utc(), to, now) {
         Ok(all) => all,
         Err(WindowError::EmptyRange { .. }) => return Some(Ok(Vec::new())),
@@ -164,12 +168,17 @@ mod tests {
         let now = t("2024-01-10T08:00:00Z");
         let done: BTreeSet<_> = [d("2024-01-01"), d("2024-01-02"), d("2024-01-04"), d("2024-01-05")].into();
         let dates = |ws: Vec<Window>| ws.into_iter().map(|w| w.date.to_string()).collect::<Vec<_>>();
-        let ws = resume_windows(&done, t("2024-01-08"), now, 0).unwrap().unwrap();
+        let none = BTreeSet::new();
+        let ws = resume_windows(&done, &none, t("2024-01-08"), now, 0).unwrap().unwrap();
         assert_eq!(dates(ws), ["2024-01-03", "2024-01-06", "2024-01-07"]);
-        let ws = resume_windows(&done, t("2024-01-08"), now, 2).unwrap().unwrap();
+        let ws = resume_windows(&done, &none, t("2024-01-08"), now, 2).unwrap().unwrap();
         assert_eq!(dates(ws), ["2024-01-03", "2024-01-04", "2024-01-05", "2024-01-06", "2024-01-07"]);
-        assert!(resume_windows(&BTreeSet::new(), t("2024-01-08"), now, 0).is_none());
-        let up_to_date = resume_windows(&done, t("2024-01-01"), now, 0).unwrap().unwrap();
+        assert!(resume_windows(&none, &none, t("2024-01-08"), now, 0).is_none());
+        let up_to_date = resume_windows(&done, &none, t("2024-01-01"), now, 0).unwrap().unwrap();
         assert!(up_to_date.is_empty());
+        // A window a killed run left publishing, before the first done one, is redone.
+        let begun: BTreeSet<_> = [d("2023-12-31")].into();
+        let ws = resume_windows(&done, &begun, t("2024-01-04"), now, 0).unwrap().unwrap();
+        assert_eq!(dates(ws), ["2023-12-31", "2024-01-03"]);
     }
 }
