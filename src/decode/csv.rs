@@ -623,7 +623,10 @@ mod tests {
         let column = |name: &str| batch.column(schema.column_index(name).unwrap()).clone();
         let days_since_epoch = (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
         let report_date = column("report_date");
-        assert_eq!(report_date.as_primitive::<arrow::datatypes::Date32Type>().values(), &[days_since_epoch; 2]);
+        assert_eq!(
+            report_date.as_primitive::<arrow::datatypes::Date32Type>().values(),
+            &[days_since_epoch; 2]
+        );
         assert_eq!(column("agent_id").as_primitive::<Int64Type>().values(), &[7, 8]);
         let handle = column("avg_handle_time_ms");
         assert_eq!(handle.as_primitive::<Int64Type>().value(0), 62_000);

@@ -10,6 +10,7 @@
 pub mod csv;
 pub mod json;
 pub mod json_array;
+pub mod xlsx;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,10 +47,20 @@ pub fn open(
     file_name: String,
     window: Option<Window>,
 ) -> Result<Box<dyn BatchDecoder>, DecodeError> {
+    let converted;
+    let path = if FileFormat::from_file_name(&file_name) == Some(FileFormat::Xlsx) {
+        // A workbook becomes a JSON array next to it (in the run's spool), decoded as JSON.
+        converted = path.with_extension("xlsx.json");
+        xlsx::to_json_array(path, &converted, &file_name)?;
+        converted.as_path()
+    } else {
+        path
+    };
     let input =
         std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
     let input = std::io::BufReader::with_capacity(1 << 20, input);
     Ok(match FileFormat::from_file_name(&file_name).unwrap_or(schema.format) {
+        FileFormat::Xlsx => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_window(window)),
         FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?.with_window(window)),
         FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_window(window)),
     })

@@ -55,6 +55,8 @@ pub enum FileFormat {
     Csv,
     /// One JSON array of objects, `[ {...}, {...} ]`, of any size.
     Json,
+    /// An Excel workbook: the first sheet, a header row, then one row per record.
+    Xlsx,
 }
 
 impl FileFormat {
@@ -65,6 +67,8 @@ impl FileFormat {
             Some(FileFormat::Csv)
         } else if lower.ends_with(".json") {
             Some(FileFormat::Json)
+        } else if lower.ends_with(".xlsx") {
+            Some(FileFormat::Xlsx)
         } else {
             None
         }
@@ -485,9 +489,9 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
         Some(format) => format,
         None => {
             return Err(invalid(format!(
-                "cannot tell the format of `{}` from its extension; add format = \"csv\" or \"json\"",
-                file.file
-            )))
+            "cannot tell the format of `{}` from its extension; add format = \"csv\", \"json\" or \"xlsx\"",
+            file.file
+        )))
         }
     };
     if file.columns.is_empty() {
@@ -574,7 +578,7 @@ fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> 
             )));
         }
     }
-    if format == FileFormat::Json {
+    if matches!(format, FileFormat::Json | FileFormat::Xlsx) {
         let mut extra = Column::member(EXTRA_COLUMN, ColumnType::Utf8, true);
         extra.dictionary = false;
         extra.description =

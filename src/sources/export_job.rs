@@ -247,3 +247,36 @@ pub async fn completed<A: ExportJobApi, J: ExportJournal>(
         }
     }
 }
+
+/// [`completed`], then `download` of the ready export; when the download finds the export gone
+/// (expired, deleted: [`ExportJobApi::is_gone`]), a new export is created and downloaded,
+/// bounded by the policy's retries.
+pub async fn download_completed<A, J, T, F, Fut>(
+    api: &A,
+    policy: &ExportPolicy,
+    window: Window,
+    datasets: &[String],
+    journal: &J,
+    mut download: F,
+) -> Result<(A::Job, T), A::Error>
+where
+    A: ExportJobApi,
+    J: ExportJournal,
+    F: FnMut(A::Job, A::Ready) -> Fut,
+    Fut: Future<Output = Result<T, A::Error>>,
+{
+    let mut retries = 0;
+    loop {
+        let (job, ready) = completed(api, policy, window, datasets, journal).await?;
+        match download(job.clone(), ready).await {
+            Ok(fetched) => return Ok((job, fetched)),
+            Err(error) if api.is_gone(&error) && retries < policy.failed_retries => {
+                retries += 1;
+                tracing::warn!(window = %window, error = %error, attempt = retries, "The export went away before its download; creating a new one");
+                // An id no run adopts, so the next attempt creates a new export.
+                journal.record(window, "").await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub mod export_job;
 pub mod http;
 pub mod khoros;
 pub mod local;
+pub mod r#loop;
 pub mod loopback;
 pub mod poll;
 pub mod retry;
@@ -145,6 +146,14 @@ impl From<http::HttpError> for SourceError {
     }
 }
 
+/// A fingerprint of an export filter for bookkeeping (`kind:` and 16 hex digits of SHA-256): the
+/// filter may hold personal data (e-mail addresses), which must not land in window records.
+pub fn fingerprint(kind: &str, filter: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(filter.as_bytes());
+    format!("{kind}:{}", &hex::encode(digest)[..16])
+}
+
 /// A source's setup failed before anything was attempted (missing credential, bad URL): the
 /// message says what to change. The command line turns it into exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +226,7 @@ macro_rules! with_sources {
             Saltedcx => $crate::sources::saltedcx::platform::SaltedCxPlatform,
             Dixa => $crate::sources::dixa::platform::DixaPlatform,
             Khoros => $crate::sources::khoros::platform::KhorosPlatform,
+            Loop => $crate::sources::r#loop::platform::LoopPlatform,
         }
     };
 }

@@ -229,7 +229,7 @@ impl Shared {
         headers: &HeaderMap,
         query: &[(String, String)],
         endpoint: KhorosEndpoint,
-    ) -> Result<Option<KhorosFaultKind>, Response> {
+    ) -> Result<Option<KhorosFaultKind>, Box<Response>> {
         let mut inner = self.inner.lock().expect("emulator lock");
         inner.stats.requests += 1;
         let expected = format!(
@@ -240,14 +240,14 @@ impl Shared {
         let authorised = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&expected);
         if !authorised {
             inner.stats.unauthorized += 1;
-            return Err(fail(
+            return Err(Box::new(fail(
                 StatusCode::UNAUTHORIZED,
                 "Full authentication is required to access this resource",
-            ));
+            )));
         }
         if first(query, "companyKey") != Some(self.config.company_key.as_str()) {
             inner.stats.unauthorized += 1;
-            return Err(fail(StatusCode::UNAUTHORIZED, "Invalid or missing company key"));
+            return Err(Box::new(fail(StatusCode::UNAUTHORIZED, "Invalid or missing company key")));
         }
         let slot = inner
             .faults
@@ -264,7 +264,7 @@ impl Shared {
             Some(KhorosFaultKind::RateLimit { seconds }) => {
                 let mut response = fail(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
                 response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-                Err(response)
+                Err(Box::new(response))
             }
             Some(KhorosFaultKind::Status { code, retry_after }) => {
                 let mut response = fail(
@@ -274,7 +274,7 @@ impl Shared {
                 if let Some(s) = retry_after {
                     response.headers_mut().insert(header::RETRY_AFTER, s.into());
                 }
-                Err(response)
+                Err(Box::new(response))
             }
             other => Ok(other),
         }
@@ -319,7 +319,7 @@ async fn create(
     let query = pairs(query.as_deref().unwrap_or_default());
     let fault = match shared.gate(&headers, &query, KhorosEndpoint::Create) {
         Ok(fault) => fault,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     delay(&fault).await;
     // POST takes the parameters as a form body, GET as query parameters.
@@ -384,7 +384,7 @@ async fn job_call(
     };
     let fault = match shared.gate(&headers, &query, endpoint) {
         Ok(fault) => fault,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     delay(&fault).await;
     let key = (workflow_id.to_string(), run_id.clone());

@@ -47,31 +47,20 @@ impl Source for Khoros {
                 "Khoros has no dataset `{other}`; valid: khoros.user"
             )));
         }
-        let mut attempts = 0;
-        loop {
-            let (job, url) =
-                export_job::completed(&self.client, &self.policy, window, datasets, journal).await?;
-            let file_name = match self.client.config().request.format {
-                KhorosFormat::Json => "user.json",
-                KhorosFormat::Csv => "user.csv",
-            };
-            let path = spool.join(format!("{window}-{file_name}"));
-            match self.client.download(&job, &url, &path).await {
-                Ok(bytes) => {
-                    tracing::debug!(window = %window, bytes, "Downloaded");
-                    let file =
-                        FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
-                    return Ok(FetchedWindow { export_id: Some(job.workflow_id), files: vec![file] });
-                }
-                // The report went away between COMPLETED and the download: export it again.
-                Err(SourceError::Gone(message)) if attempts < self.policy.failed_retries => {
-                    attempts += 1;
-                    tracing::warn!(window = %window, error = %message, "Creating the export again");
-                    // An id no run adopts: the next attempt creates a new export.
-                    journal.record(window, "").await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let file_name = match self.client.config().request.format {
+            KhorosFormat::Json => "user.json",
+            KhorosFormat::Csv => "user.csv",
+        };
+        let path = spool.join(format!("{window}-{file_name}"));
+        let download = |job, url| {
+            let path = path.clone();
+            async move { self.client.download(&job, &url, &path).await }
+        };
+        let (job, bytes) =
+            export_job::download_completed(&self.client, &self.policy, window, datasets, journal, download)
+                .await?;
+        tracing::debug!(window = %window, bytes, "Downloaded");
+        let file = FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
+        Ok(FetchedWindow { export_id: Some(job.workflow_id), files: vec![file] })
     }
 }

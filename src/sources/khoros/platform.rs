@@ -182,7 +182,7 @@ impl Platform for KhorosPlatform {
         if !request.include_disabled {
             parts.push("includeDisabled=false".into());
         }
-        (!parts.is_empty()).then(|| parts.join(";"))
+        (!parts.is_empty()).then(|| crate::sources::fingerprint("khoros", &parts.join(";")))
     }
 
     async fn start_emulator(args: &KhorosEmulatorArgs, port: u16) -> Result<KhorosEmulator, SetupError> {

@@ -1,0 +1,62 @@
+//! Loop (intheloop.io): the report export (an async export job, JSON or XLSX from a signed,
+//! expiring URL), its client, its emulator and the synthetic tenant behind the emulator.
+//!
+//! One dataset, `loop.report`: one row per conversation with activity in the UTC-day window; a
+//! conversation that changes later is reported again, so its current table keeps the latest.
+//! Both formats land the same rows: the XLSX decoder hands sheet rows to the JSON decoder.
+
+pub mod client;
+pub mod emulator;
+pub mod platform;
+pub mod synth;
+pub mod xlsx;
+
+use std::path::Path;
+
+use self::client::LoopClient;
+use super::export_job::{self, ExportPolicy};
+use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
+use crate::window::Window;
+
+/// Loop as a [`Source`]: one report export per window.
+#[derive(Debug, Clone)]
+pub struct Loop {
+    client: LoopClient,
+    policy: ExportPolicy,
+}
+
+impl Loop {
+    pub fn new(client: LoopClient, policy: ExportPolicy) -> Loop {
+        Loop { client, policy }
+    }
+}
+
+impl Source for Loop {
+    fn name(&self) -> &str {
+        "loop"
+    }
+
+    async fn fetch_window<J: ExportJournal>(
+        &self,
+        window: Window,
+        datasets: &[String],
+        spool: &Path,
+        journal: &J,
+    ) -> Result<FetchedWindow, SourceError> {
+        if let Some(other) = datasets.iter().find(|d| *d != "report") {
+            return Err(SourceError::Rejected(format!("Loop has no dataset `{other}`; valid: loop.report")));
+        }
+        let file_name = self.client.config().request.format.file_name();
+        let path = spool.join(format!("{window}-{file_name}"));
+        let download = |job, url| {
+            let path = path.clone();
+            async move { self.client.download(&job, url, &path).await }
+        };
+        let (job, bytes) =
+            export_job::download_completed(&self.client, &self.policy, window, datasets, journal, download)
+                .await?;
+        tracing::debug!(window = %window, bytes, "Downloaded");
+        let file = FetchedFile { dataset: "report".into(), file_name: file_name.into(), path, bytes };
+        Ok(FetchedWindow { export_id: Some(job.id), files: vec![file] })
+    }
+}
