@@ -923,6 +923,6 @@ mod tests {
             assert!(registry.of_source(name).next().is_some(), "{name} has no schemas");
             assert!(sync.find_subcommand(name).is_some(), "no `sync {name}`");
         }
-        assert_eq!(source_names(), ["saltedcx", "dixa", "khoros"]);
+        assert_eq!(source_names(), ["saltedcx", "dixa", "khoros", "loop"]);
     }
 }

@@ -310,6 +310,54 @@ impl SourceUnderTest for KhorosUnderTest {
     }
 }
 
+/// Loop: an async report export, downloads from signed expiring URLs, XLSX here (JSON elsewhere).
+pub struct LoopUnderTest;
+
+impl SourceUnderTest for LoopUnderTest {
+    const NAME: &'static str = "loop";
+    type Emulator = cxlake::sources::r#loop::emulator::LoopEmulator;
+
+    async fn start(faults: bool, secret: &str) -> Self::Emulator {
+        use cxlake::sources::r#loop::emulator::{LoopEndpoint as E, LoopFault, LoopFaultKind as K};
+        let f = |endpoint, kind| LoopFault { endpoint, kind, times: 1 };
+        let faults = if faults {
+            vec![
+                f(E::Create, K::RateLimit { seconds: 1 }),
+                f(E::Status, K::Status { code: 503, retry_after: Some(1) }),
+                f(E::Download, K::Reset { bytes: 3000 }),
+                f(E::Download, K::ExpireUrl),
+            ]
+        } else {
+            Vec::new()
+        };
+        crate::loop_report::loop_emulator(cxlake::sources::r#loop::emulator::LoopEmulatorConfig {
+            api_token: secret.to_string(),
+            faults,
+            ..crate::loop_report::loop_emulator_config()
+        })
+        .await
+    }
+
+    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
+        vec![
+            ("LOOP_API_URL".into(), emulator.base_url().to_string()),
+            ("LOOP_API_TOKEN".into(), secret.to_string()),
+        ]
+    }
+
+    fn fast_args() -> Vec<&'static str> {
+        vec!["--poll-interval", "10ms", "--failed-export-cooldown", "10ms", "--loop-format", "xlsx"]
+    }
+
+    fn expected(emulator: &Self::Emulator, _schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        crate::loop_report::expected_for_day(emulator.config().synth, day, true)
+    }
+
+    fn faults_injected(emulator: &Self::Emulator) -> u64 {
+        emulator.stats().faults_injected
+    }
+}
+
 /// One module of checks per registered source: adding a source is one line here.
 macro_rules! conformance {
     ($($module:ident => $source:ty),* $(,)?) => {$(
@@ -348,12 +396,13 @@ conformance! {
     saltedcx => SaltedCxUnderTest,
     dixa => DixaUnderTest,
     khoros => KhorosUnderTest,
+    r#loop => LoopUnderTest,
 }
 
 #[test]
 fn every_registered_source_is_in_the_suite() {
     assert_eq!(
         cxlake::cli::source_names(),
-        [SaltedCxUnderTest::NAME, DixaUnderTest::NAME, KhorosUnderTest::NAME]
+        [SaltedCxUnderTest::NAME, DixaUnderTest::NAME, KhorosUnderTest::NAME, LoopUnderTest::NAME]
     );
 }

@@ -18,6 +18,7 @@ mod khoros;
 mod lakewide;
 mod lifecycle;
 mod lock;
+mod loop_report;
 mod property;
 mod readers;
 mod s3;

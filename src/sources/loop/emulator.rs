@@ -312,19 +312,18 @@ impl Shared {
         error(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
-    fn signature(&self, id: &str, expires: i64) -> String {
-        let digest = sha2::Sha256::digest(format!("{}:{id}:{expires}", self.config.api_token).as_bytes());
+    fn signature(&self, id: &str, expires: i64, nonce: u64) -> String {
+        let digest =
+            sha2::Sha256::digest(format!("{}:{id}:{expires}:{nonce}", self.config.api_token).as_bytes());
         hex::encode(&digest[..16])
     }
 
-    fn signed_url(&self, id: &str, xlsx: bool) -> String {
+    /// A fresh signed URL: every one handed out is distinct (its nonce), as real presigning is.
+    fn signed_url(&self, id: &str, xlsx: bool, nonce: u64) -> String {
         let expires = Utc::now().timestamp() + self.config.url_ttl.as_secs() as i64;
         let file = if xlsx { "report.xlsx" } else { "report.json" };
-        format!(
-            "{}signed/{id}/{file}?expires={expires}&signature={}",
-            self.base_url,
-            self.signature(id, expires)
-        )
+        let signature = self.signature(id, expires, nonce);
+        format!("{}signed/{id}/{file}?expires={expires}&nonce={nonce}&signature={signature}", self.base_url)
     }
 }
 
@@ -414,12 +413,12 @@ async fn status(State(shared): State<Arc<Shared>>, Path(id): Path<String>, heade
         _ => {}
     }
     job.polls += 1;
-    let (state, xlsx) = (job.state, job.xlsx);
+    let (state, xlsx, nonce) = (job.state, job.xlsx, u64::from(job.polls));
     let (status, url) = match state {
         JobState::Failed => ("Failed", None),
         JobState::Expired => ("Expired", None),
         JobState::InProgress if job.polls > shared.config.running_polls => {
-            ("Completed", Some(shared.signed_url(&id, xlsx)))
+            ("Completed", Some(shared.signed_url(&id, xlsx, nonce)))
         }
         JobState::InProgress => ("InProgress", None),
     };
@@ -429,6 +428,7 @@ async fn status(State(shared): State<Arc<Shared>>, Path(id): Path<String>, heade
 #[derive(Deserialize)]
 struct Signed {
     expires: i64,
+    nonce: u64,
     signature: String,
 }
 
@@ -450,7 +450,7 @@ async fn download(
         )
             .into_response()
     };
-    if signed.signature != shared.signature(&id, signed.expires) {
+    if signed.signature != shared.signature(&id, signed.expires, signed.nonce) {
         return (StatusCode::FORBIDDEN, "<Error><Code>SignatureDoesNotMatch</Code></Error>").into_response();
     }
     let mut inner = shared.inner.lock().expect("emulator lock");

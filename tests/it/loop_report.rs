@@ -1,0 +1,249 @@
+//! Loop end to end: the report export's lifecycle against its emulator (Failed and Expired
+//! exports, expiring signed URLs downloaded without credentials, 451), and every value of three
+//! days compared with the generator's typed rows, in JSON and in XLSX.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use cxlake::pipeline::{run_sync, SyncPlan};
+use cxlake::report::WindowOutcome;
+use cxlake::schema::{DatasetSchema, SchemaRegistry};
+use cxlake::sources::export_job::ExportPolicy;
+use cxlake::sources::http::Secret;
+use cxlake::sources::r#loop::client::{LoopClient, LoopConfig, LoopFormat};
+use cxlake::sources::r#loop::emulator::{
+    LoopEmulator, LoopEmulatorConfig, LoopEndpoint, LoopFault, LoopFaultKind,
+};
+use cxlake::sources::r#loop::synth::{self, LoopSynthConfig};
+use cxlake::sources::r#loop::Loop;
+use cxlake::window::Window;
+
+use crate::common::*;
+
+pub fn loop_emulator_config() -> LoopEmulatorConfig {
+    LoopEmulatorConfig {
+        synth: LoopSynthConfig { conversations_per_day: 25, ..LoopSynthConfig::default() },
+        chunk_bytes: 2000,
+        ..LoopEmulatorConfig::default()
+    }
+}
+
+pub async fn loop_emulator(config: LoopEmulatorConfig) -> LoopEmulator {
+    LoopEmulator::start(config, 0).await.expect("emulator starts on loopback")
+}
+
+fn loop_source(emulator: &LoopEmulator, format: LoopFormat) -> Loop {
+    let mut config = LoopConfig::new(emulator.base_url(), Secret::new(emulator.config().api_token.clone()));
+    config.request.format = format;
+    config.poll.initial_interval = Duration::from_millis(5);
+    config.http.retry.initial_backoff = Duration::from_millis(10);
+    config.http.retry.max_backoff = Duration::from_millis(50);
+    config.http.retry.rate_limit_floor = Duration::from_millis(20);
+    let policy = ExportPolicy { failed_cooldown: Duration::from_millis(10), ..ExportPolicy::default() };
+    Loop::new(LoopClient::new(config).expect("client builds"), policy)
+}
+
+fn report_schema() -> Arc<DatasetSchema> {
+    SchemaRegistry::embedded().unwrap().dataset("loop", "report").unwrap()
+}
+
+fn plan(source: Loop, lake: &std::path::Path, windows: Vec<Window>) -> SyncPlan<Loop> {
+    plan_with(source, lake, vec![report_schema()], windows)
+}
+
+/// What the lake must hold for one day, from the generator's typed rows. The tenant's custom
+/// field is kept in `_extra` under the name the format gives it (`customRegion` in JSON, the
+/// sheet's `Custom: Region` in XLSX).
+pub fn expected_for_day(config: LoopSynthConfig, day: NaiveDate, xlsx: bool) -> Vec<Vec<Cell>> {
+    let names: Vec<String> = report_schema().columns.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            "conversation_id",
+            "subject",
+            "shared_inbox",
+            "channel",
+            "status",
+            "assignee_email",
+            "customer_email",
+            "customer_name",
+            "tags",
+            "created_at",
+            "updated_at",
+            "first_response_at",
+            "resolved_at",
+            "first_response_time_seconds",
+            "resolution_time_seconds",
+            "message_count",
+            "comment_count",
+            "satisfaction_score",
+            "spam",
+            "last_message",
+            "_extra",
+        ],
+        "the columns this test describes"
+    );
+    let micros = |t: chrono::DateTime<chrono::Utc>| Cell::Int(t.timestamp_micros());
+    let text = |s: &str| Cell::Text(s.to_string());
+    synth::day_rows(config, day)
+        .into_iter()
+        .map(|r| {
+            let since_created = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or(Cell::Null, |t| Cell::Int((t - r.created_at).num_seconds()))
+            };
+            let extra_key = if xlsx { "Custom: Region" } else { "customRegion" };
+            vec![
+                text(&r.conversation_id),
+                text(&r.subject),
+                text(r.shared_inbox),
+                text(r.channel),
+                text(r.status),
+                r.assignee_email.as_deref().map_or(Cell::Null, text),
+                text(&r.customer_email),
+                text(&r.customer_name),
+                text(&r.tags.join(", ")),
+                micros(r.created_at),
+                micros(r.updated_at),
+                r.first_response_at.map_or(Cell::Null, micros),
+                r.resolved_at.map_or(Cell::Null, micros),
+                since_created(r.first_response_at),
+                since_created(r.resolved_at),
+                Cell::Int(r.message_count),
+                Cell::Int(r.comment_count),
+                r.satisfaction_score.map_or(Cell::Null, |f| Cell::Float(f.to_bits())),
+                Cell::Bool(r.spam),
+                text(&r.last_message),
+                Cell::Text(serde_json::json!({ extra_key: r.custom_region }).to_string()),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_days_land_exactly_in_json_and_in_xlsx() {
+    let emulator = loop_emulator(loop_emulator_config()).await;
+    let windows = days("2024-03-01", 3);
+    let mut declared_by_format = Vec::new();
+    for (format, xlsx) in [(LoopFormat::Json, false), (LoopFormat::Xlsx, true)] {
+        let lake = tempfile::tempdir().unwrap();
+        let report =
+            run_sync(&plan(loop_source(&emulator, format), lake.path(), windows.clone())).await.unwrap();
+        assert!(
+            report.windows.iter().all(|w| w.outcome == WindowOutcome::Committed),
+            "{format:?}: {report:?}"
+        );
+        let mut declared = Vec::new();
+        for w in &windows {
+            let rows = batch_rows(&read_source_partition(lake.path(), "loop", "report", w.date));
+            let expected = expected_for_day(emulator.config().synth, w.date, xlsx);
+            assert_eq!(rows.len(), expected.len(), "{format:?} {}", w.date);
+            for (got, want) in rows.iter().zip(&expected) {
+                assert!(got == want, "{format:?} {}: {got:?}\n!=\n{want:?}", w.date);
+            }
+            declared.extend(rows.into_iter().map(|mut row| {
+                row.pop();
+                row
+            }));
+        }
+        declared_by_format.push(declared);
+    }
+    assert!(declared_by_format[0] == declared_by_format[1], "JSON and XLSX land the same rows");
+    let stats = emulator.stats();
+    assert_eq!(stats.downloads_with_credentials, 0, "signed URLs never get the token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_expired_exports_and_expired_urls_are_recovered() {
+    let f = |endpoint, kind| LoopFault { endpoint, kind, times: 1 };
+    let config = LoopEmulatorConfig {
+        faults: vec![
+            f(LoopEndpoint::Status, LoopFaultKind::FailExport),
+            f(LoopEndpoint::Status, LoopFaultKind::ExpireExport),
+            f(LoopEndpoint::Download, LoopFaultKind::ExpireUrl),
+            f(LoopEndpoint::Create, LoopFaultKind::RateLimit { seconds: 1 }),
+        ],
+        ..loop_emulator_config()
+    };
+    let emulator = loop_emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let report =
+        run_sync(&plan(loop_source(&emulator, LoopFormat::Xlsx), lake.path(), days("2024-03-01", 1)))
+            .await
+            .unwrap();
+    assert_eq!(report.windows[0].outcome, WindowOutcome::Committed, "{report:?}");
+    let stats = emulator.stats();
+    assert_eq!(stats.exports_created, 3, "a new export after Failed and after Expired: {stats:?}");
+    assert_eq!(stats.expired_urls_refused, 1, "{stats:?}");
+    assert_eq!(stats.downloads, 1, "the fresh URL was used: {stats:?}");
+    assert_eq!(stats.downloads_with_credentials, 0);
+    let rows = batch_rows(&read_source_partition(lake.path(), "loop", "report", date("2024-03-01")));
+    assert!(rows == expected_for_day(emulator.config().synth, date("2024-03-01"), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_account_stops_the_run_with_exit_2() {
+    let emulator = loop_emulator(LoopEmulatorConfig { unverified: true, ..loop_emulator_config() }).await;
+    let lake = tempfile::tempdir().unwrap();
+    let env = [
+        ("LOOP_API_URL", emulator.base_url().to_string()),
+        ("LOOP_API_TOKEN", emulator.config().api_token.clone()),
+    ];
+    let dest = lake.path().to_str().unwrap();
+    let out =
+        run_cxlake(&["sync", "loop", "--dest", dest, "--from", "2024-03-01", "--to", "2024-03-03"], &env)
+            .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("451") && out.stdout.contains("not verified"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(emulator.stats().exports_created, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_table_keeps_each_conversation_latest_report() {
+    let emulator = loop_emulator(loop_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let env = [
+        ("LOOP_API_URL", emulator.base_url().to_string()),
+        ("LOOP_API_TOKEN", emulator.config().api_token.clone()),
+    ];
+    let dest = lake.path().to_str().unwrap();
+    let args = [
+        "sync",
+        "loop",
+        "--dest",
+        dest,
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-03",
+        "--poll-interval",
+        "10ms",
+    ];
+    let out = run_cxlake(&args, &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config = emulator.config().synth;
+    let mut latest = std::collections::BTreeMap::new();
+    for day in ["2024-03-01", "2024-03-02"] {
+        for row in synth::day_rows(config, date(day)) {
+            latest.insert(row.conversation_id.clone(), row.status.to_string());
+        }
+    }
+    let current = read_dir_rows(&lake.path().join("loop_current/report"));
+    let schema = report_schema();
+    let (id, status) =
+        (schema.column_index("conversation_id").unwrap(), schema.column_index("status").unwrap());
+    let got: std::collections::BTreeMap<String, String> = current
+        .into_iter()
+        .map(|row| match (&row[id], &row[status]) {
+            (Cell::Text(id), Cell::Text(status)) => (id.clone(), status.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, latest);
+    assert!(got.values().any(|s| s == "Resolved"), "a conversation updated on the next day shows its update");
+}
