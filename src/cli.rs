@@ -301,6 +301,16 @@ pub enum SchemaCommand {
         #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
         schemas: Option<PathBuf>,
     },
+    /// Propose a schema (TOML) for a dataset from a sample file: CSV, JSON array or XLSX
+    Draft {
+        /// source.dataset the draft is for, e.g. khoros.user
+        name: String,
+        /// The sample file; its extension (.csv, .json, .xlsx) says how to read it
+        file: PathBuf,
+        /// Rows to sample
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        rows: u64,
+    },
     /// Show one dataset's columns: name, Arrow type, nullable, pii, description
     Show {
         /// source.dataset, e.g. saltedcx.engagement
@@ -741,6 +751,35 @@ fn synth(args: SynthArgs) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
+/// `cxlake schema draft`: the TOML draft for `name` from the sample at `file`.
+fn schema_draft(name: &str, file: &Path, rows: u64) -> Result<String> {
+    use crate::schema::draft::Sample;
+    use crate::schema::FileFormat;
+    let (source, dataset) = name
+        .split_once('.')
+        .filter(|(s, d)| layout::is_identifier(s) && layout::is_identifier(d))
+        .ok_or_else(|| {
+            usage(format!("`{name}` is not source.dataset in lowercase letters, digits and `_`"))
+        })?;
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let open = |path: &Path| {
+        std::fs::File::open(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
+    };
+    let bad = |e: String| usage(format!("{}: {e}", file.display()));
+    let sample = match FileFormat::from_file_name(&file_name) {
+        Some(FileFormat::Csv) => Sample::csv(open(file)?, rows).map_err(bad)?,
+        Some(FileFormat::Json) => Sample::json_array(open(file)?, rows).map_err(bad)?,
+        Some(FileFormat::Xlsx) => {
+            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            let json = scratch.path().join("sheet.json");
+            crate::decode::xlsx::to_json_array(file, &json, &file_name).map_err(|e| usage(e.to_string()))?;
+            Sample::json_array(open(&json)?, rows).map_err(bad)?
+        }
+        None => return Err(usage(format!("{}: name the sample .csv, .json or .xlsx", file.display()))),
+    };
+    Ok(sample.draft(source, dataset, &file_name, &file.display().to_string()))
+}
+
 fn schema(command: SchemaCommand) -> Result<i32> {
     match command {
         SchemaCommand::List { schemas } => {
@@ -755,6 +794,9 @@ fn schema(command: SchemaCommand) -> Result<i32> {
                     s.description
                 );
             }
+        }
+        SchemaCommand::Draft { name, file, rows } => {
+            print!("{}", schema_draft(&name, &file, rows)?);
         }
         SchemaCommand::Show { name, schemas } => {
             let registry = load_registry(schemas.as_deref())?;

@@ -19,6 +19,7 @@
 //! datasets get one more column, `_extra`: the fields a record had that the schema does not
 //! declare, kept as JSON text so that nothing the platform sent is ever dropped.
 
+pub mod draft;
 pub mod value;
 
 use std::collections::BTreeMap;
@@ -476,7 +477,7 @@ fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
     })
 }
 
-fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> {
+pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaError> {
     let invalid = |message: String| SchemaError::Invalid { origin: origin.to_string(), message };
     let file: SchemaFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     // Source and dataset become path components of the lake: keep them plain identifiers.

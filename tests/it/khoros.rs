@@ -229,3 +229,23 @@ async fn the_cli_lands_khoros_and_reports_the_kept_metric() {
     let rows = batch_rows(&read_source_partition(lake.path(), "khoros", "user", date("2024-03-01")));
     assert!(rows == expected_for_day(emulator.config().synth, date("2024-03-01"), false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_drafted_from_a_json_export_reads_durations_and_stringly_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("user.json");
+    let rows = synth::day_rows(KhorosSynthConfig::default(), date("2024-03-01"), true);
+    std::fs::write(&sample, synth::render(&rows, true)).unwrap();
+    let out = run_cxlake(&["schema", "draft", "khoros.user", sample.to_str().unwrap()], NO_ENV).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(schemas.join("khoros")).unwrap();
+    std::fs::write(schemas.join("khoros/user.toml"), &out.stdout).unwrap();
+    let registry = SchemaRegistry::with_overrides(&schemas).expect("the draft loads as a schema");
+    let draft = registry.dataset("khoros", "user").unwrap();
+    let column = |name: &str| draft.columns[draft.column_index(name).unwrap()].clone();
+    assert_eq!(column("agent_id").column_type.to_string(), "Int64", "numbers sent as strings");
+    assert_eq!(column("total_green_state_time").encoding, cxlake::schema::Encoding::DurationHms);
+    assert_eq!(column("total_green_state_time_millis").column_type.to_string(), "Int64");
+    assert_eq!(column("custom_survey_responses").column_type.to_string(), "Int64");
+}

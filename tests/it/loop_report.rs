@@ -247,3 +247,28 @@ async fn the_current_table_keeps_each_conversation_latest_report() {
     assert_eq!(got, latest);
     assert!(got.values().any(|s| s == "Resolved"), "a conversation updated on the next day shows its update");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_drafted_from_a_workbook_loads_and_types_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = synth::day_rows(LoopSynthConfig::default(), date("2024-03-01"));
+    let header: Vec<&str> = synth::COLUMNS.iter().map(|(_, h)| *h).collect();
+    let workbook = cxlake::sources::r#loop::xlsx::workbook(&header, rows.iter().map(|r| r.cells())).unwrap();
+    let sample = dir.path().join("report.xlsx");
+    std::fs::write(&sample, workbook).unwrap();
+    let out = run_cxlake(&["schema", "draft", "acme.report", sample.to_str().unwrap()], NO_ENV).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(schemas.join("acme")).unwrap();
+    std::fs::write(schemas.join("acme/report.toml"), &out.stdout).unwrap();
+    let registry = SchemaRegistry::with_overrides(&schemas).expect("the draft loads as a schema");
+    let draft = registry.dataset("acme", "report").unwrap();
+    let type_of = |name: &str| draft.columns[draft.column_index(name).unwrap()].column_type.to_string();
+    assert_eq!(type_of("created_at"), "Timestamp(Microsecond, \"UTC\")");
+    assert_eq!(type_of("spam"), "Boolean");
+    assert_eq!(type_of("message_count"), "Int64");
+    assert_eq!(type_of("satisfaction_score"), "Float64");
+    assert_eq!(type_of("custom_region"), "Utf8");
+    assert_eq!(type_of("first_response_time_seconds"), "Int64");
+    assert!(out.stdout.contains(&format!("({} rows sampled)", rows.len())), "{}", out.stdout);
+}
