@@ -60,6 +60,8 @@ pub struct JsonDecoder<R: Read> {
     stats: DecodeStats,
     unknown_paths: BTreeSet<String>,
     drift: Vec<SchemaDrift>,
+    /// Drift known before the rows (a workbook's header lacking declared columns).
+    header_drift: Vec<SchemaDrift>,
     done: bool,
     /// Declared columns (not `_extra`) sorted by name, with their index in the schema.
     columns_by_name: Vec<(String, usize)>,
@@ -126,6 +128,7 @@ impl<R: Read> JsonDecoder<R> {
             stats: DecodeStats::default(),
             unknown_paths: BTreeSet::new(),
             drift: Vec::new(),
+            header_drift: Vec::new(),
             done: false,
         })
     }
@@ -133,6 +136,12 @@ impl<R: Read> JsonDecoder<R> {
     /// Fills the schema's window columns (`fill = "window_date"` …) from `window`.
     pub fn with_window(mut self, window: Option<crate::window::Window>) -> Self {
         self.fills = super::fill_values(&self.schema, window);
+        self
+    }
+
+    /// Adds drift found outside the rows (reported with the rows' own at the end).
+    pub fn with_header_drift(mut self, drift: Vec<SchemaDrift>) -> Self {
+        self.header_drift = drift;
         self
     }
 
@@ -387,7 +396,8 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
             }
         }
         if self.done {
-            self.drift = self.unknown_paths.iter().map(|p| SchemaDrift::KeptField(p.clone())).collect();
+            self.drift = self.header_drift.clone();
+            self.drift.extend(self.unknown_paths.iter().map(|p| SchemaDrift::KeptField(p.clone())));
         }
         written += rows.len();
         if written == 0 && rejects.is_empty() {

@@ -48,10 +48,12 @@ pub fn open(
     window: Option<Window>,
 ) -> Result<Box<dyn BatchDecoder>, DecodeError> {
     let converted;
+    let mut header_drift = Vec::new();
     let path = if FileFormat::from_file_name(&file_name) == Some(FileFormat::Xlsx) {
         // A workbook becomes a JSON array next to it (in the run's spool), decoded as JSON.
         converted = path.with_extension("xlsx.json");
-        xlsx::to_json_array(path, &converted, &file_name)?;
+        let workbook = xlsx::to_json_array(path, &converted, &file_name)?;
+        header_drift = xlsx::header_drift(&schema, &workbook.header, &file_name)?;
         converted.as_path()
     } else {
         path
@@ -60,7 +62,11 @@ pub fn open(
         std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
     let input = std::io::BufReader::with_capacity(1 << 20, input);
     Ok(match FileFormat::from_file_name(&file_name).unwrap_or(schema.format) {
-        FileFormat::Xlsx => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_window(window)),
+        FileFormat::Xlsx => Box::new(
+            json::JsonDecoder::new(schema, file_name, input)?
+                .with_window(window)
+                .with_header_drift(header_drift),
+        ),
         FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?.with_window(window)),
         FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_window(window)),
     })

@@ -19,13 +19,48 @@ use std::path::Path;
 use calamine::{DataRef, Reader, Xlsx};
 use serde_json::{Map, Value};
 
-use super::DecodeError;
+use super::{DecodeError, SchemaDrift};
+use crate::schema::{DatasetSchema, EXTRA_COLUMN};
 
 /// The largest shared-string table (uncompressed) read into memory.
 pub const MAX_SHARED_STRINGS_BYTES: u64 = 1 << 30;
 
-/// Converts the workbook at `xlsx` into a JSON array at `json`; returns the data rows written.
-pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<u64, DecodeError> {
+/// What a converted workbook held: its header's column names and the data rows written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converted {
+    pub header: Vec<String>,
+    pub rows: u64,
+}
+
+/// The drift a workbook's header shows against `schema`: declared columns it lacks (nullable
+/// ones load as nulls; a required one fails the file, as a CSV's header would).
+pub fn header_drift(
+    schema: &DatasetSchema,
+    header: &[String],
+    file: &str,
+) -> Result<Vec<SchemaDrift>, DecodeError> {
+    let mut drift = Vec::new();
+    for (index, column) in schema.columns.iter().enumerate() {
+        if column.fill.is_some() || column.name == EXTRA_COLUMN {
+            continue;
+        }
+        if header.iter().any(|h| schema.column_for_field(h) == Some(index)) {
+            continue;
+        }
+        if !column.nullable {
+            return Err(DecodeError::MissingRequiredColumn {
+                file: file.to_string(),
+                column: column.name.clone(),
+                schema: schema.qualified_name(),
+            });
+        }
+        drift.push(SchemaDrift::MissingNullableColumn(column.name.clone()));
+    }
+    Ok(drift)
+}
+
+/// Converts the workbook at `xlsx` into a JSON array at `json`.
+pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Converted, DecodeError> {
     let fail = |message: String| DecodeError::Header { file: file_name.to_string(), message };
     let date1904 = check_workbook(xlsx).map_err(fail)?;
     let input =
@@ -116,7 +151,7 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<u64, D
     }
     out.write_all(b"\n]\n").map_err(write_error)?;
     out.flush().map_err(write_error)?;
-    Ok(rows)
+    Ok(Converted { header: header.into_iter().flatten().collect(), rows })
 }
 
 /// A cell as JSON: `None` for an empty cell. `date1904`: the workbook counts days from 1904.

@@ -67,3 +67,62 @@ pub fn load_scenario<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, S
         .map_err(|e| SetupError(format!("cannot read --faults {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| SetupError(format!("--faults {}: {e}", path.display())))
 }
+
+/// An emulator's endpoint kinds, for faults: one of them, or `any`.
+pub trait FaultEndpoint: Copy + PartialEq {
+    fn is_any(self) -> bool;
+}
+
+/// One injected fault: `kind` on the next `times` requests to `endpoint` (default once).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault<E, K> {
+    pub endpoint: E,
+    #[serde(flatten)]
+    pub kind: K,
+    #[serde(default = "once")]
+    pub times: u32,
+}
+
+fn once() -> u32 {
+    1
+}
+
+/// A `--faults` scenario file: `[[faults]]` tables, injected in order.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultScenario<E, K> {
+    #[serde(default = "Vec::new")]
+    pub faults: Vec<Fault<E, K>>,
+}
+
+/// The faults an emulator still has to inject, each with the times it has left.
+#[derive(Debug, Clone)]
+pub struct FaultQueue<E, K> {
+    left: Vec<(Fault<E, K>, u32)>,
+}
+
+impl<E, K> Default for FaultQueue<E, K> {
+    fn default() -> Self {
+        FaultQueue { left: Vec::new() }
+    }
+}
+
+impl<E: FaultEndpoint, K: Clone> FaultQueue<E, K> {
+    pub fn new(faults: &[Fault<E, K>]) -> Self
+    where
+        E: Clone,
+    {
+        FaultQueue { left: faults.iter().map(|f| (f.clone(), f.times)).collect() }
+    }
+
+    /// The next fault for a request to `endpoint`, consuming one of its times.
+    pub fn take(&mut self, endpoint: E) -> Option<K> {
+        let slot = self
+            .left
+            .iter_mut()
+            .find(|(f, left)| *left > 0 && (f.endpoint == endpoint || f.endpoint.is_any()))?;
+        slot.1 -= 1;
+        Some(slot.0.kind.clone())
+    }
+}

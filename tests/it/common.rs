@@ -51,6 +51,20 @@ pub fn client_config(emulator: &Emulator) -> ClientConfig {
     config
 }
 
+/// Retries and polls short enough for tests (a 429 without `Retry-After` waits 20 ms).
+pub fn fast_transport(
+    http: &mut cxlake::sources::http::HttpConfig,
+    poll: Option<&mut cxlake::sources::poll::PollConfig>,
+) {
+    http.retry.initial_backoff = Duration::from_millis(10);
+    http.retry.max_backoff = Duration::from_millis(50);
+    http.retry.rate_limit_floor = Duration::from_millis(20);
+    if let Some(poll) = poll {
+        poll.initial_interval = Duration::from_millis(5);
+        poll.max_interval = Duration::from_millis(50);
+    }
+}
+
 pub fn client(emulator: &Emulator) -> SaltedCxClient {
     SaltedCxClient::new(client_config(emulator)).expect("client builds")
 }

@@ -37,9 +37,7 @@ pub async fn dixa_emulator(config: DixaEmulatorConfig) -> DixaEmulator {
 pub fn dixa_client_config(emulator: &DixaEmulator) -> DixaConfig {
     let mut config = DixaConfig::new(emulator.base_url(), Secret::new(emulator.config().api_token.clone()));
     config.http.requests_per_minute = None;
-    config.http.retry.initial_backoff = Duration::from_millis(10);
-    config.http.retry.max_backoff = Duration::from_millis(50);
-    config.http.retry.rate_limit_floor = Duration::from_millis(20);
+    fast_transport(&mut config.http, None);
     config
 }
 

@@ -38,10 +38,7 @@ fn khoros_source(emulator: &KhorosEmulator, format: KhorosFormat, password: &str
         Secret::new(c.company_key.clone()),
     );
     config.request.format = format;
-    config.poll.initial_interval = Duration::from_millis(5);
-    config.http.retry.initial_backoff = Duration::from_millis(10);
-    config.http.retry.max_backoff = Duration::from_millis(50);
-    config.http.retry.rate_limit_floor = Duration::from_millis(20);
+    fast_transport(&mut config.http, Some(&mut config.poll));
     let policy = ExportPolicy { failed_cooldown: Duration::from_millis(10), ..ExportPolicy::default() };
     Khoros::new(KhorosClient::new(config).expect("client builds"), policy)
 }
@@ -248,4 +245,39 @@ async fn a_schema_drafted_from_a_json_export_reads_durations_and_stringly_number
     assert_eq!(column("total_green_state_time").encoding, cxlake::schema::Encoding::DurationHms);
     assert_eq!(column("total_green_state_time_millis").column_type.to_string(), "Int64");
     assert_eq!(column("custom_survey_responses").column_type.to_string(), "Int64");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_filter_stops_the_run_with_the_platform_message() {
+    let emulator = khoros_emulator(khoros_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("KHOROS_API_URL".to_string(), emulator.base_url().to_string()),
+        ("KHOROS_USERNAME".to_string(), emulator.config().username.clone()),
+        ("KHOROS_PASSWORD".to_string(), emulator.config().password.clone()),
+        ("KHOROS_COMPANY_KEY".to_string(), emulator.config().company_key.clone()),
+    ];
+    let dest = lake.path().to_str().unwrap();
+    let args = [
+        "sync",
+        "khoros",
+        "--dest",
+        dest,
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-03",
+        "--report-metric",
+        "no_such_metric",
+    ];
+    let out = run_cxlake(&args, &env).await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Unknown report metric: no_such_metric")
+            && out.stdout.contains("--report-metric"),
+        "{}",
+        out.stdout
+    );
+    // Two windows are in flight at once; the run stops there, it never tries a third.
+    assert!(emulator.stats().bad_requests <= 2, "{:?}", emulator.stats());
 }

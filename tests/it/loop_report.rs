@@ -36,10 +36,7 @@ pub async fn loop_emulator(config: LoopEmulatorConfig) -> LoopEmulator {
 fn loop_source(emulator: &LoopEmulator, format: LoopFormat) -> Loop {
     let mut config = LoopConfig::new(emulator.base_url(), Secret::new(emulator.config().api_token.clone()));
     config.request.format = format;
-    config.poll.initial_interval = Duration::from_millis(5);
-    config.http.retry.initial_backoff = Duration::from_millis(10);
-    config.http.retry.max_backoff = Duration::from_millis(50);
-    config.http.retry.rate_limit_floor = Duration::from_millis(20);
+    fast_transport(&mut config.http, Some(&mut config.poll));
     let policy = ExportPolicy { failed_cooldown: Duration::from_millis(10), ..ExportPolicy::default() };
     Loop::new(LoopClient::new(config).expect("client builds"), policy)
 }
@@ -271,4 +268,62 @@ async fn a_schema_drafted_from_a_workbook_loads_and_types_its_columns() {
     assert_eq!(type_of("custom_region"), "Utf8");
     assert_eq!(type_of("first_response_time_seconds"), "Int64");
     assert!(out.stdout.contains(&format!("({} rows sampled)", rows.len())), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_filter_stops_the_run_and_a_missing_column_is_reported() {
+    let emulator = loop_emulator(loop_emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let env = [
+        ("LOOP_API_URL", emulator.base_url().to_string()),
+        ("LOOP_API_TOKEN", emulator.config().api_token.clone()),
+    ];
+    let dest = lake.path().to_str().unwrap();
+    let args = [
+        "sync",
+        "loop",
+        "--dest",
+        dest,
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+        "--teammate",
+        "not-an-email",
+    ];
+    let out = run_cxlake(&args, &env).await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("(400)") && out.stdout.contains("e-mail"), "{}", out.stdout);
+
+    // A workbook without the Subject column: loaded with nulls there, and said so.
+    let rows = synth::day_rows(LoopSynthConfig::default(), date("2024-03-01"));
+    let keep: Vec<usize> = (0..synth::COLUMNS.len()).filter(|i| synth::COLUMNS[*i].1 != "Subject").collect();
+    let header: Vec<&str> = keep.iter().map(|i| synth::COLUMNS[*i].1).collect();
+    let cells = rows.iter().map(|r| {
+        let all = r.cells();
+        keep.iter().map(|i| all[*i].clone()).collect::<Vec<_>>()
+    });
+    let inputs = tempfile::tempdir().unwrap();
+    let file = inputs.path().join("report.xlsx");
+    std::fs::write(&file, cxlake::sources::r#loop::xlsx::workbook(&header, cells).unwrap()).unwrap();
+    let out = run_cxlake(
+        &[
+            "convert",
+            "loop.report",
+            "--date",
+            "2024-03-01",
+            "--dest",
+            dest,
+            file.to_str().unwrap(),
+            "--no-current-tables",
+        ],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("column `subject` is missing; loaded as nulls"), "{}", out.stderr);
+    let landed = batch_rows(&read_source_partition(lake.path(), "loop", "report", date("2024-03-01")));
+    let subject = report_schema().column_index("subject").unwrap();
+    assert_eq!(landed.len(), rows.len());
+    assert!(landed.iter().all(|row| row[subject] == Cell::Null));
 }

@@ -32,7 +32,7 @@ use serde_json::json;
 use url::Url;
 
 use super::synth::{self, ConversationFilter, DixaSynthConfig, Range};
-use crate::sources::loopback::{self, LoopbackServer};
+use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer};
 
 /// The token the emulator accepts unless told otherwise.
 pub const DEFAULT_API_TOKEN: &str = "dixa-emulator-token";
@@ -98,26 +98,15 @@ pub enum DixaFaultKind {
 }
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DixaFault {
-    pub endpoint: DixaEndpoint,
-    #[serde(flatten)]
-    pub kind: DixaFaultKind,
-    #[serde(default = "one")]
-    pub times: u32,
-}
+pub type DixaFault = Fault<DixaEndpoint, DixaFaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// A scenario file for `--faults FILE`: `[[faults]]` tables.
+pub type DixaFaultScenario = FaultScenario<DixaEndpoint, DixaFaultKind>;
 
-/// A scenario file for `cxlake emulator dixa --faults FILE`: `[[faults]]` tables.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DixaFaultScenario {
-    #[serde(default)]
-    pub faults: Vec<DixaFault>,
+impl FaultEndpoint for DixaEndpoint {
+    fn is_any(self) -> bool {
+        self == DixaEndpoint::Any
+    }
 }
 
 /// What the emulator has seen, for tests.
@@ -142,7 +131,7 @@ struct Shared {
 #[derive(Default)]
 struct Inner {
     stats: DixaEmulatorStats,
-    faults: Vec<(DixaFault, u32)>,
+    faults: FaultQueue<DixaEndpoint, DixaFaultKind>,
     /// Request times per token, for the rate limit.
     recent: HashMap<String, VecDeque<Instant>>,
 }
@@ -159,10 +148,7 @@ impl DixaEmulator {
     pub async fn start(config: DixaEmulatorConfig, port: u16) -> std::io::Result<DixaEmulator> {
         let (listener, base_url) = loopback::bind(port).await?;
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                faults: config.faults.iter().map(|f| (f.clone(), f.times)).collect(),
-                ..Inner::default()
-            }),
+            inner: Mutex::new(Inner { faults: FaultQueue::new(&config.faults), ..Inner::default() }),
             config,
         });
         let app = Router::new()
@@ -244,14 +230,7 @@ impl Shared {
             }
             return Gate::Refused(response);
         }
-        let slot = inner
-            .faults
-            .iter_mut()
-            .find(|(f, left)| *left > 0 && (f.endpoint == endpoint || f.endpoint == DixaEndpoint::Any));
-        let fault = slot.map(|slot| {
-            slot.1 -= 1;
-            slot.0.kind.clone()
-        });
+        let fault = inner.faults.take(endpoint);
         if fault.is_some() {
             inner.stats.faults_injected += 1;
         }

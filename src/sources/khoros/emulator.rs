@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::synth::{self, KhorosSynthConfig};
-use crate::sources::loopback::{self, LoopbackServer};
+use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer};
 
 pub const DEFAULT_USERNAME: &str = "cxlake-emulator";
 pub const DEFAULT_PASSWORD: &str = "khoros-emulator-password";
@@ -100,26 +100,15 @@ pub enum KhorosFaultKind {
 }
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KhorosFault {
-    pub endpoint: KhorosEndpoint,
-    #[serde(flatten)]
-    pub kind: KhorosFaultKind,
-    #[serde(default = "one")]
-    pub times: u32,
-}
+pub type KhorosFault = Fault<KhorosEndpoint, KhorosFaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// A scenario file for `--faults FILE`: `[[faults]]` tables.
+pub type KhorosFaultScenario = FaultScenario<KhorosEndpoint, KhorosFaultKind>;
 
-/// A scenario file for `cxlake emulator khoros --faults FILE`: `[[faults]]` tables.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KhorosFaultScenario {
-    #[serde(default)]
-    pub faults: Vec<KhorosFault>,
+impl FaultEndpoint for KhorosEndpoint {
+    fn is_any(self) -> bool {
+        self == KhorosEndpoint::Any
+    }
 }
 
 /// What the emulator has seen, for tests.
@@ -157,7 +146,7 @@ struct Shared {
 #[derive(Default)]
 struct Inner {
     stats: KhorosEmulatorStats,
-    faults: Vec<(KhorosFault, u32)>,
+    faults: FaultQueue<KhorosEndpoint, KhorosFaultKind>,
     /// By `(workflowId, runId)` (decoded).
     jobs: HashMap<(String, String), Job>,
 }
@@ -173,10 +162,7 @@ impl KhorosEmulator {
     pub async fn start(config: KhorosEmulatorConfig, port: u16) -> std::io::Result<KhorosEmulator> {
         let (listener, base_url) = loopback::bind(port).await?;
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                faults: config.faults.iter().map(|f| (f.clone(), f.times)).collect(),
-                ..Inner::default()
-            }),
+            inner: Mutex::new(Inner { faults: FaultQueue::new(&config.faults), ..Inner::default() }),
             base_url: base_url.join("api/public/").expect("a relative path joins"),
             config,
         });
@@ -249,14 +235,7 @@ impl Shared {
             inner.stats.unauthorized += 1;
             return Err(Box::new(fail(StatusCode::UNAUTHORIZED, "Invalid or missing company key")));
         }
-        let slot = inner
-            .faults
-            .iter_mut()
-            .find(|(f, left)| *left > 0 && (f.endpoint == endpoint || f.endpoint == KhorosEndpoint::Any));
-        let fault = slot.map(|slot| {
-            slot.1 -= 1;
-            slot.0.kind.clone()
-        });
+        let fault = inner.faults.take(endpoint);
         if fault.is_some() {
             inner.stats.faults_injected += 1;
         }
@@ -342,6 +321,10 @@ async fn create(
         if !["en", "es", "fr", "de", "tr"].contains(&locale) {
             return shared.bad_request("locale must be one of en, es, fr, de, tr");
         }
+    }
+    let known = |metric: &str| synth::COLUMNS.iter().any(|(name, _)| name.eq_ignore_ascii_case(metric));
+    if let Some((_, metric)) = params.iter().find(|(k, v)| k == "reportMetrics" && !known(v)) {
+        return shared.bad_request(&format!("Unknown report metric: {metric}"));
     }
     let include_disabled = first(&params, "includeDisabled").is_some_and(|v| v == "true");
     let agent_ids =

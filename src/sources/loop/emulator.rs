@@ -33,7 +33,7 @@ use url::Url;
 
 use super::synth::{self, LoopSynthConfig, ReportRow};
 use super::xlsx;
-use crate::sources::loopback::{self, LoopbackServer};
+use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer};
 
 pub const DEFAULT_API_TOKEN: &str = "loop-emulator-token";
 
@@ -100,26 +100,15 @@ pub enum LoopFaultKind {
 }
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopFault {
-    pub endpoint: LoopEndpoint,
-    #[serde(flatten)]
-    pub kind: LoopFaultKind,
-    #[serde(default = "one")]
-    pub times: u32,
-}
+pub type LoopFault = Fault<LoopEndpoint, LoopFaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// A scenario file for `--faults FILE`: `[[faults]]` tables.
+pub type LoopFaultScenario = FaultScenario<LoopEndpoint, LoopFaultKind>;
 
-/// A scenario file for `cxlake emulator loop --faults FILE`: `[[faults]]` tables.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopFaultScenario {
-    #[serde(default)]
-    pub faults: Vec<LoopFault>,
+impl FaultEndpoint for LoopEndpoint {
+    fn is_any(self) -> bool {
+        self == LoopEndpoint::Any
+    }
 }
 
 /// What the emulator has seen, for tests.
@@ -183,7 +172,7 @@ struct Shared {
 #[derive(Default)]
 struct Inner {
     stats: LoopEmulatorStats,
-    faults: Vec<(LoopFault, u32)>,
+    faults: FaultQueue<LoopEndpoint, LoopFaultKind>,
     jobs: HashMap<String, Job>,
     /// Download URLs handed out while a fault said they are already expired.
     expired_signatures: Vec<String>,
@@ -200,10 +189,7 @@ impl LoopEmulator {
     pub async fn start(config: LoopEmulatorConfig, port: u16) -> std::io::Result<LoopEmulator> {
         let (listener, base_url) = loopback::bind(port).await?;
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                faults: config.faults.iter().map(|f| (f.clone(), f.times)).collect(),
-                ..Inner::default()
-            }),
+            inner: Mutex::new(Inner { faults: FaultQueue::new(&config.faults), ..Inner::default() }),
             base_url,
             config,
         });
@@ -278,14 +264,7 @@ impl Shared {
                 }
             }
         }
-        let slot = inner
-            .faults
-            .iter_mut()
-            .find(|(f, left)| *left > 0 && (f.endpoint == endpoint || f.endpoint == LoopEndpoint::Any));
-        let fault = slot.map(|slot| {
-            slot.1 -= 1;
-            slot.0.kind.clone()
-        });
+        let fault = inner.faults.take(endpoint);
         if fault.is_some() {
             inner.stats.faults_injected += 1;
         }

@@ -33,7 +33,7 @@ use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
 use super::synth::{self, SynthConfig};
-use crate::sources::loopback::{self, LoopbackServer};
+use crate::sources::loopback::{self, FaultEndpoint, FaultQueue, LoopbackServer};
 
 /// A contact that exists in the emulated tenant but has no customer records.
 pub const LEAD_WITHOUT_CUSTOMERS: &str = "lead@example.com";
@@ -96,26 +96,15 @@ pub enum FaultKind {
 }
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    pub endpoint: Endpoint,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub times: u32,
-}
+pub type Fault = loopback::Fault<Endpoint, FaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// A scenario file for `--faults FILE`: `[[faults]]` tables.
+pub type FaultScenario = loopback::FaultScenario<Endpoint, FaultKind>;
 
-/// A scenario file for `cxlake emulator --faults FILE`: `[[faults]]` tables.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultScenario {
-    #[serde(default)]
-    pub faults: Vec<Fault>,
+impl FaultEndpoint for Endpoint {
+    fn is_any(self) -> bool {
+        self == Endpoint::Any
+    }
 }
 
 impl Default for EmulatorConfig {
@@ -175,7 +164,7 @@ struct Inner {
     stats: EmulatorStats,
     expire_remaining: u32,
     /// Faults still to inject, with how many times each has left.
-    faults: Vec<(Fault, u32)>,
+    faults: FaultQueue<Endpoint, FaultKind>,
 }
 
 /// A running emulator. Dropping it (or [`Emulator::shutdown`]) stops the server.
@@ -192,7 +181,7 @@ impl Emulator {
             secret: uuid::Uuid::new_v4().to_string(),
             inner: Mutex::new(Inner {
                 expire_remaining: config.expire_downloads,
-                faults: config.faults.iter().map(|f| (f.clone(), f.times)).collect(),
+                faults: FaultQueue::new(&config.faults),
                 ..Inner::default()
             }),
             config,
@@ -251,12 +240,7 @@ impl Shared {
     /// The next fault for this endpoint, consuming one of its remaining times.
     fn take_fault(&self, endpoint: Endpoint) -> Option<FaultKind> {
         let mut inner = self.inner.lock().expect("emulator lock");
-        let slot = inner
-            .faults
-            .iter_mut()
-            .find(|(f, left)| *left > 0 && (f.endpoint == endpoint || f.endpoint == Endpoint::Any))?;
-        slot.1 -= 1;
-        let kind = slot.0.kind.clone();
+        let kind = inner.faults.take(endpoint)?;
         inner.stats.faults_injected += 1;
         Some(kind)
     }
