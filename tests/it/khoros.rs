@@ -43,6 +43,17 @@ fn khoros_source(emulator: &KhorosEmulator, format: KhorosFormat, password: &str
     Khoros::new(KhorosClient::new(config).expect("client builds"), policy)
 }
 
+/// The environment that points `cxlake sync khoros` at `emulator` with its credentials.
+fn khoros_env(emulator: &KhorosEmulator) -> Vec<(String, String)> {
+    let c = emulator.config();
+    vec![
+        ("KHOROS_API_URL".into(), emulator.base_url().to_string()),
+        ("KHOROS_USERNAME".into(), c.username.clone()),
+        ("KHOROS_PASSWORD".into(), c.password.clone()),
+        ("KHOROS_COMPANY_KEY".into(), c.company_key.clone()),
+    ]
+}
+
 fn user_schema() -> Arc<DatasetSchema> {
     SchemaRegistry::embedded().unwrap().dataset("khoros", "user").unwrap()
 }
@@ -195,12 +206,7 @@ async fn wrong_credentials_stop_the_run_without_echoing_them() {
 async fn the_cli_lands_khoros_and_reports_the_kept_metric() {
     let emulator = khoros_emulator(khoros_emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("KHOROS_API_URL".to_string(), emulator.base_url().to_string()),
-        ("KHOROS_USERNAME".to_string(), emulator.config().username.clone()),
-        ("KHOROS_PASSWORD".to_string(), emulator.config().password.clone()),
-        ("KHOROS_COMPANY_KEY".to_string(), emulator.config().company_key.clone()),
-    ];
+    let env = khoros_env(&emulator);
     let dest = lake.path().to_str().unwrap();
     let args = [
         "sync",
@@ -251,12 +257,7 @@ async fn a_schema_drafted_from_a_json_export_reads_durations_and_stringly_number
 async fn a_refused_filter_stops_the_run_with_the_platform_message() {
     let emulator = khoros_emulator(khoros_emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("KHOROS_API_URL".to_string(), emulator.base_url().to_string()),
-        ("KHOROS_USERNAME".to_string(), emulator.config().username.clone()),
-        ("KHOROS_PASSWORD".to_string(), emulator.config().password.clone()),
-        ("KHOROS_COMPANY_KEY".to_string(), emulator.config().company_key.clone()),
-    ];
+    let env = khoros_env(&emulator);
     let dest = lake.path().to_str().unwrap();
     let args = [
         "sync",
