@@ -20,6 +20,7 @@ pub mod loopback;
 pub mod poll;
 pub mod retry;
 pub mod saltedcx;
+pub mod sparkcentral;
 pub mod synthetic;
 
 use std::future::Future;
