@@ -275,6 +275,11 @@ pub struct ConvertArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
+    /// The zone the files' local times are in (IANA name, e.g. Europe/Brussels): needed by
+    /// datasets whose times carry no offset (Sparkcentral)
+    #[arg(long, value_name = "ZONE", value_parser = parse_timezone)]
+    pub timezone: Option<chrono_tz::Tz>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -600,7 +605,7 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
     }
     let local =
         LocalFiles { source: source.clone(), dataset: schema.dataset.clone(), files: args.files.clone() };
-    let options = WriteOptions { parallel_windows: 1, ..args.output.options()? };
+    let options = WriteOptions { parallel_windows: 1, timezone: args.timezone, ..args.output.options()? };
     let windows = vec![Window::new(args.date)];
     let plan = SyncPlan::new(local, args.output.destination()?, vec![schema], windows, None, options);
     check_format(&plan.dest, &args.output.dest, &source, &plan.datasets, plan.options.format).await?;
@@ -749,6 +754,13 @@ fn synth(args: SynthArgs) -> Result<i32> {
     std::io::Write::flush(&mut out).context("writing the synthetic data")?;
     tracing::info!(dataset = %args.dataset, rows, "Generated");
     Ok(exit_code::OK)
+}
+
+/// An IANA time zone name, with a message that says what is expected.
+fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("`{text}` is not an IANA time zone name (such as Europe/Brussels, America/New_York or UTC)")
+    })
 }
 
 /// `cxlake schema draft`: the TOML draft for `name` from the sample at `file`.

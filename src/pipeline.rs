@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::budget::MemoryBudget;
 use crate::current;
-use crate::decode::{DecodeError, DecodeStats, DecodedBatch, RejectedRow, SchemaDrift};
+use crate::decode::{DecodeError, DecodeStats, DecodedBatch, FileContext, RejectedRow, SchemaDrift};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::commit;
@@ -109,6 +109,8 @@ pub struct WriteOptions {
     pub format: OutputFormat,
     /// Rebuild the datasets' current tables (and the views file) after committing windows.
     pub current_tables: bool,
+    /// The zone local times in the files are in (`--timezone`; Sparkcentral).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 impl Default for WriteOptions {
@@ -123,6 +125,7 @@ impl Default for WriteOptions {
             memory: MemoryBudget::default(),
             format: OutputFormat::Parquet,
             current_tables: true,
+            timezone: None,
         }
     }
 }
@@ -455,8 +458,9 @@ pub async fn stage_files<S>(
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
     let mut total = DecodeStats::default();
     let mut warnings = Vec::new();
+    let context = FileContext { window: Some(window), timezone: plan.options.timezone };
     for file in files {
-        let checked = match write_file(&mut writer, &mut rejects, schema.clone(), window, file).await {
+        let checked = match write_file(&mut writer, &mut rejects, schema.clone(), context, file).await {
             Ok((stats, drift)) => {
                 check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
                     .map(|file_warnings| (stats, file_warnings))
@@ -489,12 +493,12 @@ async fn write_file(
     writer: &mut PartWriter,
     rejects: &mut RejectSink,
     schema: Arc<DatasetSchema>,
-    window: Window,
+    context: FileContext,
     file: &FetchedFile,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let (path, file_name) = (file.path.clone(), file.file_name.clone());
-    let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, window, tx));
+    let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, context, tx));
     let mut write_error = None;
     while let Some(decoded) = rx.recv().await {
         let DecodedBatch { batch, rejects: rows } = decoded;
@@ -545,6 +549,10 @@ fn check_file<S>(
             SchemaDrift::MissingNullableColumn(c) => {
                 format!("{}: column `{c}` is missing; loaded as nulls", file.file_name)
             }
+            SchemaDrift::LocalTimesResolved { ambiguous, skipped } => format!(
+                "{}: {ambiguous} local time(s) in the repeated hour of a DST change (the earlier instant taken) and {skipped} in the skipped hour (read with the offset before the change)",
+                file.file_name
+            ),
         })
         .collect();
     if plan.options.on_new_column == NewColumnPolicy::Fail {
@@ -582,10 +590,10 @@ fn decode_file(
     path: &Path,
     schema: Arc<DatasetSchema>,
     file_name: String,
-    window: Window,
+    context: FileContext,
     tx: tokio::sync::mpsc::Sender<DecodedBatch>,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), DecodeError> {
-    let mut decoder = crate::decode::open(schema, path, file_name, Some(window))?;
+    let mut decoder = crate::decode::open(schema, path, file_name, context)?;
     while let Some(batch) = decoder.next_batch()? {
         if tx.blocking_send(batch).is_err() {
             // The writer stopped (and will report why); nothing more to do here.

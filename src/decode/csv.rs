@@ -13,14 +13,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
 
 use super::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
+use crate::schema::local_time;
 use crate::schema::value::{self, InvalidValue};
-use crate::schema::{ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
+use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
 
 /// Rows per batch unless the text in them grows past [`MAX_BATCH_TEXT_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
@@ -29,6 +30,8 @@ const MAX_BATCH_TEXT_BYTES: usize = 32 << 20;
 
 enum Builder {
     Utf8(StringBuilder),
+    /// A list of text items in one cell, split at `separator`.
+    Utf8List(ListBuilder<StringBuilder>, String),
     Int64(Int64Builder),
     Float64(Float64Builder),
     Boolean(BooleanBuilder),
@@ -37,8 +40,13 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(column_type: &ColumnType, capacity: usize) -> Builder {
-        match column_type {
+    fn new(column: &Column, capacity: usize) -> Builder {
+        match &column.column_type {
+            ColumnType::List(item) if item.column_type == ColumnType::Utf8 => Builder::Utf8List(
+                ListBuilder::with_capacity(StringBuilder::with_capacity(capacity, capacity * 8), capacity)
+                    .with_field(Arc::new(item.arrow_field())),
+                column.separator.clone().unwrap_or_else(|| ",".into()),
+            ),
             ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
             ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
             ColumnType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
@@ -56,6 +64,7 @@ impl Builder {
     fn finish(&mut self) -> ArrayRef {
         match self {
             Builder::Utf8(b) => Arc::new(b.finish()),
+            Builder::Utf8List(b, _) => Arc::new(b.finish()),
             Builder::Int64(b) => Arc::new(b.finish()),
             Builder::Float64(b) => Arc::new(b.finish()),
             Builder::Boolean(b) => Arc::new(b.finish()),
@@ -70,6 +79,10 @@ impl Builder {
 enum Parsed<'a> {
     Null,
     Text(&'a str),
+    /// A cell of list items, split when appended.
+    List(&'a str),
+    /// A local time of day, placed on its day when its interval is resolved.
+    TimeOfDay(chrono::NaiveTime),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -117,6 +130,12 @@ pub struct CsvDecoder<R: Read> {
     fills: Vec<Option<i64>>,
     /// Header columns the schema does not declare, kept in `_extra` when the schema has one.
     extra: Option<KeptColumns>,
+    /// Where local times are (zone, the file's day) and how many a DST change made ambiguous.
+    local: LocalParse,
+    /// `local_time_of_day` intervals: (start column, end column, seconds column).
+    intervals: Vec<(usize, usize, Option<usize>)>,
+    /// Whether any column is a local time of day (placed after the row is parsed).
+    times_of_day: bool,
     header_len: usize,
     drift: Vec<SchemaDrift>,
     builders: Vec<Builder>,
@@ -228,7 +247,8 @@ impl<R: Read> CsvDecoder<R> {
             (Some(index), false) => Some(KeptColumns { index, columns: kept, text: String::new() }),
             _ => None,
         };
-        if let Some(column) = schema.columns.iter().find(|c| !c.column_type.is_scalar()) {
+        let csv_list = |c: &Column| matches!(&c.column_type, ColumnType::List(item) if item.column_type == ColumnType::Utf8);
+        if let Some(column) = schema.columns.iter().find(|c| !c.column_type.is_scalar() && !csv_list(c)) {
             return Err(DecodeError::Header {
                 file,
                 message: format!(
@@ -239,12 +259,23 @@ impl<R: Read> CsvDecoder<R> {
                 ),
             });
         }
-        let builders = schema.columns.iter().map(|c| Builder::new(&c.column_type, batch_rows)).collect();
+        let builders = schema.columns.iter().map(|c| Builder::new(c, batch_rows)).collect();
         Ok(CsvDecoder {
             header_len: names.len(),
             done: !has_header,
             fills: vec![None; schema.columns.len()],
             extra,
+            local: LocalParse::default(),
+            times_of_day: schema.columns.iter().any(|c| c.encoding == Encoding::LocalTimeOfDay),
+            intervals: schema
+                .columns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let end = schema.column_index(c.interval_end.as_deref()?)?;
+                    Some((i, end, c.interval_seconds.as_deref().and_then(|s| schema.column_index(s))))
+                })
+                .collect(),
             schema,
             file,
             reader,
@@ -258,10 +289,21 @@ impl<R: Read> CsvDecoder<R> {
         })
     }
 
-    /// Fills the schema's window columns (`fill = "window_date"` …) from `window`.
-    pub fn with_window(mut self, window: Option<crate::window::Window>) -> Self {
-        self.fills = super::fill_values(&self.schema, window);
+    /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window,
+    /// and reads local times in its zone (a time of day on the window's day).
+    pub fn with_context(mut self, context: super::FileContext) -> Self {
+        self.fills = super::fill_values(&self.schema, context.window);
+        self.local = LocalParse {
+            zone: context.timezone,
+            day: context.window.map(|w| w.date),
+            ..LocalParse::default()
+        };
         self
+    }
+
+    /// Fills the schema's window columns from `window` (no local times).
+    pub fn with_window(self, window: Option<crate::window::Window>) -> Self {
+        self.with_context(super::FileContext { window, timezone: None })
     }
 
     /// Columns that differ between the file's header and the schema.
@@ -295,6 +337,7 @@ impl<R: Read> CsvDecoder<R> {
             })?;
             if !more {
                 self.done = true;
+                self.drift.extend(self.local.counts.drift());
                 break;
             }
             let record = &self.record;
@@ -307,8 +350,22 @@ impl<R: Read> CsvDecoder<R> {
             }
             self.stats.rows_read += 1;
             let mut parsed = recycle(std::mem::take(&mut spare));
-            let mut outcome =
-                parse_row(&self.schema, &self.positions, &self.fills, self.header_len, record, &mut parsed);
+            let mut outcome = parse_row(
+                &self.schema,
+                &self.positions,
+                &self.fills,
+                self.header_len,
+                record,
+                &mut parsed,
+                &mut self.local,
+            );
+            if let (Ok(_), true) = (&outcome, self.times_of_day) {
+                if let Err(fault) =
+                    resolve_intervals(&self.intervals, &self.schema, &mut parsed, &mut self.local)
+                {
+                    outcome = Err(fault);
+                }
+            }
             if let (Ok(_), Some(kept)) = (&outcome, &mut self.extra) {
                 if let Err(fault) = kept.collect(record) {
                     outcome = Err(fault);
@@ -395,6 +452,7 @@ fn parse_row<'r>(
     header_len: usize,
     record: &'r ::csv::ByteRecord,
     out: &mut Vec<Parsed<'r>>,
+    local: &mut LocalParse,
 ) -> Result<usize, (Option<String>, String)> {
     if record.len() != header_len {
         return Err((None, format!("expected {header_len} fields as in the header, found {}", record.len())));
@@ -432,6 +490,14 @@ fn parse_row<'r>(
             }
             ColumnType::Int64 if column.encoding == Encoding::DurationHms => {
                 value::parse_duration_hms_ms(text).map(Parsed::Int)
+            }
+            ColumnType::TimestampUtc if column.encoding == Encoding::LocalTime => local.date_time(text),
+            ColumnType::TimestampUtc if column.encoding == Encoding::LocalTimeOfDay => {
+                local.time_of_day(text)
+            }
+            ColumnType::List(_) if column.separator.is_some() => {
+                text_bytes += text.len();
+                Ok(Parsed::List(text))
             }
             ColumnType::Utf8 => {
                 text_bytes += text.len();
@@ -479,11 +545,88 @@ fn record_is_utf8(record: &::csv::ByteRecord) -> bool {
         })
 }
 
+/// Local times: the export's zone, the file's day, and what DST changes made of them.
+#[derive(Debug, Default)]
+struct LocalParse {
+    zone: Option<chrono_tz::Tz>,
+    day: Option<chrono::NaiveDate>,
+    counts: super::LocalTimeCounts,
+}
+
+impl LocalParse {
+    /// `Year-Month-Day HH:MM:SS.MS` in the zone, as UTC microseconds.
+    fn date_time<'a>(&mut self, text: &str) -> Result<Parsed<'a>, InvalidValue> {
+        let local = local_time::parse_local(text)
+            .ok_or(InvalidValue("expected a local date-time as YYYY-MM-DD HH:MM:SS[.fff]"))?;
+        let zone = self.zone.ok_or(InvalidValue("a local time needs --timezone"))?;
+        Ok(Parsed::Int(self.counts.count(local_time::local_to_utc(local, zone))))
+    }
+
+    /// `HH:MM:SS:MS`, kept as a time of day until its interval (or its day alone) places it.
+    fn time_of_day<'a>(&mut self, text: &str) -> Result<Parsed<'a>, InvalidValue> {
+        local_time::parse_time_of_day(text)
+            .map(Parsed::TimeOfDay)
+            .ok_or(InvalidValue("expected a time of day as HH:MM:SS:MS"))
+    }
+
+    /// A time of day on the file's day.
+    fn on_day(&mut self, time: chrono::NaiveTime) -> Option<i64> {
+        let local = self.day?.and_time(time);
+        Some(self.counts.count(local_time::local_to_utc(local, self.zone?)))
+    }
+}
+
+/// Places the row's times of day: interval starts and ends together (a start after its end was
+/// the day before; on a DST change day the interval's seconds decide), any other on the day.
+fn resolve_intervals(
+    intervals: &[(usize, usize, Option<usize>)],
+    schema: &DatasetSchema,
+    row: &mut [Parsed<'_>],
+    local: &mut LocalParse,
+) -> Result<(), (Option<String>, String)> {
+    let missing = |i: usize| {
+        (
+            Some(schema.columns[i].name.clone()),
+            "a local time of day needs --timezone and the file's day".to_string(),
+        )
+    };
+    for &(start, end, seconds) in intervals {
+        let (Parsed::TimeOfDay(from), Parsed::TimeOfDay(to)) = (row[start], row[end]) else {
+            continue;
+        };
+        let (Some(day), Some(zone)) = (local.day, local.zone) else {
+            return Err(missing(start));
+        };
+        let seconds = seconds.and_then(|i| match row[i] {
+            Parsed::Int(v) => Some(v as f64),
+            Parsed::Float(v) => Some(v),
+            _ => None,
+        });
+        let (from, to, dst) = local_time::response_interval(day, from, to, seconds, zone);
+        local.counts.ambiguous += u64::from(dst);
+        row[start] = Parsed::Int(from.timestamp_micros());
+        row[end] = Parsed::Int(to.timestamp_micros());
+    }
+    for (i, value) in row.iter_mut().enumerate() {
+        if let Parsed::TimeOfDay(time) = *value {
+            *value = Parsed::Int(local.on_day(time).ok_or_else(|| missing(i))?);
+        }
+    }
+    Ok(())
+}
+
 fn append_row(builders: &mut [Builder], row: &[Parsed<'_>]) {
     for (builder, value) in builders.iter_mut().zip(row) {
         match (builder, *value) {
             (Builder::Utf8(b), Parsed::Text(t)) => b.append_value(t),
             (Builder::Utf8(b), _) => b.append_null(),
+            (Builder::Utf8List(b, separator), Parsed::List(text)) => {
+                for item in text.split(separator.as_str()).map(str::trim).filter(|i| !i.is_empty()) {
+                    b.values().append_value(item);
+                }
+                b.append(true);
+            }
+            (Builder::Utf8List(b, _), _) => b.append(false),
             (Builder::Int64(b), Parsed::Int(v)) => b.append_value(v),
             (Builder::Int64(b), _) => b.append_null(),
             (Builder::Float64(b), Parsed::Float(v)) => b.append_value(v),

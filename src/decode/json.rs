@@ -111,6 +111,7 @@ impl<R: Read> JsonDecoder<R> {
             .count();
         Ok(JsonDecoder {
             renamed: HashMap::new(),
+
             fills: vec![None; schema.columns.len()],
             slots: Vec::new(),
             columns_by_name,
@@ -133,9 +134,10 @@ impl<R: Read> JsonDecoder<R> {
         })
     }
 
-    /// Fills the schema's window columns (`fill = "window_date"` …) from `window`.
-    pub fn with_window(mut self, window: Option<crate::window::Window>) -> Self {
-        self.fills = super::fill_values(&self.schema, window);
+    /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window.
+    /// (Local times are a CSV matter: JSON platforms send offsets.)
+    pub fn with_context(mut self, context: super::FileContext) -> Self {
+        self.fills = super::fill_values(&self.schema, context.window);
         self
     }
 

@@ -38,15 +38,65 @@ pub trait BatchDecoder {
     fn drift(&self) -> &[SchemaDrift];
 }
 
+/// What decoding a file needs to know besides its bytes: the window it was exported for (window
+/// fills; a local time of day's date) and the time zone its local times are in.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FileContext {
+    pub window: Option<Window>,
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+impl FileContext {
+    pub fn window(window: Window) -> FileContext {
+        FileContext { window: Some(window), timezone: None }
+    }
+}
+
+/// Local times of a file that a DST change made ambiguous or impossible, counted as they are
+/// resolved (see [`crate::schema::local_time`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalTimeCounts {
+    pub ambiguous: u64,
+    pub skipped: u64,
+}
+
+impl LocalTimeCounts {
+    pub fn count(&mut self, resolved: crate::schema::local_time::Resolved) -> i64 {
+        use crate::schema::local_time::Resolved;
+        match resolved {
+            Resolved::Exact(_) => {}
+            Resolved::Ambiguous(_) => self.ambiguous += 1,
+            Resolved::Skipped(_) => self.skipped += 1,
+        }
+        resolved.instant().timestamp_micros()
+    }
+
+    /// The drift entry that reports them, if any.
+    pub fn drift(&self) -> Option<SchemaDrift> {
+        (self.ambiguous + self.skipped > 0)
+            .then_some(SchemaDrift::LocalTimesResolved { ambiguous: self.ambiguous, skipped: self.skipped })
+    }
+}
+
+/// Checks that a file of `schema` can be decoded with `context`: local times need the zone.
+fn check_context(schema: &DatasetSchema, context: &FileContext, file: &str) -> Result<(), DecodeError> {
+    if schema.needs_timezone() && context.timezone.is_none() {
+        return Err(DecodeError::NeedsTimezone { file: file.to_string(), schema: schema.qualified_name() });
+    }
+    Ok(())
+}
+
 /// Opens `path` with the decoder for the dataset's file format; `file_name` names it in messages.
 /// A platform that offers several formats (Khoros: JSON or CSV) is decoded by the file's own
-/// extension; otherwise by the schema's `format`. `window` fills the schema's window columns.
+/// extension; otherwise by the schema's `format`. `context` fills the schema's window columns and
+/// places its local times.
 pub fn open(
     schema: Arc<DatasetSchema>,
     path: &Path,
     file_name: String,
-    window: Option<Window>,
+    context: FileContext,
 ) -> Result<Box<dyn BatchDecoder>, DecodeError> {
+    check_context(&schema, &context, &file_name)?;
     let converted;
     let mut header_drift = Vec::new();
     let path = if FileFormat::from_file_name(&file_name) == Some(FileFormat::Xlsx) {
@@ -64,11 +114,11 @@ pub fn open(
     Ok(match FileFormat::from_file_name(&file_name).unwrap_or(schema.format) {
         FileFormat::Xlsx => Box::new(
             json::JsonDecoder::new(schema, file_name, input)?
-                .with_window(window)
+                .with_context(context)
                 .with_header_drift(header_drift),
         ),
-        FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?.with_window(window)),
-        FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_window(window)),
+        FileFormat::Csv => Box::new(csv::CsvDecoder::new(schema, file_name, input)?.with_context(context)),
+        FileFormat::Json => Box::new(json::JsonDecoder::new(schema, file_name, input)?.with_context(context)),
     })
 }
 
@@ -135,6 +185,9 @@ pub enum SchemaDrift {
     KeptField(String),
     /// A declared nullable column absent from the file; it is loaded as all nulls.
     MissingNullableColumn(String),
+    /// Local times that fell in a DST change: `ambiguous` in the repeated hour (the earlier
+    /// instant was taken), `skipped` in the hour that does not exist (read with the old offset).
+    LocalTimesResolved { ambiguous: u64, skipped: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +203,8 @@ pub enum DecodeError {
     Truncated { file: String, line: u64 },
     #[error("{file}: read error near line {line}: {message}")]
     Read { file: String, line: u64, message: String },
+    #[error("{file}: schema {schema} has local times, and no time zone was given; pass --timezone ZONE (the zone the export was configured with, e.g. Europe/Brussels)")]
+    NeedsTimezone { file: String, schema: String },
     #[error("cannot open {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
     #[error("arrow error: {0}")]

@@ -20,6 +20,7 @@
 //! declare, kept as JSON text so that nothing the platform sent is ever dropped.
 
 pub mod draft;
+pub mod local_time;
 pub mod value;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,13 @@ pub enum Encoding {
     /// A duration written `HH:MM:SS` (hours may exceed 24, `.fff` optional), landing as whole
     /// milliseconds in an Int64 column.
     DurationHms,
+    /// A local date-time without offset (`2024-03-01 10:00:00.250`) in the zone the export was
+    /// configured with (`--timezone`), landing as a UTC timestamp (DST resolved; see `local_time`).
+    LocalTime,
+    /// A local time of day (`HH:MM:SS:MS`) on the file's day, landing as a UTC timestamp. A
+    /// column with `interval_end` starts an interval ending at that column's time: a start after
+    /// its end was the day before, and `interval_seconds` settles a DST change day.
+    LocalTimeOfDay,
 }
 
 /// A column the file does not carry, filled from the window the file was exported for: a
@@ -220,6 +228,12 @@ pub struct Column {
     pub source_name: Option<String>,
     /// Filled from the window instead of the file.
     pub fill: Option<Fill>,
+    /// A CSV cell holding a list: the separator between its items (items are trimmed).
+    pub separator: Option<String>,
+    /// For a `local_time_of_day` start: the column holding the interval's end …
+    pub interval_end: Option<String>,
+    /// … and the column holding its length in seconds.
+    pub interval_seconds: Option<String>,
 }
 
 impl Column {
@@ -235,6 +249,9 @@ impl Column {
             description: String::new(),
             source_name: None,
             fill: None,
+            separator: None,
+            interval_end: None,
+            interval_seconds: None,
         }
     }
 
@@ -304,6 +321,11 @@ impl DatasetSchema {
             .or_else(|| candidates().find(|(_, c)| c.source_name.is_none() && c.name == name))
             .or_else(|| candidates().find(|(_, c)| c.is_named(name)))
             .map(|(i, _)| i)
+    }
+
+    /// Whether any column is local time, so decoding needs the export's time zone.
+    pub fn needs_timezone(&self) -> bool {
+        self.columns.iter().any(|c| matches!(c.encoding, Encoding::LocalTime | Encoding::LocalTimeOfDay))
     }
 
     /// Whether records of this dataset can keep undeclared fields (JSON datasets).
@@ -386,6 +408,12 @@ struct ColumnFile {
     source_name: Option<String>,
     #[serde(default)]
     fill: Option<Fill>,
+    #[serde(default)]
+    separator: Option<String>,
+    #[serde(default)]
+    interval_end: Option<String>,
+    #[serde(default)]
+    interval_seconds: Option<String>,
     /// Members of a `Struct` or `List(Struct)` column.
     #[serde(default)]
     fields: Vec<ColumnFile>,
@@ -442,7 +470,13 @@ fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
         (Encoding::Plain, _)
         | (Encoding::EpochMs, ColumnType::TimestampUtc)
         | (Encoding::JsonText, ColumnType::Utf8)
-        | (Encoding::DurationHms, ColumnType::Int64) => {}
+        | (Encoding::DurationHms, ColumnType::Int64)
+        | (Encoding::LocalTime | Encoding::LocalTimeOfDay, ColumnType::TimestampUtc) => {}
+        (Encoding::LocalTime | Encoding::LocalTimeOfDay, _) => {
+            return Err(format!(
+                "column `{path}`: encodings local_time and local_time_of_day need type Timestamp(Microsecond, \"UTC\")"
+            ))
+        }
         (Encoding::DurationHms, _) => {
             return Err(format!("column `{path}`: encoding duration_hms needs type Int64 (milliseconds)"))
         }
@@ -474,6 +508,9 @@ fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
         description: c.description,
         source_name: c.source_name,
         fill: c.fill,
+        separator: c.separator,
+        interval_end: c.interval_end,
+        interval_seconds: c.interval_seconds,
     })
 }
 
@@ -517,13 +554,52 @@ pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaErr
                 )))
             }
         }
-        if format == FileFormat::Csv && !column.column_type.is_scalar() {
+        let csv_list = matches!(&column.column_type, ColumnType::List(item) if item.column_type == ColumnType::Utf8)
+            && column.separator.is_some();
+        if format == FileFormat::Csv && !column.column_type.is_scalar() && !csv_list {
             return Err(invalid(format!(
-                "column `{name}` is {}; a CSV file holds only scalar columns",
+                "column `{name}` is {}; a CSV file holds scalar columns, or List(Utf8) with a `separator`",
                 column.column_type
             )));
         }
+        if format != FileFormat::Csv
+            && matches!(column.encoding, Encoding::LocalTime | Encoding::LocalTimeOfDay)
+        {
+            return Err(invalid(format!(
+                "column `{name}`: local times (without offset) are read from CSV files only"
+            )));
+        }
+        if column.separator.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(format!("column `{name}`: an empty `separator`")));
+        }
         columns.push(column);
+    }
+    for column in &columns {
+        let ends = (&column.interval_end, &column.interval_seconds);
+        if ends.0.is_none() && ends.1.is_none() {
+            continue;
+        }
+        let name = &column.name;
+        if column.encoding != Encoding::LocalTimeOfDay {
+            return Err(invalid(format!("column `{name}`: interval_end needs encoding local_time_of_day")));
+        }
+        let end = ends.0.as_ref().and_then(|e| columns.iter().find(|c| &c.name == e));
+        if !end.is_some_and(|c| c.encoding == Encoding::LocalTimeOfDay) {
+            return Err(invalid(format!(
+                "column `{name}`: interval_end must name a local_time_of_day column"
+            )));
+        }
+        if let Some(seconds) = ends.1 {
+            let numeric = columns
+                .iter()
+                .find(|c| &c.name == seconds)
+                .is_some_and(|c| matches!(c.column_type, ColumnType::Int64 | ColumnType::Float64));
+            if !numeric {
+                return Err(invalid(format!(
+                    "column `{name}`: interval_seconds must name an Int64 or Float64 column"
+                )));
+            }
+        }
     }
     let key = match (file.key, file.primary_key) {
         (Some(key), None) => key,
@@ -704,8 +780,17 @@ mod tests {
         let kinds: Vec<(String, DatasetKind)> =
             registry.iter().map(|s| (s.qualified_name(), s.kind)).collect();
         for (name, kind) in kinds {
-            let events =
-                ["saltedcx.turn", "saltedcx.review", "dixa.message", "khoros.user"].contains(&name.as_str());
+            let events = [
+                "saltedcx.turn",
+                "saltedcx.review",
+                "dixa.message",
+                "khoros.user",
+                "sparkcentral.message",
+                "sparkcentral.resolved_conversation",
+                "sparkcentral.response_times",
+                "sparkcentral.user_presence",
+            ]
+            .contains(&name.as_str());
             assert_eq!(kind == DatasetKind::Events, events, "{name}");
         }
     }
@@ -805,7 +890,7 @@ mod tests {
         assert!(err.contains("x.toml") && err.contains("`id`") && err.contains("Int32"), "{err}");
         let csv_nested = "source='s'\ndataset='d'\nfile='f.csv'\nprimary_key='id'\ndescription=''\n[[columns]]\nname='id'\ntype='List(Utf8)'\nnullable=false\ndescription=''\n";
         let err = parse_schema("x.toml", csv_nested).unwrap_err().to_string();
-        assert!(err.contains("only scalar columns"), "{err}");
+        assert!(err.contains("holds scalar columns, or List(Utf8) with a `separator`"), "{err}");
         let bad_encoding = "key=['id']\n[[columns]]\nname='id'\ntype='Int64'\nencoding='epoch_ms'\nnullable=false\ndescription=''\n";
         assert!(schema(bad_encoding).unwrap_err().contains("epoch_ms needs type Timestamp"));
         let reserved =

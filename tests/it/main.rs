@@ -24,4 +24,5 @@ mod readers;
 mod s3;
 mod s3_crash;
 mod security;
+mod sparkcentral;
 mod sync;
