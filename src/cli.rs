@@ -598,6 +598,12 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
     let registry = load_registry(args.output.schemas.as_deref())?;
     let schema = registry.get(&args.dataset).map_err(|e| usage(e.to_string()))?;
     let source = schema.source.clone();
+    if schema.needs_timezone() && args.timezone.is_none() {
+        return Err(usage(format!(
+            "{} has local times without offset; pass --timezone ZONE, the zone the export was configured with (e.g. Europe/Brussels)",
+            schema.qualified_name()
+        )));
+    }
     for file in &args.files {
         if !file.is_file() {
             return Err(usage(format!("{} is not a readable file", file.display())));

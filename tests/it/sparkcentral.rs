@@ -83,7 +83,7 @@ async fn messages_land_with_local_times_lists_and_exact_text_and_need_a_zone() {
                ok,m2,2024-10-27 12:00:00,,,Outbound,2024-10-27 12:05:00\r\n";
     std::fs::write(&file, csv).unwrap();
     let no_zone = convert(lake.path(), "sparkcentral.message", "2024-10-27", &file, None).await;
-    assert_ne!(no_zone.code, 0);
+    assert_eq!(no_zone.code, 2, "a usage error: nothing attempted");
     assert!(
         format!("{}{}", no_zone.stdout, no_zone.stderr).contains("--timezone"),
         "{}\n{}",
