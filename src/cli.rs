@@ -485,6 +485,36 @@ impl LakeArgs {
     }
 }
 
+/// The windows a source decides itself (a drop folder's days with new files), if it does.
+async fn source_windows<S: Source>(
+    source: &S,
+    lake: &LakeArgs,
+    state: &StateStore,
+    source_name: &str,
+    datasets: &[Arc<DatasetSchema>],
+) -> Result<Option<Vec<Window>>> {
+    let day = |t: &Option<String>| -> Result<Option<chrono::NaiveDate>> {
+        t.as_deref()
+            .map(|t| window::parse_time(t).map(|t| t.date_naive()).map_err(|e| usage(e.to_string())))
+            .transpose()
+    };
+    let from = day(&lake.from)?;
+    let to = day(&lake.to)?.unwrap_or_else(|| Utc::now().date_naive());
+    let records =
+        state.load_windows(source_name).await.context("reading the destination's window records")?;
+    let done: std::collections::BTreeMap<chrono::NaiveDate, String> = records
+        .into_iter()
+        .filter(|r| r.status == crate::state::WindowStatus::Done && r.filter.is_none())
+        .filter_map(|r| Some((r.date, r.export_id?)))
+        .collect();
+    let names: Vec<String> = datasets.iter().map(|d| d.dataset.clone()).collect();
+    match source.plan_windows(from, to, &names, &done).await {
+        Ok(windows) => Ok(windows),
+        Err(e) if e.scope() == crate::sources::FailureScope::Run => Err(usage(e.to_string())),
+        Err(e) => Err(anyhow::anyhow!(e.to_string())),
+    }
+}
+
 async fn plan_windows(
     lake: &LakeArgs,
     state: &StateStore,
@@ -552,9 +582,13 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let dest = lake.output.destination()?;
     let state = StateStore::new(dest.clone());
     let filter = P::filter(&source_args);
-    let windows = plan_windows(&lake, &state, source_name, &datasets, &filter).await?;
+    let windows = match source_windows(&source, &lake, &state, source_name, &datasets).await? {
+        Some(windows) => windows,
+        None => plan_windows(&lake, &state, source_name, &datasets, &filter).await?,
+    };
     // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();
+    let options = WriteOptions { timezone: source.timezone(), ..options };
     let plan = SyncPlan::new(source, dest, datasets, windows, filter, options);
     check_format(&plan.dest, &lake.output.dest, source_name, &plan.datasets, plan.options.format).await?;
     if nothing_to_do {
@@ -902,11 +936,20 @@ async fn demo_source<P: Platform>(args: &DemoArgs) -> Result<RunReport> {
     println!("{} emulator running on {}", P::TITLE, emulator.base_url());
     let today = window::start_of_today(Utc::now());
     let from = today - chrono::Duration::days(i64::from(args.days.max(1)));
-    let windows = window::windows_between(from, today, Utc::now())?;
     let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
     let registry = SchemaRegistry::embedded()?;
     let datasets = select_datasets(&registry, P::NAME, None)?;
-    let plan = SyncPlan::new(source, dest, datasets, windows, None, WriteOptions::default());
+    let names: Vec<String> = datasets.iter().map(|d| d.dataset.clone()).collect();
+    let planned = source
+        .plan_windows(Some(from.date_naive()), today.date_naive(), &names, &Default::default())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let windows = match planned {
+        Some(windows) => windows,
+        None => window::windows_between(from, today, Utc::now())?,
+    };
+    let options = WriteOptions { timezone: source.timezone(), ..WriteOptions::default() };
+    let plan = SyncPlan::new(source, dest, datasets, windows, None, options);
     println!(
         "syncing {} day(s) of {} from {} to {} into {}",
         plan.windows.len(),
@@ -983,6 +1026,6 @@ mod tests {
             assert!(registry.of_source(name).next().is_some(), "{name} has no schemas");
             assert!(sync.find_subcommand(name).is_some(), "no `sync {name}`");
         }
-        assert_eq!(source_names(), ["saltedcx", "dixa", "khoros", "loop"]);
+        assert_eq!(source_names(), ["saltedcx", "dixa", "khoros", "loop", "sparkcentral"]);
     }
 }

@@ -361,19 +361,20 @@ async fn run_window<S: Source>(
     let journal = StateJournal { plan, state, source, datasets: names.clone() };
     let fetched = plan.source.fetch_window(window, &names, spool.path(), &journal).await?;
 
-    let staging = plan.datasets.iter().map(|schema| {
-        let files: Vec<FetchedFile> =
-            fetched.files.iter().filter(|f| f.dataset == schema.dataset).cloned().collect();
-        async move {
-            if files.is_empty() {
-                return Err(WindowError::Internal(format!(
-                    "the source delivered no file for {}",
-                    schema.dataset
-                )));
+    let staging =
+        plan.datasets.iter().filter(|schema| !fetched.absent.contains(&schema.dataset)).map(|schema| {
+            let files: Vec<FetchedFile> =
+                fetched.files.iter().filter(|f| f.dataset == schema.dataset).cloned().collect();
+            async move {
+                if files.is_empty() {
+                    return Err(WindowError::Internal(format!(
+                        "the source delivered no file for {}",
+                        schema.dataset
+                    )));
+                }
+                stage_files(plan, source, schema.clone(), window, &files).await
             }
-            stage_files(plan, source, schema.clone(), window, &files).await
-        }
-    });
+        });
     let staged = match try_join_all(staging).await {
         Ok(staged) => staged,
         Err(e) => {
@@ -459,7 +460,11 @@ pub async fn stage_files<S>(
     let mut total = DecodeStats::default();
     let mut warnings = Vec::new();
     let context = FileContext { window: Some(window), timezone: plan.options.timezone };
-    for file in files {
+    for (i, file) in files.iter().enumerate() {
+        if i > 0 {
+            // One part file per source file: a replaced or late file maps to its own part.
+            writer.roll().await?;
+        }
         let checked = match write_file(&mut writer, &mut rejects, schema.clone(), context, file).await {
             Ok((stats, drift)) => {
                 check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)

@@ -201,6 +201,11 @@ impl PartWriter {
         Ok(())
     }
 
+    /// Closes the current file (if any), so the next rows start a new one.
+    pub async fn roll(&mut self) -> Result<(), SinkError> {
+        self.close_current().await
+    }
+
     /// Closes the last file and returns every file written. No rows means no files.
     pub async fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         self.close_current().await?;

@@ -42,6 +42,6 @@ impl Source for LocalFiles {
                 bytes,
             });
         }
-        Ok(FetchedWindow { export_id: None, files: fetched })
+        Ok(FetchedWindow::new(None, fetched))
     }
 }

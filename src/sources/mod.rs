@@ -45,6 +45,16 @@ pub struct FetchedWindow {
     /// The platform's id of the export, if it has one (recorded for audit and adoption).
     pub export_id: Option<String>,
     pub files: Vec<FetchedFile>,
+    /// Datasets the platform has no file for in this window (a drop folder where not every
+    /// export type runs every day): their previous data, if any, stays as it is.
+    pub absent: Vec<String>,
+}
+
+impl FetchedWindow {
+    /// A window with a file for every dataset asked for.
+    pub fn new(export_id: Option<String>, files: Vec<FetchedFile>) -> FetchedWindow {
+        FetchedWindow { export_id, files, absent: Vec::new() }
+    }
 }
 
 /// How bad a source failure is for the rest of the run.
@@ -78,6 +88,25 @@ pub trait ExportJournal: Send + Sync {
 pub trait Source: Send + Sync {
     /// Short name, also the lake's top-level folder: `saltedcx`.
     fn name(&self) -> &str;
+
+    /// The zone the platform's local times (without offset) are in, when it writes them so.
+    fn timezone(&self) -> Option<chrono_tz::Tz> {
+        None
+    }
+
+    /// The windows a run processes when the platform decides them: a drop folder's are the
+    /// days its files cover within `[from, to)`, minus those whose files are the ones `done`
+    /// recorded (date → the done window's export id). `None`, the default: the command line
+    /// plans from `--from`/`--to` and the lake's history.
+    fn plan_windows(
+        &self,
+        _from: Option<chrono::NaiveDate>,
+        _to: chrono::NaiveDate,
+        _datasets: &[String],
+        _done: &std::collections::BTreeMap<chrono::NaiveDate, String>,
+    ) -> impl Future<Output = Result<Option<Vec<Window>>, SourceError>> + Send {
+        async { Ok(None) }
+    }
 
     /// Fetches `datasets` of `window` into `spool`, a directory owned by this run.
     fn fetch_window<J: ExportJournal>(
@@ -228,6 +257,7 @@ macro_rules! with_sources {
             Dixa => $crate::sources::dixa::platform::DixaPlatform,
             Khoros => $crate::sources::khoros::platform::KhorosPlatform,
             Loop => $crate::sources::r#loop::platform::LoopPlatform,
+            Sparkcentral => $crate::sources::sparkcentral::platform::SparkcentralPlatform,
         }
     };
 }

@@ -34,7 +34,7 @@ impl Source for FixedFiles {
             std::fs::write(&path, &bytes).unwrap();
             files.push(FetchedFile { dataset: dataset.clone(), file_name, path, bytes: bytes.len() as u64 });
         }
-        Ok(FetchedWindow { export_id: None, files })
+        Ok(FetchedWindow::new(None, files))
     }
 }
 

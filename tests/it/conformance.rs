@@ -358,6 +358,87 @@ impl SourceUnderTest for LoopUnderTest {
     }
 }
 
+/// Sparkcentral: a drop folder of CSV files (a local mirror of its SFTP tree), local times.
+/// Its "faults" are what a drop folder holds besides finished exports: a name that is not an
+/// export, a file in the wrong folder, a half-uploaded `.part`, a file replaced by a newer one.
+pub struct SparkcentralUnderTest;
+
+pub struct DropTreeUnderTest {
+    dir: tempfile::TempDir,
+    junk: u64,
+}
+
+impl SourceUnderTest for SparkcentralUnderTest {
+    const NAME: &'static str = "sparkcentral";
+    type Emulator = DropTreeUnderTest;
+
+    async fn start(faults: bool, _secret: &str) -> Self::Emulator {
+        use cxlake::sources::sparkcentral::synth::{self, SparkcentralSynthConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let zone = "Europe/Brussels".parse().unwrap();
+        synth::write_drop_tree(SparkcentralSynthConfig::default(), dir.path(), date(FIRST_DAY), 3, zone)
+            .unwrap();
+        // Always there: the .part upload and the replaced team file.
+        let mut junk = 2;
+        if faults {
+            std::fs::write(dir.path().join("message/notes.csv"), "not an export").unwrap();
+            std::fs::write(
+                dir.path().join("tag/5512_team_01032024000000_02032024000000_x.csv"),
+                "Team ID\r\n",
+            )
+            .unwrap();
+            junk += 2;
+        }
+        DropTreeUnderTest { dir, junk }
+    }
+
+    fn env(emulator: &Self::Emulator, _secret: &str) -> Vec<(String, String)> {
+        vec![
+            ("SPARKCENTRAL_SOURCE".into(), emulator.dir.path().display().to_string()),
+            ("SPARKCENTRAL_TIMEZONE".into(), "Europe/Brussels".into()),
+        ]
+    }
+
+    fn fast_args() -> Vec<&'static str> {
+        vec!["--settle", "0s"]
+    }
+
+    fn expected(_emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
+        use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value};
+        let zone = "Europe/Brussels".parse().unwrap();
+        let export = synth::export_type(&schema.dataset).unwrap();
+        synth::expected_rows(SparkcentralSynthConfig::default(), &schema.dataset, day, date(FIRST_DAY), zone)
+            .into_iter()
+            .map(|row| {
+                let by_column: BTreeMap<&str, (Kind, Value)> =
+                    export.columns.iter().zip(row).map(|((_, c, k), v)| (*c, (*k, v))).collect();
+                schema
+                    .columns
+                    .iter()
+                    .map(|column| match by_column.get(column.name.as_str()).cloned() {
+                        None | Some((_, Value::Null)) => Cell::Null,
+                        Some((_, Value::Text(t))) => Cell::Text(t),
+                        Some((_, Value::Int(i))) => Cell::Int(i),
+                        Some((_, Value::Float(f))) => Cell::Float(f.to_bits()),
+                        Some((_, Value::List(items))) if items.is_empty() => Cell::Null,
+                        Some((_, Value::List(items))) => {
+                            Cell::List(items.into_iter().map(Cell::Text).collect())
+                        }
+                        Some((Kind::LocalTime, Value::Time(t))) => {
+                            Cell::Int(synth::as_read_back(t, zone).timestamp_micros())
+                        }
+                        Some((_, Value::Time(t))) => Cell::Int(t.timestamp_micros()),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn faults_injected(emulator: &Self::Emulator) -> u64 {
+        emulator.junk
+    }
+}
+
 /// One module of checks per registered source: adding a source is one line here.
 macro_rules! conformance {
     ($($module:ident => $source:ty),* $(,)?) => {$(
@@ -397,12 +478,19 @@ conformance! {
     dixa => DixaUnderTest,
     khoros => KhorosUnderTest,
     r#loop => LoopUnderTest,
+    sparkcentral => SparkcentralUnderTest,
 }
 
 #[test]
 fn every_registered_source_is_in_the_suite() {
     assert_eq!(
         cxlake::cli::source_names(),
-        [SaltedCxUnderTest::NAME, DixaUnderTest::NAME, KhorosUnderTest::NAME, LoopUnderTest::NAME]
+        [
+            SaltedCxUnderTest::NAME,
+            DixaUnderTest::NAME,
+            KhorosUnderTest::NAME,
+            LoopUnderTest::NAME,
+            SparkcentralUnderTest::NAME
+        ]
     );
 }

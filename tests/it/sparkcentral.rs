@@ -112,3 +112,165 @@ async fn messages_land_with_local_times_lists_and_exact_text_and_need_a_zone() {
     assert_eq!(get(1, "tag_names"), Cell::Null);
     assert!(out.stderr.contains("1 local time(s) in the repeated hour"), "{}", out.stderr);
 }
+
+mod drop_tree {
+    use super::*;
+    use cxlake::schema::SchemaRegistry;
+    use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value, TYPES};
+
+    const FIRST: &str = "2024-10-26";
+
+    fn zone() -> chrono_tz::Tz {
+        "Europe/Brussels".parse().unwrap()
+    }
+
+    /// What the lake must hold for one type and local day, from the generator's true values:
+    /// local date-times read back as their instant (the earlier one in the repeated hour),
+    /// Response Times' intervals exactly, empty lists as null.
+    fn expected(dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {
+        let export = synth::export_type(dataset).unwrap();
+        synth::expected_rows(SparkcentralSynthConfig::default(), dataset, day, date(FIRST), zone())
+            .into_iter()
+            .map(|row| {
+                export
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|((_, column, kind), value)| {
+                        let cell = match value {
+                            Value::Null => Cell::Null,
+                            Value::Text(t) => Cell::Text(t),
+                            Value::Int(i) => Cell::Int(i),
+                            Value::Float(f) => Cell::Float(f.to_bits()),
+                            Value::List(items) if items.is_empty() => Cell::Null,
+                            Value::List(items) => Cell::List(items.into_iter().map(Cell::Text).collect()),
+                            Value::Time(t) if *kind == Kind::LocalTime => {
+                                Cell::Int(synth::as_read_back(t, zone()).timestamp_micros())
+                            }
+                            Value::Time(t) => Cell::Int(t.timestamp_micros()),
+                        };
+                        (column.to_string(), cell)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn landed(lake: &std::path::Path, dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {
+        let schema = SchemaRegistry::embedded().unwrap().dataset("sparkcentral", dataset).unwrap();
+        batch_rows(&read_source_partition(lake, "sparkcentral", dataset, day))
+            .into_iter()
+            .map(|row| schema.columns.iter().map(|c| c.name.clone()).zip(row).collect())
+            .collect()
+    }
+
+    async fn sync(tree: &std::path::Path, lake: &std::path::Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "sync",
+            "sparkcentral",
+            "--dest",
+            lake.to_str().unwrap(),
+            "--source",
+            tree.to_str().unwrap(),
+            "--timezone",
+            "Europe/Brussels",
+            "--from",
+            FIRST,
+            "--to",
+            "2024-10-30",
+        ];
+        args.extend(extra);
+        run_cxlake(&args, NO_ENV).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_local_days_of_every_type_land_exactly_across_the_autumn_change() {
+        let (tree, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        synth::write_drop_tree(SparkcentralSynthConfig::default(), tree.path(), date(FIRST), 4, zone())
+            .unwrap();
+        let out = sync(tree.path(), lake.path(), &[]).await;
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        let mut rows = 0;
+        for export in TYPES {
+            for offset in 0..4 {
+                let day = date(FIRST) + chrono::Days::new(offset);
+                let want = expected(export.dataset, day);
+                let got = landed(lake.path(), export.dataset, day);
+                assert_eq!(got.len(), want.len(), "{} {day}", export.dataset);
+                for (g, w) in got.iter().zip(&want) {
+                    for (column, cell) in w {
+                        let landed =
+                            &g.iter().find(|(c, _)| c == column).unwrap_or_else(|| panic!("{column}")).1;
+                        assert_eq!(landed, cell, "{} {day} {column}", export.dataset);
+                    }
+                }
+                rows += want.len();
+            }
+        }
+        assert!(rows > 400, "{rows} rows compared");
+        assert!(expected("user_presence", date("2024-10-29")).is_empty(), "the header-only file: 0 rows");
+        // The replaced team file of the second day counts, not the older one.
+        let older =
+            synth::day_rows(SparkcentralSynthConfig::default(), "team", date("2024-10-27"), zone(), 0);
+        let newer = synth::expected_rows(
+            SparkcentralSynthConfig::default(),
+            "team",
+            date("2024-10-27"),
+            date(FIRST),
+            zone(),
+        );
+        assert_ne!(older, newer, "the replacing file differs");
+        assert!(out.stderr.contains("repeated hour of a DST change"), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("upload.csv.part"),
+            "a .part upload is not even looked at: {}",
+            out.stderr
+        );
+
+        // Nothing changed: nothing is read again.
+        let again = sync(tree.path(), lake.path(), &[]).await;
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_file_replaces_its_day_and_a_file_still_changing_waits() {
+        let (tree, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        synth::write_drop_tree(SparkcentralSynthConfig::default(), tree.path(), date(FIRST), 3, zone())
+            .unwrap();
+        assert_eq!(sync(tree.path(), lake.path(), &[]).await.code, 0);
+        // A late, corrected file for the first day's tags, written just now.
+        let day = date(FIRST);
+        let config = SparkcentralSynthConfig { seed: 99, ..SparkcentralSynthConfig::default() };
+        let rows = synth::day_rows(config, "tag", day, zone(), 0);
+        let name = synth::file_name(SparkcentralSynthConfig::default(), "tag", day, "ffffffff-late");
+        std::fs::write(tree.path().join("tag").join(&name), synth::render("tag", &rows, zone())).unwrap();
+        let waiting = sync(tree.path(), lake.path(), &[]).await;
+        assert_eq!(waiting.code, 0, "{}", waiting.stderr);
+        assert!(waiting.stderr.contains("waits for the next run"), "{}", waiting.stderr);
+        assert_eq!(landed(lake.path(), "tag", day), expected("tag", day), "the old rows stay meanwhile");
+        let settled = sync(tree.path(), lake.path(), &["--settle", "0s"]).await;
+        assert_eq!(settled.code, 0, "{}", settled.stderr);
+        assert!(
+            settled.stdout.contains(&day.to_string()) && !settled.stdout.contains("2024-10-27"),
+            "{}",
+            settled.stdout
+        );
+        let got = landed(lake.path(), "tag", day);
+        assert_eq!(got.len(), rows.len());
+        let tag_name =
+            |row: &Vec<(String, Cell)>| row.iter().find(|(c, _)| c == "tag_name").unwrap().1.clone();
+        let want: Vec<Cell> = rows
+            .iter()
+            .map(|r| match &r[1] {
+                Value::Text(t) => Cell::Text(t.clone()),
+                _ => Cell::Null,
+            })
+            .collect();
+        assert_eq!(
+            got.iter().map(tag_name).collect::<Vec<_>>(),
+            want,
+            "the newer file's rows replaced the day's"
+        );
+    }
+}

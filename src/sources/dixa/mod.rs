@@ -68,7 +68,7 @@ impl Source for Dixa {
             tracing::debug!(window = %window, dataset, bytes, "Downloaded");
             files.push(FetchedFile { dataset: dataset.clone(), file_name, path, bytes });
         }
-        Ok(FetchedWindow { export_id: None, files })
+        Ok(FetchedWindow::new(None, files))
     }
 }
 

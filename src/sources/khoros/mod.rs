@@ -61,6 +61,6 @@ impl Source for Khoros {
                 .await?;
         tracing::debug!(window = %window, bytes, "Downloaded");
         let file = FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
-        Ok(FetchedWindow { export_id: Some(job.workflow_id), files: vec![file] })
+        Ok(FetchedWindow::new(Some(job.workflow_id), vec![file]))
     }
 }

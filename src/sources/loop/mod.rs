@@ -57,6 +57,6 @@ impl Source for Loop {
                 .await?;
         tracing::debug!(window = %window, bytes, "Downloaded");
         let file = FetchedFile { dataset: "report".into(), file_name: file_name.into(), path, bytes };
-        Ok(FetchedWindow { export_id: Some(job.id), files: vec![file] })
+        Ok(FetchedWindow::new(Some(job.id), vec![file]))
     }
 }

@@ -78,6 +78,6 @@ impl Source for SaltedCx {
             }
         });
         let files = try_join_all(downloads).await?;
-        Ok(FetchedWindow { export_id: Some(created.export_id), files })
+        Ok(FetchedWindow::new(Some(created.export_id), files))
     }
 }

@@ -6,4 +6,10 @@
 //! turns them into UTC. The source itself (SFTP listing and download, files as windows) is not
 //! registered yet.
 
+pub mod drop;
 pub mod files;
+pub mod platform;
+pub mod source;
+pub mod synth;
+
+pub use source::Sparkcentral;
