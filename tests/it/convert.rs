@@ -51,9 +51,14 @@ async fn convert_lands_the_same_rows_as_sync_and_leaves_the_inputs_alone() {
         batch_rows(&read_partition(synced.path(), "turn", day[0].date)),
         "convert and sync land identical rows"
     );
+    // One part file per input file (as for a drop folder's hourly files).
     assert_eq!(
         data_files(lake.path()),
-        ["saltedcx/turn/date=2024-03-01/part-00000.parquet".to_string()].into()
+        [
+            "saltedcx/turn/date=2024-03-01/part-00000.parquet".to_string(),
+            "saltedcx/turn/date=2024-03-01/part-00001.parquet".to_string()
+        ]
+        .into()
     );
     assert_eq!((std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap()), before, "inputs untouched");
     let record: serde_json::Value = serde_json::from_slice(
