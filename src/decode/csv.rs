@@ -42,10 +42,10 @@ enum Builder {
 impl Builder {
     fn new(column: &Column, capacity: usize) -> Builder {
         match &column.column_type {
-            ColumnType::List(item) if item.column_type == ColumnType::Utf8 => Builder::Utf8List(
+            ColumnType::List(item) if column.fits_csv() => Builder::Utf8List(
                 ListBuilder::with_capacity(StringBuilder::with_capacity(capacity, capacity * 8), capacity)
                     .with_field(Arc::new(item.arrow_field())),
-                column.separator.clone().unwrap_or_else(|| ",".into()),
+                column.separator.clone().unwrap_or_default(),
             ),
             ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
             ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
@@ -247,8 +247,7 @@ impl<R: Read> CsvDecoder<R> {
             (Some(index), false) => Some(KeptColumns { index, columns: kept, text: String::new() }),
             _ => None,
         };
-        let csv_list = |c: &Column| matches!(&c.column_type, ColumnType::List(item) if item.column_type == ColumnType::Utf8);
-        if let Some(column) = schema.columns.iter().find(|c| !c.column_type.is_scalar() && !csv_list(c)) {
+        if let Some(column) = schema.columns.iter().find(|c| !c.fits_csv()) {
             return Err(DecodeError::Header {
                 file,
                 message: format!(
@@ -299,11 +298,6 @@ impl<R: Read> CsvDecoder<R> {
             ..LocalParse::default()
         };
         self
-    }
-
-    /// Fills the schema's window columns from `window` (no local times).
-    pub fn with_window(self, window: Option<crate::window::Window>) -> Self {
-        self.with_context(super::FileContext { window, timezone: None })
     }
 
     /// Columns that differ between the file's header and the schema.
@@ -495,7 +489,7 @@ fn parse_row<'r>(
             ColumnType::TimestampUtc if column.encoding == Encoding::LocalTimeOfDay => {
                 local.time_of_day(text)
             }
-            ColumnType::List(_) if column.separator.is_some() => {
+            ColumnType::List(_) if column.fits_csv() => {
                 text_bytes += text.len();
                 Ok(Parsed::List(text))
             }
@@ -760,7 +754,7 @@ mod tests {
         let day = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
         let mut decoder = CsvDecoder::new(schema.clone(), "user.csv", csv.as_bytes())
             .unwrap()
-            .with_window(Some(crate::window::Window::new(day)));
+            .with_context(crate::decode::FileContext::window(crate::window::Window::new(day)));
         let decoded = decoder.next_batch().unwrap().unwrap();
         let batch = decoded.batch;
         let column = |name: &str| batch.column(schema.column_index(name).unwrap()).clone();

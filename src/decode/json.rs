@@ -71,8 +71,8 @@ pub struct JsonDecoder<R: Read> {
     /// Fields not named exactly as a column, by what the snake_case rule made of them (cached:
     /// `AGENT_NAME` → `agent_name`'s index, an undeclared field → `None`).
     renamed: HashMap<String, Option<usize>>,
-    /// For each declared column filled from the window, its value (days or microseconds).
-    fills: Vec<Option<i64>>,
+    /// The columns filled from the window, with their value (days or microseconds).
+    fills: Vec<(usize, i64)>,
 }
 
 impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
@@ -111,8 +111,7 @@ impl<R: Read> JsonDecoder<R> {
             .count();
         Ok(JsonDecoder {
             renamed: HashMap::new(),
-
-            fills: vec![None; schema.columns.len()],
+            fills: Vec::new(),
             slots: Vec::new(),
             columns_by_name,
             required_columns,
@@ -137,7 +136,8 @@ impl<R: Read> JsonDecoder<R> {
     /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window.
     /// (Local times are a CSV matter: JSON platforms send offsets.)
     pub fn with_context(mut self, context: super::FileContext) -> Self {
-        self.fills = super::fill_values(&self.schema, context.window);
+        let values = super::fill_values(&self.schema, context.window);
+        self.fills = values.into_iter().enumerate().filter_map(|(i, v)| Some((i, v?))).collect();
         self
     }
 
@@ -255,11 +255,7 @@ impl<R: Read> JsonDecoder<R> {
         }
         let columns = &self.schema.columns;
         let slots = &self.slots;
-        for (index, fill) in self.fills.iter().enumerate() {
-            if let Some(value) = fill {
-                row.push((index, Value::from(*value)));
-            }
-        }
+        row.extend(self.fills.iter().map(|&(index, value)| (index, Value::from(value))));
         if required_found < self.required_columns {
             let missing = (0..columns.len()).find(|i| {
                 !columns[*i].nullable

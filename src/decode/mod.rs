@@ -97,9 +97,10 @@ pub fn open(
     context: FileContext,
 ) -> Result<Box<dyn BatchDecoder>, DecodeError> {
     check_context(&schema, &context, &file_name)?;
+    let format = FileFormat::from_file_name(&file_name).unwrap_or(schema.format);
     let converted;
     let mut header_drift = Vec::new();
-    let path = if FileFormat::from_file_name(&file_name) == Some(FileFormat::Xlsx) {
+    let path = if format == FileFormat::Xlsx {
         // A workbook becomes a JSON array next to it (in the run's spool), decoded as JSON.
         converted = path.with_extension("xlsx.json");
         let workbook = xlsx::to_json_array(path, &converted, &file_name)?;
@@ -111,7 +112,7 @@ pub fn open(
     let input =
         std::fs::File::open(path).map_err(|source| DecodeError::Open { path: path.to_path_buf(), source })?;
     let input = std::io::BufReader::with_capacity(1 << 20, input);
-    Ok(match FileFormat::from_file_name(&file_name).unwrap_or(schema.format) {
+    Ok(match format {
         FileFormat::Xlsx => Box::new(
             json::JsonDecoder::new(schema, file_name, input)?
                 .with_context(context)

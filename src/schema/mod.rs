@@ -255,12 +255,12 @@ impl Column {
         }
     }
 
-    /// Whether a field or header the platform calls `name` is this column: its declared
-    /// `source_name`, else its own name or the field's [`snake_case`] form.
-    pub fn is_named(&self, name: &str) -> bool {
-        match &self.source_name {
-            Some(source_name) => source_name == name,
-            None => self.name == name || snake_case(name) == self.name,
+    /// Whether a CSV cell can hold this column: a scalar, or a `List(Utf8)` with a `separator`.
+    pub fn fits_csv(&self) -> bool {
+        match &self.column_type {
+            ColumnType::List(item) => item.column_type == ColumnType::Utf8 && self.separator.is_some(),
+            ColumnType::Struct(_) => false,
+            _ => true,
         }
     }
 
@@ -316,10 +316,15 @@ impl DatasetSchema {
     pub fn column_for_field(&self, name: &str) -> Option<usize> {
         let candidates =
             || self.columns.iter().enumerate().filter(|(_, c)| c.fill.is_none() && c.name != EXTRA_COLUMN);
+        // A declared `source_name` is the column's only name; otherwise its own, or the rule's.
+        let own_name = |c: &Column, wanted: &str| c.source_name.is_none() && c.name == wanted;
         candidates()
             .find(|(_, c)| c.source_name.as_deref() == Some(name))
-            .or_else(|| candidates().find(|(_, c)| c.source_name.is_none() && c.name == name))
-            .or_else(|| candidates().find(|(_, c)| c.is_named(name)))
+            .or_else(|| candidates().find(|(_, c)| own_name(c, name)))
+            .or_else(|| {
+                let snake = snake_case(name);
+                candidates().find(|(_, c)| own_name(c, &snake))
+            })
             .map(|(i, _)| i)
     }
 
@@ -554,9 +559,7 @@ pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaErr
                 )))
             }
         }
-        let csv_list = matches!(&column.column_type, ColumnType::List(item) if item.column_type == ColumnType::Utf8)
-            && column.separator.is_some();
-        if format == FileFormat::Csv && !column.column_type.is_scalar() && !csv_list {
+        if format == FileFormat::Csv && !column.fits_csv() {
             return Err(invalid(format!(
                 "column `{name}` is {}; a CSV file holds scalar columns, or List(Utf8) with a `separator`",
                 column.column_type

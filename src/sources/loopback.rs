@@ -109,10 +109,7 @@ impl<E, K> Default for FaultQueue<E, K> {
 }
 
 impl<E: FaultEndpoint, K: Clone> FaultQueue<E, K> {
-    pub fn new(faults: &[Fault<E, K>]) -> Self
-    where
-        E: Clone,
-    {
+    pub fn new(faults: &[Fault<E, K>]) -> Self {
         FaultQueue { left: faults.iter().map(|f| (f.clone(), f.times)).collect() }
     }
 
