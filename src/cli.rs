@@ -489,8 +489,7 @@ impl LakeArgs {
 async fn source_windows<S: Source>(
     source: &S,
     lake: &LakeArgs,
-    state: &StateStore,
-    source_name: &str,
+    records: &[crate::state::WindowRecord],
     datasets: &[Arc<DatasetSchema>],
 ) -> Result<Option<Vec<Window>>> {
     let day = |t: &Option<String>| -> Result<Option<chrono::NaiveDate>> {
@@ -500,12 +499,10 @@ async fn source_windows<S: Source>(
     };
     let from = day(&lake.from)?;
     let to = day(&lake.to)?.unwrap_or_else(|| Utc::now().date_naive());
-    let records =
-        state.load_windows(source_name).await.context("reading the destination's window records")?;
     let done: std::collections::BTreeMap<chrono::NaiveDate, String> = records
-        .into_iter()
+        .iter()
         .filter(|r| r.status == crate::state::WindowStatus::Done && r.filter.is_none())
-        .filter_map(|r| Some((r.date, r.export_id?)))
+        .filter_map(|r| Some((r.date, r.export_id.clone()?)))
         .collect();
     let names: Vec<String> = datasets.iter().map(|d| d.dataset.clone()).collect();
     match source.plan_windows(from, to, &names, &done).await {
@@ -517,7 +514,7 @@ async fn source_windows<S: Source>(
 
 async fn plan_windows(
     lake: &LakeArgs,
-    state: &StateStore,
+    records: &[crate::state::WindowRecord],
     source: &str,
     datasets: &[Arc<DatasetSchema>],
     filter: &Option<String>,
@@ -527,7 +524,6 @@ async fn plan_windows(
         Some(t) => window::parse_time(t).map_err(|e| usage(e.to_string()))?,
         None => window::start_of_today(now),
     };
-    let records = state.load_windows(source).await.context("reading the destination's window records")?;
     let windows = match &lake.from {
         Some(from) => {
             let from = window::parse_time(from).map_err(|e| usage(e.to_string()))?;
@@ -560,7 +556,7 @@ async fn plan_windows(
         }
     };
     // A one-contact export must never replace a full window, nor the other way round.
-    for record in &records {
+    for record in records {
         if record.filter != *filter && windows.iter().any(|w| w.date == record.date) {
             let held = if record.filter.is_some() { "a one-contact export" } else { "a full export" };
             return Err(usage(format!(
@@ -582,9 +578,12 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let dest = lake.output.destination()?;
     let state = StateStore::new(dest.clone());
     let filter = P::filter(&source_args);
-    let windows = match source_windows(&source, &lake, &state, source_name, &datasets).await? {
+    // Read once: both ways of planning need what the lake holds.
+    let records =
+        state.load_windows(source_name).await.context("reading the destination's window records")?;
+    let windows = match source_windows(&source, &lake, &records, &datasets).await? {
         Some(windows) => windows,
-        None => plan_windows(&lake, &state, source_name, &datasets, &filter).await?,
+        None => plan_windows(&lake, &records, source_name, &datasets, &filter).await?,
     };
     // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use chrono::NaiveDate;
 use sha2::Digest;
 
-use super::files::{parse_file_name, ExportFile, EXPORT_TYPES};
+use super::files::{parse_file_name, ExportFile, Span, EXPORT_TYPES};
 
 /// One export file in the drop folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Listing {
 impl Listing {
     /// Lists `root/<folder>/` for each of `datasets`.
     pub fn read(root: &Path, datasets: &[String]) -> std::io::Result<Listing> {
-        let mut newest: BTreeMap<(String, String), DropFile> = BTreeMap::new();
+        let mut newest: BTreeMap<(&'static str, Span), DropFile> = BTreeMap::new();
         let mut refused = Vec::new();
         for (folder, dataset) in EXPORT_TYPES.iter().filter(|(_, d)| datasets.iter().any(|s| s == d)) {
             let dir = root.join(folder);
@@ -70,8 +70,7 @@ impl Listing {
                     size: meta.len(),
                     modified: meta.modified()?,
                 };
-                let span = format!("{:?}", file.parsed.span);
-                let slot = (dataset.to_string(), span);
+                let slot = (*dataset, file.parsed.span);
                 match newest.get(&slot) {
                     Some(kept) if (kept.modified, &kept.name) >= (file.modified, &file.name) => {}
                     _ => {
@@ -80,18 +79,10 @@ impl Listing {
                 }
             }
         }
+        // The map's (type, span) order is the order a day's files become parts.
         let mut days: BTreeMap<NaiveDate, Vec<DropFile>> = BTreeMap::new();
         for file in newest.into_values() {
             days.entry(file.parsed.span.day()).or_default().push(file);
-        }
-        for files in days.values_mut() {
-            files.sort_by(|a, b| {
-                (a.parsed.dataset, format!("{:?}", a.parsed.span), &a.name).cmp(&(
-                    b.parsed.dataset,
-                    format!("{:?}", b.parsed.span),
-                    &b.name,
-                ))
-            });
         }
         Ok(Listing { days, refused })
     }

@@ -26,7 +26,7 @@ pub const EXPORT_TYPES: [(&str, &str); 10] = [
 ];
 
 /// What a file covers, in the export's local time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Span {
     /// `[from, to)`.
     Range { from: NaiveDateTime, to: NaiveDateTime },

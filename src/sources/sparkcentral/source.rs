@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -21,11 +22,14 @@ pub struct Sparkcentral {
     /// The zone the exports were configured with: their times are local to it.
     zone: chrono_tz::Tz,
     settle: Duration,
+    /// The files of each day planned, as listed (and found settled) when planning: the window
+    /// fetches exactly those, and the tree is listed once per run, not once per day.
+    planned: Arc<Mutex<BTreeMap<NaiveDate, Vec<DropFile>>>>,
 }
 
 impl Sparkcentral {
     pub fn new(root: PathBuf, zone: chrono_tz::Tz, settle: Duration) -> Sparkcentral {
-        Sparkcentral { root, zone, settle }
+        Sparkcentral { root, zone, settle, planned: Arc::default() }
     }
 
     fn list(&self, datasets: &[String]) -> Result<Listing, SourceError> {
@@ -56,18 +60,21 @@ impl Source for Sparkcentral {
     ) -> Result<Option<Vec<Window>>, SourceError> {
         let listing = self.list(datasets)?;
         let mut windows = Vec::new();
-        for (day, files) in &listing.days {
-            if from.is_some_and(|from| *day < from) || *day >= to {
+        let mut planned = self.planned.lock().expect("planned files lock");
+        planned.clear();
+        for (day, files) in listing.days {
+            if from.is_some_and(|from| day < from) || day >= to {
                 continue;
             }
-            if done.get(day) == Some(&Listing::fingerprint(files)) {
+            if done.get(&day) == Some(&Listing::fingerprint(&files)) {
                 continue;
             }
-            if let Some(file) = Listing::unsettled(files, self.settle) {
+            if let Some(file) = Listing::unsettled(&files, self.settle) {
                 tracing::info!(day = %day, file = %file.name, "A file changed moments ago (still being written?); its day waits for the next run");
                 continue;
             }
-            windows.push(Window::new(*day));
+            windows.push(Window::new(day));
+            planned.insert(day, files);
         }
         Ok(Some(windows))
     }
@@ -79,8 +86,11 @@ impl Source for Sparkcentral {
         spool: &Path,
         _journal: &J,
     ) -> Result<FetchedWindow, SourceError> {
-        let listing = self.list(datasets)?;
-        let files: Vec<DropFile> = listing.days.get(&window.date).cloned().unwrap_or_default();
+        let planned = self.planned.lock().expect("planned files lock").remove(&window.date);
+        let files = match planned {
+            Some(files) => files,
+            None => self.list(datasets)?.days.remove(&window.date).unwrap_or_default(),
+        };
         let export_id = Listing::fingerprint(&files);
         let mut fetched = Vec::with_capacity(files.len());
         for file in &files {
