@@ -99,6 +99,17 @@ impl Default for ExportPolicy {
     }
 }
 
+/// The id a journal records for an export asked in `format`: a run asking for another format
+/// must not adopt it (its file would not be what the run decodes).
+pub fn id_with_format(id: &str, format: &str) -> String {
+    format!("{id}#{format}")
+}
+
+/// The export id of a recorded `id_with_format`, if it was asked in `format`.
+pub fn id_in_format<'a>(recorded: &'a str, format: &str) -> Option<&'a str> {
+    recorded.rsplit_once('#').filter(|(id, f)| *f == format && !id.is_empty()).map(|(id, _)| id)
+}
+
 /// The options every export-job platform takes (flattened into its arguments).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportJobArgs {

@@ -404,32 +404,12 @@ impl SourceUnderTest for SparkcentralUnderTest {
     }
 
     fn expected(_emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value};
         let zone = "Europe/Brussels".parse().unwrap();
-        let export = synth::export_type(&schema.dataset).unwrap();
-        synth::expected_rows(SparkcentralSynthConfig::default(), &schema.dataset, day, date(FIRST_DAY), zone)
+        crate::sparkcentral::expected_named(&schema.dataset, day, date(FIRST_DAY), zone)
             .into_iter()
             .map(|row| {
-                let by_column: BTreeMap<&str, (Kind, Value)> =
-                    export.columns.iter().zip(row).map(|((_, c, k), v)| (*c, (*k, v))).collect();
-                schema
-                    .columns
-                    .iter()
-                    .map(|column| match by_column.get(column.name.as_str()).cloned() {
-                        None | Some((_, Value::Null)) => Cell::Null,
-                        Some((_, Value::Text(t))) => Cell::Text(t),
-                        Some((_, Value::Int(i))) => Cell::Int(i),
-                        Some((_, Value::Float(f))) => Cell::Float(f.to_bits()),
-                        Some((_, Value::List(items))) if items.is_empty() => Cell::Null,
-                        Some((_, Value::List(items))) => {
-                            Cell::List(items.into_iter().map(Cell::Text).collect())
-                        }
-                        Some((Kind::LocalTime, Value::Time(t))) => {
-                            Cell::Int(synth::as_read_back(t, zone).timestamp_micros())
-                        }
-                        Some((_, Value::Time(t))) => Cell::Int(t.timestamp_micros()),
-                    })
-                    .collect()
+                let cell = |name: &str| row.iter().find(|(c, _)| c == name).map(|(_, cell)| cell.clone());
+                schema.columns.iter().map(|c| cell(&c.name).unwrap_or(Cell::Null)).collect()
             })
             .collect()
     }

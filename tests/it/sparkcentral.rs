@@ -113,10 +113,48 @@ async fn messages_land_with_local_times_lists_and_exact_text_and_need_a_zone() {
     assert!(out.stderr.contains("1 local time(s) in the repeated hour"), "{}", out.stderr);
 }
 
+/// The rows of one export type and local day of a drop tree written from `first`, as
+/// (column, cell) from the generator's true values: local date-times read back as their instant
+/// (the earlier one in the repeated hour), Response Times' intervals exactly, empty lists as null.
+pub fn expected_named(
+    dataset: &str,
+    day: chrono::NaiveDate,
+    first: chrono::NaiveDate,
+    zone: chrono_tz::Tz,
+) -> Vec<Vec<(String, Cell)>> {
+    use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value};
+    let export = synth::export_type(dataset).unwrap();
+    synth::expected_rows(SparkcentralSynthConfig::default(), dataset, day, first, zone)
+        .into_iter()
+        .map(|row| {
+            export
+                .columns
+                .iter()
+                .zip(row)
+                .map(|((_, column, kind), value)| {
+                    let cell = match value {
+                        Value::Null => Cell::Null,
+                        Value::Text(t) => Cell::Text(t),
+                        Value::Int(i) => Cell::Int(i),
+                        Value::Float(f) => Cell::Float(f.to_bits()),
+                        Value::List(items) if items.is_empty() => Cell::Null,
+                        Value::List(items) => Cell::List(items.into_iter().map(Cell::Text).collect()),
+                        Value::Time(t) if *kind == Kind::LocalTime => {
+                            Cell::Int(synth::as_read_back(t, zone).timestamp_micros())
+                        }
+                        Value::Time(t) => Cell::Int(t.timestamp_micros()),
+                    };
+                    (column.to_string(), cell)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 mod drop_tree {
     use super::*;
     use cxlake::schema::SchemaRegistry;
-    use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value, TYPES};
+    use cxlake::sources::sparkcentral::synth::{self, SparkcentralSynthConfig, Value, TYPES};
 
     const FIRST: &str = "2024-10-26";
 
@@ -124,36 +162,8 @@ mod drop_tree {
         "Europe/Brussels".parse().unwrap()
     }
 
-    /// What the lake must hold for one type and local day, from the generator's true values:
-    /// local date-times read back as their instant (the earlier one in the repeated hour),
-    /// Response Times' intervals exactly, empty lists as null.
     fn expected(dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {
-        let export = synth::export_type(dataset).unwrap();
-        synth::expected_rows(SparkcentralSynthConfig::default(), dataset, day, date(FIRST), zone())
-            .into_iter()
-            .map(|row| {
-                export
-                    .columns
-                    .iter()
-                    .zip(row)
-                    .map(|((_, column, kind), value)| {
-                        let cell = match value {
-                            Value::Null => Cell::Null,
-                            Value::Text(t) => Cell::Text(t),
-                            Value::Int(i) => Cell::Int(i),
-                            Value::Float(f) => Cell::Float(f.to_bits()),
-                            Value::List(items) if items.is_empty() => Cell::Null,
-                            Value::List(items) => Cell::List(items.into_iter().map(Cell::Text).collect()),
-                            Value::Time(t) if *kind == Kind::LocalTime => {
-                                Cell::Int(synth::as_read_back(t, zone()).timestamp_micros())
-                            }
-                            Value::Time(t) => Cell::Int(t.timestamp_micros()),
-                        };
-                        (column.to_string(), cell)
-                    })
-                    .collect()
-            })
-            .collect()
+        super::expected_named(dataset, day, date(FIRST), zone())
     }
 
     fn landed(lake: &std::path::Path, dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::decode::json_array;
-use crate::sources::export_job::{ExportJobApi, JobState};
+use crate::sources::export_job::{self, ExportJobApi, JobState};
 use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError, Secret};
 use crate::sources::poll::PollConfig;
 use crate::sources::SourceError;
@@ -305,14 +305,11 @@ impl ExportJobApi for KhorosClient {
     /// The status URL as the API gave it (what a later run needs to poll it again), and the
     /// format the export was asked in, so a run in the other format never adopts it.
     fn job_id(&self, job: &KhorosJob) -> String {
-        format!("{}#{}", job.status_url, self.config.request.format.as_str())
+        export_job::id_with_format(job.status_url.as_str(), self.config.request.format.as_str())
     }
 
     fn adopt(&self, recorded_id: &str) -> Option<KhorosJob> {
-        let (url, format) = recorded_id.rsplit_once('#')?;
-        if format != self.config.request.format.as_str() {
-            return None;
-        }
+        let url = export_job::id_in_format(recorded_id, self.config.request.format.as_str())?;
         let status_url = self.api_url(url).ok()?;
         if !status_url.path().ends_with("/status") {
             return None;

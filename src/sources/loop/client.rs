@@ -14,7 +14,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::decode::json_array;
-use crate::sources::export_job::{ExportJobApi, JobState};
+use crate::sources::export_job::{self, ExportJobApi, JobState};
 use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError, Secret};
 use crate::sources::poll::PollConfig;
 use crate::sources::SourceError;
@@ -278,13 +278,12 @@ impl ExportJobApi for LoopClient {
 
     /// The export id and the format it was asked in, so a run in the other format never adopts it.
     fn job_id(&self, job: &LoopJob) -> String {
-        format!("{}#{}", job.id, self.config.request.format.api_name())
+        export_job::id_with_format(&job.id, self.config.request.format.api_name())
     }
 
     fn adopt(&self, recorded_id: &str) -> Option<LoopJob> {
-        let (id, format) = recorded_id.rsplit_once('#')?;
-        (format == self.config.request.format.api_name() && !id.is_empty())
-            .then(|| LoopJob { id: id.to_string() })
+        let id = export_job::id_in_format(recorded_id, self.config.request.format.api_name())?;
+        Some(LoopJob { id: id.to_string() })
     }
 
     async fn status(&self, job: &LoopJob) -> Result<JobState<Url>, SourceError> {

@@ -189,9 +189,7 @@ impl Platform for SaltedCxPlatform {
 
 /// A fingerprint of `--contact` for bookkeeping: the contact itself is personal data.
 pub fn contact_fingerprint(contact: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(contact.trim().to_lowercase().as_bytes());
-    format!("contact:{}", &hex::encode(digest)[..16])
+    crate::sources::fingerprint("contact", &contact.trim().to_lowercase())
 }
 
 #[cfg(test)]
