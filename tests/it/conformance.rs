@@ -365,7 +365,8 @@ pub struct SparkcentralUnderTest;
 
 pub struct DropTreeUnderTest {
     dir: tempfile::TempDir,
-    junk: u64,
+    /// Files in the tree that are not exports to load: each must be left where it is.
+    junk: Vec<std::path::PathBuf>,
 }
 
 impl SourceUnderTest for SparkcentralUnderTest {
@@ -378,16 +379,20 @@ impl SourceUnderTest for SparkcentralUnderTest {
         let zone = "Europe/Brussels".parse().unwrap();
         synth::write_drop_tree(SparkcentralSynthConfig::default(), dir.path(), date(FIRST_DAY), 3, zone)
             .unwrap();
-        // Always there: the .part upload and the replaced team file.
-        let mut junk = 2;
+        // Always there: the half-uploaded `.part` and the replaced (older) team file.
+        let files = files_under(dir.path());
+        let mut junk: Vec<std::path::PathBuf> = files
+            .iter()
+            .filter(|f| f.ends_with(".csv.part") || f.ends_with("-old.csv"))
+            .map(|f| dir.path().join(f))
+            .collect();
+        assert_eq!(junk.len(), 2, "{files:?}");
         if faults {
-            std::fs::write(dir.path().join("message/notes.csv"), "not an export").unwrap();
-            std::fs::write(
-                dir.path().join("tag/5512_team_01032024000000_02032024000000_x.csv"),
-                "Team ID\r\n",
-            )
-            .unwrap();
-            junk += 2;
+            let not_an_export = dir.path().join("message/notes.csv");
+            std::fs::write(&not_an_export, "not an export").unwrap();
+            let wrong_folder = dir.path().join("tag/5512_team_01032024000000_02032024000000_x.csv");
+            std::fs::write(&wrong_folder, "Team ID\r\n").unwrap();
+            junk.extend([not_an_export, wrong_folder]);
         }
         DropTreeUnderTest { dir, junk }
     }
@@ -414,8 +419,10 @@ impl SourceUnderTest for SparkcentralUnderTest {
             .collect()
     }
 
+    /// The junk still in the tree after the syncs: a source that moved or deleted a file it
+    /// was given would lose it.
     fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        emulator.junk
+        emulator.junk.iter().filter(|path| path.is_file()).count() as u64
     }
 }
 
