@@ -439,6 +439,12 @@ impl<S: Sync> ExportJournal for StateJournal<'_, S> {
             tracing::warn!(error = %e, "Could not record the export in the journal; a crash now would create it again");
         }
     }
+
+    async fn forget(&self, window: Window) {
+        if let Err(e) = self.state.clear_export_intent(self.source, window.date).await {
+            tracing::warn!(error = %e, "Could not clear the export journal entry; a later run may try to adopt that export");
+        }
+    }
 }
 
 /// Decodes a dataset's fetched files (usually one) into staged Parquet parts of one partition,

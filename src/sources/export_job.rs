@@ -284,8 +284,8 @@ where
             Err(error) if api.is_gone(&error) && retries < policy.failed_retries => {
                 retries += 1;
                 tracing::warn!(window = %window, error = %error, attempt = retries, "The export went away before its download; creating a new one");
-                // An id no run adopts, so the next attempt creates a new export.
-                journal.record(window, "").await;
+                // Not to be adopted again: the next attempt creates a new export.
+                journal.forget(window).await;
             }
             Err(error) => return Err(error),
         }

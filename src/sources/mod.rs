@@ -82,6 +82,8 @@ pub trait ExportJournal: Send + Sync {
     fn previous(&self, window: Window) -> impl Future<Output = Option<PreviousExport>> + Send;
     /// Remembers that `export_id` was created for `window`.
     fn record(&self, window: Window, export_id: &str) -> impl Future<Output = ()> + Send;
+    /// Forgets the export recorded for `window` (it is gone): the next attempt creates one.
+    fn forget(&self, window: Window) -> impl Future<Output = ()> + Send;
 }
 
 /// A platform that can deliver a window of data as files.

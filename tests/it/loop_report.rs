@@ -327,3 +327,20 @@ async fn a_refused_filter_stops_the_run_and_a_missing_column_is_reported() {
     assert_eq!(landed.len(), rows.len());
     assert!(landed.iter().all(|row| row[subject] == Cell::Null));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_url_stays_expired_is_created_again() {
+    // The first URL and all three fresh ones are refused: the export is gone for this run.
+    let fault = LoopFault { endpoint: LoopEndpoint::Download, kind: LoopFaultKind::ExpireUrl, times: 4 };
+    let emulator = loop_emulator(LoopEmulatorConfig { faults: vec![fault], ..loop_emulator_config() }).await;
+    let lake = tempfile::tempdir().unwrap();
+    let report =
+        run_sync(&plan(loop_source(&emulator, LoopFormat::Json), lake.path(), days("2024-03-01", 1)))
+            .await
+            .unwrap();
+    assert_eq!(report.windows[0].outcome, WindowOutcome::Committed, "{report:?}");
+    let stats = emulator.stats();
+    assert_eq!((stats.exports_created, stats.expired_urls_refused, stats.downloads), (2, 4, 1), "{stats:?}");
+    let rows = batch_rows(&read_source_partition(lake.path(), "loop", "report", date("2024-03-01")));
+    assert!(rows == expected_for_day(emulator.config().synth, date("2024-03-01"), false));
+}
