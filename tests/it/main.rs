@@ -24,5 +24,6 @@ mod readers;
 mod s3;
 mod s3_crash;
 mod security;
+mod sftp;
 mod sparkcentral;
 mod sync;

@@ -151,9 +151,30 @@ pub fn expected_named(
         .collect()
 }
 
+/// What the lake holds for one export type and local day, as (column, cell), comparable with
+/// [`expected_named`].
+pub fn landed(lake: &std::path::Path, dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {
+    let schema =
+        cxlake::schema::SchemaRegistry::embedded().unwrap().dataset("sparkcentral", dataset).unwrap();
+    batch_rows(&read_source_partition(lake, "sparkcentral", dataset, day))
+        .into_iter()
+        .map(|row| schema.columns.iter().map(|c| c.name.clone()).zip(row).collect())
+        .collect()
+}
+
+/// Whether every expected (column, cell) of every row is what landed.
+pub fn assert_landed_as_expected(got: &[Vec<(String, Cell)>], want: &[Vec<(String, Cell)>], context: &str) {
+    assert_eq!(got.len(), want.len(), "{context}: rows");
+    for (g, w) in got.iter().zip(want) {
+        for (column, cell) in w {
+            let landed = &g.iter().find(|(c, _)| c == column).unwrap_or_else(|| panic!("{column}")).1;
+            assert_eq!(landed, cell, "{context} {column}");
+        }
+    }
+}
+
 mod drop_tree {
     use super::*;
-    use cxlake::schema::SchemaRegistry;
     use cxlake::sources::sparkcentral::synth::{self, SparkcentralSynthConfig, Value, TYPES};
 
     const FIRST: &str = "2024-10-26";
@@ -164,14 +185,6 @@ mod drop_tree {
 
     fn expected(dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {
         super::expected_named(dataset, day, date(FIRST), zone())
-    }
-
-    fn landed(lake: &std::path::Path, dataset: &str, day: chrono::NaiveDate) -> Vec<Vec<(String, Cell)>> {
-        let schema = SchemaRegistry::embedded().unwrap().dataset("sparkcentral", dataset).unwrap();
-        batch_rows(&read_source_partition(lake, "sparkcentral", dataset, day))
-            .into_iter()
-            .map(|row| schema.columns.iter().map(|c| c.name.clone()).zip(row).collect())
-            .collect()
     }
 
     async fn sync(tree: &std::path::Path, lake: &std::path::Path, extra: &[&str]) -> Output {
@@ -188,6 +201,8 @@ mod drop_tree {
             FIRST,
             "--to",
             "2024-10-30",
+            "--recheck-after",
+            "0s",
         ];
         args.extend(extra);
         run_cxlake(&args, NO_ENV).await
@@ -206,14 +221,7 @@ mod drop_tree {
                 let day = date(FIRST) + chrono::Days::new(offset);
                 let want = expected(export.dataset, day);
                 let got = landed(lake.path(), export.dataset, day);
-                assert_eq!(got.len(), want.len(), "{} {day}", export.dataset);
-                for (g, w) in got.iter().zip(&want) {
-                    for (column, cell) in w {
-                        let landed =
-                            &g.iter().find(|(c, _)| c == column).unwrap_or_else(|| panic!("{column}")).1;
-                        assert_eq!(landed, cell, "{} {day} {column}", export.dataset);
-                    }
-                }
+                assert_landed_as_expected(&got, &want, &format!("{} {day}", export.dataset));
                 rows += want.len();
             }
         }

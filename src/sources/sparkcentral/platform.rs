@@ -2,12 +2,17 @@
 //! emulator (a drop tree written to a directory) and synthetic data.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
 use url::Url;
 
+use super::drop::DropStore;
+use super::sftp::{Credential, SftpConfig, SftpDrop, SftpTarget};
+use super::source::Settling;
 use super::synth::{self, SparkcentralSynthConfig};
 use super::Sparkcentral;
+use crate::sources::http::{load_secret, Secret};
 use crate::sources::{Platform, RunningEmulator, SetupError};
 use crate::units::parse_duration;
 
@@ -17,10 +22,28 @@ pub const EMULATOR_TIMEZONE: &str = "Europe/Brussels";
 /// `cxlake sync sparkcentral` options.
 #[derive(Debug, clap::Args)]
 pub struct SparkcentralArgs {
-    /// The export tree: a local directory mirroring the SFTP server's /export (one folder per
-    /// export type), synced there by other means
-    #[arg(long = "source", env = "SPARKCENTRAL_SOURCE", value_name = "DIR")]
-    pub source_dir: String,
+    /// The export tree: `sftp://USER@HOST[:PORT]/export` on Sparkcentral's SFTP server, or a
+    /// local directory mirroring it (one folder per export type), synced there by other means
+    #[arg(long = "source", env = "SPARKCENTRAL_SOURCE", value_name = "URL|DIR")]
+    pub source: String,
+
+    /// Log in with this private key (OpenSSH format; an encrypted one's passphrase from
+    /// SPARKCENTRAL_SFTP_KEY_PASSPHRASE) instead of a password
+    #[arg(long, env = "SPARKCENTRAL_SFTP_IDENTITY", value_name = "PATH")]
+    pub identity_file: Option<PathBuf>,
+
+    /// Read the SFTP password from this file (default: the SPARKCENTRAL_SFTP_PASSWORD environment variable)
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// The server's host key must be in this OpenSSH known_hosts file (an unknown or changed key is refused)
+    #[arg(
+        long,
+        env = "SPARKCENTRAL_SFTP_KNOWN_HOSTS",
+        value_name = "PATH",
+        default_value = "~/.ssh/known_hosts"
+    )]
+    pub known_hosts: String,
 
     /// The zone the scheduled exports were configured with (IANA name): every time in them is local to it
     #[arg(long, env = "SPARKCENTRAL_TIMEZONE", value_name = "ZONE")]
@@ -29,6 +52,11 @@ pub struct SparkcentralArgs {
     /// A file changed more recently than this is still being written: its day waits for the next run
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub settle: String,
+
+    /// List the tree again after this: a file whose size or time changed in between is still
+    /// being written, whatever the server's clock says (0s: list once)
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub recheck_after: String,
 }
 
 /// `cxlake emulator sparkcentral` options.
@@ -72,6 +100,46 @@ impl RunningEmulator for DropTree {
     async fn shutdown(self) {}
 }
 
+/// The SFTP server, credential and known_hosts file of `--source sftp://…`.
+fn sftp_config(args: &SparkcentralArgs) -> Result<SftpConfig, SetupError> {
+    let target = SftpTarget::parse(&args.source).map_err(|e| SetupError(format!("--source: {e}")))?;
+    let credential = match &args.identity_file {
+        Some(path) => {
+            let passphrase = std::env::var("SPARKCENTRAL_SFTP_KEY_PASSPHRASE").ok().map(Secret::new);
+            Credential::key_file(path, passphrase.as_ref()).map_err(SetupError)?
+        }
+        None => Credential::Password(
+            load_secret(
+                args.password_file.as_deref(),
+                "SPARKCENTRAL_SFTP_PASSWORD",
+                "--password-file",
+                "SFTP password",
+            )
+            .map_err(|e| SetupError(format!("{e} (or log in with a key: --identity-file PATH)")))?,
+        ),
+    };
+    let known_hosts = match args.known_hosts.strip_prefix("~/") {
+        Some(rest) => std::env::home_dir()
+            .ok_or_else(|| {
+                SetupError(
+                    "--known-hosts: no home directory to find ~/.ssh/known_hosts in; pass --known-hosts PATH"
+                        .into(),
+                )
+            })?
+            .join(rest),
+        None => PathBuf::from(&args.known_hosts),
+    };
+    if !known_hosts.is_file() {
+        return Err(SetupError(format!(
+            "--known-hosts {} does not exist: cxlake only talks to an SFTP server whose host key is known. Get the key's fingerprint from Sparkcentral, then add the server with `ssh-keyscan -p PORT HOST >> {}` (and compare the fingerprint: ssh-keygen -lf {})",
+            known_hosts.display(),
+            known_hosts.display(),
+            known_hosts.display()
+        )));
+    }
+    Ok(SftpConfig { target, credential, known_hosts })
+}
+
 fn zone() -> chrono_tz::Tz {
     EMULATOR_TIMEZONE.parse().expect("a valid zone")
 }
@@ -87,15 +155,18 @@ impl Platform for SparkcentralPlatform {
     type Emulator = DropTree;
 
     fn source(args: &SparkcentralArgs) -> Result<Sparkcentral, SetupError> {
-        if args.source_dir.starts_with("sftp://") {
-            return Err(SetupError(
-                "--source sftp://… is not supported by this version; mirror the server's /export into a directory (e.g. with `sftp -r` or rclone) and pass that directory".into(),
-            ));
-        }
-        let root = PathBuf::from(&args.source_dir);
-        if !root.is_dir() {
-            return Err(SetupError(format!("--source {} is not a directory", root.display())));
-        }
+        let store = if args.source.contains("://") {
+            DropStore::Sftp(SftpDrop::new(sftp_config(args)?))
+        } else {
+            let root = PathBuf::from(&args.source);
+            if !root.is_dir() {
+                return Err(SetupError(format!(
+                    "--source {} is not a directory (for the SFTP server, write sftp://USER@HOST/export)",
+                    root.display()
+                )));
+            }
+            DropStore::Local(root)
+        };
         let zone = args.timezone.trim().parse::<chrono_tz::Tz>().map_err(|_| {
             SetupError(format!(
                 "--timezone `{}` is not an IANA time zone name (such as Europe/Brussels)",
@@ -103,7 +174,9 @@ impl Platform for SparkcentralPlatform {
             ))
         })?;
         let settle = parse_duration(&args.settle).map_err(|e| SetupError(format!("--settle: {e}")))?;
-        Ok(Sparkcentral::new(root, zone, settle))
+        let recheck_after =
+            parse_duration(&args.recheck_after).map_err(|e| SetupError(format!("--recheck-after: {e}")))?;
+        Ok(Sparkcentral::new(store, zone, Settling { settle, recheck_after }))
     }
 
     async fn start_emulator(args: &SparkcentralEmulatorArgs, _port: u16) -> Result<DropTree, SetupError> {
@@ -123,7 +196,8 @@ impl Platform for SparkcentralPlatform {
         let first = Utc::now().date_naive() - Days::new(3);
         synth::write_drop_tree(SparkcentralSynthConfig::default(), temp.path(), first, 3, zone())
             .map_err(|e| SetupError(format!("writing the demo drop tree: {e}")))?;
-        let source = Sparkcentral::new(temp.path().to_path_buf(), zone(), std::time::Duration::from_secs(60));
+        let settling = Settling { settle: Duration::from_secs(60), recheck_after: Duration::ZERO };
+        let source = Sparkcentral::new(DropStore::Local(temp.path().to_path_buf()), zone(), settling);
         Ok((DropTree { root: temp.path().to_path_buf(), _temp: Some(temp) }, source))
     }
 

@@ -1,40 +1,50 @@
 //! Sparkcentral as a [`Source`]: a window is a local day of the drop folder, its files those
 //! whose `from` (or snapshot stamp) falls on it, one part file each. Days are planned from the
 //! listing: a day whose files are the ones the lake recorded is skipped, a day with a file
-//! changed within `--settle` waits for the next run, and an export type with no file that day
+//! still being written (changed within `--settle`, or different in a second listing
+//! `--recheck-after` later) waits for the next run, and an export type with no file that day
 //! keeps whatever the lake had.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use super::drop::{DropFile, Listing};
+use super::drop::{DropFile, DropStore, Listing};
 use crate::sources::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
+/// When a day's files count as complete.
+#[derive(Debug, Clone, Copy)]
+pub struct Settling {
+    /// A file modified more recently than this is still being written.
+    pub settle: Duration,
+    /// The tree is listed again after this: a file whose size or time changed in between is
+    /// still being written (this holds whatever the server's clock says). Zero: listed once.
+    pub recheck_after: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Sparkcentral {
-    /// A local mirror of the `/export` tree.
-    root: PathBuf,
+    /// The `/export` tree: on the SFTP server or a local mirror.
+    store: Arc<DropStore>,
     /// The zone the exports were configured with: their times are local to it.
     zone: chrono_tz::Tz,
-    settle: Duration,
+    settling: Settling,
     /// The files of each day planned, as listed (and found settled) when planning: the window
     /// fetches exactly those, and the tree is listed once per run, not once per day.
     planned: Arc<Mutex<BTreeMap<NaiveDate, Vec<DropFile>>>>,
 }
 
 impl Sparkcentral {
-    pub fn new(root: PathBuf, zone: chrono_tz::Tz, settle: Duration) -> Sparkcentral {
-        Sparkcentral { root, zone, settle, planned: Arc::default() }
+    pub fn new(store: DropStore, zone: chrono_tz::Tz, settling: Settling) -> Sparkcentral {
+        Sparkcentral { store: Arc::new(store), zone, settling, planned: Arc::default() }
     }
 
-    fn list(&self, datasets: &[String]) -> Result<Listing, SourceError> {
-        let listing = Listing::read(&self.root, datasets)
-            .map_err(|e| SourceError::Local(format!("cannot list {}: {e}", self.root.display())))?;
+    async fn list(&self, datasets: &[String]) -> Result<Listing, SourceError> {
+        let listing = self.store.list(datasets).await?;
         for refused in &listing.refused {
             tracing::warn!(file = %refused, "Not an export file cxlake can place; left alone");
         }
@@ -58,10 +68,8 @@ impl Source for Sparkcentral {
         datasets: &[String],
         done: &BTreeMap<NaiveDate, String>,
     ) -> Result<Option<Vec<Window>>, SourceError> {
-        let listing = self.list(datasets)?;
-        let mut windows = Vec::new();
-        let mut planned = self.planned.lock().expect("planned files lock");
-        planned.clear();
+        let listing = self.list(datasets).await?;
+        let mut candidates = BTreeMap::new();
         for (day, files) in listing.days {
             if from.is_some_and(|from| day < from) || day >= to {
                 continue;
@@ -69,13 +77,25 @@ impl Source for Sparkcentral {
             if done.get(&day) == Some(&Listing::fingerprint(&files)) {
                 continue;
             }
-            if let Some(file) = Listing::unsettled(&files, self.settle) {
-                tracing::info!(day = %day, file = %file.name, "A file changed moments ago (still being written?); its day waits for the next run");
+            if let Some(file) = Listing::unsettled(&files, self.settling.settle) {
+                tracing::info!(day = %day, file = %file.relative(), "A file changed moments ago (still being written?); its day waits for the next run");
                 continue;
             }
-            windows.push(Window::new(day));
-            planned.insert(day, files);
+            candidates.insert(day, files);
         }
+        if !candidates.is_empty() && !self.settling.recheck_after.is_zero() {
+            tokio::time::sleep(self.settling.recheck_after).await;
+            let again = self.list(datasets).await?;
+            candidates.retain(|day, files| match Listing::changed_since(files, &again) {
+                Some(file) => {
+                    tracing::info!(day = %day, file = %file.relative(), "A file changed between two listings (still being written); its day waits for the next run");
+                    false
+                }
+                None => true,
+            });
+        }
+        let windows = candidates.keys().map(|day| Window::new(*day)).collect();
+        *self.planned.lock().expect("planned files lock") = candidates;
         Ok(Some(windows))
     }
 
@@ -89,14 +109,13 @@ impl Source for Sparkcentral {
         let planned = self.planned.lock().expect("planned files lock").remove(&window.date);
         let files = match planned {
             Some(files) => files,
-            None => self.list(datasets)?.days.remove(&window.date).unwrap_or_default(),
+            None => self.list(datasets).await?.days.remove(&window.date).unwrap_or_default(),
         };
         let export_id = Listing::fingerprint(&files);
         let mut fetched = Vec::with_capacity(files.len());
         for file in &files {
             let path = spool.join(&file.name);
-            let bytes = std::fs::copy(&file.path, &path)
-                .map_err(|e| SourceError::Local(format!("cannot copy {}: {e}", file.path.display())))?;
+            let bytes = self.store.fetch(file, &path).await?;
             fetched.push(FetchedFile {
                 dataset: file.parsed.dataset.to_string(),
                 file_name: file.name.clone(),
