@@ -465,12 +465,14 @@ pub async fn stage_files<S>(
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
     let mut total = DecodeStats::default();
     let mut warnings = Vec::new();
-    let context = FileContext { window: Some(window), timezone: plan.options.timezone };
+    let context =
+        FileContext { window: Some(window), timezone: plan.options.timezone, ..FileContext::default() };
     for (i, file) in files.iter().enumerate() {
         if i > 0 {
             // One part file per source file: a replaced or late file maps to its own part.
             writer.roll().await?;
         }
+        let context = FileContext { fold: file.fold, ..context };
         let checked = match write_file(&mut writer, &mut rejects, schema.clone(), context, file).await {
             Ok((stats, drift)) => {
                 check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)

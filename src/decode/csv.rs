@@ -294,6 +294,7 @@ impl<R: Read> CsvDecoder<R> {
         self.fills = super::fill_values(&self.schema, context.window);
         self.local = LocalParse {
             zone: context.timezone,
+            fold: context.fold,
             day: context.window.map(|w| w.date),
             ..LocalParse::default()
         };
@@ -543,6 +544,7 @@ fn record_is_utf8(record: &::csv::ByteRecord) -> bool {
 #[derive(Debug, Default)]
 struct LocalParse {
     zone: Option<chrono_tz::Tz>,
+    fold: local_time::Fold,
     day: Option<chrono::NaiveDate>,
     counts: super::LocalTimeCounts,
 }
@@ -553,7 +555,7 @@ impl LocalParse {
         let local = local_time::parse_local(text)
             .ok_or(InvalidValue("expected a local date-time as YYYY-MM-DD HH:MM:SS[.fff]"))?;
         let zone = self.zone.ok_or(InvalidValue("a local time needs --timezone"))?;
-        Ok(Parsed::Int(self.counts.count(local_time::local_to_utc(local, zone))))
+        Ok(Parsed::Int(self.counts.count(local_time::local_to_utc_in(local, zone, self.fold))))
     }
 
     /// `HH:MM:SS:MS`, kept as a time of day until its interval (or its day alone) places it.
@@ -566,7 +568,7 @@ impl LocalParse {
     /// A time of day on the file's day.
     fn on_day(&mut self, time: chrono::NaiveTime) -> Option<i64> {
         let local = self.day?.and_time(time);
-        Some(self.counts.count(local_time::local_to_utc(local, self.zone?)))
+        Some(self.counts.count(local_time::local_to_utc_in(local, self.zone?, self.fold)))
     }
 }
 

@@ -44,11 +44,14 @@ pub trait BatchDecoder {
 pub struct FileContext {
     pub window: Option<Window>,
     pub timezone: Option<chrono_tz::Tz>,
+    /// Which occurrence of a repeated autumn hour the file's local times belong to, when the
+    /// source knows (an hourly export written twice under one local name).
+    pub fold: crate::schema::local_time::Fold,
 }
 
 impl FileContext {
     pub fn window(window: Window) -> FileContext {
-        FileContext { window: Some(window), timezone: None }
+        FileContext { window: Some(window), ..FileContext::default() }
     }
 }
 

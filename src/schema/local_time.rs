@@ -2,7 +2,9 @@
 //! carries no offset. This module turns them into UTC instants, correctly across DST changes.
 //!
 //! - `Year-Month-Day HH:MM:SS.MS` → [`local_to_utc`]. In autumn one hour happens twice: the
-//!   earlier instant is taken and the caller counts it ([`Resolved::Ambiguous`]). In spring one
+//!   earlier instant is taken and the caller counts it ([`Resolved::Ambiguous`]), unless the
+//!   file says which occurrence it holds ([`Fold`]: an hourly export of the repeated hour is
+//!   written twice, under the same local name). In spring one
 //!   hour does not exist: a stamp inside it can only come from a clock that had not moved yet, so
 //!   it is read with the offset from before the change ([`Resolved::Skipped`]), and counted too.
 //! - Response Times' `From`/`To` are `HH:MM:SS:MS` times of day, combined with the file's day by
@@ -30,11 +32,33 @@ impl Resolved {
     }
 }
 
+/// Which occurrence of the repeated autumn hour a file's local times belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Fold {
+    /// The file does not say: the earlier instant, counted as ambiguous.
+    #[default]
+    Unknown,
+    /// The file covers the hour's first occurrence (summer time still): the earlier instant.
+    Earlier,
+    /// The file covers the hour's second occurrence (after the clocks went back): the later one.
+    Later,
+}
+
 /// The UTC instant of a local time in `zone`.
 pub fn local_to_utc(local: NaiveDateTime, zone: Tz) -> Resolved {
+    local_to_utc_in(local, zone, Fold::Unknown)
+}
+
+/// The UTC instant of a local time in `zone`, in a file that may say which occurrence of the
+/// repeated hour it holds.
+pub fn local_to_utc_in(local: NaiveDateTime, zone: Tz, fold: Fold) -> Resolved {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(t) => Resolved::Exact(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earlier, _) => Resolved::Ambiguous(earlier.with_timezone(&Utc)),
+        LocalResult::Ambiguous(earlier, later) => match fold {
+            Fold::Unknown => Resolved::Ambiguous(earlier.with_timezone(&Utc)),
+            Fold::Earlier => Resolved::Exact(earlier.with_timezone(&Utc)),
+            Fold::Later => Resolved::Exact(later.with_timezone(&Utc)),
+        },
         LocalResult::None => {
             // The offset an hour before is the one before the change (gaps are under a day).
             let before = zone.offset_from_utc_datetime(&(local - Duration::hours(3)));

@@ -35,12 +35,12 @@ impl Source for LocalFiles {
             let bytes = std::fs::metadata(path)
                 .map_err(|e| SourceError::Local(format!("cannot read {}: {e}", path.display())))?
                 .len();
-            fetched.push(FetchedFile {
-                dataset: self.dataset.clone(),
-                file_name: path.display().to_string(),
-                path: path.clone(),
+            fetched.push(FetchedFile::new(
+                self.dataset.clone(),
+                path.display().to_string(),
+                path.clone(),
                 bytes,
-            });
+            ));
         }
         Ok(FetchedWindow::new(None, fetched))
     }

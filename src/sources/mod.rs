@@ -37,6 +37,26 @@ pub struct FetchedFile {
     /// Decoded as its dataset's schema declares (`format`): a source only fetches.
     pub path: PathBuf,
     pub bytes: u64,
+    /// Which occurrence of a repeated autumn hour the file's local times belong to, when the
+    /// platform's file says (see [`crate::schema::local_time::Fold`]).
+    pub fold: crate::schema::local_time::Fold,
+}
+
+impl FetchedFile {
+    pub fn new(
+        dataset: impl Into<String>,
+        file_name: impl Into<String>,
+        path: PathBuf,
+        bytes: u64,
+    ) -> FetchedFile {
+        FetchedFile {
+            dataset: dataset.into(),
+            file_name: file_name.into(),
+            path,
+            bytes,
+            fold: Default::default(),
+        }
+    }
 }
 
 /// Everything a source fetched for one window.

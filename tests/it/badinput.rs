@@ -32,7 +32,7 @@ impl Source for FixedFiles {
             let path = spool.join(format!("{window}-{file_name}"));
             let bytes = self.0.get(dataset.as_str()).cloned().unwrap_or_default();
             std::fs::write(&path, &bytes).unwrap();
-            files.push(FetchedFile { dataset: dataset.clone(), file_name, path, bytes: bytes.len() as u64 });
+            files.push(FetchedFile::new(dataset.clone(), file_name, path, bytes.len() as u64));
         }
         Ok(FetchedWindow::new(None, files))
     }

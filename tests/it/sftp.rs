@@ -220,12 +220,12 @@ async fn a_file_still_growing_is_left_for_the_next_run_whatever_its_clock_says()
     let day = date(FIRST);
     let name = synth::file_name(
         SparkcentralSynthConfig::default(),
-        "message",
+        "contact",
         day,
         &format!("{:08x}-0000-4000-8000-{:012x}", 0, SparkcentralSynthConfig::default().seed % 1_000_000),
     );
-    let path = tree.path().join("message").join(name);
-    let full = std::fs::read(&path).expect("the generator's message file");
+    let path = tree.path().join("contact").join(name);
+    let full = std::fs::read(&path).expect("the generator's contact file");
     // The upload has reached a third; the writer's clock is an hour behind (so the file's time
     // looks settled), and it goes on appending a few bytes at a time.
     let written = full.len() / 3;
@@ -255,7 +255,7 @@ async fn a_file_still_growing_is_left_for_the_next_run_whatever_its_clock_says()
     assert!(at + 8 < full.len(), "the file was still growing when the sync ended");
     assert_eq!(waiting.code, 0, "{}\n{}", waiting.stdout, waiting.stderr);
     assert!(waiting.stderr.contains("changed between two listings"), "{}", waiting.stderr);
-    assert!(!lake.path().join("sparkcentral/message").exists(), "no part of the day landed");
+    assert!(!lake.path().join("sparkcentral/contact").exists(), "no part of the day landed");
 
     // The upload completes: the next run takes the day, with every row.
     std::fs::write(&path, &full).unwrap();
@@ -263,8 +263,8 @@ async fn a_file_still_growing_is_left_for_the_next_run_whatever_its_clock_says()
     let done = sync(&env, lake.path(), 1, &["--settle", "1s", "--recheck-after", "1s"]).await;
     assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
     assert_landed_as_expected(
-        &landed(lake.path(), "message", day),
-        &expected_named("message", day, date(FIRST), zone()),
+        &landed(lake.path(), "contact", day),
+        &expected_named("contact", day, date(FIRST), zone()),
         "the completed file",
     );
 }

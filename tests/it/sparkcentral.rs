@@ -115,7 +115,8 @@ async fn messages_land_with_local_times_lists_and_exact_text_and_need_a_zone() {
 
 /// The rows of one export type and local day of a drop tree written from `first`, as
 /// (column, cell) from the generator's true values: local date-times read back as their instant
-/// (the earlier one in the repeated hour), Response Times' intervals exactly, empty lists as null.
+/// (the earlier one in the repeated hour, but in the hourly file of its second occurrence),
+/// Response Times' intervals exactly, empty lists as null.
 pub fn expected_named(
     dataset: &str,
     day: chrono::NaiveDate,
@@ -127,6 +128,7 @@ pub fn expected_named(
     synth::expected_rows(SparkcentralSynthConfig::default(), dataset, day, first, zone)
         .into_iter()
         .map(|row| {
+            let whole = row.clone();
             export
                 .columns
                 .iter()
@@ -139,9 +141,9 @@ pub fn expected_named(
                         Value::Float(f) => Cell::Float(f.to_bits()),
                         Value::List(items) if items.is_empty() => Cell::Null,
                         Value::List(items) => Cell::List(items.into_iter().map(Cell::Text).collect()),
-                        Value::Time(t) if *kind == Kind::LocalTime => {
-                            Cell::Int(synth::as_read_back(t, zone).timestamp_micros())
-                        }
+                        Value::Time(t) if *kind == Kind::LocalTime => Cell::Int(
+                            synth::read_back_in_file(dataset, day, &whole, t, zone).timestamp_micros(),
+                        ),
                         Value::Time(t) => Cell::Int(t.timestamp_micros()),
                     };
                     (column.to_string(), cell)
@@ -291,4 +293,75 @@ mod drop_tree {
             "the newer file's rows replaced the day's"
         );
     }
+}
+
+/// The repeated autumn hour happens twice, and so does its hourly export: under the same local
+/// name but for the uuid (both files count, neither replaces the other, the older is the first
+/// occurrence), or with the first named by its real end (02:00 → 02:00, then 02:00 → 03:00).
+/// Either way their local times land at their own instants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_hourly_files_of_the_repeated_autumn_hour_land_at_their_own_instants() {
+    use cxlake::sources::sparkcentral::synth::{self, SparkcentralSynthConfig, Value};
+    let zone: chrono_tz::Tz = "Europe/Brussels".parse().unwrap();
+    let (tree, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dir = tree.path().join("message");
+    std::fs::create_dir_all(&dir).unwrap();
+    let day = date("2024-10-27");
+    let template = synth::day_rows(SparkcentralSynthConfig::default(), "message", day, zone, 0).remove(0);
+    let created = synth::export_type("message")
+        .unwrap()
+        .columns
+        .iter()
+        .position(|(_, column, _)| *column == "created_at_date_time")
+        .unwrap();
+    // (file, the true instant of its one message, age in seconds): written as local times,
+    // 01:15 (summer time), then 02:30 twice: 00:30Z before the clocks went back, 01:30Z after.
+    let files = [
+        ("5512_message_27102024010000_27102024020000_c1.csv", "2024-10-26T23:15:00Z", 3000),
+        ("5512_message_27102024020000_27102024030000_b2.csv", "2024-10-27T00:30:00Z", 2000),
+        ("5512_message_27102024020000_27102024030000_a3.csv", "2024-10-27T01:30:00Z", 1000),
+        ("5512_message_29102023020000_29102023020000_x1.csv", "2023-10-29T00:30:00Z", 1000),
+        ("5512_message_29102023020000_29102023030000_x2.csv", "2023-10-29T01:30:00Z", 3000),
+    ];
+    for (name, instant, age) in files {
+        let mut row = template.clone();
+        row[created] = Value::Time(instant.parse().unwrap());
+        let path = dir.join(name);
+        std::fs::write(&path, synth::render("message", &[row], zone)).unwrap();
+        let modified = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    }
+    let rendered = std::fs::read_to_string(dir.join(files[2].0)).unwrap();
+    assert!(rendered.contains("2024-10-27 02:30:00.000"), "written as local time: {rendered}");
+    let args = [
+        "sync",
+        "sparkcentral",
+        "--dest",
+        lake.path().to_str().unwrap(),
+        "--source",
+        tree.path().to_str().unwrap(),
+        "--timezone",
+        "Europe/Brussels",
+        "--from",
+        "2023-10-29",
+        "--to",
+        "2024-10-28",
+        "--settle",
+        "0s",
+        "--recheck-after",
+        "0s",
+    ];
+    let out = run_cxlake(&args, NO_ENV).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let created = |day| -> Vec<Cell> {
+        landed(lake.path(), "message", day)
+            .into_iter()
+            .map(|row| row.into_iter().find(|(c, _)| c == "created_at_date_time").unwrap().1)
+            .collect()
+    };
+    let want: Vec<Cell> = files.iter().map(|(_, instant, _)| micros(instant)).collect();
+    assert_eq!(created(day), want[..3], "one row per file, each at its own instant");
+    assert_eq!(created(date("2023-10-29")), want[3..], "named by their real ends");
+    let parts = std::fs::read_dir(lake.path().join("sparkcentral/message/date=2024-10-27")).unwrap().count();
+    assert_eq!(parts, 3, "one part per source file");
 }

@@ -66,7 +66,7 @@ impl Source for Dixa {
             let path = spool.join(format!("{window}-{file_name}"));
             let bytes = self.client.export(&request, &path).await?;
             tracing::debug!(window = %window, dataset, bytes, "Downloaded");
-            files.push(FetchedFile { dataset: dataset.clone(), file_name, path, bytes });
+            files.push(FetchedFile::new(dataset.clone(), file_name, path, bytes));
         }
         Ok(FetchedWindow::new(None, files))
     }

@@ -60,7 +60,7 @@ impl Source for Khoros {
             export_job::download_completed(&self.client, &self.policy, window, datasets, journal, download)
                 .await?;
         tracing::debug!(window = %window, bytes, "Downloaded");
-        let file = FetchedFile { dataset: "user".into(), file_name: file_name.into(), path, bytes };
+        let file = FetchedFile::new("user", file_name, path, bytes);
         Ok(FetchedWindow::new(Some(job.workflow_id), vec![file]))
     }
 }

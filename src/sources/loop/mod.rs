@@ -56,7 +56,7 @@ impl Source for Loop {
             export_job::download_completed(&self.client, &self.policy, window, datasets, journal, download)
                 .await?;
         tracing::debug!(window = %window, bytes, "Downloaded");
-        let file = FetchedFile { dataset: "report".into(), file_name: file_name.into(), path, bytes };
+        let file = FetchedFile::new("report", file_name, path, bytes);
         Ok(FetchedWindow::new(Some(job.id), vec![file]))
     }
 }

@@ -74,7 +74,7 @@ impl Source for SaltedCx {
             async move {
                 let bytes = self.client.download_dataset(created, status, dataset, &path).await?;
                 tracing::debug!(window = %window, dataset, bytes, "Downloaded");
-                Ok::<_, ClientError>(FetchedFile { dataset: dataset.clone(), file_name, path, bytes })
+                Ok::<_, ClientError>(FetchedFile::new(dataset.clone(), file_name, path, bytes))
             }
         });
         let files = try_join_all(downloads).await?;

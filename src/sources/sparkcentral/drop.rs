@@ -3,7 +3,7 @@
 //! other means). Each file is known by its parsed name, size and modification time; the files
 //! of one local day are a window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +12,7 @@ use sha2::Digest;
 
 use super::files::{parse_file_name, ExportFile, Span, EXPORT_TYPES};
 use super::sftp::{RemoteEntry, SftpDrop, SftpError};
+use crate::schema::local_time::Fold;
 use crate::sources::SourceError;
 
 /// One export file in the drop folder.
@@ -23,6 +24,9 @@ pub struct DropFile {
     pub parsed: ExportFile,
     pub size: u64,
     pub modified: SystemTime,
+    /// In the repeated hour of an autumn DST change, an hourly export is written twice under
+    /// the same local span: which occurrence this file is.
+    pub fold: Fold,
 }
 
 impl DropFile {
@@ -48,8 +52,8 @@ impl DropStore {
         }
     }
 
-    /// Lists the folders of `datasets`.
-    pub async fn list(&self, datasets: &[String]) -> Result<Listing, SourceError> {
+    /// Lists the folders of `datasets`, whose exports were configured in `zone`.
+    pub async fn list(&self, datasets: &[String], zone: chrono_tz::Tz) -> Result<Listing, SourceError> {
         let mut entries = Vec::new();
         for (folder, dataset) in EXPORT_TYPES.iter().filter(|(_, d)| datasets.iter().any(|s| s == d)) {
             let found = match self {
@@ -60,7 +64,7 @@ impl DropStore {
             };
             entries.extend(found.into_iter().flatten().map(|entry| (*folder, *dataset, entry)));
         }
-        Ok(Listing::build(entries))
+        Ok(Listing::build(entries, zone))
     }
 
     /// Copies `file` to `dest`; refuses a file that changed since it was listed (it is still
@@ -89,6 +93,23 @@ impl DropStore {
             )));
         }
         Ok(bytes)
+    }
+}
+
+/// Whether `span`'s local end is not after its start: the clocks went back within it.
+fn ends_by_its_start(span: Span) -> bool {
+    matches!(span, Span::Range { from, to } if to <= from)
+}
+
+/// Whether `span` is an hourly (or shorter) export starting in a local hour that happens twice.
+fn in_repeated_hour(span: Span, zone: chrono_tz::Tz) -> bool {
+    use chrono::TimeZone;
+    match span {
+        Span::Range { from, to } => {
+            to - from <= chrono::Duration::hours(1)
+                && matches!(zone.from_local_datetime(&from), chrono::LocalResult::Ambiguous(..))
+        }
+        Span::Snapshot { .. } => false,
     }
 }
 
@@ -134,9 +155,16 @@ pub struct Listing {
 
 impl Listing {
     /// The listing of `(folder, dataset, entry)`s: names that are no export are left out,
-    /// names that cannot be read are refused (with the reason).
-    pub fn build(entries: impl IntoIterator<Item = (&'static str, &'static str, RemoteEntry)>) -> Listing {
-        let mut newest: BTreeMap<(&'static str, Span), DropFile> = BTreeMap::new();
+    /// names that cannot be read are refused (with the reason). Of the files of one (type,
+    /// span), the newest counts (a new file replaces the old one's rows), except for an hourly
+    /// span that starts in the repeated hour of an autumn DST change in `zone`: that hour
+    /// happens twice, and its two exports carry the same local span, so the two newest count,
+    /// the older as the first occurrence.
+    pub fn build(
+        entries: impl IntoIterator<Item = (&'static str, &'static str, RemoteEntry)>,
+        zone: chrono_tz::Tz,
+    ) -> Listing {
+        let mut by_span: BTreeMap<(&'static str, Span), Vec<DropFile>> = BTreeMap::new();
         let mut refused = Vec::new();
         for (folder, dataset, entry) in entries {
             let name = entry.name;
@@ -156,19 +184,50 @@ impl Listing {
             if !entry.is_file {
                 continue;
             }
-            let file = DropFile { name, folder, parsed, size: entry.size, modified: entry.modified };
-            let slot = (dataset, file.parsed.span);
-            match newest.get(&slot) {
-                Some(kept) if (kept.modified, &kept.name) >= (file.modified, &file.name) => {}
-                _ => {
-                    newest.insert(slot, file);
-                }
-            }
+            let file = DropFile {
+                name,
+                folder,
+                parsed,
+                size: entry.size,
+                modified: entry.modified,
+                fold: Fold::Unknown,
+            };
+            by_span.entry((dataset, file.parsed.span)).or_default().push(file);
         }
+        // Exports that name the repeated hour's first occurrence by its real end (02:00 → 02:00)
+        // name the second 02:00 → 03:00: such a day's spans say which occurrence they are.
+        let first_by_its_end: BTreeSet<(&str, NaiveDate)> = by_span
+            .keys()
+            .filter(|(_, span)| in_repeated_hour(*span, zone) && ends_by_its_start(*span))
+            .map(|(dataset, span)| (*dataset, span.day()))
+            .collect();
         // The map's (type, span) order is the order a day's files become parts.
         let mut days: BTreeMap<NaiveDate, Vec<DropFile>> = BTreeMap::new();
-        for file in newest.into_values() {
-            days.entry(file.parsed.span.day()).or_default().push(file);
+        for ((dataset, span), mut files) in by_span {
+            files.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
+            let repeated = in_repeated_hour(span, zone);
+            let mut counted = if repeated && files.len() >= 2 {
+                // Both occurrences under one local name: the older file is the first.
+                if files.len() > 2 {
+                    tracing::warn!(file = %files[0].relative(), count = files.len(), "More than two files for one span of the repeated DST hour; the two newest count");
+                }
+                let mut two = files.split_off(files.len() - 2);
+                two[0].fold = Fold::Earlier;
+                two[1].fold = Fold::Later;
+                two
+            } else {
+                files.split_off(files.len() - 1)
+            };
+            if repeated && counted.len() == 1 {
+                counted[0].fold = if ends_by_its_start(span) {
+                    Fold::Earlier
+                } else if first_by_its_end.contains(&(dataset, span.day())) {
+                    Fold::Later
+                } else {
+                    Fold::Unknown
+                };
+            }
+            days.entry(span.day()).or_default().extend(counted);
         }
         Listing { days, refused }
     }
@@ -199,5 +258,49 @@ impl Listing {
     pub fn unsettled(files: &[DropFile], settle: Duration) -> Option<&DropFile> {
         let now = SystemTime::now();
         files.iter().find(|f| now.duration_since(f.modified).unwrap_or_default() < settle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, age_secs: u64) -> (&'static str, &'static str, RemoteEntry) {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 - age_secs);
+        ("message", "message", RemoteEntry { name: name.into(), is_file: true, size: 10, modified })
+    }
+
+    fn folds(listing: &Listing) -> Vec<(String, Fold)> {
+        listing.days.values().flatten().map(|f| (f.name.clone(), f.fold)).collect()
+    }
+
+    #[test]
+    fn a_newer_file_replaces_an_older_one_of_its_span_but_not_in_the_repeated_hour() {
+        let zone: chrono_tz::Tz = "Europe/Brussels".parse().unwrap();
+        let listing = Listing::build(
+            [
+                entry("1_message_27102024010000_27102024020000_old.csv", 50),
+                entry("1_message_27102024010000_27102024020000_new.csv", 40),
+                entry("1_message_27102024020000_27102024030000_b.csv", 20),
+                entry("1_message_27102024020000_27102024030000_a.csv", 30),
+                entry("1_message_29102023020000_29102023030000_y.csv", 30),
+                entry("1_message_29102023020000_29102023020000_z.csv", 20),
+                entry("1_message_31102021020000_31102021030000_w.csv", 20),
+                entry("1_message_31032024010000_31032024030000_s.csv", 20),
+            ],
+            zone,
+        );
+        assert_eq!(
+            folds(&listing),
+            [
+                ("1_message_31102021020000_31102021030000_w.csv".to_string(), Fold::Unknown),
+                ("1_message_29102023020000_29102023020000_z.csv".to_string(), Fold::Earlier),
+                ("1_message_29102023020000_29102023030000_y.csv".to_string(), Fold::Later),
+                ("1_message_31032024010000_31032024030000_s.csv".to_string(), Fold::Unknown),
+                ("1_message_27102024010000_27102024020000_new.csv".to_string(), Fold::Unknown),
+                ("1_message_27102024020000_27102024030000_a.csv".to_string(), Fold::Earlier),
+                ("1_message_27102024020000_27102024030000_b.csv".to_string(), Fold::Later),
+            ]
+        );
     }
 }

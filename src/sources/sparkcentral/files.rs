@@ -104,8 +104,10 @@ pub fn parse_file_name(name: &str) -> Result<Option<ExportFile>, NameError> {
         return Err(fail("no uuid after the date stamps"));
     }
     let span = match stamps[..] {
-        [from, to] if from < to => Span::Range { from, to },
-        [_, _] => return Err(fail("its `from` is not before its `to`")),
+        // Local stamps: when the clocks go back within an export's span, its `to` may read as
+        // early as an hour before its `from` (an hourly export of the repeated hour: 02:00 → 02:00).
+        [from, to] if to >= from - chrono::Duration::hours(1) => Span::Range { from, to },
+        [_, _] => return Err(fail("its `to` is more than an hour before its `from`")),
         [at] => Span::Snapshot { at },
         _ => return Err(fail("no date stamp after the export type")),
     };
@@ -177,5 +179,18 @@ mod tests {
             let err = parse_file_name(junk).unwrap_err();
             assert!(err.to_string().contains(junk), "{err}");
         }
+    }
+
+    #[test]
+    fn the_repeated_hours_first_export_may_end_when_it_starts() {
+        let first = parse_file_name("77_message_27102024020000_27102024020000_x.csv").unwrap().unwrap();
+        assert_eq!(
+            first.span,
+            Span::Range { from: at("2024-10-27 02:00:00"), to: at("2024-10-27 02:00:00") }
+        );
+        assert!(
+            parse_file_name("77_message_27102024030000_27102024013000_x.csv").is_err(),
+            "over an hour back"
+        );
     }
 }

@@ -44,7 +44,7 @@ impl Sparkcentral {
     }
 
     async fn list(&self, datasets: &[String]) -> Result<Listing, SourceError> {
-        let listing = self.store.list(datasets).await?;
+        let listing = self.store.list(datasets, self.zone).await?;
         for refused in &listing.refused {
             tracing::warn!(file = %refused, "Not an export file cxlake can place; left alone");
         }
@@ -117,10 +117,8 @@ impl Source for Sparkcentral {
             let path = spool.join(&file.name);
             let bytes = self.store.fetch(file, &path).await?;
             fetched.push(FetchedFile {
-                dataset: file.parsed.dataset.to_string(),
-                file_name: file.name.clone(),
-                path,
-                bytes,
+                fold: file.fold,
+                ..FetchedFile::new(file.parsed.dataset, file.name.clone(), path, bytes)
             });
         }
         let absent = datasets

@@ -1,5 +1,6 @@
 //! The deterministic Sparkcentral tenant behind the emulator: for every local day, one export file
-//! per type (open conversations as a noon snapshot), rows whose values derive from the seed, the
+//! per type (open conversations as a noon snapshot; messages hourly, 23 to 25 files a day, the
+//! repeated autumn hour's two under one local name), rows whose values derive from the seed, the
 //! day and the row alone. Instants are generated in UTC first and then written as the export
 //! writes them — local to the zone, without offset — so a test knows each value's true instant
 //! independently of the decoder. The drop tree adds what a real folder has: a file replaced by a
@@ -337,6 +338,32 @@ pub fn as_read_back(t: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
     }
 }
 
+/// What the lake holds for local time `t` of `row` (of `dataset`, local `day`): as
+/// [`as_read_back`], except in the hourly file of the repeated hour's second occurrence, which
+/// the listing recognises: there a repeated-hour time is the later instant.
+pub fn read_back_in_file(
+    dataset: &str,
+    day: NaiveDate,
+    row: &[Value],
+    t: DateTime<Utc>,
+    zone: Tz,
+) -> DateTime<Utc> {
+    if is_hourly(dataset) {
+        let start = local_midnight(day, zone) + Duration::hours(hour_of(dataset, row, day, zone).max(0));
+        let second_occurrence = matches!(
+            zone.from_local_datetime(&start.with_timezone(&zone).naive_local()),
+            LocalResult::Ambiguous(_, later) if later.with_timezone(&Utc) == start
+        );
+        if second_occurrence {
+            return match zone.from_local_datetime(&t.with_timezone(&zone).naive_local()) {
+                LocalResult::Ambiguous(_, later) => later.with_timezone(&Utc),
+                _ => t,
+            };
+        }
+    }
+    as_read_back(t, zone)
+}
+
 /// The rows of `dataset` for local `day` (`revision` 1: the replacing file's version).
 pub fn day_rows(
     config: SparkcentralSynthConfig,
@@ -459,8 +486,51 @@ pub fn file_name(config: SparkcentralSynthConfig, dataset: &str, day: NaiveDate,
     }
 }
 
+/// The export type the tenant schedules hourly (the others run daily).
+pub const HOURLY: &str = "message";
+
+/// Whether `dataset` is exported hourly (the repeated autumn hour's two files say which
+/// occurrence they hold).
+pub fn is_hourly(dataset: &str) -> bool {
+    dataset == HOURLY
+}
+
+/// The hour of the local day (counted in real hours from local midnight: 23 or 25 on a DST
+/// change day) whose hourly file holds `row`: the hour of its first local time, 0 without one.
+fn hour_of(dataset: &str, row: &[Value], day: NaiveDate, zone: Tz) -> i64 {
+    let Some(export) = export_type(dataset) else { return 0 };
+    let first_local = export.columns.iter().position(|(_, _, kind)| *kind == Kind::LocalTime);
+    match first_local.map(|i| &row[i]) {
+        Some(Value::Time(t)) => (*t - local_midnight(day, zone)).num_hours(),
+        _ => 0,
+    }
+}
+
+/// The hourly files of `rows` (local `day`): (local from, local to, rows), one per real hour.
+fn hourly_files(
+    dataset: &str,
+    rows: Vec<Vec<Value>>,
+    day: NaiveDate,
+    zone: Tz,
+) -> Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime, Vec<Vec<Value>>)> {
+    let start = local_midnight(day, zone);
+    let hours = (local_midnight(day.succ_opt().expect("a next day"), zone) - start).num_hours();
+    let mut files: Vec<_> = (0..hours)
+        .map(|h| {
+            let from = start + Duration::hours(h);
+            let local = |t: DateTime<Utc>| t.with_timezone(&zone).naive_local();
+            (local(from), local(from + Duration::hours(1)), Vec::new())
+        })
+        .collect();
+    for row in rows {
+        let hour = hour_of(dataset, &row, day, zone).clamp(0, hours - 1) as usize;
+        files[hour].2.push(row);
+    }
+    files
+}
+
 /// What the drop tree holds for `dataset` on `day`: the rows of the file that counts (the
-/// newest; none for the header-only file).
+/// newest; none for the header-only file), in the order of the day's files.
 pub fn expected_rows(
     config: SparkcentralSynthConfig,
     dataset: &str,
@@ -473,7 +543,11 @@ pub fn expected_rows(
         return Vec::new();
     }
     let revision = u64::from(offset == 1 && dataset == "team");
-    day_rows(config, dataset, day, zone, revision)
+    let rows = day_rows(config, dataset, day, zone, revision);
+    if is_hourly(dataset) {
+        return hourly_files(dataset, rows, day, zone).into_iter().flat_map(|(_, _, rows)| rows).collect();
+    }
+    rows
 }
 
 /// Writes `days` local days from `first` of every export type under `root/<folder>/`: the team
@@ -503,6 +577,10 @@ pub fn write_drop_tree(
                 written += 1;
             }
             let rows = expected_rows(config, export.dataset, day, first, zone);
+            if is_hourly(export.dataset) {
+                written += write_hourly(config, export.dataset, &dir, day, &uuid, rows, zone)?;
+                continue;
+            }
             let path = dir.join(file_name(config, export.dataset, day, &uuid));
             let mut file = std::fs::File::create(&path)?;
             file.write_all(&render(export.dataset, &rows, zone))?;
@@ -514,4 +592,35 @@ pub fn write_drop_tree(
     let part = root.join("message").join(format!("{}_message_upload.csv.part", config.org_id));
     std::fs::write(part, b"Message ID,Created at (Date / Time)\r\nhalf")?;
     Ok(written)
+}
+
+/// Writes a day of `dataset` as hourly files, each modified a second after the one before (on
+/// the autumn change day, the repeated hour's two files share their local name but for the uuid).
+fn write_hourly(
+    config: SparkcentralSynthConfig,
+    dataset: &str,
+    dir: &Path,
+    day: NaiveDate,
+    uuid: &str,
+    rows: Vec<Vec<Value>>,
+    zone: Tz,
+) -> std::io::Result<usize> {
+    let export = export_type(dataset).expect("a known export type");
+    let files = hourly_files(dataset, rows, day, zone);
+    let count = files.len();
+    for (hour, (from, to, rows)) in files.into_iter().enumerate() {
+        let stamp = |t: chrono::NaiveDateTime| t.format("%d%m%Y%H%M%S").to_string();
+        let name = format!(
+            "{}_{}_{}_{}_{uuid}-h{hour:02}.csv",
+            config.org_id,
+            export.folder,
+            stamp(from),
+            stamp(to)
+        );
+        let mut file = std::fs::File::create(dir.join(name))?;
+        file.write_all(&render(dataset, &rows, zone))?;
+        let age = std::time::Duration::from_secs(600 + (count - hour) as u64);
+        file.set_modified(std::time::SystemTime::now() - age)?;
+    }
+    Ok(count)
 }
