@@ -199,6 +199,17 @@ async fn a_wrong_password_exits_2_and_no_password_is_printed_while_a_key_logs_in
         assert!(!text.contains(wrong) && !text.contains(&server.password), "a password printed: {text}");
     }
 
+    // A tree that is not there.
+    let mut missing = env.clone();
+    missing.retain(|(name, _)| name != "SPARKCENTRAL_SOURCE");
+    missing.push((
+        "SPARKCENTRAL_SOURCE".into(),
+        format!("sftp://{}@127.0.0.1:{}/no-such-tree/export", server.user, server.port),
+    ));
+    let out = sync(&missing, lake.path(), 1, &[]).await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("/no-such-tree/export does not exist"), "{}", out.stderr);
+
     // A key instead of the password.
     let mut keyed = env.clone();
     keyed.retain(|(name, _)| name != "SPARKCENTRAL_SFTP_PASSWORD");

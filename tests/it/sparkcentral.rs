@@ -215,8 +215,20 @@ mod drop_tree {
         let (tree, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         synth::write_drop_tree(SparkcentralSynthConfig::default(), tree.path(), date(FIRST), 4, zone())
             .unwrap();
+        // A scheduled export type cxlake has no schema for.
+        std::fs::create_dir(tree.path().join("virtual-agents")).unwrap();
+        std::fs::write(
+            tree.path().join("virtual-agents/5512_virtual-agents_26102024000000_27102024000000_v.csv"),
+            "x\r\n",
+        )
+        .unwrap();
         let out = sync(tree.path(), lake.path(), &[]).await;
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("no export type cxlake knows") && out.stderr.contains("virtual-agents"),
+            "{}",
+            out.stderr
+        );
         let mut rows = 0;
         for export in TYPES {
             for offset in 0..4 {

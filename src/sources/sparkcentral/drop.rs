@@ -67,6 +67,25 @@ impl DropStore {
         Ok(Listing::build(entries, zone))
     }
 
+    /// Folders under the root that are no export type cxlake knows (Virtual Agents, Contact
+    /// Attributes, …): reported, their files left alone.
+    pub async fn unknown_folders(&self) -> Result<Vec<String>, SourceError> {
+        let entries = match self {
+            DropStore::Local(root) => list_local(root)
+                .map_err(|e| SourceError::Local(format!("cannot list {}: {e}", root.display())))?,
+            DropStore::Sftp(sftp) => sftp.list("").await.map_err(source_error)?,
+        };
+        let Some(entries) = entries else {
+            return Err(SourceError::Rejected(format!("{} does not exist; check --source", self.describe())));
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.is_file && !e.name.starts_with('.'))
+            .filter(|e| !EXPORT_TYPES.iter().any(|(folder, _)| *folder == e.name))
+            .map(|e| e.name)
+            .collect())
+    }
+
     /// Copies `file` to `dest`; refuses a file that changed since it was listed (it is still
     /// being written: its day is retried by the next run).
     pub async fn fetch(&self, file: &DropFile, dest: &Path) -> Result<u64, SourceError> {

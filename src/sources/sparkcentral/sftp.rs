@@ -159,26 +159,12 @@ impl SftpDrop {
         &self.config.target
     }
 
-    /// The path of `relative` (`folder/name`) under the export root.
+    /// The path of `relative` (`folder/name`; empty: the root itself) under the export root.
     pub fn remote_path(&self, relative: &str) -> String {
-        format!("{}/{relative}", self.config.target.root)
-    }
-
-    /// Logs in and checks that the export root is a readable directory.
-    pub async fn check_root(&self) -> Result<(), SftpError> {
-        let root = self.config.target.root.as_str();
-        let target = &self.config.target.to_string();
-        self.retry(&format!("reading {root}"), |c| async move { match c.sftp.metadata(root).await {
-            Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(SftpError::Missing(format!("{target} is not a directory on the server"))),
-            Err(e) if status_is(&e, &[StatusCode::NoSuchFile, StatusCode::PermissionDenied]) => {
-                Err(SftpError::Missing(format!(
-                    "{target} does not exist on the server or the user cannot read it ({e}); check the path of the export tree"
-                )))
-            }
-            Err(e) => Err(transfer(&format!("reading {root}"), e)),
-        }})
-        .await
+        match relative {
+            "" => self.config.target.root.clone(),
+            relative => format!("{}/{relative}", self.config.target.root),
+        }
     }
 
     /// The entries of `relative` under the root; `None` when the directory does not exist.
@@ -201,6 +187,9 @@ impl SftpDrop {
                         .collect(),
                 )),
                 Err(e) if status_is(&e, &[StatusCode::NoSuchFile]) => Ok(None),
+                Err(e) if status_is(&e, &[StatusCode::PermissionDenied]) => Err(SftpError::Missing(format!(
+                    "the SFTP user may not list {path} ({e}); check --source and the user's rights on the server"
+                ))),
                 Err(e) => Err(transfer(&format!("listing {path}"), e)),
             }
         })

@@ -68,6 +68,9 @@ impl Source for Sparkcentral {
         datasets: &[String],
         done: &BTreeMap<NaiveDate, String>,
     ) -> Result<Option<Vec<Window>>, SourceError> {
+        for folder in self.store.unknown_folders().await? {
+            tracing::warn!(folder = %folder, "A folder that is no export type cxlake knows; its files are left alone (a schema under schemas/sparkcentral/ would be needed)");
+        }
         let listing = self.list(datasets).await?;
         let mut candidates = BTreeMap::new();
         for (day, files) in listing.days {
