@@ -25,6 +25,7 @@ use crate::sink::delta;
 use crate::sink::layout;
 use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::PartWriterConfig;
+use crate::sink::raw::RawPolicy;
 use crate::sink::{Destination, OutputFormat};
 use crate::sources::local::LocalFiles;
 use crate::sources::{FailureScope, Platform, RunningEmulator, SetupError, Source};
@@ -82,6 +83,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Convert already-downloaded export files into the lake (same layout and commit as sync)
     Convert(ConvertArgs),
+    /// Rebuild windows from the raw archive, with no call to the platform (after a schema change or a fix)
+    Replay(ReplayArgs),
     /// Write deterministic synthetic export data (the emulator's data) for tests and benchmarks
     Synth(SynthArgs),
     /// Rebuild the current tables (one row per key, latest wins) and _cxlake/views.sql
@@ -131,6 +134,40 @@ pub struct OutputArgs {
     /// Also write the run report as JSON to this file
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
+
+    /// Keep every fetched file, zstd-compressed, under _cxlake/raw/ (for `cxlake replay`), or not
+    #[arg(long, value_enum, default_value_t = RawPolicy::Keep)]
+    pub raw: RawPolicy,
+}
+
+/// `cxlake replay <source>`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The source whose windows to rebuild (saltedcx, dixa, …)
+    pub source: String,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// First day to rebuild (default: the first window with raw files)
+    #[arg(long, value_name = "T")]
+    pub from: Option<String>,
+
+    /// End of the range, exclusive (default: after the last window)
+    #[arg(long, value_name = "T")]
+    pub to: Option<String>,
+
+    /// Datasets to rebuild, comma separated (default: all of the source's)
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub datasets: Option<Vec<String>>,
+
+    /// The zone of the files' local times (default: the zone each window was read in)
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    /// Where archived files are restored before decoding (default: the system temp directory)
+    #[arg(long, env = "CXLAKE_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// The lake/write arguments of every `sync <source>`, declared once.
@@ -395,6 +432,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Convert(args) => convert(args).await,
         Command::Current(args) => current(args).await,
         Command::Vacuum(args) => vacuum(args).await,
+        Command::Replay(args) => replay(args).await,
         Command::Synth(args) => synth(args),
         Command::Emulator(command) => run_emulator_command(command).await,
         Command::Demo(args) => demo(args).await,
@@ -462,6 +500,7 @@ impl OutputArgs {
             on_new_column: self.on_new_column,
             format: self.format,
             current_tables: !self.no_current_tables,
+            raw: self.raw,
             ..WriteOptions::default()
         })
     }
@@ -744,6 +783,63 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     }
     println!("views: {}", dest.path(&layout::views_file()));
     Ok(exit_code::OK)
+}
+
+async fn replay(args: ReplayArgs) -> Result<i32> {
+    let registry = load_registry(args.output.schemas.as_deref())?;
+    if !source_names().contains(&args.source.as_str()) && registry.of_source(&args.source).next().is_none() {
+        return Err(usage(format!("unknown source `{}`; valid: {}", args.source, source_names().join(", "))));
+    }
+    let datasets = select_datasets(&registry, &args.source, args.datasets.as_deref())?;
+    let names: Vec<String> = datasets.iter().map(|d| d.dataset.clone()).collect();
+    let dest = args.output.destination()?;
+    let records = StateStore::new(dest.clone())
+        .load_windows(&args.source)
+        .await
+        .context("reading the destination's window records")?;
+    let day = |t: &Option<String>| -> Result<Option<chrono::NaiveDate>> {
+        t.as_deref()
+            .map(|t| window::parse_time(t).map(|t| t.date_naive()).map_err(|e| usage(e.to_string())))
+            .transpose()
+    };
+    let timezone = args
+        .timezone
+        .as_deref()
+        .map(|zone| {
+            zone.trim()
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| usage(format!("--timezone `{zone}` is not an IANA time zone name")))
+        })
+        .transpose()?;
+    let planned = crate::replay::Replay::plan(
+        &args.source,
+        dest.clone(),
+        records,
+        day(&args.from)?,
+        day(&args.to)?,
+        &names,
+        timezone,
+    )
+    .map_err(usage)?;
+    for (date, reason) in &planned.skipped {
+        println!("{date}: {reason}");
+    }
+    if planned.windows.is_empty() {
+        println!(
+            "nothing to replay: no done window of {} with raw files in {}",
+            args.source, args.output.dest
+        );
+        return Ok(exit_code::OK);
+    }
+    let options = WriteOptions {
+        timezone: planned.replay.timezone(),
+        replay: true,
+        spool_dir: args.spool_dir.clone(),
+        ..args.output.options()?
+    };
+    let plan = SyncPlan::new(planned.replay, dest, datasets, planned.windows, None, options);
+    check_format(&plan.dest, &args.output.dest, &args.source, &plan.datasets, plan.options.format).await?;
+    run_and_report(&plan, args.output.report_json.as_deref()).await
 }
 
 async fn vacuum(args: VacuumArgs) -> Result<i32> {

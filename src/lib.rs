@@ -8,6 +8,7 @@ pub mod cli;
 pub mod current;
 pub mod decode;
 pub mod pipeline;
+pub mod replay;
 pub mod report;
 pub mod schema;
 pub mod sink;

@@ -27,6 +27,7 @@ use crate::sink::delta::{self, WindowCommit};
 use crate::sink::layout;
 use crate::sink::lock::{DestLock, LockError};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
+use crate::sink::raw::{self, RawFile, RawPolicy};
 use crate::sink::{Destination, OutputFormat, SinkError};
 use crate::sources::{ExportJournal, FailureScope, FetchedFile, PreviousExport, Source, SourceError};
 use crate::state::{
@@ -111,6 +112,11 @@ pub struct WriteOptions {
     pub current_tables: bool,
     /// The zone local times in the files are in (`--timezone`; Sparkcentral).
     pub timezone: Option<chrono_tz::Tz>,
+    /// Whether fetched files are archived (zstd) with their window, for replay.
+    pub raw: RawPolicy,
+    /// The files come from the raw archive (`cxlake replay`): they stay as archived, and the
+    /// window record says it was replayed.
+    pub replay: bool,
 }
 
 impl Default for WriteOptions {
@@ -126,6 +132,8 @@ impl Default for WriteOptions {
             format: OutputFormat::Parquet,
             current_tables: true,
             timezone: None,
+            raw: RawPolicy::Keep,
+            replay: false,
         }
     }
 }
@@ -221,6 +229,8 @@ pub struct StagedDataset {
     pub stats: DecodeStats,
     pub files: Vec<WrittenFile>,
     pub warnings: Vec<String>,
+    /// The fetched files, compressed into staging (none with `--raw off` or in a replay).
+    pub raw: Vec<RawFile>,
 }
 
 /// Runs every window of the plan, holding the destination's lock, and writes the run report
@@ -467,36 +477,69 @@ pub async fn stage_files<S>(
     let mut warnings = Vec::new();
     let context =
         FileContext { window: Some(window), timezone: plan.options.timezone, ..FileContext::default() };
-    for (i, file) in files.iter().enumerate() {
-        if i > 0 {
-            // One part file per source file: a replaced or late file maps to its own part.
-            writer.roll().await?;
+    // The archive's compression runs alongside the decoding of the same files.
+    let archiving = stage_raw(plan, source, &schema.dataset, window, files);
+    let decoding = async {
+        for (i, file) in files.iter().enumerate() {
+            if i > 0 {
+                // One part file per source file: a replaced or late file maps to its own part.
+                writer.roll().await?;
+            }
+            let context = FileContext { fold: file.fold, ..context };
+            let checked = match write_file(&mut writer, &mut rejects, schema.clone(), context, file).await {
+                Ok((stats, drift)) => {
+                    check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
+                        .map(|file_warnings| (stats, file_warnings))
+                }
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok((stats, file_warnings)) => {
+                    total.rows_read += stats.rows_read;
+                    total.rows_written += stats.rows_written;
+                    total.rows_rejected += stats.rows_rejected;
+                    warnings.extend(file_warnings);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let context = FileContext { fold: file.fold, ..context };
-        let checked = match write_file(&mut writer, &mut rejects, schema.clone(), context, file).await {
-            Ok((stats, drift)) => {
-                check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
-                    .map(|file_warnings| (stats, file_warnings))
-            }
-            Err(e) => Err(e),
-        };
-        match checked {
-            Ok((stats, file_warnings)) => {
-                total.rows_read += stats.rows_read;
-                total.rows_written += stats.rows_written;
-                total.rows_rejected += stats.rows_rejected;
-                warnings.extend(file_warnings);
-            }
-            Err(e) => {
-                writer.abort().await;
-                rejects.abort().await;
-                return Err(e);
-            }
+        Ok(())
+    };
+    let (decoded, raw) = tokio::join!(decoding, archiving);
+    let raw = match decoded.and_then(|()| raw.map_err(WindowError::from)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            writer.abort().await;
+            rejects.abort().await;
+            return Err(e);
         }
-    }
+    };
     let written = writer.finish().await?;
     rejects.finish().await?;
-    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings })
+    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw })
+}
+
+/// Compresses a dataset's fetched files into the run's staging area (unless the plan keeps no
+/// raw files, or replays archived ones).
+async fn stage_raw<S>(
+    plan: &SyncPlan<S>,
+    source: &str,
+    dataset: &str,
+    window: Window,
+    files: &[FetchedFile],
+) -> Result<Vec<RawFile>, SinkError> {
+    if plan.options.raw == RawPolicy::Off || plan.options.replay {
+        return Ok(Vec::new());
+    }
+    let dir = raw::staging_raw_dir(&plan.run_id, source, dataset, window.date);
+    let mut staged: Vec<RawFile> = Vec::with_capacity(files.len());
+    for file in files {
+        let taken: Vec<String> =
+            staged.iter().map(|f| f.path.rsplit('/').next().unwrap_or_default().to_string()).collect();
+        let name = raw::archive_name(&file.file_name, &taken);
+        staged.push(raw::stage(&plan.dest, &dir, &name, &file.file_name, &file.path, file.fold).await?);
+    }
+    Ok(staged)
 }
 
 /// Streams one file through the decoder into `writer`. Decoding is CPU work on a blocking
@@ -626,9 +669,17 @@ async fn commit_window<S>(
     staged: Vec<StagedDataset>,
 ) -> Result<WindowRecord, WindowError> {
     // Datasets not in this run keep their previous record (their files are untouched).
-    let mut datasets = match state.load_window(source, window.date).await? {
-        Some(previous) if previous.status == WindowStatus::Done => previous.datasets,
+    let previous = state.load_window(source, window.date).await?;
+    let mut datasets = match &previous {
+        Some(previous) if previous.status == WindowStatus::Done => previous.datasets.clone(),
         _ => BTreeMap::new(),
+    };
+    // A replay keeps the archive as it is, and says so.
+    let replayed_from = match (&previous, plan.options.replay) {
+        (Some(previous), true) => {
+            Some(previous.replayed_from.clone().unwrap_or_else(|| previous.run_id.clone()))
+        }
+        _ => None,
     };
     let mut record = WindowRecord {
         format_version: STATE_FORMAT_VERSION,
@@ -642,10 +693,18 @@ async fn commit_window<S>(
         filter: plan.filter.clone(),
         finished_at: None,
         datasets: datasets.clone(),
+        timezone: plan.options.timezone.map(|zone| zone.name().to_string()),
+        replayed_from,
     };
     state.save_window(&record).await?;
     let delta_commit = WindowCommit::window(window.date, &plan.run_id);
     for dataset in staged {
+        // The raw files first: a window is done only with them in place.
+        let raw = if plan.options.replay {
+            datasets.get(&dataset.dataset).map(|d| d.raw.clone()).unwrap_or_default()
+        } else {
+            raw::publish(&plan.dest, source, &dataset.dataset, window.date, &dataset.raw).await?
+        };
         let (files, delta_version) = match plan.options.format {
             OutputFormat::Parquet => {
                 let files = commit::publish_partition(
@@ -677,6 +736,7 @@ async fn commit_window<S>(
                 files,
                 warnings: dataset.warnings,
                 delta_version,
+                raw,
             },
         );
     }
@@ -691,7 +751,12 @@ async fn commit_window<S>(
 async fn discard_staging<S>(plan: &SyncPlan<S>, source: &str, window: Window) {
     for schema in &plan.datasets {
         let dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
-        if let Err(e) = commit::delete_dir(&plan.dest, &dir).await {
+        let raw_dir = raw::staging_raw_dir(&plan.run_id, source, &schema.dataset, window.date);
+        let removed = match commit::delete_dir(&plan.dest, &dir).await {
+            Ok(_) => commit::delete_dir(&plan.dest, &raw_dir).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
             tracing::warn!(error = %e, "Could not remove staged files; they are invisible to readers and removed by a later run");
         }
     }

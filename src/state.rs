@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::DecodeStats;
 use crate::sink::layout;
 use crate::sink::parquet::WrittenFile;
+use crate::sink::raw::RawFile;
 use crate::sink::{Destination, SinkError};
 
 pub const STATE_FORMAT_VERSION: u32 = 1;
@@ -41,6 +42,9 @@ pub struct DatasetRecord {
     /// With `--format delta`: the table version whose commit landed this window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_version: Option<u64>,
+    /// The fetched files behind the data, in the raw archive (none with `--raw off`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: Vec<RawFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +63,12 @@ pub struct WindowRecord {
     pub filter: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
     pub datasets: BTreeMap<String, DatasetRecord>,
+    /// The zone the files' local times were read in (`--timezone`), for a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Set when the window was rebuilt from the raw archive: the run that fetched the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<String>,
 }
 
 impl WindowRecord {

@@ -33,7 +33,10 @@ impl Resolved {
 }
 
 /// Which occurrence of the repeated autumn hour a file's local times belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Fold {
     /// The file does not say: the earlier instant, counted as ambiguous.
     #[default]

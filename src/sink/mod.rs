@@ -10,6 +10,7 @@ pub mod delta;
 pub mod layout;
 pub mod lock;
 pub mod parquet;
+pub mod raw;
 pub mod s3_uploads;
 pub mod store;
 
@@ -48,6 +49,8 @@ pub enum SinkError {
     Parquet { path: String, source: ::parquet::errors::ParquetError },
     #[error(transparent)]
     Delta(#[from] delta::DeltaError),
+    #[error("{path}: {message}")]
+    Local { path: String, message: String },
     #[error("bookkeeping file {path} is corrupt: {message}; move it aside and rerun the affected window")]
     CorruptState { path: String, message: String },
 }

@@ -410,3 +410,33 @@ impl SftpServer {
         ]
     }
 }
+
+/// Every raw file a done window of `source` lists: present, and decompressing to the size and
+/// SHA-256 its record holds. Returns (file name, decompressed bytes) per dataset.
+pub fn archived_files(lake: &Path, source: &str) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+    use sha2::Digest;
+    let mut found: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    let state = lake.join(format!("_cxlake/state/{source}"));
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if record["status"] != "done" {
+            continue;
+        }
+        for (dataset, d) in record["datasets"].as_object().unwrap() {
+            for raw in d["raw"].as_array().into_iter().flatten() {
+                let path = lake.join(raw["path"].as_str().unwrap());
+                let bytes = zstd::decode_all(std::fs::File::open(&path).unwrap()).unwrap();
+                assert_eq!(bytes.len() as u64, raw["bytes"].as_u64().unwrap(), "{}", path.display());
+                assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), raw["sha256"].as_str().unwrap());
+                assert_eq!(std::fs::metadata(&path).unwrap().len(), raw["stored_bytes"].as_u64().unwrap());
+                let name = raw["file_name"].as_str().unwrap().to_string();
+                found
+                    .entry(format!("{dataset}/{}", record["date"].as_str().unwrap()))
+                    .or_default()
+                    .push((name, bytes));
+            }
+        }
+    }
+    found
+}

@@ -94,6 +94,18 @@ pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
     let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "first sync");
+    // Every file fetched is in the raw archive, as its record says.
+    let archived = archived_files(lake.path(), S::NAME);
+    for schema in schemas::<S>() {
+        for w in days(FIRST_DAY, 2) {
+            let key = format!("{}/{}", schema.dataset, w.date);
+            assert!(
+                archived.get(&key).is_some_and(|files| !files.is_empty()),
+                "{}: no raw file for {key}",
+                S::NAME
+            );
+        }
+    }
     let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
     assert!(status.stdout.contains(S::NAME), "{}", status.stdout);
 }

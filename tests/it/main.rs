@@ -20,6 +20,7 @@ mod lifecycle;
 mod lock;
 mod loop_report;
 mod property;
+mod raw;
 mod readers;
 mod s3;
 mod s3_crash;

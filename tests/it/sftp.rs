@@ -64,6 +64,16 @@ async fn three_days_of_every_type_land_exactly_over_sftp_and_duckdb_reads_the_de
         }
     }
     assert!(rows > 300, "{rows} rows compared");
+    // The raw archive holds every downloaded file byte for byte.
+    let mut archived = 0;
+    for (key, files) in archived_files(lake.path(), "sparkcentral") {
+        let folder = TYPES.iter().find(|t| key.starts_with(&format!("{}/", t.dataset))).unwrap().folder;
+        for (name, bytes) in files {
+            assert!(bytes == std::fs::read(tree.path().join(folder).join(&name)).unwrap(), "{name}");
+            archived += 1;
+        }
+    }
+    assert!(archived > 90, "{archived} archived files compared");
 
     // DuckDB reads every dataset back with the declared types and the rows that landed.
     let datasets: Vec<&str> = TYPES.iter().map(|t| t.dataset).collect();

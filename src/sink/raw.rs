@@ -1,0 +1,292 @@
+//! The raw archive (bronze): every file a source fetched, zstd-compressed, under
+//! `_cxlake/raw/<source>/<dataset>/date=D/<name>.zst`. A window's raw files are staged with its
+//! data and published with it (a window is `done` only with its raw files in place), and its
+//! record lists them with their size and SHA-256 as downloaded, so a replay can rebuild the
+//! window from them with no API call, and check that it reads exactly what was fetched.
+
+use std::io::{Read, Write};
+use std::path::Path as LocalPath;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{commit, layout, Destination, SinkError};
+use crate::schema::local_time::Fold;
+
+/// zstd's default level: fast to write, about as small as gzip -9 for CSV and JSON.
+const LEVEL: i32 = 3;
+
+/// One archived file, as its window record lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawFile {
+    /// The compressed file, relative to the lake root.
+    pub path: String,
+    /// The platform's name for the file (`turns.csv`), as decoding and rejects name it.
+    pub file_name: String,
+    /// Size and SHA-256 of the file as fetched (before compression).
+    pub bytes: u64,
+    pub sha256: String,
+    /// Size in the archive.
+    pub stored_bytes: u64,
+    pub fetched_at: DateTime<Utc>,
+    /// The occurrence of a repeated DST hour the file holds, when its source said.
+    #[serde(default, skip_serializing_if = "is_unknown")]
+    pub fold: Fold,
+}
+
+fn is_unknown(fold: &Fold) -> bool {
+    *fold == Fold::Unknown
+}
+
+/// Whether fetched files are archived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPolicy {
+    /// Keep every fetched file (zstd) next to the data, for replay.
+    #[default]
+    Keep,
+    /// Keep nothing but the data.
+    Off,
+}
+
+/// The archive's directory for one dataset and window.
+pub fn raw_dir(source: &str, dataset: &str, date: NaiveDate) -> String {
+    format!("_cxlake/raw/{source}/{dataset}/date={date}")
+}
+
+/// Where a run stages a window's raw files of one dataset.
+pub fn staging_raw_dir(run_id: &str, source: &str, dataset: &str, date: NaiveDate) -> String {
+    format!("{}/{run_id}/raw/{source}/{dataset}/date={date}", layout::staging_root())
+}
+
+/// `turns.csv` → `turns.csv.zst`; a path or odd characters are reduced to a safe base name, and
+/// `taken` names already used in the window get a numbered one.
+pub fn archive_name(file_name: &str, taken: &[String]) -> String {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let safe: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    let safe = if safe.trim_matches('.').is_empty() { "file".to_string() } else { safe };
+    let mut name = format!("{safe}.zst");
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{safe}.{n}.zst");
+        n += 1;
+    }
+    name
+}
+
+/// Compresses `local` (a fetched file) into the run's staging area as `name`; returns its
+/// record (with the staged path, which [`publish`] replaces by the final one).
+pub async fn stage(
+    dest: &Destination,
+    staging_dir: &str,
+    name: &str,
+    file_name: &str,
+    local: &LocalPath,
+    fold: Fold,
+) -> Result<RawFile, SinkError> {
+    let compressed = local.with_file_name(format!(
+        "{}.cxlake-raw.zst",
+        local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let (input, output) = (local.to_path_buf(), compressed.clone());
+    let local_error =
+        |e: std::io::Error| SinkError::Local { path: local.display().to_string(), message: e.to_string() };
+    let (bytes, sha256) = tokio::task::spawn_blocking(move || compress(&input, &output))
+        .await
+        .map_err(|e| local_error(std::io::Error::other(e)))?
+        .map_err(local_error)?;
+    let relative = format!("{staging_dir}/{name}");
+    let stored_bytes = upload(dest, &compressed, &relative).await;
+    let _ = std::fs::remove_file(&compressed);
+    Ok(RawFile {
+        path: relative,
+        file_name: file_name.to_string(),
+        bytes,
+        sha256,
+        stored_bytes: stored_bytes?,
+        fetched_at: Utc::now(),
+        fold,
+    })
+}
+
+/// zstd-compresses `input` into `output`; returns the input's size and SHA-256.
+fn compress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, String)> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(input)?);
+    let mut encoder = zstd::stream::write::Encoder::new(std::fs::File::create(output)?, LEVEL)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        encoder.write_all(&buffer[..n])?;
+        bytes += n as u64;
+    }
+    encoder.finish()?.sync_all()?;
+    Ok((bytes, hex::encode(hasher.finalize())))
+}
+
+/// Streams a local file into the store at `relative`; returns its size.
+async fn upload(dest: &Destination, local: &LocalPath, relative: &str) -> Result<u64, SinkError> {
+    let path = dest.path(relative);
+    let local_error =
+        |e: std::io::Error| SinkError::Local { path: local.display().to_string(), message: e.to_string() };
+    let mut file = tokio::fs::File::open(local).await.map_err(local_error)?;
+    let mut writer =
+        object_store::buffered::BufWriter::with_capacity(dest.store.clone(), path.clone(), 8 << 20);
+    let copied = tokio::io::copy(&mut file, &mut writer).await;
+    match copied {
+        Ok(bytes) => {
+            writer
+                .shutdown()
+                .await
+                .map_err(|e| SinkError::Local { path: path.to_string(), message: e.to_string() })?;
+            Ok(bytes)
+        }
+        Err(e) => {
+            let _ = writer.abort().await;
+            Err(SinkError::Local { path: path.to_string(), message: e.to_string() })
+        }
+    }
+}
+
+/// Makes `staged` (and `kept`, files already in the archive that a replay read) the only raw
+/// files of the window's dataset; returns the records at their final paths, in order.
+pub async fn publish(
+    dest: &Destination,
+    source: &str,
+    dataset: &str,
+    date: NaiveDate,
+    files: &[RawFile],
+) -> Result<Vec<RawFile>, SinkError> {
+    let final_dir = raw_dir(source, dataset, date);
+    let mut published = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+        let to_relative = format!("{final_dir}/{name}");
+        if file.path != to_relative {
+            let (from, to) = (dest.path(&file.path), dest.path(&to_relative));
+            dest.store.rename(&from, &to).await.map_err(|e| SinkError::store(&from, e))?;
+        }
+        published.push(RawFile { path: to_relative, ..file.clone() });
+    }
+    let keep = published.iter().map(|f| f.path.clone()).collect();
+    commit::delete_except(dest, &final_dir, &keep).await?;
+    Ok(published)
+}
+
+/// Decompresses an archived file into `local`, checking its size and SHA-256 against the record.
+pub async fn restore(dest: &Destination, file: &RawFile, local: &LocalPath) -> Result<(), SinkError> {
+    let path = dest.path(&file.path);
+    let compressed = local.with_file_name(format!(
+        "{}.cxlake-raw.zst",
+        local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let local_error =
+        |e: std::io::Error| SinkError::Local { path: local.display().to_string(), message: e.to_string() };
+    {
+        let got = dest.store.get(&path).await.map_err(|e| SinkError::store(&path, e))?;
+        let mut stream = got.into_stream();
+        let mut out = tokio::fs::File::create(&compressed).await.map_err(local_error)?;
+        use futures::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| SinkError::store(&path, e))?;
+            out.write_all(&chunk).await.map_err(local_error)?;
+        }
+        out.flush().await.map_err(local_error)?;
+    }
+    let (input, output) = (compressed.clone(), local.to_path_buf());
+    let restored = tokio::task::spawn_blocking(move || decompress(&input, &output))
+        .await
+        .map_err(|e| local_error(std::io::Error::other(e)))?
+        .map_err(local_error);
+    let _ = std::fs::remove_file(&compressed);
+    let (bytes, sha256) = restored?;
+    if bytes != file.bytes || sha256 != file.sha256 {
+        return Err(SinkError::Local {
+            path: file.path.clone(),
+            message: format!(
+                "the archived file does not match its record ({bytes} bytes, SHA-256 {sha256}; recorded {} bytes, {}): it was changed or damaged",
+                file.bytes, file.sha256
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn decompress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, String)> {
+    let mut decoder = zstd::stream::read::Decoder::new(std::fs::File::open(input)?)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(output)?);
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = decoder.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])?;
+        bytes += n as u64;
+    }
+    out.flush()?;
+    Ok((bytes, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_are_safe_and_unique() {
+        assert_eq!(archive_name("turns.csv", &[]), "turns.csv.zst");
+        assert_eq!(archive_name("/home/me/exports/Turns (1).csv", &[]), "Turns__1_.csv.zst");
+        assert_eq!(archive_name("..", &[]), "file.zst");
+        let taken = vec!["a.csv.zst".to_string(), "a.csv.2.zst".to_string()];
+        assert_eq!(archive_name("x/a.csv", &taken), "a.csv.3.zst");
+    }
+
+    #[tokio::test]
+    async fn a_file_survives_the_round_trip_and_damage_is_caught() {
+        let lake = tempfile::tempdir().unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let dest = Destination::parse(lake.path().to_str().unwrap()).unwrap();
+        let original = spool.path().join("turns.csv");
+        let content: Vec<u8> =
+            (0..200_000u32).flat_map(|i| format!("{i},text {i}\r\n").into_bytes()).collect();
+        std::fs::write(&original, &content).unwrap();
+        let staged = stage(
+            &dest,
+            "_cxlake/staging/r1/raw/s/d/date=2024-03-01",
+            "turns.csv.zst",
+            "turns.csv",
+            &original,
+            Fold::Later,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (staged.bytes, staged.sha256.clone()),
+            (content.len() as u64, hex::encode(Sha256::digest(&content)))
+        );
+        assert!(staged.stored_bytes < staged.bytes / 3, "{} of {}", staged.stored_bytes, staged.bytes);
+        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let published = publish(&dest, "s", "d", date, &[staged]).await.unwrap();
+        assert_eq!(published[0].path, "_cxlake/raw/s/d/date=2024-03-01/turns.csv.zst");
+        let back = spool.path().join("back.csv");
+        restore(&dest, &published[0], &back).await.unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), content);
+        let wrong = RawFile { sha256: "0".repeat(64), ..published[0].clone() };
+        let err = restore(&dest, &wrong, &back).await.unwrap_err();
+        assert!(err.to_string().contains("does not match its record"), "{err}");
+    }
+}
