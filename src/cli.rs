@@ -410,6 +410,13 @@ pub struct VacuumArgs {
     /// The source whose tables to vacuum (default: every source in the lake)
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
+    /// Also delete the raw archive of windows dated more than this before today (e.g. 90d);
+    /// those windows can no longer be replayed
+    #[arg(long, value_name = "DURATION")]
+    pub raw_older_than: Option<String>,
+    /// With --raw-older-than: the lock expires this long after the last heartbeat
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lock_ttl: String,
 }
 
 #[derive(Debug, Args)]
@@ -867,6 +874,35 @@ async fn vacuum(args: VacuumArgs) -> Result<i32> {
     }
     if tables == 0 {
         println!("no Delta tables in {}", args.dest);
+    }
+    if let Some(age) = &args.raw_older_than {
+        let age = chrono::Duration::from_std(parse_duration(age)?)
+            .map_err(|e| usage(format!("--raw-older-than: {e}")))?;
+        let before = (Utc::now() - age).date_naive();
+        let run_id = new_run_id();
+        let lock = match DestLock::acquire(&dest, &run_id, parse_duration(&args.lock_ttl)?).await {
+            Ok(lock) => lock,
+            Err(LockError::Locked(locked)) => return Err(locked.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let pruned = async {
+            let mut all = Vec::new();
+            for source in &sources {
+                all.push((source, crate::replay::prune_archive(&dest, source, before, args.dry_run).await?));
+            }
+            Ok::<_, crate::sink::SinkError>(all)
+        }
+        .await;
+        lock.release().await?;
+        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        for (source, pruned) in pruned? {
+            println!(
+                "_cxlake/raw/{source}: {verb} {} raw file(s), {:.1} MB, of {} window(s) before {before}",
+                pruned.files,
+                pruned.stored_bytes as f64 / 1e6,
+                pruned.windows
+            );
+        }
     }
     Ok(exit_code::OK)
 }

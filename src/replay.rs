@@ -3,6 +3,8 @@
 //! spool and checked against the SHA-256 their record holds, so decoding, staging, commit, lock,
 //! quarantine, report and current tables are exactly a sync's: after a schema change or a fix,
 //! the lake becomes what a fresh sync with the new schema would have made of the same files.
+//! Also the archive's pruning (`cxlake vacuum --raw-older-than`), which keeps the window records
+//! true to what is left.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,9 +12,9 @@ use std::path::Path;
 use chrono::NaiveDate;
 
 use crate::sink::raw::{self, RawFile};
-use crate::sink::Destination;
+use crate::sink::{commit, Destination, SinkError};
 use crate::sources::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
-use crate::state::{WindowRecord, WindowStatus};
+use crate::state::{StateStore, WindowRecord, WindowStatus};
 use crate::window::Window;
 
 /// The archived files of a source's windows, as a source.
@@ -145,4 +147,57 @@ impl Source for Replay {
         }
         Ok(FetchedWindow { export_id: record.export_id.clone(), files, absent })
     }
+}
+
+/// What pruning the archive removed (or would remove).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub windows: usize,
+    pub files: usize,
+    pub stored_bytes: u64,
+}
+
+/// Removes the raw files of `source`'s windows dated before `before`. Each window's record is
+/// saved without them first, then the files are deleted: a crash in between leaves unlisted
+/// files (deleted by the next prune), never a record that lists missing ones. The caller holds
+/// the destination lock.
+pub async fn prune_archive(
+    dest: &Destination,
+    source: &str,
+    before: NaiveDate,
+    dry_run: bool,
+) -> Result<Pruned, SinkError> {
+    let state = StateStore::new(dest.clone());
+    let mut pruned = Pruned::default();
+    for mut record in state.load_windows(source).await? {
+        if record.date >= before {
+            continue;
+        }
+        let listed: Vec<&RawFile> = record.datasets.values().flat_map(|d| &d.raw).collect();
+        let dirs: Vec<String> =
+            record.datasets.keys().map(|d| raw::raw_dir(source, d, record.date)).collect();
+        let mut leftovers = 0;
+        for dir in &dirs {
+            leftovers += commit::list_files(dest, dir).await?.len();
+        }
+        if listed.is_empty() && leftovers == 0 {
+            continue;
+        }
+        pruned.windows += 1;
+        pruned.files += listed.len().max(leftovers);
+        pruned.stored_bytes += listed.iter().map(|f| f.stored_bytes).sum::<u64>();
+        if dry_run {
+            continue;
+        }
+        if !listed.is_empty() {
+            for dataset in record.datasets.values_mut() {
+                dataset.raw.clear();
+            }
+            state.save_window(&record).await?;
+        }
+        for dir in &dirs {
+            commit::delete_dir(dest, dir).await?;
+        }
+    }
+    Ok(pruned)
 }

@@ -44,6 +44,25 @@ async fn raw_files_are_the_downloaded_bytes_and_raw_off_keeps_none() {
         }
     }
 
+    // Pruning: a dry run says what would go, then the archive of those windows goes, and their
+    // records no longer list it.
+    let dest = lake.path().to_str().unwrap();
+    let dry = run_cxlake(&["vacuum", "--dest", dest, "--raw-older-than", "1d", "--dry-run"], NO_ENV).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("would delete 10 raw file(s)") && dry.stdout.contains("of 2 window(s)"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(archived_files(lake.path(), "saltedcx").len(), 10, "a dry run deletes nothing");
+    let data_before = data_files(lake.path());
+    let pruned = run_cxlake(&["vacuum", "--dest", dest, "--raw-older-than", "1d"], NO_ENV).await;
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    assert!(pruned.stdout.contains("deleted 10 raw file(s)"), "{}", pruned.stdout);
+    assert!(archived_files(lake.path(), "saltedcx").is_empty());
+    assert!(files_under(&lake.path().join("_cxlake/raw")).is_empty());
+    assert_eq!(data_files(lake.path()), data_before, "the data stays");
+
     let without = tempfile::tempdir().unwrap();
     let out = run_cxlake(&sync_args(without.path(), &["--raw", "off"]), &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
