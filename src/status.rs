@@ -33,6 +33,17 @@ pub struct SourceStatus {
     /// Windows whose publishing was interrupted; the next run redoes them.
     pub interrupted: Vec<NaiveDate>,
     pub last_run: Option<RunSummary>,
+    /// The raw archive behind the done windows.
+    pub raw: RawSummary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RawSummary {
+    pub windows: usize,
+    pub files: usize,
+    /// Sizes as fetched and as stored (zstd).
+    pub bytes: u64,
+    pub stored_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,10 +79,18 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
         let mut done_days: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
         let mut datasets: BTreeMap<String, DatasetStatus> = BTreeMap::new();
         let mut interrupted = Vec::new();
+        let mut raw = RawSummary::default();
         for record in &records {
             if record.status != WindowStatus::Done {
                 interrupted.push(record.date);
                 continue;
+            }
+            let archived: Vec<_> = record.datasets.values().flat_map(|d| &d.raw).collect();
+            if !archived.is_empty() {
+                raw.windows += 1;
+                raw.files += archived.len();
+                raw.bytes += archived.iter().map(|f| f.bytes).sum::<u64>();
+                raw.stored_bytes += archived.iter().map(|f| f.stored_bytes).sum::<u64>();
             }
             for (name, d) in &record.datasets {
                 done_days.entry(name.clone()).or_default().insert(record.date);
@@ -95,7 +114,7 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
             committed: r.committed(),
             not_committed: r.windows.len() - r.committed(),
         });
-        out.push(SourceStatus { source, datasets, interrupted, last_run });
+        out.push(SourceStatus { source, datasets, interrupted, last_run, raw });
     }
     Ok(out)
 }
@@ -174,6 +193,18 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
                 d.files,
                 human_bytes(d.bytes),
                 gaps
+            ));
+        }
+        if s.raw.files == 0 {
+            out.push_str("  raw archive: none (windows cannot be replayed)\n");
+        } else {
+            out.push_str(&format!(
+                "  raw archive: {} file(s) of {} window(s), {} stored ({} as fetched); `cxlake replay {}` rebuilds from it\n",
+                s.raw.files,
+                s.raw.windows,
+                human_bytes(s.raw.stored_bytes),
+                human_bytes(s.raw.bytes),
+                s.source
             ));
         }
         if !s.interrupted.is_empty() {

@@ -44,6 +44,9 @@ async fn raw_files_are_the_downloaded_bytes_and_raw_off_keeps_none() {
         }
     }
 
+    let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
+    assert!(status.stdout.contains("raw archive: 10 file(s) of 2 window(s)"), "{}", status.stdout);
+
     // Pruning: a dry run says what would go, then the archive of those windows goes, and their
     // records no longer list it.
     let dest = lake.path().to_str().unwrap();
@@ -62,6 +65,8 @@ async fn raw_files_are_the_downloaded_bytes_and_raw_off_keeps_none() {
     assert!(archived_files(lake.path(), "saltedcx").is_empty());
     assert!(files_under(&lake.path().join("_cxlake/raw")).is_empty());
     assert_eq!(data_files(lake.path()), data_before, "the data stays");
+    let status = run_cxlake(&["status", "--dest", dest], NO_ENV).await;
+    assert!(status.stdout.contains("raw archive: none"), "{}", status.stdout);
 
     let without = tempfile::tempdir().unwrap();
     let out = run_cxlake(&sync_args(without.path(), &["--raw", "off"]), &env).await;
