@@ -20,6 +20,7 @@ use crate::budget::{self, MemoryBudget};
 use crate::current;
 use crate::pipeline::{self, NewColumnPolicy, RejectLimit, RunError, SyncPlan, WriteOptions};
 use crate::report::{exit_code, RunReport};
+use crate::schema::pii::{PiiAction, PiiKey, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::delta;
 use crate::sink::layout;
@@ -136,8 +137,14 @@ pub struct OutputArgs {
     pub report_json: Option<PathBuf>,
 
     /// Keep every fetched file, zstd-compressed, under _cxlake/raw/ (for `cxlake replay`), or not
-    #[arg(long, value_enum, default_value_t = RawPolicy::Keep)]
-    pub raw: RawPolicy,
+    /// (default: keep, but off when --pii hashes or drops, since raw files hold personal data as fetched)
+    #[arg(long, value_enum, value_name = "keep|off")]
+    pub raw: Option<RawPolicy>,
+
+    /// What columns marked `pii` land as: as fetched, HMAC-SHA256 hashed (key from CXLAKE_PII_KEY),
+    /// or null; a column's `pii_action` in its schema overrides this
+    #[arg(long, value_enum, default_value_t = PiiAction::Keep)]
+    pub pii: PiiAction,
 }
 
 /// `cxlake replay <source>`.
@@ -507,7 +514,18 @@ impl OutputArgs {
             on_new_column: self.on_new_column,
             format: self.format,
             current_tables: !self.no_current_tables,
-            raw: self.raw,
+            raw: self.raw.unwrap_or(if self.pii == PiiAction::Keep {
+                RawPolicy::Keep
+            } else {
+                RawPolicy::Off
+            }),
+            pii: PiiPolicy {
+                default: self.pii,
+                key: std::env::var("CXLAKE_PII_KEY")
+                    .ok()
+                    .filter(|k| !k.trim().is_empty())
+                    .map(|k| PiiKey::new(k.trim())),
+            },
             ..WriteOptions::default()
         })
     }
@@ -631,6 +649,7 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
         Some(windows) => windows,
         None => plan_windows(&lake, &records, source_name, &datasets, &filter).await?,
     };
+    check_pii_policy(&options.pii, &datasets, &records, &windows, source_name, &lake.output.dest, true)?;
     // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();
     let options = WriteOptions { timezone: source.timezone(), ..options };
@@ -645,6 +664,44 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
         return Ok(exit_code::OK);
     }
     run_and_report(&plan, lake.output.report_json.as_deref()).await
+}
+
+/// Refuses a PII policy that cannot be applied (a hash without a key, a non-nullable column to
+/// drop), and, unless `replay`ing, one that differs from what the lake's other windows hold: a
+/// lake mixing policies keeps personal data where the user thinks it is gone.
+fn check_pii_policy(
+    policy: &PiiPolicy,
+    datasets: &[Arc<DatasetSchema>],
+    records: &[crate::state::WindowRecord],
+    windows: &[Window],
+    source: &str,
+    dest: &str,
+    refuse_changes: bool,
+) -> Result<()> {
+    for schema in datasets {
+        let resolved = policy.for_dataset(schema).map_err(usage)?;
+        let wanted = (!resolved.is_noop()).then(|| resolved.describe(schema));
+        if !refuse_changes {
+            continue;
+        }
+        let untouched = records.iter().filter(|r| {
+            r.status == crate::state::WindowStatus::Done && !windows.iter().any(|w| w.date == r.date)
+        });
+        for record in untouched {
+            let Some(landed) = record.datasets.get(&schema.dataset) else { continue };
+            if landed.pii != wanted {
+                let show = |p: &Option<String>| p.clone().unwrap_or_else(|| "keep (as fetched)".into());
+                return Err(usage(format!(
+                    "window {} of {} was written with PII policy `{}`, and this run asks `{}`: the lake would mix them, keeping personal data where you expect none. Rewrite every window with the new policy from the raw archive: `cxlake replay {source} --dest {dest} --pii …` (same flags), or run with the lake's policy",
+                    record.date,
+                    schema.qualified_name(),
+                    show(&landed.pii),
+                    show(&wanted)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a plan, prints its report (and writes it as JSON if asked); returns the exit code.
@@ -692,7 +749,14 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
         LocalFiles { source: source.clone(), dataset: schema.dataset.clone(), files: args.files.clone() };
     let options = WriteOptions { parallel_windows: 1, timezone: args.timezone, ..args.output.options()? };
     let windows = vec![Window::new(args.date)];
-    let plan = SyncPlan::new(local, args.output.destination()?, vec![schema], windows, None, options);
+    let dest = args.output.destination()?;
+    let records = StateStore::new(dest.clone())
+        .load_windows(&source)
+        .await
+        .context("reading the destination's window records")?;
+    let datasets = vec![schema];
+    check_pii_policy(&options.pii, &datasets, &records, &windows, &source, &args.output.dest, true)?;
+    let plan = SyncPlan::new(local, dest, datasets, windows, None, options);
     check_format(&plan.dest, &args.output.dest, &source, &plan.datasets, plan.options.format).await?;
     run_and_report(&plan, args.output.report_json.as_deref()).await
 }
@@ -838,11 +902,13 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
         );
         return Ok(exit_code::OK);
     }
+    let options = args.output.options()?;
+    check_pii_policy(&options.pii, &datasets, &[], &planned.windows, &args.source, &args.output.dest, false)?;
     let options = WriteOptions {
         timezone: planned.replay.timezone(),
         replay: true,
         spool_dir: args.spool_dir.clone(),
-        ..args.output.options()?
+        ..options
     };
     let plan = SyncPlan::new(planned.replay, dest, datasets, planned.windows, None, options);
     check_format(&plan.dest, &args.output.dest, &args.source, &plan.datasets, plan.options.format).await?;

@@ -21,6 +21,7 @@ use crate::budget::MemoryBudget;
 use crate::current;
 use crate::decode::{DecodeError, DecodeStats, DecodedBatch, FileContext, RejectedRow, SchemaDrift};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
+use crate::schema::pii::{DatasetPii, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::commit;
 use crate::sink::delta::{self, WindowCommit};
@@ -117,6 +118,8 @@ pub struct WriteOptions {
     /// The files come from the raw archive (`cxlake replay`): they stay as archived, and the
     /// window record says it was replayed.
     pub replay: bool,
+    /// What personal columns become (`--pii`, `pii_action`).
+    pub pii: PiiPolicy,
 }
 
 impl Default for WriteOptions {
@@ -134,6 +137,7 @@ impl Default for WriteOptions {
             timezone: None,
             raw: RawPolicy::Keep,
             replay: false,
+            pii: PiiPolicy::default(),
         }
     }
 }
@@ -231,6 +235,8 @@ pub struct StagedDataset {
     pub warnings: Vec<String>,
     /// The fetched files, compressed into staging (none with `--raw off` or in a replay).
     pub raw: Vec<RawFile>,
+    /// What the PII policy did to the dataset (`None`: everything kept).
+    pub pii: Option<String>,
 }
 
 /// Runs every window of the plan, holding the destination's lock, and writes the run report
@@ -472,7 +478,11 @@ pub async fn stage_files<S>(
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
     let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, plan.options.writer);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
+    let pii = plan.options.pii.for_dataset(&schema).map_err(WindowError::Internal)?;
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
+    if !pii.is_noop() {
+        rejects.withhold = Some(schema.columns.iter().filter(|c| c.pii).map(|c| c.name.clone()).collect());
+    }
     let mut total = DecodeStats::default();
     let mut warnings = Vec::new();
     let context =
@@ -486,13 +496,14 @@ pub async fn stage_files<S>(
                 writer.roll().await?;
             }
             let context = FileContext { fold: file.fold, ..context };
-            let checked = match write_file(&mut writer, &mut rejects, schema.clone(), context, file).await {
-                Ok((stats, drift)) => {
-                    check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
-                        .map(|file_warnings| (stats, file_warnings))
-                }
-                Err(e) => Err(e),
-            };
+            let checked =
+                match write_file(&mut writer, &mut rejects, schema.clone(), context, &pii, file).await {
+                    Ok((stats, drift)) => {
+                        check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
+                            .map(|file_warnings| (stats, file_warnings))
+                    }
+                    Err(e) => Err(e),
+                };
             match checked {
                 Ok((stats, file_warnings)) => {
                     total.rows_read += stats.rows_read;
@@ -516,7 +527,8 @@ pub async fn stage_files<S>(
     };
     let written = writer.finish().await?;
     rejects.finish().await?;
-    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw })
+    let pii = (!pii.is_noop()).then(|| pii.describe(&schema));
+    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw, pii })
 }
 
 /// Compresses a dataset's fetched files into the run's staging area (unless the plan keeps no
@@ -550,6 +562,7 @@ async fn write_file(
     rejects: &mut RejectSink,
     schema: Arc<DatasetSchema>,
     context: FileContext,
+    pii: &DatasetPii,
     file: &FetchedFile,
 ) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
@@ -562,7 +575,7 @@ async fn write_file(
             write_error = Some(e);
             break;
         }
-        if let Err(e) = writer.write(&batch).await {
+        if let Err(e) = writer.write(&pii.apply(batch)).await {
             write_error = Some(e);
             break;
         }
@@ -737,6 +750,7 @@ async fn commit_window<S>(
                 warnings: dataset.warnings,
                 delta_version,
                 raw,
+                pii: dataset.pii,
             },
         );
     }
@@ -800,11 +814,19 @@ struct RejectSink {
     writer: Option<BufWriter>,
     /// The first few rejects, described, for the error message.
     first: Vec<String>,
+    /// Under a PII policy: the personal columns, whose rejected values never land (nor the raw record).
+    withhold: Option<Vec<String>>,
 }
 
 impl RejectSink {
     fn new(dest: &Destination, relative: &str) -> RejectSink {
-        RejectSink { dest: dest.clone(), path: dest.path(relative), writer: None, first: Vec::new() }
+        RejectSink {
+            dest: dest.clone(),
+            path: dest.path(relative),
+            writer: None,
+            first: Vec::new(),
+            withhold: None,
+        }
     }
 
     async fn write(&mut self, rows: &[RejectedRow]) -> Result<(), SinkError> {
@@ -819,14 +841,23 @@ impl RejectSink {
             let _ = csv.write_record(["file", "line", "column", "reason", "raw_record"]);
             self.writer = Some(BufWriter::new(self.dest.store.clone(), self.path.clone()));
         }
+        const WITHHELD: &[u8] =
+            b"(withheld under the PII policy; the record is in the raw archive or at the platform)";
         for row in rows {
             let line = row.line.to_string();
+            let (reason, raw): (&[u8], &[u8]) = match &self.withhold {
+                None => (row.reason.as_bytes(), &row.raw),
+                Some(personal) if row.column.as_ref().is_some_and(|c| personal.contains(c)) => {
+                    (WITHHELD, WITHHELD)
+                }
+                Some(_) => (row.reason.as_bytes(), WITHHELD),
+            };
             let _ = csv.write_record([
                 row.file.as_bytes(),
                 line.as_bytes(),
                 row.column.as_deref().unwrap_or("").as_bytes(),
-                row.reason.as_bytes(),
-                &row.raw,
+                reason,
+                raw,
             ]);
         }
         let bytes = csv.into_inner().unwrap_or_default();

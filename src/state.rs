@@ -45,6 +45,10 @@ pub struct DatasetRecord {
     /// The fetched files behind the data, in the raw archive (none with `--raw off`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub raw: Vec<RawFile>,
+    /// What the PII policy did to personal columns (`email=hash,…,key=<fingerprint>`); absent:
+    /// every column as fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

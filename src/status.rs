@@ -44,6 +44,9 @@ pub struct RawSummary {
     /// Sizes as fetched and as stored (zstd).
     pub bytes: u64,
     pub stored_bytes: u64,
+    /// Windows whose data landed under a PII policy while their raw files hold the personal
+    /// data as fetched.
+    pub personal_windows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,6 +94,9 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
                 raw.files += archived.len();
                 raw.bytes += archived.iter().map(|f| f.bytes).sum::<u64>();
                 raw.stored_bytes += archived.iter().map(|f| f.stored_bytes).sum::<u64>();
+                if record.datasets.values().any(|d| d.pii.is_some() && !d.raw.is_empty()) {
+                    raw.personal_windows += 1;
+                }
             }
             for (name, d) in &record.datasets {
                 done_days.entry(name.clone()).or_default().insert(record.date);
@@ -206,6 +212,12 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
                 human_bytes(s.raw.bytes),
                 s.source
             ));
+            if s.raw.personal_windows > 0 {
+                out.push_str(&format!(
+                    "  raw files of {} window(s) hold personal data as fetched, though their data landed hashed or dropped: prune them with `cxlake vacuum --raw-older-than`\n",
+                    s.raw.personal_windows
+                ));
+            }
         }
         if !s.interrupted.is_empty() {
             let days: Vec<String> = s.interrupted.iter().map(|d| d.to_string()).collect();

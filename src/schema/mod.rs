@@ -21,6 +21,7 @@
 
 pub mod draft;
 pub mod local_time;
+pub mod pii;
 pub mod value;
 
 use std::collections::BTreeMap;
@@ -219,6 +220,10 @@ pub struct Column {
     pub encoding: Encoding,
     pub nullable: bool,
     pub pii: bool,
+    /// What a personal column holds (how it is normalised before hashing; free text is never hashed).
+    pub pii_kind: pii::PiiKind,
+    /// This column's own PII action, over the run's `--pii`.
+    pub pii_action: Option<pii::PiiAction>,
     /// Whether Parquet should try dictionary encoding (off for values unique per row: ids, links).
     pub dictionary: bool,
     /// The platform marks the field deprecated; it is still landed while it is sent.
@@ -244,6 +249,8 @@ impl Column {
             encoding: Encoding::Plain,
             nullable,
             pii: false,
+            pii_kind: pii::PiiKind::Value,
+            pii_action: None,
             dictionary: true,
             deprecated: false,
             description: String::new(),
@@ -404,6 +411,10 @@ struct ColumnFile {
     encoding: Encoding,
     #[serde(default)]
     pii: bool,
+    #[serde(default)]
+    pii_kind: pii::PiiKind,
+    #[serde(default)]
+    pii_action: Option<pii::PiiAction>,
     #[serde(default = "default_dictionary")]
     dictionary: bool,
     #[serde(default)]
@@ -508,6 +519,8 @@ fn parse_column(c: ColumnFile, path: &str) -> Result<Column, String> {
         column_type,
         nullable: c.nullable,
         pii: c.pii,
+        pii_kind: c.pii_kind,
+        pii_action: c.pii_action,
         dictionary: c.dictionary,
         deprecated: c.deprecated,
         description: c.description,

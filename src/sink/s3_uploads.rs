@@ -16,6 +16,8 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
 
+use crate::schema::pii::hmac_sha256;
+
 /// What is needed to address the bucket directly.
 #[derive(Debug, Clone)]
 pub struct S3Bucket {
@@ -30,23 +32,6 @@ pub struct S3Bucket {
 pub enum UploadsError {
     #[error("listing multipart uploads: {0}")]
     Request(String),
-}
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
 }
 
 /// RFC 3986 encoding as SigV4 wants it (`~` kept, space as `%20`).

@@ -19,6 +19,7 @@ mod lakewide;
 mod lifecycle;
 mod lock;
 mod loop_report;
+mod pii;
 mod property;
 mod raw;
 mod readers;
