@@ -1058,25 +1058,40 @@ fn schema(command: SchemaCommand) -> Result<i32> {
                 s.file,
                 s.key_display()
             );
-            println!("{:<38} {:<30} {:<8} {:<4} description", "column", "arrow type", "nullable", "pii");
+            println!("{:<38} {:<30} {:<8} {:<12} description", "column", "arrow type", "nullable", "pii");
             let yes_no = |b: bool| if b { "yes" } else { "no" };
+            // A personal column shows what it holds and its own action, when it has one.
+            let pii = |c: &crate::schema::Column| {
+                use crate::schema::pii::PiiKind;
+                let kind = match c.pii_kind {
+                    PiiKind::Value => "yes",
+                    PiiKind::Email => "email",
+                    PiiKind::Phone => "phone",
+                    PiiKind::Text => "text",
+                };
+                match (c.pii, c.pii_action) {
+                    (false, _) => "no".to_string(),
+                    (true, Some(action)) => format!("{kind}:{}", action.name()),
+                    (true, None) => kind.to_string(),
+                }
+            };
             for c in &s.columns {
                 let deprecated = if c.deprecated { " (deprecated)" } else { "" };
                 println!(
-                    "{:<38} {:<30} {:<8} {:<4} {}{deprecated}",
+                    "{:<38} {:<30} {:<8} {:<12} {}{deprecated}",
                     c.name,
                     c.column_type.to_string(),
                     yes_no(c.nullable),
-                    yes_no(c.pii),
+                    pii(c),
                     c.description
                 );
                 for m in c.members() {
                     println!(
-                        "{:<38} {:<30} {:<8} {:<4} {}",
+                        "{:<38} {:<30} {:<8} {:<12} {}",
                         format!("  .{}", m.name),
                         m.column_type.to_string(),
                         yes_no(m.nullable),
-                        yes_no(m.pii),
+                        pii(m),
                         m.description
                     );
                 }

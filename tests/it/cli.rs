@@ -180,6 +180,9 @@ async fn schema_commands_describe_every_column() {
     {
         assert!(show.stdout.contains(needle), "{needle}: {}", show.stdout);
     }
+    let turn = run_cxlake(&["schema", "show", "saltedcx.turn"], NO_ENV).await;
+    let content = turn.stdout.lines().find(|l| l.starts_with("content ")).unwrap_or_default();
+    assert!(content.contains(" text "), "free text is marked as such: {content}");
     let unknown = run_cxlake(&["schema", "show", "saltedcx.calls"], NO_ENV).await;
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("saltedcx.turn"), "lists the known datasets: {}", unknown.stderr);
