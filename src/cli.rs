@@ -86,6 +86,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Rebuild windows from the raw archive, with no call to the platform (after a schema change or a fix)
     Replay(ReplayArgs),
+    /// Erase one person from the whole lake — history, current tables, raw archive (GDPR art. 17)
+    Forget(ForgetArgs),
     /// Write deterministic synthetic export data (the emulator's data) for tests and benchmarks
     Synth(SynthArgs),
     /// Rebuild the current tables (one row per key, latest wins) and _cxlake/views.sql
@@ -145,6 +147,33 @@ pub struct OutputArgs {
     /// or null; a column's `pii_action` in its schema overrides this
     #[arg(long, value_enum, default_value_t = PiiAction::Keep)]
     pub pii: PiiAction,
+}
+
+/// `cxlake forget`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["email", "phone", "key"])))]
+pub struct ForgetArgs {
+    /// Lake root: a local directory or s3://bucket/prefix
+    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub dest: String,
+    /// Every row in which a personal column holds this e-mail address (compared lowercased)
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
+    /// Every row in which a personal column holds this phone number (compared as digits and +)
+    #[arg(long, value_name = "NUMBER")]
+    pub phone: Option<String>,
+    /// A record by its key, and every row that references it (the schemas' references)
+    #[arg(long, value_name = "SOURCE.DATASET=ID")]
+    pub key: Option<String>,
+    /// Say what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
+    #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+    /// The destination lock expires this long after the last heartbeat
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lock_ttl: String,
 }
 
 /// `cxlake replay <source>`.
@@ -447,6 +476,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Current(args) => current(args).await,
         Command::Vacuum(args) => vacuum(args).await,
         Command::Replay(args) => replay(args).await,
+        Command::Forget(args) => forget(args).await,
         Command::Synth(args) => synth(args),
         Command::Emulator(command) => run_emulator_command(command).await,
         Command::Demo(args) => demo(args).await,
@@ -854,6 +884,49 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     }
     println!("views: {}", dest.path(&layout::views_file()));
     Ok(exit_code::OK)
+}
+
+async fn forget(args: ForgetArgs) -> Result<i32> {
+    use crate::erase::{EraseError, Erasure, Target};
+    let registry = load_registry(args.schemas.as_deref())?;
+    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let target = match (&args.email, &args.phone, &args.key) {
+        (Some(email), _, _) if email.contains('@') => Target::email(email),
+        (Some(_), _, _) => return Err(usage("--email: not an e-mail address")),
+        (_, Some(phone), _) if phone.chars().any(|c| c.is_ascii_digit()) => Target::phone(phone),
+        (_, Some(_), _) => return Err(usage("--phone: no digits in it")),
+        (_, _, Some(key)) => {
+            let parsed = key.split_once('=').and_then(|(qualified, id)| {
+                let (source, dataset) = qualified.split_once('.')?;
+                Some(Target::Key { source: source.into(), dataset: dataset.into(), id: id.trim().into() })
+            });
+            parsed.ok_or_else(|| {
+                usage(format!("--key `{key}`: write it as source.dataset=ID, e.g. saltedcx.customer=c-17"))
+            })?
+        }
+        _ => return Err(usage("name whom to forget: --email, --phone or --key")),
+    };
+    let run_id = new_run_id();
+    let lock = match DestLock::acquire(&dest, &run_id, parse_duration(&args.lock_ttl)?).await {
+        Ok(lock) => lock,
+        Err(LockError::Locked(locked)) => return Err(locked.into()),
+        Err(e) => return Err(e.into()),
+    };
+    let key =
+        std::env::var("CXLAKE_PII_KEY").ok().filter(|k| !k.trim().is_empty()).map(|k| PiiKey::new(k.trim()));
+    let erasure =
+        Erasure { dest: &dest, registry: &registry, key, run_id: run_id.clone(), dry_run: args.dry_run };
+    let outcome = erasure.run(&target).await;
+    pipeline::remove_local_staging(&dest, &run_id);
+    lock.release().await?;
+    match outcome {
+        Ok(report) => {
+            print!("{}", report.render());
+            Ok(exit_code::OK)
+        }
+        Err(EraseError::Usage(message)) => Err(usage(message)),
+        Err(EraseError::Sink(e)) => Err(e.into()),
+    }
 }
 
 async fn replay(args: ReplayArgs) -> Result<i32> {

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod cli;
 pub mod current;
 pub mod decode;
+pub mod erase;
 pub mod pipeline;
 pub mod replay;
 pub mod report;

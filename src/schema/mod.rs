@@ -301,7 +301,26 @@ pub struct DatasetSchema {
     pub description: String,
     /// Declared columns, then `_extra` for JSON datasets.
     pub columns: Vec<Column>,
+    /// Columns that hold another dataset's key (`engagement.contact_pid → customer.pid`):
+    /// erasing a record erases what references it.
+    pub references: Vec<Reference>,
     arrow: SchemaRef,
+}
+
+/// `column` holds values of `dataset.key` of the same source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    pub column: String,
+    /// `dataset.column`.
+    pub to: String,
+}
+
+impl Reference {
+    /// The referenced (dataset, column).
+    pub fn target(&self) -> Option<(&str, &str)> {
+        self.to.split_once('.')
+    }
 }
 
 impl DatasetSchema {
@@ -398,6 +417,8 @@ struct SchemaFile {
     version: Option<String>,
     description: String,
     columns: Vec<ColumnFile>,
+    #[serde(default)]
+    references: Vec<Reference>,
 }
 
 #[derive(Deserialize)]
@@ -681,6 +702,17 @@ pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaErr
         columns.push(extra);
     }
     let fields: Vec<Field> = columns.iter().map(Column::arrow_field).collect();
+    for reference in &file.references {
+        if !columns.iter().any(|c| c.name == reference.column) {
+            return Err(invalid(format!("reference from `{}`: no such column", reference.column)));
+        }
+        if reference.target().is_none_or(|(d, c)| d.is_empty() || c.is_empty()) {
+            return Err(invalid(format!(
+                "reference `to = \"{}\"`: write it as dataset.column",
+                reference.to
+            )));
+        }
+    }
     Ok(DatasetSchema {
         source: file.source,
         dataset: file.dataset,
@@ -691,6 +723,7 @@ pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaErr
         version: file.version,
         description: file.description,
         columns,
+        references: file.references,
         arrow: Arc::new(Schema::new(fields)),
     })
 }

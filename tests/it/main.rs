@@ -14,6 +14,7 @@ mod delta;
 mod dixa;
 mod duckdb;
 mod faults;
+mod forget;
 mod khoros;
 mod lakewide;
 mod lifecycle;

@@ -1,0 +1,724 @@
+//! Erasure on request (`cxlake forget`, GDPR art. 17): a person's rows found by a normalised
+//! e-mail address or phone number in personal columns, or a record's key and every row that
+//! references it (the schemas' `[[references]]`, followed transitively), removed from the
+//! history, the current tables and the raw archive of every source in the lake.
+//!
+//! Each affected window is rewritten like a sync rewrites it: the kept rows of each of its data
+//! files go to staging, one file per file, and are published in place of the old ones (Parquet:
+//! renamed over, the rest deleted; Delta: one commit replacing the partition's files, then the
+//! replaced files deleted at once — no time travel back to the person), the window record
+//! updated last. Raw files holding the person are rewritten without their records (an XLSX, which
+//! cannot be rewritten record by record, is deleted from the archive). Everything is found again
+//! by content, never by what an earlier attempt recorded, so a run killed at any point is
+//! completed by running the same `forget` again, and a second run changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::current;
+use crate::schema::pii::{hash_value, normalize, PiiKey, PiiKind};
+use crate::schema::{DatasetKind, DatasetSchema, SchemaRegistry};
+use crate::sink::parquet::{PartWriter, PartWriterConfig, StoreFileReader};
+use crate::sink::raw::{self, RawFile};
+use crate::sink::{commit, crash_if_asked, delta, layout, Destination, OutputFormat, SinkError};
+use crate::state::{StateStore, WindowRecord, WindowStatus};
+
+/// Whose data to erase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Email(String),
+    Phone(String),
+    /// A record of `source.dataset` by its (one-column) key, and what references it.
+    Key {
+        source: String,
+        dataset: String,
+        id: String,
+    },
+}
+
+impl Target {
+    /// The target as given: e-mails and phones normalised as the PII policy does.
+    pub fn email(value: &str) -> Target {
+        Target::Email(normalize(PiiKind::Email, value))
+    }
+
+    pub fn phone(value: &str) -> Target {
+        Target::Phone(normalize(PiiKind::Phone, value))
+    }
+
+    /// Names the erasure without the value: a SHA-256 prefix of the normalised target.
+    pub fn fingerprint(&self) -> String {
+        let text = match self {
+            Target::Email(e) => format!("email\0{e}"),
+            Target::Phone(p) => format!("phone\0{p}"),
+            Target::Key { source, dataset, id } => format!("key\0{source}.{dataset}\0{id}"),
+        };
+        hex::encode(&Sha256::digest(format!("cxlake erasure\0{text}").as_bytes())[..12])
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Target::Email(_) => "email",
+            Target::Phone(_) => "phone",
+            Target::Key { .. } => "key",
+        }
+    }
+}
+
+/// What an erasure touched in one dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Touched {
+    pub windows: usize,
+    pub rows: u64,
+    pub files_rewritten: usize,
+    pub raw_files_rewritten: usize,
+    pub raw_files_deleted: usize,
+}
+
+/// The erasure record kept under `_cxlake/erasures/`: the value's fingerprint, never the value.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureReport {
+    pub fingerprint: String,
+    pub kind: String,
+    pub run_id: String,
+    pub dry_run: bool,
+    pub finished_at: DateTime<Utc>,
+    /// `source.dataset` → what was removed.
+    pub datasets: BTreeMap<String, Touched>,
+}
+
+impl ErasureReport {
+    pub fn render(&self) -> String {
+        let verb = if self.dry_run { "would remove" } else { "removed" };
+        let mut out = format!("erasure {} ({}):\n", self.fingerprint, self.kind);
+        if self.datasets.is_empty() {
+            out.push_str("  nothing found: no row or raw file holds it\n");
+        }
+        for (dataset, t) in &self.datasets {
+            out.push_str(&format!(
+                "  {dataset}: {verb} {} row(s) in {} window(s), {} data file(s) rewritten, {} raw file(s) rewritten, {} raw file(s) deleted\n",
+                t.rows, t.windows, t.files_rewritten, t.raw_files_rewritten, t.raw_files_deleted
+            ));
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The person's rows, as each dataset holds them.
+struct Matcher<'a> {
+    target: &'a Target,
+    key: Option<&'a PiiKey>,
+    /// Key values erased, per `source.dataset`, followed through references.
+    erased: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Matcher<'_> {
+    /// The columns of `schema` that can show the person: none means the dataset cannot hold them.
+    fn columns(&self, schema: &DatasetSchema) -> Vec<String> {
+        match self.target {
+            Target::Email(_) | Target::Phone(_) => {
+                let kind =
+                    if matches!(self.target, Target::Email(_)) { PiiKind::Email } else { PiiKind::Phone };
+                schema
+                    .columns
+                    .iter()
+                    .filter(|c| c.pii && (c.pii_kind == PiiKind::Value || c.pii_kind == kind))
+                    .map(|c| c.name.clone())
+                    .collect()
+            }
+            Target::Key { source, dataset, .. } => {
+                let mut columns: Vec<String> = schema.references.iter().map(|r| r.column.clone()).collect();
+                if schema.source == *source && schema.dataset == *dataset {
+                    columns.extend(schema.key.iter().cloned());
+                }
+                columns
+            }
+        }
+    }
+
+    /// Whether a row is the person's: `values(i)` gives column `i`'s values as text, `hashed`
+    /// names the columns the window landed hashed (empty for raw files, which are as fetched),
+    /// `dropped` those it landed as nulls.
+    fn matches(
+        &self,
+        schema: &DatasetSchema,
+        policy: &BTreeMap<String, String>,
+        values: &dyn Fn(usize) -> Vec<String>,
+    ) -> bool {
+        match self.target {
+            Target::Email(wanted) | Target::Phone(wanted) => {
+                let target_kind =
+                    if matches!(self.target, Target::Email(_)) { PiiKind::Email } else { PiiKind::Phone };
+                schema.columns.iter().enumerate().any(|(i, column)| {
+                    let compared = column.pii_kind == PiiKind::Value || column.pii_kind == target_kind;
+                    if !column.pii || !compared {
+                        return false;
+                    }
+                    let landed = policy.get(&column.name).map(String::as_str).unwrap_or("keep");
+                    values(i).iter().any(|v| match (landed, self.key) {
+                        ("hash", Some(key)) => {
+                            *v == hash_value(key, target_kind, wanted)
+                                || *v == hash_value(key, PiiKind::Value, wanted)
+                        }
+                        ("hash" | "drop", _) => false,
+                        _ => normalize(target_kind, v) == *wanted,
+                    })
+                })
+            }
+            Target::Key { source, dataset, id } => {
+                let own = schema.source == *source && schema.dataset == *dataset;
+                if own && schema.key.len() == 1 {
+                    if let Some(i) = schema.column_index(&schema.key[0]) {
+                        if values(i).iter().any(|v| v == id) {
+                            return true;
+                        }
+                    }
+                }
+                schema.references.iter().any(|reference| {
+                    let Some((to_dataset, _)) = reference.target() else { return false };
+                    let Some(erased) = self.erased.get(&format!("{}.{to_dataset}", schema.source)) else {
+                        return false;
+                    };
+                    schema
+                        .column_index(&reference.column)
+                        .is_some_and(|i| values(i).iter().any(|v| erased.contains(v)))
+                })
+            }
+        }
+    }
+}
+
+/// A column's values at `row` as text (lists item by item; other types not compared).
+fn cell_values(array: &ArrayRef, row: usize) -> Vec<String> {
+    if array.is_null(row) {
+        return Vec::new();
+    }
+    match array.data_type() {
+        DataType::Utf8 => vec![array.as_string::<i32>().value(row).to_string()],
+        DataType::Int64 => vec![array.as_primitive::<Int64Type>().value(row).to_string()],
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(row);
+            (0..items.len()).flat_map(|i| cell_values(&items, i)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The PII policy a window landed a dataset under, per column (`email=hash,…`).
+fn policy_of(described: Option<&str>) -> BTreeMap<String, String> {
+    described
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .filter(|(column, _)| *column != "key")
+        .map(|(c, a)| (c.to_string(), a.to_string()))
+        .collect()
+}
+
+/// Reads a Parquet file of the lake: every column, or `only` these.
+async fn read_file(
+    dest: &Destination,
+    relative: &str,
+    only: Option<&[String]>,
+) -> Result<Vec<RecordBatch>, SinkError> {
+    let parquet_error = |source| SinkError::Parquet { path: relative.to_string(), source };
+    let reader = StoreFileReader::open(dest, dest.path(relative)).await?;
+    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(parquet_error)?;
+    if let Some(columns) = only {
+        let mask = parquet::arrow::ProjectionMask::columns(
+            builder.parquet_schema(),
+            columns.iter().map(String::as_str),
+        );
+        builder = builder.with_projection(mask);
+    }
+    let stream = builder.with_batch_size(8192).build().map_err(parquet_error)?;
+    stream.try_collect().await.map_err(parquet_error)
+}
+
+/// Which rows of `batch` are the person's.
+fn mask(
+    matcher: &Matcher<'_>,
+    schema: &DatasetSchema,
+    policy: &BTreeMap<String, String>,
+    batch: &RecordBatch,
+) -> Vec<bool> {
+    let columns: Vec<Option<ArrayRef>> =
+        schema.columns.iter().map(|c| batch.column_by_name(&c.name).cloned()).collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            let values = |i: usize| columns[i].as_ref().map(|a| cell_values(a, row)).unwrap_or_default();
+            matcher.matches(schema, policy, &values)
+        })
+        .collect()
+}
+
+/// The data files of a window's dataset as they are now: a Parquet partition's files as listed
+/// (after a crash mid-publish some may be new, some old), a Delta table's from the record.
+async fn window_files(
+    dest: &Destination,
+    format: OutputFormat,
+    source: &str,
+    dataset: &str,
+    record: &WindowRecord,
+) -> Result<Vec<String>, SinkError> {
+    match format {
+        OutputFormat::Parquet => {
+            let mut files =
+                commit::list_files(dest, &layout::partition_dir(source, dataset, record.date)).await?;
+            files.retain(|f| f.ends_with(".parquet"));
+            files.sort();
+            Ok(files)
+        }
+        OutputFormat::Delta => Ok(record
+            .datasets
+            .get(dataset)
+            .map(|d| d.files.iter().map(|f| f.path.clone()).collect())
+            .unwrap_or_default()),
+    }
+}
+
+/// Everything `forget` needs to know about the lake.
+pub struct Erasure<'a> {
+    pub dest: &'a Destination,
+    pub registry: &'a SchemaRegistry,
+    pub key: Option<PiiKey>,
+    pub run_id: String,
+    pub dry_run: bool,
+}
+
+impl Erasure<'_> {
+    /// Finds and removes `target` everywhere in the lake; the caller holds the destination lock.
+    pub async fn run(&self, target: &Target) -> Result<ErasureReport, EraseError> {
+        let state = StateStore::new(self.dest.clone());
+        let sources = state.sources().await?;
+        if let Target::Key { source, dataset, .. } = target {
+            let schema = self
+                .registry
+                .dataset(source, dataset)
+                .map_err(|e| EraseError::Usage(format!("--key {source}.{dataset}: {e}")))?;
+            if schema.key.len() != 1 {
+                return Err(EraseError::Usage(format!(
+                    "--key needs a one-column key; {source}.{dataset} is keyed by ({})",
+                    schema.key.join(", ")
+                )));
+            }
+        }
+        let mut matcher = Matcher { target, key: self.key.as_ref(), erased: BTreeMap::new() };
+        if let Target::Key { source, dataset, id } = target {
+            matcher.erased.insert(format!("{source}.{dataset}"), BTreeSet::from([id.clone()]));
+        }
+        let mut lake = Vec::new();
+        for source in &sources {
+            let records: Vec<WindowRecord> = state.load_windows(source).await?;
+            for schema in self.registry.of_source(source) {
+                let format = delta::existing_format(self.dest, &layout::dataset_dir(source, &schema.dataset))
+                    .await?
+                    .unwrap_or(OutputFormat::Parquet);
+                lake.push((source.clone(), schema.clone(), format, records.clone()));
+            }
+        }
+        let hashed = lake
+            .iter()
+            .flat_map(|(_, _, _, records)| records)
+            .any(|r| r.datasets.values().any(|d| d.pii.as_deref().is_some_and(|p| p.contains("=hash"))));
+        if hashed && self.key.is_none() && !matches!(target, Target::Key { .. }) {
+            return Err(EraseError::Usage(
+                "the lake holds hashed personal columns: set CXLAKE_PII_KEY to the key they were hashed with, so they can be matched".into(),
+            ));
+        }
+        if matches!(target, Target::Key { .. }) {
+            self.follow_references(&mut matcher, &lake).await?;
+        }
+        let mut report = ErasureReport {
+            fingerprint: target.fingerprint(),
+            kind: target.kind().into(),
+            run_id: self.run_id.clone(),
+            dry_run: self.dry_run,
+            finished_at: Utc::now(),
+            datasets: BTreeMap::new(),
+        };
+        let mut touched_sources = BTreeSet::new();
+        let mut delta_tables = BTreeSet::new();
+        for (source, schema, format, records) in &lake {
+            for record in records {
+                if !record.datasets.contains_key(&schema.dataset) {
+                    continue;
+                }
+                let touched = self.erase_window(&matcher, source, schema, *format, record).await?;
+                if touched != Touched::default() {
+                    let entry = report.datasets.entry(schema.qualified_name()).or_default();
+                    entry.windows += usize::from(touched.rows > 0);
+                    entry.rows += touched.rows;
+                    entry.files_rewritten += touched.files_rewritten;
+                    entry.raw_files_rewritten += touched.raw_files_rewritten;
+                    entry.raw_files_deleted += touched.raw_files_deleted;
+                    touched_sources.insert(source.clone());
+                    if *format == OutputFormat::Delta && touched.rows > 0 {
+                        delta_tables.insert(layout::dataset_dir(source, &schema.dataset));
+                    }
+                }
+            }
+        }
+        if !self.dry_run {
+            for source in &touched_sources {
+                let entities: Vec<Arc<DatasetSchema>> = self
+                    .registry
+                    .of_source(source)
+                    .filter(|s| s.kind == DatasetKind::Entities)
+                    .cloned()
+                    .collect();
+                for schema in &entities {
+                    let format =
+                        delta::existing_format(self.dest, &layout::dataset_dir(source, &schema.dataset))
+                            .await?
+                            .unwrap_or(OutputFormat::Parquet);
+                    current::refresh_tables(
+                        self.dest,
+                        source,
+                        std::slice::from_ref(schema),
+                        format,
+                        &self.run_id,
+                        true,
+                    )
+                    .await?;
+                    if format == OutputFormat::Delta {
+                        delta_tables.insert(layout::current_dir(source, &schema.dataset));
+                    }
+                }
+            }
+            // The replaced files go now: no time travel back to the person.
+            for table in &delta_tables {
+                delta::vacuum(self.dest, table, std::time::Duration::ZERO, false).await?;
+            }
+            report.finished_at = Utc::now();
+            state.put_json(&format!("_cxlake/erasures/{}.json", report.fingerprint), &report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Collects, dataset by dataset, the keys of the rows that reference an erased key, until
+    /// no reference finds more.
+    async fn follow_references(
+        &self,
+        matcher: &mut Matcher<'_>,
+        lake: &[(String, Arc<DatasetSchema>, OutputFormat, Vec<WindowRecord>)],
+    ) -> Result<(), SinkError> {
+        for _ in 0..lake.len().max(1) {
+            let mut grew = false;
+            for (source, schema, format, records) in lake {
+                if schema.references.is_empty() || schema.key.len() != 1 {
+                    continue;
+                }
+                let name = schema.qualified_name();
+                let mut only = matcher.columns(schema);
+                only.push(schema.key[0].clone());
+                let mut found = BTreeSet::new();
+                for record in records.iter().filter(|r| r.datasets.contains_key(&schema.dataset)) {
+                    let policy = policy_of(record.datasets[&schema.dataset].pii.as_deref());
+                    for file in window_files(self.dest, *format, source, &schema.dataset, record).await? {
+                        for batch in read_file(self.dest, &file, Some(&only)).await? {
+                            let Some(keys) = batch.column_by_name(&schema.key[0]).cloned() else { continue };
+                            for (row, hit) in mask(matcher, schema, &policy, &batch).into_iter().enumerate() {
+                                if hit {
+                                    found.extend(cell_values(&keys, row));
+                                }
+                            }
+                        }
+                    }
+                }
+                let erased = matcher.erased.entry(name).or_default();
+                let before = erased.len();
+                erased.extend(found);
+                grew |= erased.len() > before;
+            }
+            if !grew {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the person from one window of one dataset: its data files, then its raw files.
+    async fn erase_window(
+        &self,
+        matcher: &Matcher<'_>,
+        source: &str,
+        schema: &Arc<DatasetSchema>,
+        format: OutputFormat,
+        record: &WindowRecord,
+    ) -> Result<Touched, SinkError> {
+        let state = StateStore::new(self.dest.clone());
+        let dataset = &schema.dataset;
+        // As it is now: an earlier dataset of this window may have been rewritten already.
+        let record = &state.load_window(source, record.date).await?.unwrap_or_else(|| record.clone());
+        let Some(landed) = record.datasets.get(dataset) else { return Ok(Touched::default()) };
+        let relevant = matcher.columns(schema);
+        if relevant.is_empty() {
+            return Ok(Touched::default());
+        }
+        let policy = policy_of(landed.pii.as_deref());
+        let mut touched = Touched::default();
+        // Data: the relevant columns read first; only a window holding the person is rewritten,
+        // every file read whole and its kept rows staged, one file per file.
+        let files = window_files(self.dest, format, source, dataset, record).await?;
+        let mut holds = false;
+        for file in &files {
+            for batch in read_file(self.dest, file, Some(&relevant)).await? {
+                holds |= mask(matcher, schema, &policy, &batch).into_iter().any(|hit| hit);
+            }
+            if holds {
+                break;
+            }
+        }
+        let files = if holds { files } else { Vec::new() };
+        let staging = format!("{}/erase", layout::staging_dir(&self.run_id, source, dataset, record.date));
+        let mut writer =
+            PartWriter::for_dataset(self.dest.clone(), staging.clone(), schema, PartWriterConfig::default());
+        let mut removed = 0u64;
+        for (index, file) in files.iter().enumerate() {
+            if index > 0 {
+                writer.roll().await?;
+            }
+            for batch in read_file(self.dest, file, None).await? {
+                let hits = mask(matcher, schema, &policy, &batch);
+                let count = hits.iter().filter(|h| **h).count();
+                removed += count as u64;
+                let keep = BooleanArray::from(hits.iter().map(|h| !h).collect::<Vec<_>>());
+                let kept = arrow::compute::filter_record_batch(&batch, &keep)
+                    .map_err(|e| SinkError::Local { path: file.clone(), message: e.to_string() })?;
+                if kept.num_rows() > 0 {
+                    writer.write(&kept).await?;
+                }
+            }
+        }
+        let staged = writer.finish().await?;
+        let mut updated = record.clone();
+        if removed > 0 && !self.dry_run {
+            updated.status = WindowStatus::Publishing;
+            state.save_window(&updated).await?;
+            let published = match format {
+                OutputFormat::Parquet => {
+                    commit::publish_partition(self.dest, source, dataset, record.date, &staged).await?
+                }
+                OutputFormat::Delta => {
+                    let commit = delta::WindowCommit::window(record.date, &self.run_id);
+                    delta::publish(self.dest, delta::TableSpec::history(source, schema), &commit, &staged)
+                        .await?
+                        .files
+                }
+            };
+            crash_if_asked("forget-published");
+            let entry = updated.datasets.get_mut(dataset).expect("present");
+            entry.stats.rows_written = entry.stats.rows_written.saturating_sub(removed);
+            entry.bytes = published.iter().map(|f| f.bytes).sum();
+            entry.files = published;
+            updated.status = WindowStatus::Done;
+            state.save_window(&updated).await?;
+        } else {
+            commit::delete_dir(self.dest, &staging).await?;
+        }
+        touched.rows = removed;
+        touched.files_rewritten = if removed > 0 { files.len() } else { 0 };
+        // Raw: as fetched, whatever the policy did to the data.
+        let (rewritten, deleted, kept) =
+            self.erase_raw(matcher, source, schema, record.date, &landed.raw).await?;
+        touched.raw_files_rewritten = rewritten;
+        touched.raw_files_deleted = deleted;
+        if (rewritten > 0 || deleted > 0) && !self.dry_run {
+            let published = raw::publish(self.dest, source, dataset, record.date, &kept).await?;
+            updated.datasets.get_mut(dataset).expect("present").raw = published;
+            state.save_window(&updated).await?;
+        }
+        Ok(touched)
+    }
+
+    /// Rewrites the raw files of a window's dataset that hold the person; returns how many were
+    /// rewritten and deleted, and the window's raw files as they should be (rewritten ones staged).
+    async fn erase_raw(
+        &self,
+        matcher: &Matcher<'_>,
+        source: &str,
+        schema: &DatasetSchema,
+        date: NaiveDate,
+        archived: &[RawFile],
+    ) -> Result<(usize, usize, Vec<RawFile>), SinkError> {
+        let (mut rewritten, mut deleted, mut kept) = (0, 0, Vec::new());
+        if archived.is_empty() {
+            return Ok((0, 0, kept));
+        }
+        let spool = tempfile::tempdir()
+            .map_err(|e| SinkError::Local { path: "spool".into(), message: e.to_string() })?;
+        let staging = raw::staging_raw_dir(&self.run_id, source, &schema.dataset, date);
+        let no_policy = BTreeMap::new();
+        for (index, file) in archived.iter().enumerate() {
+            let local = spool.path().join(format!("raw-{index}"));
+            raw::restore(self.dest, file, &local).await?;
+            let filtered = spool.path().join(format!("kept-{index}"));
+            let lower = file.file_name.to_ascii_lowercase();
+            let outcome = if lower.ends_with(".xlsx") {
+                xlsx_holds(matcher, schema, &no_policy, &local, &file.file_name).map(|hit| {
+                    if hit {
+                        Some(None)
+                    } else {
+                        None
+                    }
+                })
+            } else if lower.ends_with(".json") {
+                filter_json(matcher, schema, &local, &filtered).map(|hit| hit.then_some(Some(())))
+            } else {
+                filter_csv(matcher, schema, &local, &filtered).map(|hit| hit.then_some(Some(())))
+            }
+            .map_err(|message| SinkError::Local { path: file.path.clone(), message })?;
+            match outcome {
+                None => kept.push(file.clone()),
+                Some(None) => deleted += 1,
+                Some(Some(())) => {
+                    rewritten += 1;
+                    if !self.dry_run {
+                        let name = file.path.rsplit('/').next().unwrap_or(&file.path).to_string();
+                        let staged =
+                            raw::stage(self.dest, &staging, &name, &file.file_name, &filtered, file.fold)
+                                .await?;
+                        kept.push(RawFile { fetched_at: file.fetched_at, ..staged });
+                    }
+                }
+            }
+        }
+        Ok((rewritten, deleted, kept))
+    }
+}
+
+/// A CSV file's records without the person's, into `out`; whether any was the person's.
+fn filter_csv(
+    matcher: &Matcher<'_>,
+    schema: &DatasetSchema,
+    input: &Path,
+    out: &Path,
+) -> Result<bool, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_path(input)
+        .map_err(|e| e.to_string())?;
+    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
+    let mapping: Vec<Option<usize>> =
+        headers.iter().map(|h| schema.column_for_field(h.trim_start_matches('\u{feff}'))).collect();
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_path(out)
+        .map_err(|e| e.to_string())?;
+    writer.write_record(&headers).map_err(|e| e.to_string())?;
+    let policy = BTreeMap::new();
+    let mut any = false;
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        let values = |column: usize| -> Vec<String> {
+            let separator = schema.columns[column].separator.as_deref();
+            mapping
+                .iter()
+                .zip(record.iter())
+                .filter(|(m, _)| **m == Some(column))
+                .flat_map(|(_, v)| match separator {
+                    Some(sep) => {
+                        v.split(sep).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                    }
+                    None if v.is_empty() => Vec::new(),
+                    None => vec![v.to_string()],
+                })
+                .collect()
+        };
+        if matcher.matches(schema, &policy, &values) {
+            any = true;
+        } else {
+            writer.write_record(&record).map_err(|e| e.to_string())?;
+        }
+    }
+    writer.flush().map_err(|e| e.to_string())?;
+    Ok(any)
+}
+
+/// A JSON array's elements without the person's, into `out`; whether any was the person's.
+fn filter_json(
+    matcher: &Matcher<'_>,
+    schema: &DatasetSchema,
+    input: &Path,
+    out: &Path,
+) -> Result<bool, String> {
+    let bytes = std::fs::read(input).map_err(|e| e.to_string())?;
+    let elements: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let policy = BTreeMap::new();
+    let mut kept = Vec::with_capacity(elements.len());
+    let mut any = false;
+    for element in elements {
+        if json_matches(matcher, schema, &policy, &element) {
+            any = true;
+        } else {
+            kept.push(element);
+        }
+    }
+    if any {
+        std::fs::write(out, serde_json::to_vec(&kept).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(any)
+}
+
+fn json_matches(
+    matcher: &Matcher<'_>,
+    schema: &DatasetSchema,
+    policy: &BTreeMap<String, String>,
+    element: &serde_json::Value,
+) -> bool {
+    let Some(object) = element.as_object() else { return false };
+    let values = |column: usize| -> Vec<String> {
+        object
+            .iter()
+            .filter(|(field, _)| schema.column_for_field(field) == Some(column))
+            .flat_map(|(_, v)| json_texts(v))
+            .collect()
+    };
+    matcher.matches(schema, policy, &values)
+}
+
+fn json_texts(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Number(n) => vec![n.to_string()],
+        serde_json::Value::Array(items) => items.iter().flat_map(json_texts).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether an XLSX workbook holds the person (read through the same conversion as decoding).
+fn xlsx_holds(
+    matcher: &Matcher<'_>,
+    schema: &DatasetSchema,
+    policy: &BTreeMap<String, String>,
+    input: &Path,
+    file_name: &str,
+) -> Result<bool, String> {
+    let json = input.with_extension("json");
+    crate::decode::xlsx::to_json_array(input, &json, file_name).map_err(|e| e.to_string())?;
+    let elements: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    Ok(elements.iter().any(|e| json_matches(matcher, schema, policy, e)))
+}
