@@ -21,6 +21,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -512,8 +513,8 @@ impl Erasure<'_> {
         let staged = writer.finish().await?;
         let mut updated = record.clone();
         if removed > 0 && !self.dry_run {
-            updated.status = WindowStatus::Publishing;
-            state.save_window(&updated).await?;
+            // No `publishing` mark: before, during and after, the partition holds valid rows
+            // (some of them the person's until the last file is replaced); the record follows.
             let published = match format {
                 OutputFormat::Parquet => {
                     commit::publish_partition(self.dest, source, dataset, record.date, &staged).await?
@@ -526,14 +527,23 @@ impl Erasure<'_> {
                 }
             };
             crash_if_asked("forget-published");
-            let entry = updated.datasets.get_mut(dataset).expect("present");
-            entry.stats.rows_written = entry.stats.rows_written.saturating_sub(removed);
-            entry.bytes = published.iter().map(|f| f.bytes).sum();
-            entry.files = published;
-            updated.status = WindowStatus::Done;
+            set_files(updated.datasets.get_mut(dataset).expect("present"), published);
             state.save_window(&updated).await?;
         } else {
             commit::delete_dir(self.dest, &staging).await?;
+            // A forget killed between replacing a partition's files and saving its record left
+            // the record describing files that are no longer there: describe them again.
+            if !self.dry_run && format == OutputFormat::Parquet && record.status == WindowStatus::Done {
+                let listed =
+                    commit::list_files(self.dest, &layout::partition_dir(source, dataset, record.date))
+                        .await?;
+                let recorded: Vec<String> = landed.files.iter().map(|f| f.path.clone()).collect();
+                if listed != recorded || !sizes_match(self.dest, &landed.files).await? {
+                    let actual = describe_files(self.dest, &listed).await?;
+                    set_files(updated.datasets.get_mut(dataset).expect("present"), actual);
+                    state.save_window(&updated).await?;
+                }
+            }
         }
         touched.rows = removed;
         touched.files_rewritten = if removed > 0 { files.len() } else { 0 };
@@ -604,6 +614,59 @@ impl Erasure<'_> {
         }
         Ok((rewritten, deleted, kept))
     }
+}
+
+/// A dataset's record after its files were replaced: files, bytes and rows from the files.
+fn set_files(entry: &mut crate::state::DatasetRecord, files: Vec<crate::sink::parquet::WrittenFile>) {
+    entry.stats.rows_written = files.iter().map(|f| f.rows).sum();
+    entry.bytes = files.iter().map(|f| f.bytes).sum();
+    entry.files = files;
+}
+
+async fn sizes_match(
+    dest: &Destination,
+    files: &[crate::sink::parquet::WrittenFile],
+) -> Result<bool, SinkError> {
+    for file in files {
+        let path = dest.path(&file.path);
+        let meta = dest.store.head(&path).await.map_err(|e| SinkError::store(&path, e))?;
+        if meta.size != file.bytes {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Path, rows, size and SHA-256 of data files as they are in the store.
+async fn describe_files(
+    dest: &Destination,
+    files: &[String],
+) -> Result<Vec<crate::sink::parquet::WrittenFile>, SinkError> {
+    let mut described = Vec::with_capacity(files.len());
+    for file in files {
+        let path = dest.path(file);
+        let bytes = dest
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| SinkError::store(&path, e))?
+            .bytes()
+            .await
+            .map_err(|e| SinkError::store(&path, e))?;
+        let rows = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())
+                .map_err(|source| SinkError::Parquet { path: file.clone(), source })?,
+        )
+        .file_metadata()
+        .num_rows();
+        described.push(crate::sink::parquet::WrittenFile {
+            path: file.clone(),
+            rows: rows as u64,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+    }
+    Ok(described)
 }
 
 /// A CSV file's records without the person's, into `out`; whether any was the person's.

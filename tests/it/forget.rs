@@ -277,6 +277,34 @@ async fn a_forget_killed_after_its_first_window_is_completed_by_the_next() {
     assert_eq!(found(lake.path(), &BTreeSet::from([customer.clone()])), Vec::<String>::new());
     let status = run_cxlake(&["status", "--dest", dest], NO_ENV).await;
     assert!(!status.stdout.contains("interrupted"), "every window is done again: {}", status.stdout);
+    // Every record describes the files that are there, with their rows.
+    for w in days("2024-03-01", 3) {
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(lake.path().join(format!("_cxlake/state/saltedcx/date={}.json", w.date))).unwrap(),
+        )
+        .unwrap();
+        for dataset in DATASETS {
+            let entry = &record["datasets"][dataset];
+            let recorded: BTreeSet<String> = entry["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["path"].as_str().unwrap().to_string())
+                .collect();
+            let listed: BTreeSet<String> =
+                files_under(&lake.path().join(format!("saltedcx/{dataset}/date={}", w.date)))
+                    .into_iter()
+                    .map(|f| format!("saltedcx/{dataset}/date={}/{f}", w.date))
+                    .collect();
+            assert_eq!(recorded, listed, "{dataset} {}", w.date);
+            let rows = batch_rows(&read_partition(lake.path(), dataset, w.date)).len() as u64;
+            assert_eq!(entry["stats"]["rows_written"].as_u64(), Some(rows), "{dataset} {}", w.date);
+            for file in entry["files"].as_array().unwrap() {
+                let bytes = std::fs::read(lake.path().join(file["path"].as_str().unwrap())).unwrap();
+                assert_eq!(file["bytes"].as_u64(), Some(bytes.len() as u64));
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
