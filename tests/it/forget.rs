@@ -80,10 +80,14 @@ async fn forget(lake: &std::path::Path, args: &[&str]) -> Output {
     run_cxlake(&all, NO_ENV).await
 }
 
-async fn a_customer_and_what_references_it_are_erased(format: &str) {
-    let emulator = emulator(emulator_config()).await;
-    let lake = tempfile::tempdir().unwrap();
-    let dest = lake.path().to_str().unwrap();
+/// Syncs Salted CX days from `2024-03-01` to `to` from the emulator into `dest`.
+async fn sync_saltedcx(
+    emulator: &cxlake::sources::saltedcx::emulator::Emulator,
+    dest: &str,
+    to: &str,
+    format: &str,
+    env: Vec<(String, String)>,
+) {
     let args = [
         "sync",
         "saltedcx",
@@ -92,14 +96,23 @@ async fn a_customer_and_what_references_it_are_erased(format: &str) {
         "--from",
         "2024-03-01",
         "--to",
-        "2024-03-03",
+        to,
         "--format",
         format,
         "--poll-interval",
         "10ms",
     ];
-    let out = run_cxlake(&args, &api_env(&emulator)).await;
+    let mut env = env;
+    env.extend(api_env(emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
+    let out = run_cxlake(&args, &env).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
+async fn a_customer_and_what_references_it_are_erased(format: &str) {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap();
+    sync_saltedcx(&emulator, dest, "2024-03-03", format, Vec::new()).await;
     let windows = days("2024-03-01", 2);
     let rows = |dataset: &str| -> Vec<Vec<Vec<Cell>>> {
         windows.iter().map(|w| batch_rows(&read_partition(lake.path(), dataset, w.date))).collect()
@@ -241,19 +254,7 @@ async fn a_forget_killed_after_its_first_window_is_completed_by_the_next() {
     let emulator = emulator(emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
     let dest = lake.path().to_str().unwrap();
-    let args = [
-        "sync",
-        "saltedcx",
-        "--dest",
-        dest,
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-04",
-        "--poll-interval",
-        "10ms",
-    ];
-    assert_eq!(run_cxlake(&args, &api_env(&emulator)).await.code, 0);
+    sync_saltedcx(&emulator, dest, "2024-03-04", "parquet", Vec::new()).await;
     let customer_at = column_index("saltedcx", "engagement", "contact_pid");
     let customer = days("2024-03-01", 3)
         .iter()
@@ -315,24 +316,8 @@ async fn a_customer_is_erased_from_a_delta_lake_on_s3() {
     let prefix = format!("forget-{}", uuid::Uuid::new_v4().simple());
     let dest = format!("s3://{}/{prefix}", s3.bucket);
     let emulator = emulator(emulator_config()).await;
-    let mut env: Vec<(String, String)> = s3.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    env.extend(api_env(&emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
-    let args = [
-        "sync",
-        "saltedcx",
-        "--dest",
-        &dest,
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-03",
-        "--format",
-        "delta",
-        "--poll-interval",
-        "10ms",
-    ];
-    let out = run_cxlake(&args, &env).await;
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let env: Vec<(String, String)> = s3.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    sync_saltedcx(&emulator, &dest, "2024-03-03", "delta", env).await;
     let store = s3.store();
     let texts = || async {
         let objects: Vec<object_store::ObjectMeta> =
