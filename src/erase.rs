@@ -5,8 +5,9 @@
 //!
 //! Each affected window is rewritten like a sync rewrites it: the kept rows of each of its data
 //! files go to staging, one file per file, and are published in place of the old ones (Parquet:
-//! renamed over, the rest deleted; Delta: one commit replacing the partition's files, then the
-//! replaced files deleted at once — no time travel back to the person), the window record
+//! renamed over, the rest deleted; Delta: one commit per table replacing every rewritten
+//! partition's files, then the replaced files deleted at once — no time travel back to the
+//! person), the window record
 //! updated last. Raw files holding the person are rewritten without their records (an XLSX, which
 //! cannot be rewritten record by record, is deleted from the archive). Everything is found again
 //! by content, never by what an earlier attempt recorded, so a run killed at any point is
@@ -359,11 +360,14 @@ impl Erasure<'_> {
         let mut touched_sources = BTreeSet::new();
         let mut delta_tables = BTreeSet::new();
         for (source, schema, format, records) in &lake {
+            // A Delta table's rewritten windows, committed together below.
+            let mut pending = BTreeMap::new();
             for record in records {
                 if !record.datasets.contains_key(&schema.dataset) {
                     continue;
                 }
-                let touched = self.erase_window(&matcher, source, schema, *format, record).await?;
+                let touched =
+                    self.erase_window(&matcher, source, schema, *format, record, &mut pending).await?;
                 if touched != Touched::default() {
                     let entry = report.datasets.entry(schema.qualified_name()).or_default();
                     entry.windows += usize::from(touched.rows > 0);
@@ -374,6 +378,20 @@ impl Erasure<'_> {
                     touched_sources.insert(source.clone());
                     if *format == OutputFormat::Delta && touched.rows > 0 {
                         delta_tables.insert(layout::dataset_dir(source, &schema.dataset));
+                    }
+                }
+            }
+            if !pending.is_empty() && !self.dry_run {
+                // One commit for the table: every rewritten window's files replace its partition's.
+                let spec = delta::TableSpec::history(source, schema);
+                let published = delta::publish_partitions(self.dest, spec, &self.run_id, &pending).await?;
+                crash_if_asked("forget-published");
+                for (date, files) in published {
+                    if let Some(mut record) = state.load_window(source, date).await? {
+                        if let Some(entry) = record.datasets.get_mut(&schema.dataset) {
+                            set_files(entry, files);
+                            state.save_window(&record).await?;
+                        }
                     }
                 }
             }
@@ -465,6 +483,7 @@ impl Erasure<'_> {
         schema: &Arc<DatasetSchema>,
         format: OutputFormat,
         record: &WindowRecord,
+        pending: &mut BTreeMap<NaiveDate, Vec<crate::sink::parquet::WrittenFile>>,
     ) -> Result<Touched, SinkError> {
         let state = StateStore::new(self.dest.clone());
         let dataset = &schema.dataset;
@@ -512,20 +531,14 @@ impl Erasure<'_> {
         }
         let staged = writer.finish().await?;
         let mut updated = record.clone();
-        if removed > 0 && !self.dry_run {
+        if removed > 0 && !self.dry_run && format == OutputFormat::Delta {
+            // Committed with the table's other rewritten windows, in one commit.
+            pending.insert(record.date, staged);
+        } else if removed > 0 && !self.dry_run {
             // No `publishing` mark: before, during and after, the partition holds valid rows
             // (some of them the person's until the last file is replaced); the record follows.
-            let published = match format {
-                OutputFormat::Parquet => {
-                    commit::publish_partition(self.dest, source, dataset, record.date, &staged).await?
-                }
-                OutputFormat::Delta => {
-                    let commit = delta::WindowCommit::window(record.date, &self.run_id);
-                    delta::publish(self.dest, delta::TableSpec::history(source, schema), &commit, &staged)
-                        .await?
-                        .files
-                }
-            };
+            let published =
+                commit::publish_partition(self.dest, source, dataset, record.date, &staged).await?;
             crash_if_asked("forget-published");
             set_files(updated.datasets.get_mut(dataset).expect("present"), published);
             state.save_window(&updated).await?;

@@ -18,7 +18,7 @@
 //! Only the light part of delta-rs is used (no DataFusion): `CreateBuilder`, `CommitBuilder`
 //! with explicit Add/Remove actions, and `VacuumBuilder`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -335,39 +335,83 @@ pub async fn publish_replacing(
         files.push(WrittenFile { path: to_relative, ..file.clone() });
     }
     super::crash_if_asked("before-delta-commit");
+    let partitions = [(commit.date, files)];
     let (table_version, attempts) =
-        commit_replacement(&mut table, spec.partitioned, commit, &files, &table_dir, replaces).await?;
+        commit_replacement(&mut table, spec.partitioned, commit, &partitions, &table_dir, replaces).await?;
+    let [(_, files)] = partitions;
     Ok(Committed { files, table_version, attempts })
 }
 
+/// Moves the staged files of several windows of a history table into it and commits them, in
+/// one commit, as the only files of their partitions (an erasure rewriting many windows);
+/// returns each window's files at their final paths.
+pub async fn publish_partitions(
+    dest: &Destination,
+    spec: TableSpec<'_>,
+    run_id: &str,
+    staged: &BTreeMap<NaiveDate, Vec<WrittenFile>>,
+) -> Result<BTreeMap<NaiveDate, Vec<WrittenFile>>, SinkError> {
+    let mut table = open_or_create(dest, spec).await?;
+    check_schema(&table, spec.schema)?;
+    let table_dir = spec.relative();
+    let mut partitions = Vec::with_capacity(staged.len());
+    for (date, files) in staged {
+        let mut moved = Vec::with_capacity(files.len());
+        for (index, file) in files.iter().enumerate() {
+            let to_relative =
+                format!("{table_dir}/date={date}/{}", layout::unique_part_file_name(index, run_id));
+            let (from, to) = (dest.path(&file.path), dest.path(&to_relative));
+            object_store::ObjectStoreExt::rename(&dest.store, &from, &to)
+                .await
+                .map_err(|e| SinkError::store(&from, e))?;
+            moved.push(WrittenFile { path: to_relative, ..file.clone() });
+        }
+        partitions.push((*date, moved));
+    }
+    let Some(first) = staged.keys().next() else { return Ok(BTreeMap::new()) };
+    let commit = WindowCommit {
+        app_id: format!("cxlake:rewrite={run_id}"),
+        date: *first,
+        version: Utc::now().timestamp_millis(),
+        run_id: run_id.to_string(),
+    };
+    commit_replacement(&mut table, true, &commit, &partitions, &table_dir, Replaces::Everything).await?;
+    Ok(partitions.into_iter().collect())
+}
+
+/// Commits `partitions`' files in place of what `replaces` names in each of those partitions
+/// (the whole table when it is not partitioned).
 async fn commit_replacement(
     table: &mut DeltaTable,
     partitioned: bool,
     commit: &WindowCommit,
-    files: &[WrittenFile],
+    partitions: &[(NaiveDate, Vec<WrittenFile>)],
     table_dir: &str,
     replaces: Replaces<'_>,
 ) -> Result<(u64, u32), SinkError> {
     let name = table.table_url().to_string();
-    let date = commit.date.to_string();
+    let dates: Vec<String> = partitions.iter().map(|(date, _)| date.to_string()).collect();
     let table_prefix = format!("{table_dir}/");
-    let partition_values = if partitioned {
-        HashMap::from([(PARTITION_COLUMN.to_string(), Some(date.clone()))])
-    } else {
-        HashMap::new()
-    };
+    let prefix = table_prefix.as_str();
     let now = Utc::now().timestamp_millis();
-    let adds: Vec<Action> = files
+    let adds: Vec<Action> = partitions
         .iter()
-        .map(|f| {
-            Action::Add(Add {
-                path: f.path.strip_prefix(&table_prefix).unwrap_or(&f.path).to_string(),
-                partition_values: partition_values.clone(),
-                size: f.bytes as i64,
-                modification_time: now,
-                data_change: true,
-                stats: Some(serde_json::json!({ "numRecords": f.rows }).to_string()),
-                ..Default::default()
+        .flat_map(|(date, files)| {
+            let partition_values = if partitioned {
+                HashMap::from([(PARTITION_COLUMN.to_string(), Some(date.to_string()))])
+            } else {
+                HashMap::new()
+            };
+            files.iter().map(move |f| {
+                Action::Add(Add {
+                    path: f.path.strip_prefix(prefix).unwrap_or(&f.path).to_string(),
+                    partition_values: partition_values.clone(),
+                    size: f.bytes as i64,
+                    modification_time: now,
+                    data_change: true,
+                    stats: Some(serde_json::json!({ "numRecords": f.rows }).to_string()),
+                    ..Default::default()
+                })
             })
         })
         .collect();
@@ -386,21 +430,28 @@ async fn commit_replacement(
         {
             return Ok((snapshot.version(), attempt));
         }
-        let by_date = [(PARTITION_COLUMN, FilterOp::Eq, FilterValue::Scalar(date.as_str()))];
-        let filter: &[_] = if partitioned { &by_date } else { &[] };
-        let replaced: Vec<Action> = table
-            .get_active_add_actions_by_partitions(filter)
-            .try_filter(|file| {
-                let keep = match replaces {
-                    Replaces::Everything => true,
-                    Replaces::Files(paths) => paths.contains(&format!("{table_prefix}{}", file.path())),
-                };
-                std::future::ready(keep)
-            })
-            .map_ok(|file| Action::Remove(file.remove_action(true)))
-            .try_collect()
-            .await
-            .map_err(table_error(&name))?;
+        let mut replaced: Vec<Action> = Vec::new();
+        for date in &dates {
+            let by_date = [(PARTITION_COLUMN, FilterOp::Eq, FilterValue::Scalar(date.as_str()))];
+            let filter: &[_] = if partitioned { &by_date } else { &[] };
+            let removes: Vec<Action> = table
+                .get_active_add_actions_by_partitions(filter)
+                .try_filter(|file| {
+                    let keep = match replaces {
+                        Replaces::Everything => true,
+                        Replaces::Files(paths) => paths.contains(&format!("{table_prefix}{}", file.path())),
+                    };
+                    std::future::ready(keep)
+                })
+                .map_ok(|file| Action::Remove(file.remove_action(true)))
+                .try_collect()
+                .await
+                .map_err(table_error(&name))?;
+            replaced.extend(removes);
+            if !partitioned {
+                break;
+            }
+        }
         if let Replaces::Files(paths) = replaces {
             if replaced.len() != paths.len() {
                 return Err(SinkError::CorruptState {
@@ -426,7 +477,10 @@ async fn commit_replacement(
             Replaces::Everything => DeltaOperation::Write {
                 mode: SaveMode::Overwrite,
                 partition_by: partitioned.then(|| vec![PARTITION_COLUMN.to_string()]),
-                predicate: partitioned.then(|| format!("{PARTITION_COLUMN} = '{date}'")),
+                predicate: partitioned.then(|| match &dates[..] {
+                    [date] => format!("{PARTITION_COLUMN} = '{date}'"),
+                    dates => format!("{PARTITION_COLUMN} IN ('{}')", dates.join("', '")),
+                }),
             },
             // Some files rewritten with some of their rows changed: what an UPDATE commits.
             Replaces::Files(_) => DeltaOperation::Update { predicate: None },

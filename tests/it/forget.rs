@@ -187,6 +187,21 @@ async fn a_customer_and_what_references_it_are_erased(format: &str) {
         assert_eq!(rows(dataset), want, "{dataset}: exactly the person's rows are gone");
     }
     assert_eq!(found(lake.path(), &person), Vec::<String>::new(), "no byte of the person anywhere");
+    if format == "delta" {
+        // One commit per table, whatever the number of windows it rewrote.
+        for dataset in ["engagement", "turn"] {
+            let log = lake.path().join(format!("saltedcx/{dataset}/_delta_log"));
+            let rewrites = std::fs::read_dir(&log)
+                .unwrap()
+                .filter(|e| {
+                    std::fs::read_to_string(e.as_ref().unwrap().path())
+                        .unwrap_or_default()
+                        .contains("cxlake:rewrite=")
+                })
+                .count();
+            assert_eq!(rewrites, 1, "{dataset}: one erasure commit");
+        }
+    }
     let erasures = files_under(&lake.path().join("_cxlake/erasures"));
     assert_eq!(erasures.len(), 1, "{erasures:?}");
 
@@ -250,11 +265,20 @@ async fn an_email_is_erased_from_json_data_and_raw_files_and_a_replay_does_not_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forget_killed_after_its_first_window_is_completed_by_the_next() {
+async fn a_forget_killed_after_its_first_publish_is_completed_by_the_next_parquet() {
+    a_forget_killed_after_its_first_publish_is_completed_by_the_next("parquet").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forget_killed_after_its_first_publish_is_completed_by_the_next_delta() {
+    a_forget_killed_after_its_first_publish_is_completed_by_the_next("delta").await
+}
+
+async fn a_forget_killed_after_its_first_publish_is_completed_by_the_next(format: &str) {
     let emulator = emulator(emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
     let dest = lake.path().to_str().unwrap();
-    sync_saltedcx(&emulator, dest, "2024-03-04", "parquet", Vec::new()).await;
+    sync_saltedcx(&emulator, dest, "2024-03-04", format, Vec::new()).await;
     let customer_at = column_index("saltedcx", "engagement", "contact_pid");
     let customer = days("2024-03-01", 3)
         .iter()
