@@ -58,14 +58,18 @@ impl Target {
         Target::Phone(normalize(PiiKind::Phone, value))
     }
 
-    /// Names the erasure without the value: a SHA-256 prefix of the normalised target.
-    pub fn fingerprint(&self) -> String {
+    /// Names the erasure without the value: an HMAC of the normalised target with the PII key
+    /// when there is one (nobody without the key can test a guess against it), else a SHA-256.
+    pub fn fingerprint(&self, key: Option<&PiiKey>) -> String {
         let text = match self {
             Target::Email(e) => format!("email\0{e}"),
             Target::Phone(p) => format!("phone\0{p}"),
             Target::Key { source, dataset, id } => format!("key\0{source}.{dataset}\0{id}"),
         };
-        hex::encode(&Sha256::digest(format!("cxlake erasure\0{text}").as_bytes())[..12])
+        match key {
+            Some(key) => hash_value(key, PiiKind::Value, &format!("cxlake erasure\0{text}"))[..24].to_string(),
+            None => hex::encode(&Sha256::digest(format!("cxlake erasure\0{text}").as_bytes())[..12]),
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -350,7 +354,7 @@ impl Erasure<'_> {
             self.follow_references(&mut matcher, &lake).await?;
         }
         let mut report = ErasureReport {
-            fingerprint: target.fingerprint(),
+            fingerprint: target.fingerprint(self.key.as_ref()),
             kind: target.kind().into(),
             run_id: self.run_id.clone(),
             dry_run: self.dry_run,
