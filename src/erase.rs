@@ -67,7 +67,9 @@ impl Target {
             Target::Key { source, dataset, id } => format!("key\0{source}.{dataset}\0{id}"),
         };
         match key {
-            Some(key) => hash_value(key, PiiKind::Value, &format!("cxlake erasure\0{text}"))[..24].to_string(),
+            Some(key) => {
+                hash_value(key, PiiKind::Value, &format!("cxlake erasure\0{text}"))[..24].to_string()
+            }
             None => hex::encode(&Sha256::digest(format!("cxlake erasure\0{text}").as_bytes())[..12]),
         }
     }
