@@ -198,8 +198,8 @@ pub struct ReplayArgs {
     pub datasets: Option<Vec<String>>,
 
     /// The zone of the files' local times (default: the zone each window was read in)
-    #[arg(long, value_name = "ZONE")]
-    pub timezone: Option<String>,
+    #[arg(long, value_name = "ZONE", value_parser = parse_timezone)]
+    pub timezone: Option<chrono_tz::Tz>,
 
     /// Where archived files are restored before decoding (default: the system temp directory)
     #[arg(long, env = "CXLAKE_SPOOL_DIR", value_name = "DIR")]
@@ -549,13 +549,7 @@ impl OutputArgs {
             } else {
                 RawPolicy::Off
             }),
-            pii: PiiPolicy {
-                default: self.pii,
-                key: std::env::var("CXLAKE_PII_KEY")
-                    .ok()
-                    .filter(|k| !k.trim().is_empty())
-                    .map(|k| PiiKey::new(k.trim())),
-            },
+            pii: PiiPolicy { default: self.pii, key: PiiKey::from_env() },
             ..WriteOptions::default()
         })
     }
@@ -579,6 +573,22 @@ impl LakeArgs {
     }
 }
 
+/// The day of a `--from`/`--to` value, when given.
+fn day_of(time: &Option<String>) -> Result<Option<chrono::NaiveDate>> {
+    time.as_deref()
+        .map(|t| window::parse_time(t).map(|t| t.date_naive()).map_err(|e| usage(e.to_string())))
+        .transpose()
+}
+
+/// Takes the destination lock; another run's lock is [`Locked`] (exit code 3).
+async fn acquire_lock(dest: &Destination, run_id: &str, ttl: &str) -> Result<DestLock> {
+    match DestLock::acquire(dest, run_id, parse_duration(ttl)?).await {
+        Ok(lock) => Ok(lock),
+        Err(LockError::Locked(locked)) => Err(locked.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The windows a source decides itself (a drop folder's days with new files), if it does.
 async fn source_windows<S: Source>(
     source: &S,
@@ -586,13 +596,8 @@ async fn source_windows<S: Source>(
     records: &[crate::state::WindowRecord],
     datasets: &[Arc<DatasetSchema>],
 ) -> Result<Option<Vec<Window>>> {
-    let day = |t: &Option<String>| -> Result<Option<chrono::NaiveDate>> {
-        t.as_deref()
-            .map(|t| window::parse_time(t).map(|t| t.date_naive()).map_err(|e| usage(e.to_string())))
-            .transpose()
-    };
-    let from = day(&lake.from)?;
-    let to = day(&lake.to)?.unwrap_or_else(|| Utc::now().date_naive());
+    let from = day_of(&lake.from)?;
+    let to = day_of(&lake.to)?.unwrap_or_else(|| Utc::now().date_naive());
     let done: std::collections::BTreeMap<chrono::NaiveDate, String> = records
         .iter()
         .filter(|r| r.status == crate::state::WindowStatus::Done && r.filter.is_none())
@@ -862,11 +867,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
         plans.push((source.clone(), datasets, format));
     }
     let run_id = new_run_id();
-    let lock = match DestLock::acquire(&dest, &run_id, parse_duration(&args.lock_ttl)?).await {
-        Ok(lock) => lock,
-        Err(LockError::Locked(locked)) => return Err(locked.into()),
-        Err(e) => return Err(e.into()),
-    };
+    let lock = acquire_lock(&dest, &run_id, &args.lock_ttl).await?;
     let refreshed = async {
         let mut tables = Vec::new();
         for (source, datasets, format) in &plans {
@@ -907,13 +908,8 @@ async fn forget(args: ForgetArgs) -> Result<i32> {
         _ => return Err(usage("name whom to forget: --email, --phone or --key")),
     };
     let run_id = new_run_id();
-    let lock = match DestLock::acquire(&dest, &run_id, parse_duration(&args.lock_ttl)?).await {
-        Ok(lock) => lock,
-        Err(LockError::Locked(locked)) => return Err(locked.into()),
-        Err(e) => return Err(e.into()),
-    };
-    let key =
-        std::env::var("CXLAKE_PII_KEY").ok().filter(|k| !k.trim().is_empty()).map(|k| PiiKey::new(k.trim()));
+    let lock = acquire_lock(&dest, &run_id, &args.lock_ttl).await?;
+    let key = PiiKey::from_env();
     let erasure =
         Erasure { dest: &dest, registry: &registry, key, run_id: run_id.clone(), dry_run: args.dry_run };
     let outcome = erasure.run(&target).await;
@@ -941,28 +937,14 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
         .load_windows(&args.source)
         .await
         .context("reading the destination's window records")?;
-    let day = |t: &Option<String>| -> Result<Option<chrono::NaiveDate>> {
-        t.as_deref()
-            .map(|t| window::parse_time(t).map(|t| t.date_naive()).map_err(|e| usage(e.to_string())))
-            .transpose()
-    };
-    let timezone = args
-        .timezone
-        .as_deref()
-        .map(|zone| {
-            zone.trim()
-                .parse::<chrono_tz::Tz>()
-                .map_err(|_| usage(format!("--timezone `{zone}` is not an IANA time zone name")))
-        })
-        .transpose()?;
     let planned = crate::replay::Replay::plan(
         &args.source,
         dest.clone(),
         records,
-        day(&args.from)?,
-        day(&args.to)?,
+        day_of(&args.from)?,
+        day_of(&args.to)?,
         &names,
-        timezone,
+        args.timezone,
     )
     .map_err(usage)?;
     for (date, reason) in &planned.skipped {
@@ -1019,11 +1001,7 @@ async fn vacuum(args: VacuumArgs) -> Result<i32> {
             .map_err(|e| usage(format!("--raw-older-than: {e}")))?;
         let before = (Utc::now() - age).date_naive();
         let run_id = new_run_id();
-        let lock = match DestLock::acquire(&dest, &run_id, parse_duration(&args.lock_ttl)?).await {
-            Ok(lock) => lock,
-            Err(LockError::Locked(locked)) => return Err(locked.into()),
-            Err(e) => return Err(e.into()),
-        };
+        let lock = acquire_lock(&dest, &run_id, &args.lock_ttl).await?;
         let pruned = async {
             let mut all = Vec::new();
             for source in &sources {

@@ -67,6 +67,11 @@ impl PiiKey {
         PiiKey(key.as_bytes().to_vec())
     }
 
+    /// The key in `CXLAKE_PII_KEY`, if set.
+    pub fn from_env() -> Option<PiiKey> {
+        std::env::var("CXLAKE_PII_KEY").ok().filter(|k| !k.trim().is_empty()).map(|k| PiiKey::new(k.trim()))
+    }
+
     /// Names the key in window records without revealing it.
     pub fn fingerprint(&self) -> String {
         hex::encode(&hmac_sha256(&self.0, b"cxlake pii key fingerprint")[..8])
