@@ -23,14 +23,13 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::current;
 use crate::schema::pii::{hash_value, normalize, PiiKey, PiiKind};
 use crate::schema::{DatasetKind, DatasetSchema, SchemaRegistry};
-use crate::sink::parquet::{PartWriter, PartWriterConfig, StoreFileReader};
+use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig};
 use crate::sink::raw::{self, RawFile};
 use crate::sink::{commit, crash_if_asked, delta, layout, Destination, OutputFormat, SinkError};
 use crate::state::{StateStore, WindowRecord, WindowStatus};
@@ -241,24 +240,13 @@ fn policy_of(described: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Reads a Parquet file of the lake: every column, or `only` these.
+/// Reads a Parquet file of the lake whole: every column, or `only` these.
 async fn read_file(
     dest: &Destination,
     relative: &str,
     only: Option<&[String]>,
 ) -> Result<Vec<RecordBatch>, SinkError> {
-    let parquet_error = |source| SinkError::Parquet { path: relative.to_string(), source };
-    let reader = StoreFileReader::open(dest, dest.path(relative)).await?;
-    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(parquet_error)?;
-    if let Some(columns) = only {
-        let mask = parquet::arrow::ProjectionMask::columns(
-            builder.parquet_schema(),
-            columns.iter().map(String::as_str),
-        );
-        builder = builder.with_projection(mask);
-    }
-    let stream = builder.with_batch_size(8192).build().map_err(parquet_error)?;
-    stream.try_collect().await.map_err(parquet_error)
+    read_batches(dest, relative, only, Default::default()).await?.try_collect().await
 }
 
 /// Which rows of `batch` are the person's.

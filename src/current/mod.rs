@@ -47,13 +47,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{NaiveDate, Utc};
 use futures::TryStreamExt;
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{DatasetKind, DatasetSchema};
 use crate::sink::delta::{self, Replaces, TableSpec, WindowCommit, PARTITION_COLUMN};
-use crate::sink::parquet::{PartWriter, PartWriterConfig, StoreFileReader, WrittenFile};
+use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::{commit, layout, Destination, OutputFormat, SinkError};
 use crate::state::{StateStore, WindowStatus};
 use keys::{KeyFilter, KeyReader, KeyedRow, OrderedVersion};
@@ -238,18 +236,8 @@ impl Refresh<'_> {
         &self,
         relative: &str,
         only: Option<&[String]>,
-    ) -> Result<impl futures::Stream<Item = Result<RecordBatch, SinkError>>, SinkError> {
-        let path = self.dest.path(relative);
-        let parquet_error = |source| SinkError::Parquet { path: relative.to_string(), source };
-        let reader = StoreFileReader::open(self.dest, path).await?.counting(self.bytes_read.clone());
-        let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(parquet_error)?;
-        if let Some(columns) = only {
-            let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
-            builder = builder.with_projection(mask);
-        }
-        let stream = builder.with_batch_size(8192).build().map_err(parquet_error)?;
-        let relative = relative.to_string();
-        Ok(stream.map_err(move |source| SinkError::Parquet { path: relative.clone(), source }))
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch, SinkError>> + use<>, SinkError> {
+        read_batches(self.dest, relative, only, self.bytes_read.clone()).await
     }
 
     /// Key hash and version of every row of a window, per file.

@@ -18,8 +18,9 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
+use parquet::arrow::ProjectionMask;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{WriterProperties, WriterVersion};
@@ -280,6 +281,30 @@ impl StoreFileReader {
         self.bytes_read = counter;
         self
     }
+}
+
+/// Streams the batches of a Parquet file in the lake: every column, or `only` these; every byte
+/// fetched is added to `counter`.
+pub async fn read_batches(
+    dest: &Destination,
+    relative: &str,
+    only: Option<&[String]>,
+    counter: Arc<AtomicU64>,
+) -> Result<impl futures::Stream<Item = Result<RecordBatch, SinkError>> + use<>, SinkError> {
+    let path = dest.path(relative);
+    let parquet_error = |source| SinkError::Parquet { path: relative.to_string(), source };
+    let reader = StoreFileReader::open(dest, path).await?.counting(counter);
+    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(parquet_error)?;
+    if let Some(columns) = only {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
+        builder = builder.with_projection(mask);
+    }
+    let stream = builder.with_batch_size(8192).build().map_err(parquet_error)?;
+    let relative = relative.to_string();
+    Ok(futures::TryStreamExt::map_err(stream, move |source| SinkError::Parquet {
+        path: relative.clone(),
+        source,
+    }))
 }
 
 impl AsyncFileReader for StoreFileReader {
