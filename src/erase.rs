@@ -132,24 +132,39 @@ pub enum EraseError {
 /// The person's rows, as each dataset holds them.
 struct Matcher<'a> {
     target: &'a Target,
-    key: Option<&'a PiiKey>,
+    /// For an e-mail or phone: its kind, and what a column hashed under the PII key holds for it
+    /// (hashed as that kind, or as a plain value), computed once.
+    contact: Option<(PiiKind, Vec<String>)>,
     /// Key values erased, per `source.dataset`, followed through references.
     erased: BTreeMap<String, BTreeSet<String>>,
 }
 
-impl Matcher<'_> {
+impl<'a> Matcher<'a> {
+    fn new(target: &'a Target, key: Option<&PiiKey>) -> Matcher<'a> {
+        let contact = match target {
+            Target::Email(wanted) | Target::Phone(wanted) => {
+                let kind = if matches!(target, Target::Email(_)) { PiiKind::Email } else { PiiKind::Phone };
+                let hashed = key
+                    .map(|key| vec![hash_value(key, kind, wanted), hash_value(key, PiiKind::Value, wanted)])
+                    .unwrap_or_default();
+                Some((kind, hashed))
+            }
+            Target::Key { .. } => None,
+        };
+        Matcher { target, contact, erased: BTreeMap::new() }
+    }
+
+    /// Whether an e-mail or phone can be in `column`: a personal column of that kind, or a plain value.
+    fn compares(kind: PiiKind, column: &crate::schema::Column) -> bool {
+        column.pii && (column.pii_kind == PiiKind::Value || column.pii_kind == kind)
+    }
+
     /// The columns of `schema` that can show the person: none means the dataset cannot hold them.
     fn columns(&self, schema: &DatasetSchema) -> Vec<String> {
         match self.target {
             Target::Email(_) | Target::Phone(_) => {
-                let kind =
-                    if matches!(self.target, Target::Email(_)) { PiiKind::Email } else { PiiKind::Phone };
-                schema
-                    .columns
-                    .iter()
-                    .filter(|c| c.pii && (c.pii_kind == PiiKind::Value || c.pii_kind == kind))
-                    .map(|c| c.name.clone())
-                    .collect()
+                let (kind, _) = self.contact.as_ref().expect("set for e-mails and phones");
+                schema.columns.iter().filter(|c| Self::compares(*kind, c)).map(|c| c.name.clone()).collect()
             }
             Target::Key { source, dataset, .. } => {
                 let mut columns: Vec<String> = schema.references.iter().map(|r| r.column.clone()).collect();
@@ -161,9 +176,8 @@ impl Matcher<'_> {
         }
     }
 
-    /// Whether a row is the person's: `values(i)` gives column `i`'s values as text, `hashed`
-    /// names the columns the window landed hashed (empty for raw files, which are as fetched),
-    /// `dropped` those it landed as nulls.
+    /// Whether a row is the person's: `values(i)` gives column `i`'s values as text, `policy`
+    /// what the window landed each personal column as (empty for raw files, as fetched).
     fn matches(
         &self,
         schema: &DatasetSchema,
@@ -172,21 +186,16 @@ impl Matcher<'_> {
     ) -> bool {
         match self.target {
             Target::Email(wanted) | Target::Phone(wanted) => {
-                let target_kind =
-                    if matches!(self.target, Target::Email(_)) { PiiKind::Email } else { PiiKind::Phone };
+                let (kind, hashed) = self.contact.as_ref().expect("set for e-mails and phones");
                 schema.columns.iter().enumerate().any(|(i, column)| {
-                    let compared = column.pii_kind == PiiKind::Value || column.pii_kind == target_kind;
-                    if !column.pii || !compared {
+                    if !Self::compares(*kind, column) {
                         return false;
                     }
                     let landed = policy.get(&column.name).map(String::as_str).unwrap_or("keep");
-                    values(i).iter().any(|v| match (landed, self.key) {
-                        ("hash", Some(key)) => {
-                            *v == hash_value(key, target_kind, wanted)
-                                || *v == hash_value(key, PiiKind::Value, wanted)
-                        }
-                        ("hash" | "drop", _) => false,
-                        _ => normalize(target_kind, v) == *wanted,
+                    values(i).iter().any(|v| match landed {
+                        "hash" => hashed.contains(v),
+                        "drop" => false,
+                        _ => normalize(*kind, v) == *wanted,
                     })
                 })
             }
@@ -317,7 +326,7 @@ impl Erasure<'_> {
                 )));
             }
         }
-        let mut matcher = Matcher { target, key: self.key.as_ref(), erased: BTreeMap::new() };
+        let mut matcher = Matcher::new(target, self.key.as_ref());
         if let Target::Key { source, dataset, id } = target {
             matcher.erased.insert(format!("{source}.{dataset}"), BTreeSet::from([id.clone()]));
         }
@@ -399,10 +408,10 @@ impl Erasure<'_> {
                     .cloned()
                     .collect();
                 for schema in &entities {
-                    let format =
-                        delta::existing_format(self.dest, &layout::dataset_dir(source, &schema.dataset))
-                            .await?
-                            .unwrap_or(OutputFormat::Parquet);
+                    let format = lake
+                        .iter()
+                        .find(|(s, d, _, _)| s == source && d.dataset == schema.dataset)
+                        .map_or(OutputFormat::Parquet, |(_, _, format, _)| *format);
                     current::refresh_tables(
                         self.dest,
                         source,
