@@ -90,17 +90,13 @@ pub async fn stage(
     local: &LocalPath,
     fold: Fold,
 ) -> Result<RawFile, SinkError> {
-    let compressed = local.with_file_name(format!(
-        "{}.cxlake-raw.zst",
-        local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
+    let compressed = compressed_beside(local);
     let (input, output) = (local.to_path_buf(), compressed.clone());
-    let local_error =
-        |e: std::io::Error| SinkError::Local { path: local.display().to_string(), message: e.to_string() };
+    let local_error = local_error(local);
     let (bytes, sha256) = tokio::task::spawn_blocking(move || compress(&input, &output))
         .await
         .map_err(|e| local_error(std::io::Error::other(e)))?
-        .map_err(local_error)?;
+        .map_err(&local_error)?;
     let relative = format!("{staging_dir}/{name}");
     let stored_bytes = upload(dest, &compressed, &relative).await;
     let _ = std::fs::remove_file(&compressed);
@@ -113,6 +109,17 @@ pub async fn stage(
         fetched_at: Utc::now(),
         fold,
     })
+}
+
+/// Where a local file's compressed form waits (next to it, in the run's spool).
+fn compressed_beside(local: &LocalPath) -> std::path::PathBuf {
+    let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    local.with_file_name(format!("{name}.cxlake-raw.zst"))
+}
+
+/// An I/O error on a local file, named.
+fn local_error(local: &LocalPath) -> impl Fn(std::io::Error) -> SinkError + '_ {
+    move |e| SinkError::Local { path: local.display().to_string(), message: e.to_string() }
 }
 
 /// zstd-compresses `input` into `output`; returns the input's size and SHA-256.
@@ -138,9 +145,8 @@ fn compress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, Stri
 /// Streams a local file into the store at `relative`; returns its size.
 async fn upload(dest: &Destination, local: &LocalPath, relative: &str) -> Result<u64, SinkError> {
     let path = dest.path(relative);
-    let local_error =
-        |e: std::io::Error| SinkError::Local { path: local.display().to_string(), message: e.to_string() };
-    let mut file = tokio::fs::File::open(local).await.map_err(local_error)?;
+    let local_error = local_error(local);
+    let mut file = tokio::fs::File::open(local).await.map_err(&local_error)?;
     let mut writer =
         object_store::buffered::BufWriter::with_capacity(dest.store.clone(), path.clone(), 8 << 20);
     let copied = tokio::io::copy(&mut file, &mut writer).await;
@@ -187,28 +193,24 @@ pub async fn publish(
 /// Decompresses an archived file into `local`, checking its size and SHA-256 against the record.
 pub async fn restore(dest: &Destination, file: &RawFile, local: &LocalPath) -> Result<(), SinkError> {
     let path = dest.path(&file.path);
-    let compressed = local.with_file_name(format!(
-        "{}.cxlake-raw.zst",
-        local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    let local_error =
-        |e: std::io::Error| SinkError::Local { path: local.display().to_string(), message: e.to_string() };
+    let compressed = compressed_beside(local);
+    let local_error = local_error(local);
     {
         let got = dest.store.get(&path).await.map_err(|e| SinkError::store(&path, e))?;
         let mut stream = got.into_stream();
-        let mut out = tokio::fs::File::create(&compressed).await.map_err(local_error)?;
+        let mut out = tokio::fs::File::create(&compressed).await.map_err(&local_error)?;
         use futures::StreamExt;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| SinkError::store(&path, e))?;
-            out.write_all(&chunk).await.map_err(local_error)?;
+            out.write_all(&chunk).await.map_err(&local_error)?;
         }
-        out.flush().await.map_err(local_error)?;
+        out.flush().await.map_err(&local_error)?;
     }
     let (input, output) = (compressed.clone(), local.to_path_buf());
     let restored = tokio::task::spawn_blocking(move || decompress(&input, &output))
         .await
         .map_err(|e| local_error(std::io::Error::other(e)))?
-        .map_err(local_error);
+        .map_err(&local_error);
     let _ = std::fs::remove_file(&compressed);
     let (bytes, sha256) = restored?;
     if bytes != file.bytes || sha256 != file.sha256 {

@@ -132,6 +132,22 @@ pub struct RemoteEntry {
     pub modified: SystemTime,
 }
 
+impl RemoteEntry {
+    /// An entry from the SFTP attributes the server sent (times have second resolution).
+    fn from_attributes(
+        name: String,
+        is_file: bool,
+        attributes: &russh_sftp::protocol::FileAttributes,
+    ) -> RemoteEntry {
+        RemoteEntry {
+            name,
+            is_file,
+            size: attributes.size.unwrap_or(0),
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(attributes.mtime.unwrap_or(0))),
+        }
+    }
+}
+
 /// The drop tree on an SFTP server, with its connection opened on first use.
 pub struct SftpDrop {
     config: SftpConfig,
@@ -175,14 +191,7 @@ impl SftpDrop {
                 Ok(entries) => Ok(Some(
                     entries
                         .map(|entry| {
-                            let meta = entry.metadata();
-                            RemoteEntry {
-                                name: entry.file_name(),
-                                is_file: entry.file_type().is_file(),
-                                size: meta.size.unwrap_or(0),
-                                modified: SystemTime::UNIX_EPOCH
-                                    + Duration::from_secs(u64::from(meta.mtime.unwrap_or(0))),
-                            }
+                            RemoteEntry::from_attributes(entry.file_name(), entry.file_type().is_file(), &entry.metadata())
                         })
                         .collect(),
                 )),
@@ -216,13 +225,7 @@ impl SftpDrop {
             out.into_inner().sync_all().await.map_err(local)?;
             let meta = reader.into_inner().metadata().await.map_err(|e| transfer(what, e))?;
             let name = relative.rsplit('/').next().unwrap_or(relative).to_string();
-            let after = RemoteEntry {
-                name,
-                is_file: true,
-                size: meta.size.unwrap_or(0),
-                modified: SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(meta.mtime.unwrap_or(0))),
-            };
-            Ok((bytes, after))
+            Ok((bytes, RemoteEntry::from_attributes(name, true, &meta)))
         })
         .await
     }
@@ -279,11 +282,7 @@ async fn connect(config: &SftpConfig) -> Result<Connection, SftpError> {
         nodelay: true,
         ..Default::default()
     };
-    let check = HostKeyCheck {
-        host: target.host.clone(),
-        port: target.port,
-        known_hosts: config.known_hosts.clone(),
-    };
+    let check = HostKeyCheck { target: target.clone(), known_hosts: config.known_hosts.clone() };
     let connecting = russh::client::connect(Arc::new(ssh_config), (target.host.as_str(), target.port), check);
     let mut ssh = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => {
@@ -347,21 +346,19 @@ impl From<russh::Error> for HandshakeError {
 
 /// Checks the server's key against known_hosts, as OpenSSH's `StrictHostKeyChecking yes`.
 struct HostKeyCheck {
-    host: String,
-    port: u16,
+    target: SftpTarget,
     known_hosts: PathBuf,
 }
 
 impl HostKeyCheck {
     fn verdict(&self, key: &PublicKey) -> Result<(), String> {
-        let name = if self.port == 22 { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) };
+        let (name, host, port) = (self.target.host_port(), &self.target.host, self.target.port);
         let presented = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
         let file = self.known_hosts.display();
-        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+        match russh::keys::check_known_hosts_path(host, port, key, &self.known_hosts) {
             Ok(true) => Ok(()),
             Ok(false) => Err(format!(
-                "the SFTP server {name} presented a host key that is not in {file} ({presented}); refused, nothing was sent to it. Check the fingerprint with Sparkcentral, then add the server's key to {file} (e.g. `ssh-keyscan -p {} {} >> {file}` after checking) or pass --known-hosts",
-                self.port, self.host
+                "the SFTP server {name} presented a host key that is not in {file} ({presented}); refused, nothing was sent to it. Check the fingerprint with Sparkcentral, then add the server's key to {file} (e.g. `ssh-keyscan -p {port} {host} >> {file}` after checking) or pass --known-hosts"
             )),
             Err(russh::keys::Error::KeyChanged { line }) => {
                 let line = file_line(&self.known_hosts, line);
@@ -399,8 +396,8 @@ impl russh::client::Handler for HostKeyCheck {
                 Ok(true)
             }
             PublicKeyOrCertificate::Certificate(_) => Err(HandshakeError::HostKey(format!(
-                "the SFTP server {}:{} presented a host certificate; cxlake checks plain host keys against known_hosts only",
-                self.host, self.port
+                "the SFTP server {} presented a host certificate; cxlake checks plain host keys against known_hosts only",
+                self.target.host_port()
             ))),
         }
     }
