@@ -715,7 +715,7 @@ fn check_pii_policy(
 ) -> Result<()> {
     for schema in datasets {
         let resolved = policy.for_dataset(schema).map_err(usage)?;
-        let wanted = (!resolved.is_noop()).then(|| resolved.describe(schema));
+        let wanted = resolved.recorded(schema);
         if !refuse_changes {
             continue;
         }

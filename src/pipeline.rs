@@ -527,7 +527,7 @@ pub async fn stage_files<S>(
     };
     let written = writer.finish().await?;
     rejects.finish().await?;
-    let pii = (!pii.is_noop()).then(|| pii.describe(&schema));
+    let pii = pii.recorded(&schema);
     Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw, pii })
 }
 

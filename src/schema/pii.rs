@@ -131,22 +131,22 @@ fn hashable(column_type: &ColumnType) -> bool {
 }
 
 impl DatasetPii {
-    /// What the policy did to this dataset, for its window record: `default` plus each column
-    /// not kept, and the key's fingerprint when something is hashed. Equal texts mean equal
-    /// landed values.
-    pub fn describe(&self, schema: &DatasetSchema) -> String {
+    /// What the policy did to this dataset, for its window record: each column not kept, and
+    /// the key's fingerprint when something is hashed; `None` when every column lands as
+    /// fetched. Equal texts mean equal landed values.
+    pub fn recorded(&self, schema: &DatasetSchema) -> Option<String> {
+        if self.columns.is_empty() {
+            return None;
+        }
         let mut parts: Vec<String> = self
             .columns
             .iter()
             .map(|(i, action, _)| format!("{}={}", schema.columns[*i].name, action.name()))
             .collect();
-        if parts.is_empty() {
-            return "keep".into();
-        }
         if let (Some(key), true) = (&self.key, self.columns.iter().any(|(_, a, _)| *a == PiiAction::Hash)) {
             parts.push(format!("key={}", key.fingerprint()));
         }
-        parts.join(",")
+        Some(parts.join(","))
     }
 
     pub fn is_noop(&self) -> bool {

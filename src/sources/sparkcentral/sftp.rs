@@ -98,7 +98,7 @@ impl std::fmt::Display for SftpTarget {
 #[derive(Debug, Clone)]
 pub enum Credential {
     Password(Secret),
-    Key { key: Arc<PrivateKey>, path: PathBuf },
+    Key(Arc<PrivateKey>),
 }
 
 impl Credential {
@@ -112,7 +112,7 @@ impl Credential {
                 ),
                 e => format!("cannot read --identity-file {}: {e}", path.display()),
             })?;
-        Ok(Credential::Key { key: Arc::new(key), path: path.to_path_buf() })
+        Ok(Credential::Key(Arc::new(key)))
     }
 }
 
@@ -304,7 +304,7 @@ async fn connect(config: &SftpConfig) -> Result<Connection, SftpError> {
         Credential::Password(password) => {
             (ssh.authenticate_password(&target.user, password.expose()).await.map_err(ssh_error)?, "password")
         }
-        Credential::Key { key, .. } => {
+        Credential::Key(key) => {
             let hash = ssh.best_supported_rsa_hash().await.map_err(ssh_error)?.flatten();
             let key = PrivateKeyWithHashAlg::new(key.clone(), hash);
             (ssh.authenticate_publickey(&target.user, key).await.map_err(ssh_error)?, "key")
@@ -313,9 +313,7 @@ async fn connect(config: &SftpConfig) -> Result<Connection, SftpError> {
     if !result.success() {
         let hint = match &config.credential {
             Credential::Password(_) => "check SPARKCENTRAL_SFTP_PASSWORD",
-            Credential::Key { .. } => {
-                "check --identity-file and that its public key is authorized on the server"
-            }
+            Credential::Key(_) => "check --identity-file and that its public key is authorized on the server",
         };
         return Err(SftpError::Auth(format!(
             "the SFTP server {} refused the {how} of user `{}`: {hint}",
