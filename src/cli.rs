@@ -24,7 +24,7 @@ use crate::schema::pii::{PiiAction, PiiKey, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::delta;
 use crate::sink::layout;
-use crate::sink::lock::{DestLock, LockError};
+use crate::sink::lease::{Lease, LeaseName, LockError, RunGuard};
 use crate::sink::parquet::PartWriterConfig;
 use crate::sink::raw::RawPolicy;
 use crate::sink::{Destination, OutputFormat};
@@ -129,10 +129,15 @@ pub struct OutputArgs {
     #[arg(long)]
     pub no_current_tables: bool,
 
-    /// A run's destination lock expires this long after its last heartbeat (a killed run's lock
-    /// on another host is taken over after it; on this host at once)
+    /// A run's leases (on windows, tables) expire this long after their last heartbeat (a killed
+    /// run's on another host are taken over after it; on this host at once)
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
+
+    /// How long to wait for windows or tables another run is working on, before leaving them
+    /// to it (exit code 3)
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub lease_wait: String,
 
     /// Also write the run report as JSON to this file
     #[arg(long, value_name = "PATH")]
@@ -171,9 +176,12 @@ pub struct ForgetArgs {
     /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
     #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
     pub schemas: Option<PathBuf>,
-    /// The destination lock expires this long after the last heartbeat
+    /// The lake lease expires this long after the last heartbeat
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
+    /// How long to wait for runs still syncing to finish before rewriting the lake
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub lease_wait: String,
 }
 
 /// `cxlake replay <source>`.
@@ -227,6 +235,11 @@ pub struct LakeArgs {
     /// Also re-export the last N done windows, to pick up late updates
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "from")]
     pub lookback_days: u32,
+
+    /// Leave windows already done in the lake as they are, instead of re-exporting them (a
+    /// backfill worker's retry continues where it stopped)
+    #[arg(long)]
+    pub skip_done: bool,
 
     /// Where downloads are spooled before decoding (default: the system temp directory)
     #[arg(long, env = "CXLAKE_SPOOL_DIR", value_name = "DIR")]
@@ -426,9 +439,12 @@ pub struct CurrentArgs {
     /// refresh (the result is the same; this also compacts the table into one segment per date)
     #[arg(long)]
     pub full: bool,
-    /// The destination lock expires this long after its holder's last heartbeat
+    /// The leases expire this long after their holder's last heartbeat
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
+    /// How long to wait for a current table another run is refreshing
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub lease_wait: String,
 }
 
 #[derive(Debug, Args)]
@@ -450,9 +466,12 @@ pub struct VacuumArgs {
     /// those windows can no longer be replayed
     #[arg(long, value_name = "DURATION")]
     pub raw_older_than: Option<String>,
-    /// With --raw-older-than: the lock expires this long after the last heartbeat
+    /// With --raw-older-than: the lake lease expires this long after the last heartbeat
     #[arg(long, default_value = "2m", value_name = "DURATION")]
     pub lock_ttl: String,
+    /// With --raw-older-than: how long to wait for runs still syncing to finish
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub lease_wait: String,
 }
 
 #[derive(Debug, Args)]
@@ -550,6 +569,7 @@ impl OutputArgs {
                 RawPolicy::Off
             }),
             pii: PiiPolicy { default: self.pii, key: PiiKey::from_env() },
+            lease_wait: parse_duration(&self.lease_wait)?,
             ..WriteOptions::default()
         })
     }
@@ -563,6 +583,7 @@ impl LakeArgs {
                 ..PartWriterConfig::default()
             },
             spool_dir: self.spool_dir.clone(),
+            skip_done: self.skip_done,
             parallel_windows: usize::from(self.parallel_windows),
             memory: MemoryBudget::new(
                 budget::parse_size(&self.memory_budget)
@@ -580,13 +601,17 @@ fn day_of(time: &Option<String>) -> Result<Option<chrono::NaiveDate>> {
         .transpose()
 }
 
-/// Takes the destination lock; another run's lock is [`Locked`] (exit code 3).
-async fn acquire_lock(dest: &Destination, run_id: &str, ttl: &str) -> Result<DestLock> {
-    match DestLock::acquire(dest, run_id, parse_duration(ttl)?).await {
-        Ok(lock) => Ok(lock),
-        Err(LockError::Locked(locked)) => Err(locked.into()),
-        Err(e) => Err(e.into()),
+/// A lease another run holds surfaces as [`crate::sink::lease::Locked`] (exit code 3).
+fn lease_error(error: LockError) -> anyhow::Error {
+    match error {
+        LockError::Locked(locked) => locked.into(),
+        e => e.into(),
     }
+}
+
+/// Takes the whole lake for a rewrite, once the runs syncing it have finished.
+async fn exclusive_run(dest: &Destination, run_id: &str, ttl: &str, wait: &str) -> Result<RunGuard> {
+    RunGuard::exclusive(dest, run_id, parse_duration(ttl)?, parse_duration(wait)?).await.map_err(lease_error)
 }
 
 /// The windows a source decides itself (a drop folder's days with new files), if it does.
@@ -751,7 +776,7 @@ async fn run_and_report<S: Source>(plan: &SyncPlan<S>, report_json: Option<&Path
 async fn run_holding_lock<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport> {
     match pipeline::run_sync(plan).await {
         Ok(report) => Ok(report),
-        Err(RunError::Lock(LockError::Locked(locked))) => Err(locked.into()),
+        Err(RunError::Lock(e)) => Err(lease_error(e)),
         Err(e) => Err(e.into()),
     }
 }
@@ -867,20 +892,26 @@ async fn current(args: CurrentArgs) -> Result<i32> {
         plans.push((source.clone(), datasets, format));
     }
     let run_id = new_run_id();
-    let lock = acquire_lock(&dest, &run_id, &args.lock_ttl).await?;
+    let (ttl, wait) = (parse_duration(&args.lock_ttl)?, parse_duration(&args.lease_wait)?);
+    let lock = RunGuard::start(&dest, &run_id, ttl).await.map_err(lease_error)?;
     let refreshed = async {
         let mut tables = Vec::new();
         for (source, datasets, format) in &plans {
-            tables
-                .extend(current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await?);
+            let lease = Lease::acquire_waiting(&dest, &LeaseName::current(source), &run_id, ttl, wait).await?;
+            let refreshed = current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await;
+            lease.release().await?;
+            tables.extend(refreshed?);
         }
-        current::write_views(&dest, &registry).await?;
-        Ok::<_, crate::sink::SinkError>(tables)
+        let lease = Lease::acquire_waiting(&dest, &LeaseName::views(), &run_id, ttl, wait).await?;
+        let views = current::write_views(&dest, &registry).await;
+        lease.release().await?;
+        views?;
+        Ok::<_, LockError>(tables)
     }
     .await;
     pipeline::remove_local_staging(&dest, &run_id);
     lock.release().await?;
-    for table in refreshed? {
+    for table in refreshed.map_err(lease_error)? {
         println!("{}", table.summary());
     }
     println!("views: {}", dest.path(&layout::views_file()));
@@ -908,7 +939,7 @@ async fn forget(args: ForgetArgs) -> Result<i32> {
         _ => return Err(usage("name whom to forget: --email, --phone or --key")),
     };
     let run_id = new_run_id();
-    let lock = acquire_lock(&dest, &run_id, &args.lock_ttl).await?;
+    let lock = exclusive_run(&dest, &run_id, &args.lock_ttl, &args.lease_wait).await?;
     let key = PiiKey::from_env();
     let erasure =
         Erasure { dest: &dest, registry: &registry, key, run_id: run_id.clone(), dry_run: args.dry_run };
@@ -1001,7 +1032,7 @@ async fn vacuum(args: VacuumArgs) -> Result<i32> {
             .map_err(|e| usage(format!("--raw-older-than: {e}")))?;
         let before = (Utc::now() - age).date_naive();
         let run_id = new_run_id();
-        let lock = acquire_lock(&dest, &run_id, &args.lock_ttl).await?;
+        let lock = exclusive_run(&dest, &run_id, &args.lock_ttl, &args.lease_wait).await?;
         let pruned = async {
             let mut all = Vec::new();
             for source in &sources {

@@ -31,7 +31,7 @@ fn main() {
             eprintln!("error: {error:#}");
             if error.chain().any(|cause| cause.is::<UsageError>()) {
                 exit_code::USAGE
-            } else if error.chain().any(|cause| cause.is::<cxlake::sink::lock::Locked>()) {
+            } else if error.chain().any(|cause| cause.is::<cxlake::sink::lease::Locked>()) {
                 exit_code::LOCKED
             } else {
                 exit_code::PARTIAL

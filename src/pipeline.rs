@@ -26,7 +26,7 @@ use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::commit;
 use crate::sink::delta::{self, WindowCommit};
 use crate::sink::layout;
-use crate::sink::lock::{DestLock, LockError};
+use crate::sink::lease::{Lease, LeaseName, LockError, Locked, RunGuard};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::raw::{self, RawFile, RawPolicy};
 use crate::sink::{Destination, OutputFormat, SinkError};
@@ -120,6 +120,11 @@ pub struct WriteOptions {
     pub replay: bool,
     /// What personal columns become (`--pii`, `pii_action`).
     pub pii: PiiPolicy,
+    /// How long to wait for a window or table another run is working on (then: exit code 3).
+    pub lease_wait: std::time::Duration,
+    /// Leave windows that are already done as they are (a backfill's retry continues instead
+    /// of redoing); by default a requested window is re-exported and replaces itself.
+    pub skip_done: bool,
 }
 
 impl Default for WriteOptions {
@@ -138,6 +143,8 @@ impl Default for WriteOptions {
             raw: RawPolicy::Keep,
             replay: false,
             pii: PiiPolicy::default(),
+            lease_wait: std::time::Duration::from_secs(30 * 60),
+            skip_done: false,
         }
     }
 }
@@ -239,18 +246,18 @@ pub struct StagedDataset {
     pub pii: Option<String>,
 }
 
-/// Runs every window of the plan, holding the destination's lock, and writes the run report
-/// into the destination.
+/// Runs every window of the plan, each under its own lease, and writes the run report into the
+/// destination. Windows another run is working on are waited for (`lease_wait`); a window that
+/// run finished meanwhile is not done twice.
 pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunError> {
-    let lock = DestLock::acquire(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
-    sweep_abandoned_staging(&plan.dest).await;
-    let report = run_windows(plan, &lock).await;
+    let guard = RunGuard::start(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
+    let report = run_windows(plan).await;
     let report = match report {
         Ok(report) => refresh_current_tables(plan, report).await,
         Err(e) => Err(e),
     };
     remove_local_staging(&plan.dest, &plan.run_id);
-    lock.release().await?;
+    guard.release().await?;
     Ok(report?)
 }
 
@@ -265,13 +272,20 @@ async fn refresh_current_tables<S: Source>(
         let refreshed = async {
             let source = plan.source.name();
             let (dest, format) = (&plan.dest, plan.options.format);
+            let (ttl, wait) = (plan.options.lock_ttl, plan.options.lease_wait);
+            let lease = Lease::acquire_waiting(dest, &LeaseName::current(source), &plan.run_id, ttl, wait).await?;
             let tables =
-                current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id, false).await?;
+                current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id, false).await;
+            lease.release().await?;
+            let tables = tables?;
             // The views cover every source in the lake; this plan's schemas win over the embedded.
             let schemas = SchemaRegistry::embedded_with(&plan.datasets)
                 .expect("the embedded schemas load (a unit test proves it)");
-            current::write_views(dest, &schemas).await?;
-            Ok::<_, SinkError>(tables)
+            let lease = Lease::acquire_waiting(dest, &LeaseName::views(), &plan.run_id, ttl, wait).await?;
+            let views = current::write_views(dest, &schemas).await;
+            lease.release().await?;
+            views?;
+            Ok::<_, LockError>(tables)
         };
         match refreshed.await {
             Ok(tables) => report.current = tables,
@@ -285,50 +299,145 @@ async fn refresh_current_tables<S: Source>(
     Ok(report)
 }
 
-async fn run_windows<S: Source>(plan: &SyncPlan<S>, lock: &DestLock) -> Result<RunReport, SinkError> {
-    let state = StateStore::new(plan.dest.clone());
-    let started_at = Utc::now();
-    // A failure that would repeat for every window (bad key, lost lock) stops windows that have
-    // not started yet; the ones already running finish on their own.
-    let fatal_error: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    let (state, fatal_error) = (&state, &fatal_error);
-    let windows: Vec<WindowReport> = futures::stream::iter(plan.windows.iter().copied())
-        .map(|window| {
-            async move {
-                if fatal_error.lock().expect("fatal error lock").is_some() {
-                    return WindowReport::skipped(window.date, None);
-                }
-                let started = Instant::now();
-                tracing::info!(source = plan.source.name(), window = %window, "Window started");
-                let result = run_window(plan, state, lock, window).await;
-                let seconds = started.elapsed().as_secs_f64();
-                match result {
-                    Ok(record) => {
-                        tracing::info!(window = %window, seconds, "Window committed");
-                        committed_report(plan, &record, seconds)
-                    }
-                    Err(error) => {
-                        tracing::error!(window = %window, error = %error, "Window failed; its previous data (if any) is unchanged");
-                        if error.scope() == FailureScope::Run {
-                            fatal_error.lock().expect("fatal error lock").get_or_insert(error.to_string());
-                            WindowReport { seconds, ..WindowReport::skipped(window.date, Some(error.to_string())) }
-                        } else {
-                            WindowReport {
-                                date: window.date,
-                                outcome: WindowOutcome::Failed,
-                                export_id: None,
-                                seconds,
-                                datasets: BTreeMap::new(),
-                                error: Some(error.to_string()),
-                            }
-                        }
-                    }
+/// What taking a window's lease found.
+enum Claim {
+    /// This run holds the window.
+    Took(Lease),
+    /// Another run finished the window since this run began (or at all, with `skip_done`).
+    DoneBy(String),
+    /// Another live run holds it.
+    Held(Locked),
+}
+
+/// Takes a window's lease (waiting up to `wait` for another run to release it), unless the
+/// window needs no work any more.
+async fn claim_window<S: Source>(
+    plan: &SyncPlan<S>,
+    state: &StateStore,
+    window: Window,
+    started_at: chrono::DateTime<Utc>,
+    wait: std::time::Duration,
+) -> Result<Claim, WindowError> {
+    let source = plan.source.name();
+    let name = LeaseName::window(source, window.date);
+    let lease = match Lease::acquire_waiting(&plan.dest, &name, &plan.run_id, plan.options.lock_ttl, wait).await
+    {
+        Ok(lease) => lease,
+        Err(LockError::Locked(held)) => return Ok(Claim::Held(held)),
+        Err(e) => return Err(e.into()),
+    };
+    let record = match state.load_window(source, window.date).await {
+        Ok(record) => record,
+        Err(e) => {
+            let _ = lease.release().await;
+            return Err(e.into());
+        }
+    };
+    let done_elsewhere = record.filter(|r| {
+        r.status == WindowStatus::Done
+            && r.filter == plan.filter
+            && r.run_id != plan.run_id
+            && plan.datasets.iter().all(|d| r.is_done_for(&d.dataset))
+            && (plan.options.skip_done || r.finished_at.is_some_and(|t| t >= started_at))
+    });
+    match done_elsewhere {
+        Some(record) => {
+            lease.release().await?;
+            Ok(Claim::DoneBy(record.run_id))
+        }
+        None => Ok(Claim::Took(lease)),
+    }
+}
+
+/// Claims and runs one window; its report.
+async fn window_report<S: Source>(
+    plan: &SyncPlan<S>,
+    state: &StateStore,
+    window: Window,
+    started_at: chrono::DateTime<Utc>,
+    wait: std::time::Duration,
+    fatal_error: &std::sync::Mutex<Option<String>>,
+) -> WindowReport {
+    if fatal_error.lock().expect("fatal error lock").is_some() {
+        return WindowReport::skipped(window.date, None);
+    }
+    let started = Instant::now();
+    let result = match claim_window(plan, state, window, started_at, wait).await {
+        Ok(Claim::Took(lease)) => {
+            tracing::info!(source = plan.source.name(), window = %window, "Window started");
+            let result = run_window(plan, state, &lease, window).await;
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "Could not release a window's lease; it expires after --lock-ttl");
+            }
+            result
+        }
+        Ok(Claim::DoneBy(run_id)) => {
+            tracing::info!(window = %window, by = %run_id, "Window already done by another run; left as it is");
+            return WindowReport::done_by(window.date, run_id);
+        }
+        Ok(Claim::Held(held)) => return WindowReport::held(window.date, held.to_string()),
+        Err(e) => Err(e),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(record) => {
+            tracing::info!(window = %window, seconds, "Window committed");
+            committed_report(plan, &record, seconds)
+        }
+        Err(error) => {
+            tracing::error!(window = %window, error = %error, "Window failed; its previous data (if any) is unchanged");
+            if error.scope() == FailureScope::Run {
+                fatal_error.lock().expect("fatal error lock").get_or_insert(error.to_string());
+                WindowReport { seconds, ..WindowReport::skipped(window.date, Some(error.to_string())) }
+            } else {
+                WindowReport {
+                    date: window.date,
+                    outcome: WindowOutcome::Failed,
+                    export_id: None,
+                    seconds,
+                    datasets: BTreeMap::new(),
+                    error: Some(error.to_string()),
                 }
             }
-        })
-        .buffered(plan.options.parallel_windows.max(1))
+        }
+    }
+}
+
+async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkError> {
+    let state = StateStore::new(plan.dest.clone());
+    let started_at = Utc::now();
+    // A failure that would repeat for every window (bad key, lost lease) stops windows that
+    // have not started yet; the ones already running finish on their own.
+    let fatal_error: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let (state, fatal_error) = (&state, &fatal_error);
+    let parallel = plan.options.parallel_windows.max(1);
+    // First every window nobody else holds; then, waiting, the ones another run was working on.
+    let mut windows: Vec<WindowReport> = futures::stream::iter(plan.windows.iter().copied())
+        .map(|window| window_report(plan, state, window, started_at, std::time::Duration::ZERO, fatal_error))
+        .buffered(parallel)
         .collect()
         .await;
+    let held: Vec<Window> = windows
+        .iter()
+        .filter(|w| w.outcome == WindowOutcome::Held)
+        .map(|w| Window::new(w.date))
+        .collect();
+    if !held.is_empty() && !plan.options.lease_wait.is_zero() {
+        let deadline = Instant::now() + plan.options.lease_wait;
+        let retried: Vec<WindowReport> = futures::stream::iter(held)
+            .map(|window| {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                window_report(plan, state, window, started_at, wait, fatal_error)
+            })
+            .buffered(parallel)
+            .collect()
+            .await;
+        for report in retried {
+            if let Some(slot) = windows.iter_mut().find(|w| w.date == report.date) {
+                *slot = report;
+            }
+        }
+    }
     let report = RunReport {
         run_id: plan.run_id.clone(),
         source: plan.source.name().to_string(),
@@ -364,7 +473,7 @@ fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, second
 async fn run_window<S: Source>(
     plan: &SyncPlan<S>,
     state: &StateStore,
-    lock: &DestLock,
+    lease: &Lease,
     window: Window,
 ) -> Result<WindowRecord, WindowError> {
     let spool = match &plan.options.spool_dir {
@@ -398,8 +507,8 @@ async fn run_window<S: Source>(
             return Err(e);
         }
     };
-    // Publish only while this run still holds the destination.
-    if let Err(e) = lock.ensure_held().await {
+    // Publish only while this run still holds the window.
+    if let Err(e) = lease.ensure_held().await {
         discard_staging(plan, source, window).await;
         return Err(e.into());
     }
@@ -773,29 +882,6 @@ async fn discard_staging<S>(plan: &SyncPlan<S>, source: &str, window: Window) {
         if let Err(e) = removed {
             tracing::warn!(error = %e, "Could not remove staged files; they are invisible to readers and removed by a later run");
         }
-    }
-}
-
-/// Removes what killed runs left in staging. Only called while holding the destination lock,
-/// so no other run can be writing there.
-async fn sweep_abandoned_staging(dest: &Destination) {
-    if let Some(s3) = &dest.s3 {
-        let prefix = format!("{}/", dest.path(&layout::staging_root()));
-        match s3.abort_incomplete_uploads(&prefix).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(uploads = n, "Aborted multipart uploads left open by an interrupted run"),
-            Err(e) => {
-                tracing::warn!(error = %e, "Could not list abandoned multipart uploads; a bucket lifecycle rule reclaims them")
-            }
-        }
-    }
-    match commit::delete_dir(dest, &layout::staging_root()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(files = n, "Removed staged files left by an interrupted run"),
-        Err(e) => tracing::warn!(error = %e, "Could not sweep abandoned staging; it is invisible to readers"),
-    }
-    if let Some(dir) = &dest.local_dir {
-        let _ = std::fs::remove_dir_all(dir.join(layout::staging_root()));
     }
 }
 

@@ -17,8 +17,10 @@ pub mod exit_code {
     pub const PARTIAL: i32 = 1;
     /// Usage, configuration or authentication error: nothing was attempted.
     pub const USAGE: i32 = 2;
-    /// Another run holds the destination's lock: nothing was attempted.
+    /// Another run holds what this run needed (a window, a table, the lake) past `--lease-wait`.
     pub const LOCKED: i32 = 3;
+    /// `status --max-age`: a dataset's newest done window is older than allowed.
+    pub const STALE: i32 = 4;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +30,11 @@ pub enum WindowOutcome {
     Failed,
     /// Not attempted because the run stopped early (e.g. the API key was rejected).
     Skipped,
+    /// Another run committed it while this run was running (or before, with `--skip-done`):
+    /// left as it is, not done twice.
+    DoneByOtherRun,
+    /// Another live run still held it when `--lease-wait` ran out.
+    Held,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +67,25 @@ impl WindowReport {
             error,
         }
     }
+
+    /// A window another run committed: nothing to do.
+    pub fn done_by(date: NaiveDate, run_id: String) -> WindowReport {
+        WindowReport {
+            outcome: WindowOutcome::DoneByOtherRun,
+            error: Some(format!("done by run {run_id}")),
+            ..WindowReport::skipped(date, None)
+        }
+    }
+
+    /// A window another run is working on.
+    pub fn held(date: NaiveDate, holder: String) -> WindowReport {
+        WindowReport { outcome: WindowOutcome::Held, ..WindowReport::skipped(date, Some(holder)) }
+    }
+
+    /// Whether the window is done in the lake after this run (by it or by another).
+    pub fn is_done(&self) -> bool {
+        matches!(self.outcome, WindowOutcome::Committed | WindowOutcome::DoneByOtherRun)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,11 +114,13 @@ impl RunReport {
     pub fn exit_code(&self) -> i32 {
         if self.fatal_error.is_some() && self.committed() == 0 {
             exit_code::USAGE
-        } else if self.windows.iter().any(|w| w.outcome != WindowOutcome::Committed)
+        } else if self.windows.iter().any(|w| !w.is_done() && w.outcome != WindowOutcome::Held)
             || self.fatal_error.is_some()
             || self.current_error.is_some()
         {
             exit_code::PARTIAL
+        } else if self.windows.iter().any(|w| w.outcome == WindowOutcome::Held) {
+            exit_code::LOCKED
         } else {
             exit_code::OK
         }
@@ -127,6 +155,8 @@ impl RunReport {
                 WindowOutcome::Committed => "committed",
                 WindowOutcome::Failed => "FAILED",
                 WindowOutcome::Skipped => "skipped",
+                WindowOutcome::DoneByOtherRun => "done",
+                WindowOutcome::Held => "HELD",
             };
             let detail = w
                 .error
@@ -152,8 +182,10 @@ impl RunReport {
         if let Some(error) = &self.current_error {
             out.push_str(&format!("current tables NOT refreshed: {error}\n"));
         }
-        let failed = self.windows.len() - self.committed();
-        out.push_str(&format!("{} window(s) committed, {} not\n", self.committed(), failed));
+        let elsewhere = self.windows.iter().filter(|w| w.outcome == WindowOutcome::DoneByOtherRun).count();
+        let failed = self.windows.len() - self.committed() - elsewhere;
+        let by_others = if elsewhere > 0 { format!(", {elsewhere} done by other runs") } else { String::new() };
+        out.push_str(&format!("{} window(s) committed{by_others}, {} not\n", self.committed(), failed));
         out
     }
 }
@@ -196,5 +228,9 @@ mod tests {
         assert_eq!(report(vec![window(WindowOutcome::Skipped)], Some("401")).exit_code(), 2);
         let late_fatal = vec![window(WindowOutcome::Committed), window(WindowOutcome::Skipped)];
         assert_eq!(report(late_fatal, Some("401")).exit_code(), 1);
+        let shared = vec![window(WindowOutcome::Committed), window(WindowOutcome::DoneByOtherRun)];
+        assert_eq!(report(shared, None).exit_code(), 0, "another run's window is done");
+        let held = vec![window(WindowOutcome::Committed), window(WindowOutcome::Held)];
+        assert_eq!(report(held, None).exit_code(), 3);
     }
 }

@@ -8,7 +8,7 @@
 pub mod commit;
 pub mod delta;
 pub mod layout;
-pub mod lock;
+pub mod lease;
 pub mod parquet;
 pub mod raw;
 pub mod s3_uploads;

@@ -10,13 +10,22 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use object_store::aws::AmazonS3;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::schema::pii::hmac_sha256;
+
+/// An incomplete multipart upload.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub key: String,
+    pub id: String,
+    /// When it was started, as the store reports it.
+    pub initiated: Option<DateTime<Utc>>,
+}
 
 /// What is needed to address the bucket directly.
 #[derive(Debug, Clone)]
@@ -77,8 +86,8 @@ impl S3Bucket {
         }
     }
 
-    /// Every incomplete multipart upload whose key starts with `prefix`: `(key, upload id)`.
-    pub async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, UploadsError> {
+    /// Every incomplete multipart upload whose key starts with `prefix`.
+    pub async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<Upload>, UploadsError> {
         let error = |e: String| UploadsError::Request(e);
         let credential = object_store::CredentialProvider::get_credential(self.store.credentials().as_ref())
             .await
@@ -158,7 +167,11 @@ impl S3Bucket {
                 if let (Some(key), Some(id)) =
                     (tag_values(upload, "Key").first(), tag_values(upload, "UploadId").first())
                 {
-                    uploads.push((unescape(key), unescape(id)));
+                    let initiated = tag_values(upload, "Initiated")
+                        .first()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                    uploads.push(Upload { key: unescape(key), id: unescape(id), initiated });
                 }
             }
             let truncated = tag_values(&body, "IsTruncated").first() == Some(&"true");
@@ -172,16 +185,14 @@ impl S3Bucket {
         Ok(uploads)
     }
 
-    /// Aborts every incomplete upload under `prefix`; returns how many.
-    pub async fn abort_incomplete_uploads(&self, prefix: &str) -> Result<usize, UploadsError> {
-        let uploads = self.incomplete_uploads(prefix).await?;
-        for (key, id) in &uploads {
-            let path = Path::from(key.as_str());
-            if let Err(e) = self.store.abort_multipart(&path, &id.clone()).await {
-                tracing::warn!(key = %key, error = %e, "Could not abort an abandoned multipart upload");
-            }
+    /// Aborts one incomplete upload.
+    pub async fn abort(&self, upload: &Upload) -> Result<(), object_store::Error> {
+        let path = Path::from(upload.key.as_str());
+        let result = self.store.abort_multipart(&path, &upload.id.clone()).await;
+        if let Err(e) = &result {
+            tracing::warn!(key = %upload.key, error = %e, "Could not abort an abandoned multipart upload");
         }
-        Ok(uploads.len())
+        result
     }
 }
 
