@@ -17,6 +17,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::budget::{self, MemoryBudget};
+use crate::config::ConfigFile;
 use crate::current;
 use crate::pipeline::{self, NewColumnPolicy, RejectLimit, RunError, SyncPlan, WriteOptions};
 use crate::report::{exit_code, RunReport};
@@ -64,16 +65,99 @@ pub struct Cli {
     #[arg(long, global = true, env = "CXLAKE_LOG", default_value = "info", value_name = "FILTER")]
     pub log: String,
 
+    /// Log lines as text, or as JSON objects (one per line, with run_id, source, window, dataset)
+    #[arg(long, global = true, env = "CXLAKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Progress bars on standard error: when it is a terminal (auto), always, or never
+    #[arg(long, global = true, env = "CXLAKE_PROGRESS", value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Write Prometheus metrics of the run to this file at the end (node_exporter textfile collector)
+    #[arg(long, global = true, env = "CXLAKE_METRICS_FILE", value_name = "PATH.prom")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// The config file: destination, output options and sources (see `cxlake config show`)
+    #[arg(long, global = true, env = "CXLAKE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
+
+    /// The config file, loaded.
+    #[arg(skip)]
+    pub config_file: Option<Arc<ConfigFile>>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The command tree as parsed: a flag given twice (once from the config file, once typed)
+/// takes the last value.
+pub fn command_tree() -> clap::Command {
+    fn override_self(command: clap::Command) -> clap::Command {
+        command.args_override_self(true).mut_subcommands(override_self)
+    }
+    use clap::CommandFactory;
+    override_self(Cli::command())
+}
+
+/// Parses the process's arguments, with the config file's settings inserted; exits with the
+/// parser's message (code 2) when they do not parse.
+pub fn parse(argv: Vec<std::ffi::OsString>) -> Cli {
+    use clap::FromArgMatches;
+    let root = command_tree();
+    let config = match crate::config::find_path(&argv) {
+        Some(path) => match ConfigFile::load(&path) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(exit_code::USAGE);
+            }
+        },
+        None => None,
+    };
+    let argv = match &config {
+        Some(config) => config.inject(argv, &root, &source_secrets).unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(exit_code::USAGE);
+        }),
+        None => argv,
+    };
+    let matches = root.get_matches_from(argv);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.config_file = config;
+    cli
+}
+
+/// The exit code an error that stopped a command maps to.
+pub fn exit_code_of(error: &anyhow::Error) -> i32 {
+    if error.chain().any(|cause| cause.is::<UsageError>() || cause.is::<crate::config::ConfigError>()) {
+        exit_code::USAGE
+    } else if error.chain().any(|cause| cause.is::<crate::sink::lease::Locked>()) {
+        exit_code::LOCKED
+    } else {
+        exit_code::PARTIAL
+    }
 }
 
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant, reason = "parsed once per process; boxing buys nothing")]
 pub enum Command {
     /// Export day windows from a platform and land them in the lake
-    #[command(subcommand)]
-    Sync(SyncCommand),
+    Sync(SyncRequest),
     /// List the declared dataset schemas or show one
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -99,6 +183,35 @@ pub enum Command {
     Emulator(EmulatorCommand),
     /// Sync 3 days from every built-in emulator into ./lake and show how to query them
     Demo(DemoArgs),
+    /// The config file (cxlake.toml)
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings of every configured source, where each comes from, secrets redacted
+    Show,
+}
+
+/// `cxlake sync <source> …` or `cxlake sync --all`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_required = false, arg_required_else_help = true)]
+pub struct SyncRequest {
+    /// Sync every source of the config file, one after another; one failing does not stop the others
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: first day to export, for every source
+    #[arg(long, value_name = "T", requires = "all")]
+    pub from: Option<String>,
+    /// With --all: end of the range, exclusive, for every source
+    #[arg(long, value_name = "T", requires = "all")]
+    pub to: Option<String>,
+    /// With --all: leave windows already done as they are
+    #[arg(long, requires = "all")]
+    pub skip_done: bool,
+    #[command(subcommand)]
+    pub source: Option<SyncCommand>,
 }
 
 /// Where the lake is and how windows are written: shared by `sync` and `convert`.
@@ -305,6 +418,19 @@ macro_rules! define_source_commands {
             vec![$( <$platform as Platform>::NAME ),*]
         }
 
+        /// A registered source's secrets: `(config key, environment variable)`.
+        pub fn source_secrets(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+            $( if name == <$platform as Platform>::NAME { return Some(<$platform as Platform>::SECRETS); } )*
+            None
+        }
+
+        /// The source a `sync <source>` command syncs.
+        fn sync_command_source(command: &SyncCommand) -> &'static str {
+            match command {
+                $( SyncCommand::$variant(_) => <$platform as Platform>::NAME, )*
+            }
+        }
+
         async fn run_sync_command(command: SyncCommand) -> Result<i32> {
             match command {
                 $( SyncCommand::$variant(args) => sync::<$platform>(args).await, )*
@@ -484,10 +610,67 @@ pub struct DemoArgs {
     pub days: u32,
 }
 
+/// What this process's syncs did, for `--metrics-file`.
+fn observed() -> &'static std::sync::Mutex<crate::metrics::Observed> {
+    static OBSERVED: std::sync::OnceLock<std::sync::Mutex<crate::metrics::Observed>> = std::sync::OnceLock::new();
+    OBSERVED.get_or_init(Default::default)
+}
+
+fn record_report(report: &RunReport) {
+    observed().lock().expect("observed").reports.push(report.clone());
+}
+
+fn record_source_failure(source: &str) {
+    observed().lock().expect("observed").failed_sources.push(source.to_string());
+}
+
+/// Writes the metrics file: the runs' outcome and, per dataset of the lakes they wrote, when
+/// its newest done window was committed.
+async fn write_metrics(path: &Path) -> Result<()> {
+    let mut observed = observed().lock().expect("observed").clone();
+    let mut seen = BTreeSet::new();
+    for report in &observed.reports {
+        if !seen.insert((report.dest.clone(), report.source.clone())) {
+            continue;
+        }
+        let Ok(dest) = Destination::parse(&report.dest) else { continue };
+        let records = StateStore::new(dest).load_windows(&report.source).await.unwrap_or_default();
+        for record in records.iter().filter(|r| r.status == crate::state::WindowStatus::Done) {
+            let Some(finished) = record.finished_at else { continue };
+            for dataset in record.datasets.keys() {
+                let entry = observed
+                    .last_success
+                    .entry((report.source.clone(), dataset.clone()))
+                    .or_insert(finished);
+                *entry = (*entry).max(finished);
+            }
+        }
+    }
+    crate::metrics::write_textfile(path, &crate::metrics::render(&observed))
+        .with_context(|| format!("writing the metrics file {}", path.display()))
+}
+
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
+    let metrics_file = cli.metrics_file.clone();
+    let syncing = match &cli.command {
+        Command::Sync(SyncRequest { source: Some(command), .. }) => Some(sync_command_source(command)),
+        _ => None,
+    };
+    let result = run_command(cli).await;
+    if let Some(path) = metrics_file {
+        if let (Err(_), Some(source)) = (&result, syncing) {
+            record_source_failure(source);
+        }
+        write_metrics(&path).await?;
+    }
+    result
+}
+
+async fn run_command(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Sync(command) => run_sync_command(command).await,
+        Command::Sync(SyncRequest { source: Some(command), .. }) => run_sync_command(command).await,
+        Command::Sync(request) => sync_all(request, cli.config_file.as_deref()).await,
         Command::Schema(command) => schema(command),
         Command::History(command) => run_history_command(command).await,
         Command::Status(args) => status(args).await,
@@ -499,7 +682,66 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Synth(args) => synth(args),
         Command::Emulator(command) => run_emulator_command(command).await,
         Command::Demo(args) => demo(args).await,
+        Command::Config(ConfigCommand::Show) => config_show(cli.config_file.as_deref()),
     }
+}
+
+/// `cxlake config show`.
+fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
+    use crate::config::effective;
+    let Some(config) = config else {
+        return Err(usage("no config file: pass --config cxlake.toml or set CXLAKE_CONFIG"));
+    };
+    let root = command_tree();
+    println!(
+        "# {}: the effective settings; command line > environment > file > defaults; secrets redacted",
+        config.path.display()
+    );
+    let mut code = exit_code::OK;
+    let mut globals_shown = false;
+    for name in config.source_names() {
+        let Some(secrets) = source_secrets(&name) else {
+            return Err(usage(format!("[sources.{name}] is not a source; known: {}", source_names().join(", "))));
+        };
+        let argv = config.sync_argv(&root, &name, &[], secrets)?;
+        let from_file: Vec<String> = argv
+            .iter()
+            .filter_map(|a| a.strip_prefix("--"))
+            .map(|a| a.split('=').next().unwrap_or(a).to_string())
+            .collect();
+        let matches = match root.clone().try_get_matches_from(&argv) {
+            Ok(matches) => matches,
+            Err(e) => {
+                println!("\n[sources.{name}]\n# cannot run: {}", e.render().to_string().trim().replace('\n', "\n# "));
+                code = exit_code::USAGE;
+                continue;
+            }
+        };
+        if !globals_shown {
+            for setting in effective(&root, &matches, &from_file) {
+                println!("{:<48} # {}", format!("{} = {:?}", setting.key, setting.value), setting.origin.name());
+            }
+            globals_shown = true;
+        }
+        let leaf = root.find_subcommand("sync").and_then(|s| s.find_subcommand(&name)).expect("a registered source");
+        let sub = matches.subcommand_matches("sync").and_then(|m| m.subcommand_matches(&name)).expect("parsed above");
+        println!("\n[sources.{name}]");
+        for setting in effective(leaf, sub, &from_file) {
+            println!("{:<48} # {}", format!("{} = {:?}", setting.key, setting.value), setting.origin.name());
+        }
+        for (key, var) in secrets {
+            let origin = match config.secret_reference_of(&name, key) {
+                Some(reference) => format!("file: {reference}"),
+                None if config.secret_reference_of(&name, &format!("{key}_file")).is_some() => {
+                    format!("read from {key}_file")
+                }
+                None if std::env::var_os(var).is_some() => format!("environment: {var}"),
+                None => format!("not set ({var} or {key}_file)"),
+            };
+            println!("{:<48} # {origin}", format!("{key} = \"<redacted>\""));
+        }
+    }
+    Ok(code)
 }
 
 /// Parses `90s`, `30m`, `2h`, `500ms` or a bare number of seconds.
@@ -692,6 +934,74 @@ async fn plan_windows(
     Ok(windows)
 }
 
+/// `cxlake sync --all`: every source of the config file, one after another, each with the
+/// file's settings and the range given here. A source that fails (a bad key, a locked window)
+/// does not stop the next; the exit code is the worst of theirs.
+async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) -> Result<i32> {
+    use clap::FromArgMatches;
+    let Some(config) = config else {
+        return Err(usage("sync --all syncs the sources of a config file: pass --config cxlake.toml or set CXLAKE_CONFIG"));
+    };
+    let names = config.source_names();
+    if names.is_empty() {
+        return Err(usage(format!("{} configures no source: add a [sources.<name>] table", config.path.display())));
+    }
+    let mut extra = Vec::new();
+    for (flag, value) in [("--from", &request.from), ("--to", &request.to)] {
+        if let Some(value) = value {
+            extra.push(format!("{flag}={value}"));
+        }
+    }
+    if request.skip_done {
+        extra.push("--skip-done".into());
+    }
+    let root = command_tree();
+    let mut outcomes: Vec<(String, i32)> = Vec::new();
+    for name in &names {
+        tracing::info!(source = %name, "Syncing a configured source");
+        let result = async {
+            let secrets = source_secrets(name).ok_or_else(|| {
+                usage(format!(
+                    "{}: [sources.{name}] is not a source; known: {}",
+                    config.path.display(),
+                    source_names().join(", ")
+                ))
+            })?;
+            let argv = config.sync_argv(&root, name, &extra, secrets)?;
+            let matches = root.clone().try_get_matches_from(argv).map_err(|e| {
+                usage(format!("{} [sources.{name}]: {}", config.path.display(), e.render().to_string().trim()))
+            })?;
+            let cli = Cli::from_arg_matches(&matches).map_err(|e| usage(e.to_string()))?;
+            match cli.command {
+                Command::Sync(SyncRequest { source: Some(command), .. }) => run_sync_command(command).await,
+                _ => unreachable!("sync_argv builds a `sync <source>` command line"),
+            }
+        }
+        .await;
+        let code = match result {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {name}: {error:#}");
+                record_source_failure(name);
+                exit_code_of(&error)
+            }
+        };
+        outcomes.push((name.clone(), code));
+    }
+    println!("\n{:<14} {:>4}  outcome", "source", "exit");
+    for (name, code) in &outcomes {
+        let outcome = match *code {
+            exit_code::OK => "ok",
+            exit_code::PARTIAL => "some windows failed",
+            exit_code::USAGE => "not run: configuration or credentials",
+            exit_code::LOCKED => "windows held by another run",
+            _ => "failed",
+        };
+        println!("{name:<14} {code:>4}  {outcome}");
+    }
+    Ok(outcomes.iter().map(|(_, code)| *code).max().unwrap_or(exit_code::OK))
+}
+
 async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let SyncArgs { source: source_args, lake } = args;
     let source_name = P::NAME;
@@ -716,7 +1026,7 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let plan = SyncPlan::new(source, dest, datasets, windows, filter, options);
     check_format(&plan.dest, &lake.output.dest, source_name, &plan.datasets, plan.options.format).await?;
     if nothing_to_do {
-        run_holding_lock(&plan).await?;
+        record_report(&run_holding_lock(&plan).await?);
         println!(
             "nothing to do: every window of {source_name} up to the requested end is done in {}",
             lake.output.dest
@@ -767,6 +1077,7 @@ fn check_pii_policy(
 /// Runs a plan, prints its report (and writes it as JSON if asked); returns the exit code.
 async fn run_and_report<S: Source>(plan: &SyncPlan<S>, report_json: Option<&Path>) -> Result<i32> {
     let report = run_holding_lock(plan).await?;
+    record_report(&report);
     print!("{}", report.render());
     write_report_json(report_json, &report)?;
     Ok(report.exit_code())

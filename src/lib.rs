@@ -5,13 +5,16 @@
 
 pub mod budget;
 pub mod cli;
+pub mod config;
 pub mod current;
 pub mod decode;
+pub mod metrics;
 pub mod erase;
 pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod schema;
+pub mod secrets;
 pub mod sink;
 pub mod sources;
 pub mod state;

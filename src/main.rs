@@ -2,9 +2,6 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-use cxlake::cli::{Cli, UsageError};
-use cxlake::report::exit_code;
 
 fn main() {
     // Like other command-line tools, end quietly when stdout is a closed pipe (`cxlake … | head`)
@@ -14,7 +11,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = cxlake::cli::parse(std::env::args_os().collect());
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -29,13 +26,7 @@ fn main() {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if error.chain().any(|cause| cause.is::<UsageError>()) {
-                exit_code::USAGE
-            } else if error.chain().any(|cause| cause.is::<cxlake::sink::lease::Locked>()) {
-                exit_code::LOCKED
-            } else {
-                exit_code::PARTIAL
-            }
+            cxlake::cli::exit_code_of(&error)
         }
     };
     // Dropping the runtime waits for blocking tasks; a finished run has none worth waiting for.

@@ -244,6 +244,8 @@ pub struct StagedDataset {
     pub raw: Vec<RawFile>,
     /// What the PII policy did to the dataset (`None`: everything kept).
     pub pii: Option<String>,
+    /// Seconds from the start of its decoding to its staged files.
+    pub seconds: f64,
 }
 
 /// Runs every window of the plan, each under its own lease, and writes the run report into the
@@ -463,7 +465,10 @@ fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, second
             .iter()
             .filter(|(name, _)| plan.datasets.iter().any(|d| &d.dataset == *name))
             .map(|(name, d)| {
-                (name.clone(), DatasetReport { stats: d.stats, files: d.files.len(), bytes: d.bytes })
+                (
+                    name.clone(),
+                    DatasetReport { stats: d.stats, files: d.files.len(), bytes: d.bytes, seconds: d.seconds },
+                )
             })
             .collect(),
         error: None,
@@ -581,6 +586,7 @@ pub async fn stage_files<S>(
     window: Window,
     files: &[FetchedFile],
 ) -> Result<StagedDataset, WindowError> {
+    let began = Instant::now();
     let input_bytes = files.iter().map(|f| f.bytes).sum();
     let reservation = plan.options.memory.reserve(input_bytes).await;
     tracing::debug!(dataset = %schema.dataset, window = %window, reserved_mib = reservation.mib(), "Conversion started");
@@ -637,7 +643,8 @@ pub async fn stage_files<S>(
     let written = writer.finish().await?;
     rejects.finish().await?;
     let pii = pii.recorded(&schema);
-    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw, pii })
+    let seconds = began.elapsed().as_secs_f64();
+    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw, pii, seconds })
 }
 
 /// Compresses a dataset's fetched files into the run's staging area (unless the plan keeps no
@@ -860,6 +867,7 @@ async fn commit_window<S>(
                 delta_version,
                 raw,
                 pii: dataset.pii,
+                seconds: dataset.seconds,
             },
         );
     }

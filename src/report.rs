@@ -43,6 +43,9 @@ pub struct DatasetReport {
     pub stats: DecodeStats,
     pub files: usize,
     pub bytes: u64,
+    /// Seconds spent decoding and staging it.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

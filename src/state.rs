@@ -49,6 +49,10 @@ pub struct DatasetRecord {
     /// every column as fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pii: Option<String>,
+    /// Seconds spent decoding and staging the dataset's files (wall time, in parallel with the
+    /// window's other datasets).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

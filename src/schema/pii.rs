@@ -69,7 +69,7 @@ impl PiiKey {
 
     /// The key in `CXLAKE_PII_KEY`, if set.
     pub fn from_env() -> Option<PiiKey> {
-        std::env::var("CXLAKE_PII_KEY").ok().filter(|k| !k.trim().is_empty()).map(|k| PiiKey::new(k.trim()))
+        crate::secrets::var("CXLAKE_PII_KEY").filter(|k| !k.trim().is_empty()).map(|k| PiiKey::new(k.trim()))
     }
 
     /// Names the key in window records without revealing it.

@@ -647,7 +647,7 @@ pub fn load_secret(
             warn_if_world_readable(path);
             Secret::new(text)
         }
-        None => Secret::new(std::env::var(env_var).unwrap_or_default()),
+        None => Secret::new(crate::secrets::var(env_var).unwrap_or_default()),
     };
     if secret.is_empty() {
         return Err(super::SetupError(format!("no {what}: set {env_var} or pass {flag} PATH")));

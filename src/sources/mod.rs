@@ -231,6 +231,9 @@ pub trait Platform {
     const NAME: &'static str;
     /// How people write the platform's name.
     const TITLE: &'static str;
+    /// The secrets the source reads from the environment: `(config key, variable)`. In
+    /// `cxlake.toml` each is only a `${VAR}` reference (or its `<key>_file` path), never inline.
+    const SECRETS: &'static [(&'static str, &'static str)] = &[];
     /// Connection and export options of `sync` and `history`.
     type Args: clap::Args + std::fmt::Debug + Send + Sync;
     /// Options of `cxlake emulator <NAME>`.

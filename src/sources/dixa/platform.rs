@@ -77,6 +77,7 @@ pub struct DixaPlatform;
 impl Platform for DixaPlatform {
     const NAME: &'static str = "dixa";
     const TITLE: &'static str = "Dixa";
+    const SECRETS: &'static [(&'static str, &'static str)] = &[("api_token", "DIXA_API_TOKEN")];
     type Args = DixaArgs;
     type EmulatorArgs = DixaEmulatorArgs;
     type Source = Dixa;

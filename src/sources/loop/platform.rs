@@ -119,6 +119,7 @@ pub struct LoopPlatform;
 impl Platform for LoopPlatform {
     const NAME: &'static str = "loop";
     const TITLE: &'static str = "Loop";
+    const SECRETS: &'static [(&'static str, &'static str)] = &[("api_token", "LOOP_API_TOKEN")];
     type Args = LoopArgs;
     type EmulatorArgs = LoopEmulatorArgs;
     type Source = Loop;

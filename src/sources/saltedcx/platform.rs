@@ -102,6 +102,7 @@ pub struct SaltedCxPlatform;
 impl Platform for SaltedCxPlatform {
     const NAME: &'static str = "saltedcx";
     const TITLE: &'static str = "Salted CX";
+    const SECRETS: &'static [(&'static str, &'static str)] = &[("api_key", "SALTEDCX_API_KEY")];
     type Args = SaltedCxArgs;
     type EmulatorArgs = SaltedCxEmulatorArgs;
     type Source = SaltedCx;

@@ -105,7 +105,7 @@ fn sftp_config(args: &SparkcentralArgs) -> Result<SftpConfig, SetupError> {
     let target = SftpTarget::parse(&args.source).map_err(|e| SetupError(format!("--source: {e}")))?;
     let credential = match &args.identity_file {
         Some(path) => {
-            let passphrase = std::env::var("SPARKCENTRAL_SFTP_KEY_PASSPHRASE").ok().map(Secret::new);
+            let passphrase = crate::secrets::var("SPARKCENTRAL_SFTP_KEY_PASSPHRASE").map(Secret::new);
             Credential::key_file(path, passphrase.as_ref()).map_err(SetupError)?
         }
         None => Credential::Password(
@@ -149,6 +149,7 @@ pub struct SparkcentralPlatform;
 impl Platform for SparkcentralPlatform {
     const NAME: &'static str = "sparkcentral";
     const TITLE: &'static str = "Sparkcentral";
+    const SECRETS: &'static [(&'static str, &'static str)] = &[("password", "SPARKCENTRAL_SFTP_PASSWORD"), ("key_passphrase", "SPARKCENTRAL_SFTP_KEY_PASSPHRASE")];
     type Args = SparkcentralArgs;
     type EmulatorArgs = SparkcentralEmulatorArgs;
     type Source = Sparkcentral;
