@@ -612,7 +612,8 @@ pub struct DemoArgs {
 
 /// What this process's syncs did, for `--metrics-file`.
 fn observed() -> &'static std::sync::Mutex<crate::metrics::Observed> {
-    static OBSERVED: std::sync::OnceLock<std::sync::Mutex<crate::metrics::Observed>> = std::sync::OnceLock::new();
+    static OBSERVED: std::sync::OnceLock<std::sync::Mutex<crate::metrics::Observed>> =
+        std::sync::OnceLock::new();
     OBSERVED.get_or_init(Default::default)
 }
 
@@ -638,10 +639,8 @@ async fn write_metrics(path: &Path) -> Result<()> {
         for record in records.iter().filter(|r| r.status == crate::state::WindowStatus::Done) {
             let Some(finished) = record.finished_at else { continue };
             for dataset in record.datasets.keys() {
-                let entry = observed
-                    .last_success
-                    .entry((report.source.clone(), dataset.clone()))
-                    .or_insert(finished);
+                let entry =
+                    observed.last_success.entry((report.source.clone(), dataset.clone())).or_insert(finished);
                 *entry = (*entry).max(finished);
             }
         }
@@ -701,7 +700,10 @@ fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
     let mut globals_shown = false;
     for name in config.source_names() {
         let Some(secrets) = source_secrets(&name) else {
-            return Err(usage(format!("[sources.{name}] is not a source; known: {}", source_names().join(", "))));
+            return Err(usage(format!(
+                "[sources.{name}] is not a source; known: {}",
+                source_names().join(", ")
+            )));
         };
         let argv = config.sync_argv(&root, &name, &[], secrets)?;
         let from_file: Vec<String> = argv
@@ -712,19 +714,30 @@ fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
         let matches = match root.clone().try_get_matches_from(&argv) {
             Ok(matches) => matches,
             Err(e) => {
-                println!("\n[sources.{name}]\n# cannot run: {}", e.render().to_string().trim().replace('\n', "\n# "));
+                println!(
+                    "\n[sources.{name}]\n# cannot run: {}",
+                    e.render().to_string().trim().replace('\n', "\n# ")
+                );
                 code = exit_code::USAGE;
                 continue;
             }
         };
         if !globals_shown {
             for setting in effective(&root, &matches, &from_file) {
-                println!("{:<48} # {}", format!("{} = {:?}", setting.key, setting.value), setting.origin.name());
+                println!(
+                    "{:<48} # {}",
+                    format!("{} = {:?}", setting.key, setting.value),
+                    setting.origin.name()
+                );
             }
             globals_shown = true;
         }
-        let leaf = root.find_subcommand("sync").and_then(|s| s.find_subcommand(&name)).expect("a registered source");
-        let sub = matches.subcommand_matches("sync").and_then(|m| m.subcommand_matches(&name)).expect("parsed above");
+        let leaf =
+            root.find_subcommand("sync").and_then(|s| s.find_subcommand(&name)).expect("a registered source");
+        let sub = matches
+            .subcommand_matches("sync")
+            .and_then(|m| m.subcommand_matches(&name))
+            .expect("parsed above");
         println!("\n[sources.{name}]");
         for setting in effective(leaf, sub, &from_file) {
             println!("{:<48} # {}", format!("{} = {:?}", setting.key, setting.value), setting.origin.name());
@@ -940,11 +953,16 @@ async fn plan_windows(
 async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) -> Result<i32> {
     use clap::FromArgMatches;
     let Some(config) = config else {
-        return Err(usage("sync --all syncs the sources of a config file: pass --config cxlake.toml or set CXLAKE_CONFIG"));
+        return Err(usage(
+            "sync --all syncs the sources of a config file: pass --config cxlake.toml or set CXLAKE_CONFIG",
+        ));
     };
     let names = config.source_names();
     if names.is_empty() {
-        return Err(usage(format!("{} configures no source: add a [sources.<name>] table", config.path.display())));
+        return Err(usage(format!(
+            "{} configures no source: add a [sources.<name>] table",
+            config.path.display()
+        )));
     }
     let mut extra = Vec::new();
     for (flag, value) in [("--from", &request.from), ("--to", &request.to)] {
@@ -969,7 +987,11 @@ async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) -> Result<i
             })?;
             let argv = config.sync_argv(&root, name, &extra, secrets)?;
             let matches = root.clone().try_get_matches_from(argv).map_err(|e| {
-                usage(format!("{} [sources.{name}]: {}", config.path.display(), e.render().to_string().trim()))
+                usage(format!(
+                    "{} [sources.{name}]: {}",
+                    config.path.display(),
+                    e.render().to_string().trim()
+                ))
             })?;
             let cli = Cli::from_arg_matches(&matches).map_err(|e| usage(e.to_string()))?;
             match cli.command {
@@ -1208,8 +1230,10 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     let refreshed = async {
         let mut tables = Vec::new();
         for (source, datasets, format) in &plans {
-            let lease = Lease::acquire_waiting(&dest, &LeaseName::current(source), &run_id, ttl, wait).await?;
-            let refreshed = current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await;
+            let lease =
+                Lease::acquire_waiting(&dest, &LeaseName::current(source), &run_id, ttl, wait).await?;
+            let refreshed =
+                current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await;
             lease.release().await?;
             tables.extend(refreshed?);
         }

@@ -88,7 +88,8 @@ pub fn find_path(argv: &[OsString]) -> Option<PathBuf> {
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let error = |message: String| ConfigError { path: path.display().to_string(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read the config file: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| error(format!("cannot read the config file: {e}")))?;
         ConfigFile::parse(path, &text)
     }
 
@@ -313,8 +314,9 @@ impl ConfigFile {
                 return Err(self.error(format!("{at}: `${{` without a closing `}}`")));
             };
             let var = &rest[start + 2..start + end];
-            let value = std::env::var(var)
-                .map_err(|_| self.error(format!("{at} refers to ${{{var}}}, which is not set in the environment")))?;
+            let value = std::env::var(var).map_err(|_| {
+                self.error(format!("{at} refers to ${{{var}}}, which is not set in the environment"))
+            })?;
             out.push_str(&value);
             rest = &rest[start + end + 1..];
         }

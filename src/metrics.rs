@@ -65,7 +65,9 @@ pub fn render(observed: &Observed) -> String {
         ("cxlake_rows_written", "Rows written by the last run.", |d| d.0 as f64),
         ("cxlake_rows_rejected", "Rows quarantined by the last run.", |d| d.1 as f64),
         ("cxlake_bytes_written", "Parquet bytes written by the last run.", |d| d.2 as f64),
-        ("cxlake_dataset_seconds", "Seconds spent decoding and writing the dataset in the last run.", |d| d.3),
+        ("cxlake_dataset_seconds", "Seconds spent decoding and writing the dataset in the last run.", |d| {
+            d.3
+        }),
     ];
     for (name, help, pick) in per_dataset {
         f.header(name, help);
@@ -113,7 +115,11 @@ pub fn render(observed: &Observed) -> String {
         "When the dataset's newest done window was committed (Unix time).",
     );
     for ((source, dataset), at) in &observed.last_success {
-        f.sample("cxlake_last_success_timestamp_seconds", &[("source", source), ("dataset", dataset)], unix(*at));
+        f.sample(
+            "cxlake_last_success_timestamp_seconds",
+            &[("source", source), ("dataset", dataset)],
+            unix(*at),
+        );
     }
     out
 }

@@ -252,15 +252,23 @@ pub struct StagedDataset {
 /// destination. Windows another run is working on are waited for (`lease_wait`); a window that
 /// run finished meanwhile is not done twice.
 pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunError> {
-    let guard = RunGuard::start(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
-    let report = run_windows(plan).await;
-    let report = match report {
-        Ok(report) => refresh_current_tables(plan, report).await,
-        Err(e) => Err(e),
-    };
-    remove_local_staging(&plan.dest, &plan.run_id);
-    guard.release().await?;
-    Ok(report?)
+    use tracing::Instrument;
+    let span = tracing::info_span!("run", run_id = %plan.run_id, source = plan.source.name());
+    async {
+        let guard = RunGuard::start(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
+        crate::progress::run_started(plan.source.name(), plan.windows.len());
+        let report = run_windows(plan).await;
+        let report = match report {
+            Ok(report) => refresh_current_tables(plan, report).await,
+            Err(e) => Err(e),
+        };
+        crate::progress::run_finished(plan.source.name());
+        remove_local_staging(&plan.dest, &plan.run_id);
+        guard.release().await?;
+        Ok(report?)
+    }
+    .instrument(span)
+    .await
 }
 
 /// After windows were committed: rebuilds the current tables of the synced datasets and the
@@ -275,7 +283,8 @@ async fn refresh_current_tables<S: Source>(
             let source = plan.source.name();
             let (dest, format) = (&plan.dest, plan.options.format);
             let (ttl, wait) = (plan.options.lock_ttl, plan.options.lease_wait);
-            let lease = Lease::acquire_waiting(dest, &LeaseName::current(source), &plan.run_id, ttl, wait).await?;
+            let lease =
+                Lease::acquire_waiting(dest, &LeaseName::current(source), &plan.run_id, ttl, wait).await?;
             let tables =
                 current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id, false).await;
             lease.release().await?;
@@ -322,12 +331,12 @@ async fn claim_window<S: Source>(
 ) -> Result<Claim, WindowError> {
     let source = plan.source.name();
     let name = LeaseName::window(source, window.date);
-    let lease = match Lease::acquire_waiting(&plan.dest, &name, &plan.run_id, plan.options.lock_ttl, wait).await
-    {
-        Ok(lease) => lease,
-        Err(LockError::Locked(held)) => return Ok(Claim::Held(held)),
-        Err(e) => return Err(e.into()),
-    };
+    let lease =
+        match Lease::acquire_waiting(&plan.dest, &name, &plan.run_id, plan.options.lock_ttl, wait).await {
+            Ok(lease) => lease,
+            Err(LockError::Locked(held)) => return Ok(Claim::Held(held)),
+            Err(e) => return Err(e.into()),
+        };
     let record = match state.load_window(source, window.date).await {
         Ok(record) => record,
         Err(e) => {
@@ -375,6 +384,7 @@ async fn window_report<S: Source>(
         }
         Ok(Claim::DoneBy(run_id)) => {
             tracing::info!(window = %window, by = %run_id, "Window already done by another run; left as it is");
+            crate::progress::window_done(&window, 0, "done by another run");
             return WindowReport::done_by(window.date, run_id);
         }
         Ok(Claim::Held(held)) => return WindowReport::held(window.date, held.to_string()),
@@ -384,10 +394,13 @@ async fn window_report<S: Source>(
     match result {
         Ok(record) => {
             tracing::info!(window = %window, seconds, "Window committed");
+            let rows = record.datasets.values().map(|d| d.stats.rows_written).sum();
+            crate::progress::window_done(&window, rows, "committed");
             committed_report(plan, &record, seconds)
         }
         Err(error) => {
             tracing::error!(window = %window, error = %error, "Window failed; its previous data (if any) is unchanged");
+            crate::progress::window_done(&window, 0, "failed");
             if error.scope() == FailureScope::Run {
                 fatal_error.lock().expect("fatal error lock").get_or_insert(error.to_string());
                 WindowReport { seconds, ..WindowReport::skipped(window.date, Some(error.to_string())) }
@@ -406,6 +419,7 @@ async fn window_report<S: Source>(
 }
 
 async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkError> {
+    use tracing::Instrument;
     let state = StateStore::new(plan.dest.clone());
     let started_at = Utc::now();
     // A failure that would repeat for every window (bad key, lost lease) stops windows that
@@ -415,21 +429,22 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
     let parallel = plan.options.parallel_windows.max(1);
     // First every window nobody else holds; then, waiting, the ones another run was working on.
     let mut windows: Vec<WindowReport> = futures::stream::iter(plan.windows.iter().copied())
-        .map(|window| window_report(plan, state, window, started_at, std::time::Duration::ZERO, fatal_error))
+        .map(|window| {
+            window_report(plan, state, window, started_at, std::time::Duration::ZERO, fatal_error)
+                .instrument(tracing::info_span!("window", window = %window))
+        })
         .buffered(parallel)
         .collect()
         .await;
-    let held: Vec<Window> = windows
-        .iter()
-        .filter(|w| w.outcome == WindowOutcome::Held)
-        .map(|w| Window::new(w.date))
-        .collect();
+    let held: Vec<Window> =
+        windows.iter().filter(|w| w.outcome == WindowOutcome::Held).map(|w| Window::new(w.date)).collect();
     if !held.is_empty() && !plan.options.lease_wait.is_zero() {
         let deadline = Instant::now() + plan.options.lease_wait;
         let retried: Vec<WindowReport> = futures::stream::iter(held)
             .map(|window| {
                 let wait = deadline.saturating_duration_since(Instant::now());
                 window_report(plan, state, window, started_at, wait, fatal_error)
+                    .instrument(tracing::info_span!("window", window = %window))
             })
             .buffered(parallel)
             .collect()
@@ -467,7 +482,12 @@ fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, second
             .map(|(name, d)| {
                 (
                     name.clone(),
-                    DatasetReport { stats: d.stats, files: d.files.len(), bytes: d.bytes, seconds: d.seconds },
+                    DatasetReport {
+                        stats: d.stats,
+                        files: d.files.len(),
+                        bytes: d.bytes,
+                        seconds: d.seconds,
+                    },
                 )
             })
             .collect(),
@@ -490,6 +510,8 @@ async fn run_window<S: Source>(
     let source = plan.source.name();
     let journal = StateJournal { plan, state, source, datasets: names.clone() };
     let fetched = plan.source.fetch_window(window, &names, spool.path(), &journal).await?;
+    crate::progress::downloaded(fetched.files.iter().map(|f| f.bytes).sum());
+    crate::progress::export_state(&window, "converting");
 
     let staging =
         plan.datasets.iter().filter(|schema| !fetched.absent.contains(&schema.dataset)).map(|schema| {
@@ -502,7 +524,12 @@ async fn run_window<S: Source>(
                         schema.dataset
                     )));
                 }
-                stage_files(plan, source, schema.clone(), window, &files).await
+                let span = tracing::info_span!("dataset", dataset = %schema.dataset);
+                tracing::Instrument::instrument(
+                    stage_files(plan, source, schema.clone(), window, &files),
+                    span,
+                )
+                .await
             }
         });
     let staged = match try_join_all(staging).await {
@@ -644,7 +671,15 @@ pub async fn stage_files<S>(
     rejects.finish().await?;
     let pii = pii.recorded(&schema);
     let seconds = began.elapsed().as_secs_f64();
-    Ok(StagedDataset { dataset: schema.dataset.clone(), stats: total, files: written, warnings, raw, pii, seconds })
+    Ok(StagedDataset {
+        dataset: schema.dataset.clone(),
+        stats: total,
+        files: written,
+        warnings,
+        raw,
+        pii,
+        seconds,
+    })
 }
 
 /// Compresses a dataset's fetched files into the run's staging area (unless the plan keeps no

@@ -187,7 +187,8 @@ impl RunReport {
         }
         let elsewhere = self.windows.iter().filter(|w| w.outcome == WindowOutcome::DoneByOtherRun).count();
         let failed = self.windows.len() - self.committed() - elsewhere;
-        let by_others = if elsewhere > 0 { format!(", {elsewhere} done by other runs") } else { String::new() };
+        let by_others =
+            if elsewhere > 0 { format!(", {elsewhere} done by other runs") } else { String::new() };
         out.push_str(&format!("{} window(s) committed{by_others}, {} not\n", self.committed(), failed));
         out
     }

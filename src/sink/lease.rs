@@ -196,7 +196,11 @@ pub async fn latest(dest: &Destination, name: &LeaseName) -> Result<Option<LockR
 }
 
 /// Who holds `name` now, if anyone does (and is not this run).
-pub async fn holder(dest: &Destination, name: &LeaseName, run_id: &str) -> Result<Option<LockRecord>, SinkError> {
+pub async fn holder(
+    dest: &Destination,
+    name: &LeaseName,
+    run_id: &str,
+) -> Result<Option<LockRecord>, SinkError> {
     Ok(latest(dest, name).await?.filter(|r| !r.is_free(Utc::now()) && r.run_id != run_id))
 }
 
@@ -223,7 +227,10 @@ pub struct Lease {
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("name", &self.name).field("generation", &self.record.generation).finish()
+        f.debug_struct("Lease")
+            .field("name", &self.name)
+            .field("generation", &self.record.generation)
+            .finish()
     }
 }
 
@@ -349,11 +356,9 @@ impl Lease {
             }
         };
         match by {
-            Some(by) => Err(LockError::Lost {
-                what: self.name.to_string(),
-                dest: self.dest.display.clone(),
-                by,
-            }),
+            Some(by) => {
+                Err(LockError::Lost { what: self.name.to_string(), dest: self.dest.display.clone(), by })
+            }
             None => Ok(()),
         }
     }

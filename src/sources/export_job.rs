@@ -201,6 +201,7 @@ async fn poll_until_ready<A: ExportJobApi>(api: &A, job: &A::Job) -> Result<A::R
             return Err(Waited::End(JobEnd::Timeout { export_id, waited_secs: started.elapsed().as_secs() }));
         }
         tracing::debug!(export_id = %export_id, wait_ms = wait.as_millis() as u64, "Export still processing");
+        crate::progress::export_state(&export_id, "processing");
         tokio::time::sleep(wait).await;
     }
 }
@@ -240,6 +241,7 @@ pub async fn completed<A: ExportJobApi, J: ExportJournal>(
         let export_id = api.job_id(&job);
         journal.record(window, &export_id).await;
         tracing::info!(window = %window, export_id = %export_id, "Export created; waiting for it to complete");
+        crate::progress::export_state(&window, "export created");
         match poll_until_ready(api, &job).await {
             Ok(ready) => return Ok((job, ready)),
             Err(Waited::End(end @ JobEnd::Failed { .. })) if retries < policy.failed_retries => {

@@ -17,7 +17,8 @@ async fn slow_emulator() -> Emulator {
 }
 
 async fn run_cli(dest: &str, from: &str, to: &str, extra: &[&str], env: &[(&'static str, String)]) -> Output {
-    let mut args = vec!["sync", "saltedcx", "--dest", dest, "--from", from, "--to", to, "--poll-interval", "10ms"];
+    let mut args =
+        vec!["sync", "saltedcx", "--dest", dest, "--from", from, "--to", to, "--poll-interval", "10ms"];
     args.extend_from_slice(extra);
     run_cxlake(&args, env).await
 }
@@ -39,8 +40,11 @@ async fn wait_for_lease(lake: &std::path::Path, day: &str) {
 fn write_lease(lake: &std::path::Path, day: &str, record: &LockRecord) {
     let dir = window_lease_dir(lake, day);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("lease-{:012}.json", record.generation)), serde_json::to_vec(record).unwrap())
-        .unwrap();
+    std::fs::write(
+        dir.join(format!("lease-{:012}.json", record.generation)),
+        serde_json::to_vec(record).unwrap(),
+    )
+    .unwrap();
 }
 
 fn foreign_lease(heartbeat_ago: chrono::Duration, host: &str, pid: u32) -> LockRecord {
@@ -104,14 +108,20 @@ async fn a_lease_left_by_a_dead_run_is_taken_over() {
 
     // This host, fresh heartbeat, but the process is gone (kill -9): no need to wait.
     let lake = tempfile::tempdir().unwrap();
-    write_lease(lake.path(), "2024-03-01", &foreign_lease(chrono::Duration::zero(), &hostname(), u32::MAX - 7));
+    write_lease(
+        lake.path(),
+        "2024-03-01",
+        &foreign_lease(chrono::Duration::zero(), &hostname(), u32::MAX - 7),
+    );
     let out = run_cli(lake.path().to_str().unwrap(), "2024-03-01", "2024-03-02", &[], &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     // Another host, fresh heartbeat: it is alive as far as we can tell.
     let lake = tempfile::tempdir().unwrap();
     write_lease(lake.path(), "2024-03-01", &foreign_lease(chrono::Duration::zero(), "another-host", 1));
-    let out = run_cli(lake.path().to_str().unwrap(), "2024-03-01", "2024-03-02", &["--lease-wait", "1s"], &env).await;
+    let out =
+        run_cli(lake.path().to_str().unwrap(), "2024-03-01", "2024-03-02", &["--lease-wait", "1s"], &env)
+            .await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stdout.contains("another-host"), "{}", out.stdout);
     assert!(data_files(lake.path()).is_empty());

@@ -131,7 +131,8 @@ pub struct KhorosPlatform;
 impl Platform for KhorosPlatform {
     const NAME: &'static str = "khoros";
     const TITLE: &'static str = "Khoros Care";
-    const SECRETS: &'static [(&'static str, &'static str)] = &[("password", "KHOROS_PASSWORD"), ("company_key", "KHOROS_COMPANY_KEY")];
+    const SECRETS: &'static [(&'static str, &'static str)] =
+        &[("password", "KHOROS_PASSWORD"), ("company_key", "KHOROS_COMPANY_KEY")];
     type Args = KhorosArgs;
     type EmulatorArgs = KhorosEmulatorArgs;
     type Source = Khoros;

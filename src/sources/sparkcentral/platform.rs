@@ -149,7 +149,8 @@ pub struct SparkcentralPlatform;
 impl Platform for SparkcentralPlatform {
     const NAME: &'static str = "sparkcentral";
     const TITLE: &'static str = "Sparkcentral";
-    const SECRETS: &'static [(&'static str, &'static str)] = &[("password", "SPARKCENTRAL_SFTP_PASSWORD"), ("key_passphrase", "SPARKCENTRAL_SFTP_KEY_PASSPHRASE")];
+    const SECRETS: &'static [(&'static str, &'static str)] =
+        &[("password", "SPARKCENTRAL_SFTP_PASSWORD"), ("key_passphrase", "SPARKCENTRAL_SFTP_KEY_PASSPHRASE")];
     type Args = SparkcentralArgs;
     type EmulatorArgs = SparkcentralEmulatorArgs;
     type Source = Sparkcentral;
