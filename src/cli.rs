@@ -186,6 +186,36 @@ pub enum Command {
     /// The config file (cxlake.toml)
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Split a range of windows into shards for workers (`sync --shard I/N` syncs one)
+    Plan(PlanArgs),
+    /// Check every configured source's credentials, the destination, the schemas and the leases
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Lake root: a local directory or s3://bucket/prefix (default: the config file's)
+    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub dest: Option<String>,
+    /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
+    #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// First day: YYYY-MM-DD or RFC 3339
+    #[arg(long, value_name = "T")]
+    pub from: String,
+    /// End of the range, exclusive
+    #[arg(long, value_name = "T")]
+    pub to: String,
+    /// How many workers share the range
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub shards: usize,
+    /// Print JSON (for an orchestrator's fan-out) instead of lines
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,6 +384,15 @@ pub struct LakeArgs {
     #[arg(long)]
     pub skip_done: bool,
 
+    /// Sync only shard I of N of the windows from --from to --to (contiguous runs, as `cxlake
+    /// plan --shards N` prints them)
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    pub shard: Option<String>,
+
+    /// Sync one of N shards, the one Kubernetes' JOB_COMPLETION_INDEX names (an Indexed Job)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
     /// Where downloads are spooled before decoding (default: the system temp directory)
     #[arg(long, env = "CXLAKE_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -434,6 +473,13 @@ macro_rules! define_source_commands {
         async fn run_sync_command(command: SyncCommand) -> Result<i32> {
             match command {
                 $( SyncCommand::$variant(args) => sync::<$platform>(args).await, )*
+            }
+        }
+
+        /// Builds a `sync <source>` command's source and makes its cheap call.
+        async fn probe_sync_command(command: &SyncCommand) -> Result<String, String> {
+            match command {
+                $( SyncCommand::$variant(args) => probe::<$platform>(args).await, )*
             }
         }
 
@@ -545,6 +591,10 @@ pub struct StatusArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Exit 4 when a dataset's newest done window ended longer ago than this (e.g. 36h): a
+    /// monitoring check. Covers the config file's sources, or every source in the lake
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -672,7 +722,7 @@ async fn run_command(cli: Cli) -> Result<i32> {
         Command::Sync(request) => sync_all(request, cli.config_file.as_deref()).await,
         Command::Schema(command) => schema(command),
         Command::History(command) => run_history_command(command).await,
-        Command::Status(args) => status(args).await,
+        Command::Status(args) => status(args, cli.config_file.as_deref()).await,
         Command::Convert(args) => convert(args).await,
         Command::Current(args) => current(args).await,
         Command::Vacuum(args) => vacuum(args).await,
@@ -682,7 +732,121 @@ async fn run_command(cli: Cli) -> Result<i32> {
         Command::Emulator(command) => run_emulator_command(command).await,
         Command::Demo(args) => demo(args).await,
         Command::Config(ConfigCommand::Show) => config_show(cli.config_file.as_deref()),
+        Command::Plan(args) => plan(args),
+        Command::Check(args) => check(args, cli.config_file.as_deref()).await,
     }
+}
+
+async fn probe<P: Platform>(args: &SyncArgs<P::Args>) -> Result<String, String> {
+    let source = P::source(&args.source).map_err(|e| e.0)?;
+    source.probe().await.map_err(|e| e.to_string())
+}
+
+/// `cxlake check`.
+async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Result<i32> {
+    use crate::doctor::{self, CheckResult};
+    use clap::FromArgMatches;
+    let mut results = Vec::new();
+    if let Some(config) = config {
+        results.push(CheckResult::pass(
+            "config",
+            format!("{}: {} source(s)", config.path.display(), config.source_names().len()),
+        ));
+    }
+    match load_registry(args.schemas.as_deref()) {
+        Ok(registry) => results.push(CheckResult::pass(
+            "schemas",
+            format!(
+                "{} dataset(s) ({})",
+                registry.iter().count(),
+                match &args.schemas {
+                    Some(dir) => format!("embedded, overridden from {}", dir.display()),
+                    None => "embedded".into(),
+                }
+            ),
+        )),
+        Err(e) => results.push(CheckResult::fail("schemas", format!("{e:#} — fix the schema file it names"))),
+    }
+    let run_id = new_run_id();
+    match args.dest.as_deref().map(Destination::parse) {
+        None => results.push(CheckResult::fail("destination", "no destination: pass --dest or set [destination] url in the config file")),
+        Some(Err(e)) => results.push(CheckResult::fail("destination", format!("{e}"))),
+        Some(Ok(dest)) => {
+            let checked = doctor::check_destination(&dest, &run_id).await;
+            let writable = checked.first().is_some_and(|r| r.ok);
+            results.extend(checked);
+            if writable {
+                results.push(doctor::check_leases(&dest, &run_id).await);
+            }
+        }
+    }
+    let root = command_tree();
+    for name in config.map(ConfigFile::source_names).unwrap_or_default() {
+        let label = format!("source {name}");
+        let Some(secrets) = source_secrets(&name) else {
+            results.push(CheckResult::fail(label, format!("not a source; known: {}", source_names().join(", "))));
+            continue;
+        };
+        let config = config.expect("sources come from the config file");
+        let parsed = config.sync_argv(&root, &name, &[], secrets).map_err(|e| e.to_string()).and_then(|argv| {
+            let matches = root.clone().try_get_matches_from(argv).map_err(|e| e.render().to_string())?;
+            Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+        });
+        let command = match parsed {
+            Ok(Cli { command: Command::Sync(SyncRequest { source: Some(command), .. }), .. }) => command,
+            Ok(_) => unreachable!("sync_argv builds a `sync <source>` command line"),
+            Err(e) => {
+                results.push(CheckResult::fail(label, format!("its settings do not parse: {}", e.trim())));
+                continue;
+            }
+        };
+        let started = Instant::now();
+        results.push(match probe_sync_command(&command).await {
+            Ok(detail) => CheckResult::pass(label, format!("{detail} ({} ms)", started.elapsed().as_millis())),
+            Err(e) => CheckResult::fail(label, e),
+        });
+    }
+    print!("{}", doctor::render(&results));
+    Ok(if results.iter().all(|r| r.ok) { exit_code::OK } else { exit_code::USAGE })
+}
+
+/// `cxlake plan`: the shards of a range, each as the `--from`/`--to` a worker would sync.
+fn plan(args: PlanArgs) -> Result<i32> {
+    let from = window::parse_time(&args.from).map_err(|e| usage(e.to_string()))?;
+    let to = window::parse_time(&args.to).map_err(|e| usage(e.to_string()))?;
+    let windows = window::windows_between(from, to, Utc::now()).map_err(|e| usage(e.to_string()))?;
+    if args.shards == 0 {
+        return Err(usage("--shards must be at least 1"));
+    }
+    let shards: Vec<serde_json::Value> = (0..args.shards)
+        .map(|index| {
+            let part = window::shard(&windows, index, args.shards);
+            serde_json::json!({
+                "shard": format!("{index}/{}", args.shards),
+                "index": index,
+                "windows": part.len(),
+                "from": part.first().map(|w| w.date.to_string()),
+                "to": part.last().map(|w| w.next().date.to_string()),
+            })
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&shards)?);
+        return Ok(exit_code::OK);
+    }
+    println!("{} window(s) from {} to {} in {} shard(s):", windows.len(), args.from, args.to, args.shards);
+    for shard in &shards {
+        let range = match (shard["from"].as_str(), shard["to"].as_str()) {
+            (Some(from), Some(to)) => format!("--from {from} --to {to}"),
+            _ => "(nothing)".into(),
+        };
+        println!(
+            "  --shard {:<6} {:>4} window(s)  {range}",
+            shard["shard"].as_str().unwrap_or_default(),
+            shard["windows"]
+        );
+    }
+    Ok(exit_code::OK)
 }
 
 /// `cxlake config show`.
@@ -830,7 +994,29 @@ impl OutputArgs {
     }
 }
 
+/// `I/N` of `--shard`.
+fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let parsed = text.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if count > 0 && index < count => Ok((index, count)),
+        _ => Err(usage(format!("--shard `{text}`: write I/N with 0 <= I < N, e.g. 0/4"))),
+    }
+}
+
 impl LakeArgs {
+    /// The shard this worker syncs: `--shard I/N`, or `--shards N` with Kubernetes'
+    /// `JOB_COMPLETION_INDEX`.
+    fn shard(&self) -> Result<Option<(usize, usize)>> {
+        if let Some(text) = &self.shard {
+            return parse_shard(text).map(Some);
+        }
+        let Some(count) = self.shards else { return Ok(None) };
+        let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+            usage("--shards N takes this worker's index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), which is not set; pass --shard I/N")
+        })?;
+        parse_shard(&format!("{}/{count}", index.trim())).map(Some)
+    }
+
     fn options(&self) -> Result<WriteOptions> {
         Ok(WriteOptions {
             writer: PartWriterConfig {
@@ -1040,6 +1226,17 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let windows = match source_windows(&source, &lake, &records, &datasets).await? {
         Some(windows) => windows,
         None => plan_windows(&lake, &records, source_name, &datasets, &filter).await?,
+    };
+    let windows = match lake.shard()? {
+        Some((index, count)) => {
+            if lake.from.is_none() {
+                return Err(usage("a shard needs --from (and --to): every worker must split the same range"));
+            }
+            let mine = window::shard(&windows, index, count).to_vec();
+            tracing::info!(shard = index, shards = count, windows = mine.len(), "Syncing one shard of the range");
+            mine
+        }
+        None => windows,
     };
     check_pii_policy(&options.pii, &datasets, &records, &windows, source_name, &lake.output.dest, true)?;
     // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
@@ -1530,7 +1727,7 @@ async fn history<P: Platform>(args: P::Args) -> Result<i32> {
     }
 }
 
-async fn status(args: StatusArgs) -> Result<i32> {
+async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Result<i32> {
     // Looking must not create: a mistyped local path is an error, not a new empty lake.
     if !args.dest.contains("://") && !Path::new(&args.dest).exists() {
         return Err(usage(format!("destination {} does not exist", args.dest)));
@@ -1542,7 +1739,40 @@ async fn status(args: StatusArgs) -> Result<i32> {
     } else {
         print!("{}", crate::status::render(&args.dest, &sources));
     }
-    Ok(exit_code::OK)
+    let Some(max_age) = &args.max_age else { return Ok(exit_code::OK) };
+    let max_age = chrono::Duration::from_std(parse_duration(max_age)?).map_err(|e| usage(format!("--max-age: {e}")))?;
+    let watched: Vec<String> = match config {
+        Some(config) if !config.source_names().is_empty() => config.source_names(),
+        _ => sources.iter().map(|s| s.source.clone()).collect(),
+    };
+    let now = Utc::now();
+    let mut stale = Vec::new();
+    for name in &watched {
+        match sources.iter().find(|s| &s.source == name) {
+            None => stale.push(format!("{name}: no done window in {}", args.dest)),
+            Some(status) => {
+                for (dataset, d) in &status.datasets {
+                    match d.age(now) {
+                        Some(age) if age <= max_age => {}
+                        Some(age) => stale.push(format!(
+                            "{name}.{dataset}: complete until {}, {} ago (more than --max-age {})",
+                            d.complete_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                            crate::status::human_age(age),
+                            args.max_age.as_deref().unwrap_or_default()
+                        )),
+                        None => stale.push(format!("{name}.{dataset}: no done window")),
+                    }
+                }
+            }
+        }
+    }
+    if stale.is_empty() {
+        return Ok(exit_code::OK);
+    }
+    for line in &stale {
+        eprintln!("STALE {line}");
+    }
+    Ok(exit_code::STALE)
 }
 
 async fn run_emulator<P: Platform>(args: EmulatorArgs<P::EmulatorArgs>) -> Result<i32> {

@@ -274,7 +274,7 @@ impl ConfigFile {
             if arg.get_env().is_some_and(|env| std::env::var_os(env).is_some_and(|v| !v.is_empty())) {
                 continue;
             }
-            let takes_value = arg.get_num_args().is_none_or(|n| n.takes_values());
+            let takes_value = arg.get_action().takes_values();
             let text = match value {
                 toml::Value::Boolean(true) if !takes_value => {
                     flags.push(format!("--{long}"));
@@ -353,7 +353,7 @@ fn subcommand_path(argv: &[OsString], root: &clap::Command) -> (Vec<String>, usi
                     .get_arguments()
                     .chain(root.get_arguments().filter(|a| a.is_global_set()))
                     .find(|a| a.get_long() == Some(flag))
-                    .is_some_and(|a| a.get_num_args().is_none_or(|n| n.takes_values()));
+                    .is_some_and(|a| a.get_action().takes_values());
                 if takes_value {
                     i += 1;
                 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod current;
 pub mod decode;
+pub mod doctor;
 pub mod erase;
 pub mod logging;
 pub mod metrics;

@@ -24,6 +24,29 @@ pub struct DatasetStatus {
     pub rows_rejected: u64,
     pub files: usize,
     pub bytes: u64,
+    /// The end of the newest done window: the data is complete up to here.
+    pub complete_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a window of it was last committed.
+    pub last_committed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DatasetStatus {
+    /// How far behind the data is: from the end of its newest done window to `now`.
+    pub fn age(&self, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::Duration> {
+        self.complete_until.map(|until| now - until)
+    }
+}
+
+/// Renders an age as hours (or days past 72 h), e.g. `27h`, `5d`.
+pub fn human_age(age: chrono::Duration) -> String {
+    let hours = age.num_hours();
+    if age < chrono::Duration::zero() {
+        "0h".into()
+    } else if hours > 72 {
+        format!("{}d", age.num_days())
+    } else {
+        format!("{hours}h")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,6 +129,8 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
                 s.rows_rejected += d.stats.rows_rejected;
                 s.files += d.files.len();
                 s.bytes += d.bytes;
+                s.complete_until = s.complete_until.max(Some(record.window_end));
+                s.last_committed_at = s.last_committed_at.max(record.finished_at);
             }
         }
         for (name, days) in &done_days {
@@ -173,8 +198,8 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
     for s in sources {
         out.push_str(&format!("{dest} · {}\n", s.source));
         out.push_str(&format!(
-            "  {:<11} {:>7} {:<10} {:<10} {:>11} {:>8} {:>6} {:>10}  {}\n",
-            "dataset", "windows", "first", "last", "rows", "rejected", "files", "bytes", "gaps"
+            "  {:<11} {:>7} {:<10} {:<10} {:>5} {:>11} {:>8} {:>6} {:>10}  {}\n",
+            "dataset", "windows", "first", "last", "age", "rows", "rejected", "files", "bytes", "gaps"
         ));
         for (name, d) in &s.datasets {
             let gaps = if d.gaps.is_empty() {
@@ -188,12 +213,14 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
             };
             let day = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
             let rows = if d.rows == 0 { "0 rows".to_string() } else { d.rows.to_string() };
+            let age = d.age(chrono::Utc::now()).map(human_age).unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "  {:<11} {:>7} {:<10} {:<10} {:>11} {:>8} {:>6} {:>10}  {}\n",
+                "  {:<11} {:>7} {:<10} {:<10} {:>5} {:>11} {:>8} {:>6} {:>10}  {}\n",
                 name,
                 d.windows_done,
                 day(d.first_day),
                 day(d.last_day),
+                age,
                 rows,
                 d.rows_rejected,
                 d.files,

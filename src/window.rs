@@ -114,8 +114,37 @@ pub fn resume_windows(
     Some(Ok(all.into_iter().filter(|w| !done.contains(&w.date) || lookback.contains(&w.date)).collect()))
 }
 
+/// Shard `index` of `count` (counted from 0) of `windows`: contiguous runs of nearly equal
+/// length, the earlier shards one window longer when they do not divide evenly. Every worker
+/// given the same windows and count computes the same split, so together they cover each
+/// window exactly once.
+pub fn shard(windows: &[Window], index: usize, count: usize) -> &[Window] {
+    let count = count.max(1);
+    let (base, extra) = (windows.len() / count, windows.len() % count);
+    let start = index * base + index.min(extra);
+    let len = base + usize::from(index < extra);
+    let start = start.min(windows.len());
+    &windows[start..(start + len).min(windows.len())]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shards_cover_every_window_once_in_contiguous_runs() {
+        let first = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let windows: Vec<super::Window> =
+            (0..12).map(|d| super::Window::new(first + chrono::Days::new(d))).collect();
+        for count in 1..=13 {
+            let parts: Vec<&[super::Window]> = (0..count).map(|i| super::shard(&windows, i, count)).collect();
+            let joined: Vec<super::Window> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(joined, windows, "{count} shards");
+            let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+            assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1, "{lens:?}");
+        }
+        assert_eq!(super::shard(&windows, 1, 5).len(), 3);
+        assert_eq!(super::shard(&windows, 4, 5).len(), 2);
+    }
+
     use super::*;
 
     fn d(s: &str) -> NaiveDate {

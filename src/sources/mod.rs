@@ -130,6 +130,12 @@ pub trait Source: Send + Sync {
         async { Ok(None) }
     }
 
+    /// One cheap call that proves the connection and credentials work (`cxlake check`): what it
+    /// found. An error scoped to the run means the credentials or address are wrong.
+    fn probe(&self) -> impl Future<Output = Result<String, SourceError>> + Send {
+        async { Ok("nothing to check: the files are local".into()) }
+    }
+
     /// Fetches `datasets` of `window` into `spool`, a directory owned by this run.
     fn fetch_window<J: ExportJournal>(
         &self,

@@ -47,6 +47,21 @@ impl Dixa {
 }
 
 impl Source for Dixa {
+    async fn probe(&self) -> Result<String, SourceError> {
+        // The smallest export there is: one millisecond, a minute ago.
+        let now = chrono::Utc::now().timestamp_millis();
+        let request = client::ExportRequest {
+            endpoint: "conversation_export",
+            filter: "updated",
+            after_ms: now - 60_001,
+            before_ms: now - 60_000,
+        };
+        let scratch = tempfile::NamedTempFile::new()
+            .map_err(|e| SourceError::Transfer(format!("creating a scratch file: {e}")))?;
+        let bytes = self.client.export(&request, scratch.path()).await?;
+        Ok(format!("API token accepted; a one-millisecond export answered {bytes} bytes"))
+    }
+
     fn name(&self) -> &str {
         "dixa"
     }

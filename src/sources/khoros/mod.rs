@@ -31,6 +31,18 @@ impl Khoros {
 }
 
 impl Source for Khoros {
+    async fn probe(&self) -> Result<String, SourceError> {
+        // The status of an export that does not exist: checked for credentials first, then 404.
+        let job = client::KhorosJob {
+            workflow_id: "cxlake-check".into(),
+            status_url: self.client.api_url("reports/report/cxlake-check/cxlake-check/status")?,
+        };
+        match self.client.status(&job).await {
+            Ok(_) | Err(SourceError::Gone(_)) => Ok("username, password and company key accepted".into()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn name(&self) -> &str {
         "khoros"
     }

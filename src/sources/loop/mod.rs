@@ -32,6 +32,14 @@ impl Loop {
 }
 
 impl Source for Loop {
+    async fn probe(&self) -> Result<String, SourceError> {
+        // The status of an export that does not exist: checked for the token first, then 404.
+        match self.client.status(&client::LoopJob { id: "cxlake-check".into() }).await {
+            Ok(_) | Err(SourceError::Gone(_)) => Ok("API token accepted".into()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn name(&self) -> &str {
         "loop"
     }

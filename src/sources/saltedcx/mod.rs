@@ -54,6 +54,11 @@ impl From<ClientError> for SourceError {
 }
 
 impl Source for SaltedCx {
+    async fn probe(&self) -> Result<String, SourceError> {
+        let exports = self.client.history().await?;
+        Ok(format!("API key accepted; {} recent export(s) listed", exports.len()))
+    }
+
     fn name(&self) -> &str {
         "saltedcx"
     }

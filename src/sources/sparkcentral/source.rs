@@ -53,6 +53,11 @@ impl Sparkcentral {
 }
 
 impl Source for Sparkcentral {
+    async fn probe(&self) -> Result<String, SourceError> {
+        let unknown = self.store.unknown_folders().await?;
+        Ok(format!("logged in and listed the export root ({} unexpected folder(s))", unknown.len()))
+    }
+
     fn name(&self) -> &str {
         "sparkcentral"
     }
