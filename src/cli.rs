@@ -769,7 +769,10 @@ async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Result<i32> {
     }
     let run_id = new_run_id();
     match args.dest.as_deref().map(Destination::parse) {
-        None => results.push(CheckResult::fail("destination", "no destination: pass --dest or set [destination] url in the config file")),
+        None => results.push(CheckResult::fail(
+            "destination",
+            "no destination: pass --dest or set [destination] url in the config file",
+        )),
         Some(Err(e)) => results.push(CheckResult::fail("destination", format!("{e}"))),
         Some(Ok(dest)) => {
             let checked = doctor::check_destination(&dest, &run_id).await;
@@ -784,14 +787,18 @@ async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Result<i32> {
     for name in config.map(ConfigFile::source_names).unwrap_or_default() {
         let label = format!("source {name}");
         let Some(secrets) = source_secrets(&name) else {
-            results.push(CheckResult::fail(label, format!("not a source; known: {}", source_names().join(", "))));
+            results.push(CheckResult::fail(
+                label,
+                format!("not a source; known: {}", source_names().join(", ")),
+            ));
             continue;
         };
         let config = config.expect("sources come from the config file");
-        let parsed = config.sync_argv(&root, &name, &[], secrets).map_err(|e| e.to_string()).and_then(|argv| {
-            let matches = root.clone().try_get_matches_from(argv).map_err(|e| e.render().to_string())?;
-            Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
-        });
+        let parsed =
+            config.sync_argv(&root, &name, &[], secrets).map_err(|e| e.to_string()).and_then(|argv| {
+                let matches = root.clone().try_get_matches_from(argv).map_err(|e| e.render().to_string())?;
+                Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+            });
         let command = match parsed {
             Ok(Cli { command: Command::Sync(SyncRequest { source: Some(command), .. }), .. }) => command,
             Ok(_) => unreachable!("sync_argv builds a `sync <source>` command line"),
@@ -802,7 +809,9 @@ async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Result<i32> {
         };
         let started = Instant::now();
         results.push(match probe_sync_command(&command).await {
-            Ok(detail) => CheckResult::pass(label, format!("{detail} ({} ms)", started.elapsed().as_millis())),
+            Ok(detail) => {
+                CheckResult::pass(label, format!("{detail} ({} ms)", started.elapsed().as_millis()))
+            }
             Err(e) => CheckResult::fail(label, e),
         });
     }
@@ -996,7 +1005,8 @@ impl OutputArgs {
 
 /// `I/N` of `--shard`.
 fn parse_shard(text: &str) -> Result<(usize, usize)> {
-    let parsed = text.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    let parsed =
+        text.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
     match parsed {
         Some((index, count)) if count > 0 && index < count => Ok((index, count)),
         _ => Err(usage(format!("--shard `{text}`: write I/N with 0 <= I < N, e.g. 0/4"))),
@@ -1233,7 +1243,12 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
                 return Err(usage("a shard needs --from (and --to): every worker must split the same range"));
             }
             let mine = window::shard(&windows, index, count).to_vec();
-            tracing::info!(shard = index, shards = count, windows = mine.len(), "Syncing one shard of the range");
+            tracing::info!(
+                shard = index,
+                shards = count,
+                windows = mine.len(),
+                "Syncing one shard of the range"
+            );
             mine
         }
         None => windows,
@@ -1740,7 +1755,8 @@ async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Result<i32> {
         print!("{}", crate::status::render(&args.dest, &sources));
     }
     let Some(max_age) = &args.max_age else { return Ok(exit_code::OK) };
-    let max_age = chrono::Duration::from_std(parse_duration(max_age)?).map_err(|e| usage(format!("--max-age: {e}")))?;
+    let max_age =
+        chrono::Duration::from_std(parse_duration(max_age)?).map_err(|e| usage(format!("--max-age: {e}")))?;
     let watched: Vec<String> = match config {
         Some(config) if !config.source_names().is_empty() => config.source_names(),
         _ => sources.iter().map(|s| s.source.clone()).collect(),

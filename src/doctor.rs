@@ -65,11 +65,17 @@ pub async fn check_destination(dest: &Destination, run_id: &str) -> Vec<CheckRes
         )),
         Ok(_) => results.push(CheckResult::fail(
             "destination write/read",
-            format!("{}: read back other bytes than written — is something rewriting the store?", dest.display),
+            format!(
+                "{}: read back other bytes than written — is something rewriting the store?",
+                dest.display
+            ),
         )),
         Err(e) => results.push(CheckResult::fail(
             "destination write/read",
-            format!("{}: wrote but cannot read back: {e} — the credentials need read access too", dest.display),
+            format!(
+                "{}: wrote but cannot read back: {e} — the credentials need read access too",
+                dest.display
+            ),
         )),
     }
     let again = dest
@@ -102,7 +108,9 @@ pub async fn check_destination(dest: &Destination, run_id: &str) -> Vec<CheckRes
                 )
             });
         }
-        Err(e) => results.push(CheckResult::fail("clock skew", format!("cannot read the probe's metadata: {e}"))),
+        Err(e) => {
+            results.push(CheckResult::fail("clock skew", format!("cannot read the probe's metadata: {e}")))
+        }
     }
     results.push(match dest.store.delete(&path).await {
         Ok(()) => CheckResult::pass("destination delete", "deleted the probe"),
@@ -132,7 +140,8 @@ pub async fn check_leases(dest: &Destination, run_id: &str) -> CheckResult {
     match lease::present_runs(dest, run_id).await {
         Ok(runs) if runs.is_empty() => CheckResult::pass("leases", "no run in progress"),
         Ok(runs) => {
-            let list: Vec<String> = runs.iter().map(|r| format!("{} on {} (pid {})", r.run_id, r.host, r.pid)).collect();
+            let list: Vec<String> =
+                runs.iter().map(|r| format!("{} on {} (pid {})", r.run_id, r.host, r.pid)).collect();
             CheckResult::pass("leases", format!("{} run(s) in progress: {}", runs.len(), list.join(", ")))
         }
         Err(e) => CheckResult::fail("leases", format!("cannot list the runs in progress: {e}")),

@@ -30,3 +30,4 @@ mod security;
 mod sftp;
 mod sparkcentral;
 mod sync;
+mod workers;
