@@ -20,6 +20,7 @@ mod lakewide;
 mod lifecycle;
 mod lock;
 mod loop_report;
+mod operate;
 mod pii;
 mod property;
 mod raw;

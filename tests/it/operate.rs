@@ -1,0 +1,418 @@
+//! Running it in production: the config file (parse, override order, refused inline secrets,
+//! `sync --all` with a failing source), progress bars in a real pseudo-terminal and none
+//! without one, JSON log lines, the Prometheus metrics file, and `cxlake check`.
+
+use std::collections::BTreeMap;
+
+use crate::common::*;
+use crate::dixa::{dixa_emulator, dixa_emulator_config};
+
+fn write_config(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("cxlake.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A config for the Salted CX emulator with `lake` as destination; the key by reference.
+fn saltedcx_config(emulator: &cxlake::sources::saltedcx::emulator::Emulator, lake: &str) -> String {
+    format!(
+        "[destination]\nurl = \"{lake}\"\n\n[output]\nmax_rejects = \"1%\"\n\n[sources.saltedcx]\napi_url = \"{}\"\nallow_http = true\napi_key = \"${{CFG_SALTEDCX_KEY}}\"\npoll_interval = \"10ms\"\n",
+        emulator.base_url()
+    )
+}
+
+/// `key = "value"  # origin` lines of `config show`, per table.
+fn shown(stdout: &str) -> BTreeMap<String, (String, String)> {
+    let mut table = String::new();
+    let mut out = BTreeMap::new();
+    for line in stdout.lines() {
+        if line.starts_with('[') {
+            table = line.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if let Some((setting, origin)) = line.split_once(" # ") {
+            if let Some((key, value)) = setting.split_once(" = ") {
+                out.insert(
+                    format!("{table}.{}", key.trim()),
+                    (value.trim().trim_matches('"').to_string(), origin.trim().to_string()),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_is_overridden_by_the_environment_and_the_command_line() {
+    let emulator = emulator(emulator_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let config = write_config(dir.path(), &saltedcx_config(&emulator, &lake));
+    let key = emulator.config().api_key.clone();
+    let env = [("CFG_SALTEDCX_KEY", key.clone())];
+
+    let out = run_cxlake(&["--config", &config, "config", "show"], &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let settings = shown(&out.stdout);
+    assert_eq!(settings["sources.saltedcx.dest"], (lake.clone(), "file".into()));
+    assert_eq!(settings["sources.saltedcx.max_rejects"], ("1%".into(), "file".into()));
+    assert_eq!(settings["sources.saltedcx.format"], ("parquet".into(), "default".into()));
+    assert_eq!(settings["sources.saltedcx.api_key"].0, "<redacted>");
+    assert!(settings["sources.saltedcx.api_key"].1.contains("${CFG_SALTEDCX_KEY}"));
+    assert!(!out.stdout.contains(&key), "the key itself never shows:\n{}", out.stdout);
+
+    // The environment beats the file, the command line beats both.
+    let mut with_env = env.to_vec();
+    with_env.push(("CXLAKE_DEST", "/tmp/from-env".into()));
+    let out = run_cxlake(&["--config", &config, "config", "show"], &with_env).await;
+    assert_eq!(shown(&out.stdout)["sources.saltedcx.dest"], ("/tmp/from-env".into(), "environment".into()));
+    let out = run_cxlake(&["--config", &config, "--max-rejects", "5", "config", "show"], &env).await;
+    assert_eq!(out.code, 2, "--max-rejects is not a flag of `config show`: {}", out.stderr);
+
+    // A sync with nothing but the file and a range lands where the file says.
+    let out = run_cxlake(
+        &["--config", &config, "sync", "saltedcx", "--from", "2024-03-01", "--to", "2024-03-02"],
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!data_files(std::path::Path::new(&lake)).is_empty());
+    // A flag typed after the subcommand wins over the file's value.
+    let other = dir.path().join("other").display().to_string();
+    let out = run_cxlake(
+        &[
+            "--config",
+            &config,
+            "sync",
+            "saltedcx",
+            "--dest",
+            &other,
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-02",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!data_files(std::path::Path::new(&other)).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_secret_or_an_unknown_key_is_refused_with_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[destination]\nurl = \"/tmp/x\"\n[sources.saltedcx]\napi_key = \"sk-live-0123456789\"\n",
+    );
+    let out = run_cxlake(&["--config", &config, "sync", "saltedcx", "--from", "2024-03-01"], NO_ENV).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("api_key is written inline") && out.stderr.contains("${SALTEDCX_API_KEY}"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("sk-live"), "{}", out.stderr);
+
+    let config = write_config(dir.path(), "[sources.dixa]\napi_token = \"abc\"\n");
+    let out = run_cxlake(&["--config", &config, "sync", "dixa", "--dest", "/tmp/x"], NO_ENV).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("api_token is written inline") && !out.stderr.contains("abc\""),
+        "{}",
+        out.stderr
+    );
+
+    let config = write_config(dir.path(), "[sources.saltedcx]\nlookback_dayz = 3\n");
+    let out = run_cxlake(&["--config", &config, "sync", "saltedcx", "--dest", "/tmp/x"], NO_ENV).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("`lookback_dayz`") && out.stderr.contains("lookback_days"), "{}", out.stderr);
+
+    let config = write_config(dir.path(), "[destination\n");
+    let out = run_cxlake(&["--config", &config, "status"], NO_ENV).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("cxlake.toml"), "{}", out.stderr);
+}
+
+/// A small parser of the Prometheus text format: every sample line is `name{labels} value`,
+/// every family announced by `# HELP` and `# TYPE` before its samples.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut typed = std::collections::BTreeSet::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(kind, "gauge", "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        assert!(typed.contains(name), "{name} sampled before its # TYPE");
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
+            for pair in labels.trim_matches(|c| c == '{' || c == '}').split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap();
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+            }
+        }
+        samples.insert(series.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("{line}")));
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_all_goes_on_past_a_failing_source_and_writes_the_metrics_file() {
+    let saltedcx = emulator(emulator_config()).await;
+    let dixa = dixa_emulator(dixa_emulator_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let text = format!(
+        "{}\n[sources.dixa]\napi_url = \"{}\"\nallow_http = true\napi_token = \"${{CFG_DIXA_TOKEN}}\"\n",
+        saltedcx_config(&saltedcx, &lake),
+        dixa.base_url()
+    );
+    let config = write_config(dir.path(), &text);
+    let metrics = dir.path().join("cxlake.prom");
+    let env =
+        [("CFG_SALTEDCX_KEY", saltedcx.config().api_key.clone()), ("CFG_DIXA_TOKEN", "not-the-token".into())];
+    let metrics_arg = metrics.display().to_string();
+    let out = run_cxlake(
+        &[
+            "--config",
+            &config,
+            "--metrics-file",
+            &metrics_arg,
+            "sync",
+            "--all",
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-03",
+        ],
+        &env,
+    )
+    .await;
+    // Dixa (the first, alphabetically) is refused; Salted CX still runs; the exit code is the worst.
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 window(s) committed"), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.starts_with("dixa") && l.contains(" 2 ")), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.starts_with("saltedcx") && l.contains(" 0 ")), "{}", out.stdout);
+
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let samples = parse_metrics(&text);
+    assert_eq!(samples["cxlake_run_success{source=\"saltedcx\"}"], 1.0, "{text}");
+    assert_eq!(samples["cxlake_run_success{source=\"dixa\"}"], 0.0, "{text}");
+    assert_eq!(samples["cxlake_windows{source=\"saltedcx\",outcome=\"committed\"}"], 2.0);
+    let expected = expected_counts(&saltedcx.config().synth, &days("2024-03-01", 2));
+    for (dataset, rows) in &expected {
+        let series = format!("cxlake_rows_written{{source=\"saltedcx\",dataset=\"{dataset}\"}}");
+        assert_eq!(samples[&series], *rows as f64, "{series}");
+        let fresh =
+            format!("cxlake_last_success_timestamp_seconds{{source=\"saltedcx\",dataset=\"{dataset}\"}}");
+        let age = chrono::Utc::now().timestamp_millis() as f64 / 1000.0 - samples[&fresh];
+        assert!((-1.0..120.0).contains(&age), "{fresh} {age}");
+    }
+    // Written atomically: no temporary file left beside it.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains(".tmp")), "{left:?}");
+
+    // Freshness: the windows of 2024 are far older than 36 hours.
+    let out = run_cxlake(&["--config", &config, "status", "--max-age", "36h"], &env).await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("STALE saltedcx.turn") && out.stderr.contains("STALE dixa"),
+        "{}",
+        out.stderr
+    );
+    let out = run_cxlake(&["status", "--dest", &lake, "--max-age", "100000d"], NO_ENV).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(" age "), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_carry_run_source_window_and_dataset() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let mut env = api_env(&emulator);
+    env.push(("CXLAKE_LOG", "cxlake=debug".into()));
+    let dest = lake.path().to_str().unwrap();
+    let out = run_cxlake(
+        &[
+            "--log-format",
+            "json",
+            "sync",
+            "saltedcx",
+            "--allow-http",
+            "--dest",
+            dest,
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-02",
+            "--poll-interval",
+            "10ms",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 3, "{}", out.stderr);
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string() && line["message"].is_string(),
+            "{line}"
+        );
+    }
+    let committed = lines.iter().find(|l| l["message"] == "Window committed").expect("a committed window");
+    assert_eq!(committed["source"], "saltedcx");
+    assert_eq!(committed["window"], "2024-03-01");
+    assert!(committed["run_id"].as_str().is_some_and(|r| out.stdout.contains(r)), "{committed}");
+    let staged = lines.iter().find(|l| l["message"] == "Conversion started").expect("a conversion");
+    assert!(
+        staged["dataset"].is_string() && staged["window"] == "2024-03-01" && staged["run_id"].is_string(),
+        "{staged}"
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "no escape codes in JSON logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_draw_in_a_terminal_and_plain_lines_come_without_one() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap().to_string();
+    let command = format!(
+        "stty cols 160 rows 40; {} sync saltedcx --allow-http --dest {dest} --from 2024-03-01 --to 2024-03-04 --poll-interval 50ms",
+        cxlake_bin()
+    );
+    let env = api_env(&emulator);
+    // A real pseudo-terminal: util-linux `script` runs the command on one and copies what it shows.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .env_remove("CXLAKE_DEST")
+            .output()
+            .expect("script(1) from util-linux runs")
+    })
+    .await
+    .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("\u{1b}[") && shown.contains("windows"), "bars drawn: {shown}");
+    assert!(shown.contains("3/3 windows"), "the bar reached the end: {shown}");
+    // The final table is intact: each of its lines whole, on a line of its own.
+    for day in ["2024-03-01", "2024-03-02", "2024-03-03"] {
+        assert!(
+            shown.lines().any(|l| l.starts_with(day) && l.contains("committed") && l.contains("export ")),
+            "{day} row torn: {shown}"
+        );
+    }
+    assert!(shown.lines().any(|l| l == "3 window(s) committed, 0 not"), "{shown}");
+
+    // Without a terminal: no bars, no escape codes, just lines.
+    let lake = tempfile::tempdir().unwrap();
+    let out = run_cxlake(
+        &[
+            "sync",
+            "saltedcx",
+            "--allow-http",
+            "--dest",
+            lake.path().to_str().unwrap(),
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-02",
+            "--poll-interval",
+            "10ms",
+        ],
+        &api_env(&emulator),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}') && !out.stdout.contains('\u{1b}'), "{}", out.stderr);
+    assert!(!out.stderr.contains("windows  "), "no bar: {}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_a_good_setup_and_names_what_is_broken_in_bad_ones() {
+    let s3 = crate::s3::s3();
+    let emulator = emulator(emulator_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = format!("s3://{}/check/{}", s3.bucket, cxlake::cli::new_run_id());
+    let config = write_config(dir.path(), &saltedcx_config(&emulator, &lake));
+    let mut env: Vec<(&str, String)> = s3.env();
+    env.push(("CFG_SALTEDCX_KEY", emulator.config().api_key.clone()));
+    let out = run_cxlake(&["--config", &config, "check"], &env).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for check in [
+        "destination write/read",
+        "conditional put",
+        "clock skew",
+        "destination delete",
+        "leases",
+        "source saltedcx",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(check) && l.contains('✓')),
+            "{check}: {}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("all 8 checks passed"), "{}", out.stdout);
+
+    // A bad key.
+    let mut bad_key = env.clone();
+    bad_key.retain(|(k, _)| *k != "CFG_SALTEDCX_KEY");
+    bad_key.push(("CFG_SALTEDCX_KEY", "wrong".into()));
+    let out = run_cxlake(&["--config", &config, "check"], &bad_key).await;
+    assert_eq!(out.code, 2);
+    let line = out.stdout.lines().find(|l| l.starts_with("source saltedcx")).unwrap();
+    assert!(line.contains('✗') && line.contains("rejected") && line.contains("SALTEDCX_API_KEY"), "{line}");
+
+    // A destination that cannot be written: its parent is a file.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let unwritable = file.join("lake").display().to_string();
+    let out = run_cxlake(&["--config", &config, "check", "--dest", &unwritable], &env).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stdout.lines().any(|l| l.starts_with("destination") && l.contains('✗')), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("source saltedcx") && out.stdout.contains("1 of"),
+        "the other checks still run: {}",
+        out.stdout
+    );
+
+    // An SFTP server whose host key is not in known_hosts.
+    let server = SftpServer::from_env();
+    let (_tree, url) = server.tree();
+    let unknown = dir.path().join("known_hosts");
+    std::fs::write(&unknown, "").unwrap();
+    let sftp_config = write_config(
+        dir.path(),
+        &format!(
+            "[destination]\nurl = \"{}\"\n[sources.sparkcentral]\nsource = \"{url}\"\nknown_hosts = \"{}\"\npassword = \"${{CFG_SFTP_PASSWORD}}\"\ntimezone = \"Europe/Brussels\"\n",
+            dir.path().join("sftp-lake").display(),
+            unknown.display()
+        ),
+    );
+    let sftp_env = [("CFG_SFTP_PASSWORD", server.password.clone())];
+    let out = run_cxlake(&["--config", &sftp_config, "check"], &sftp_env).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let line = out.stdout.lines().find(|l| l.starts_with("source sparkcentral")).unwrap();
+    assert!(line.contains('✗') && line.contains("SHA256:"), "{line}");
+    // With the right known_hosts it logs in and lists.
+    let text = std::fs::read_to_string(&sftp_config).unwrap();
+    std::fs::write(&sftp_config, text.replace(&unknown.display().to_string(), &server.known_hosts)).unwrap();
+    let out = run_cxlake(&["--config", &sftp_config, "check"], &sftp_env).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
