@@ -1055,7 +1055,7 @@ fn day_of(time: &Option<String>) -> Result<Option<chrono::NaiveDate>> {
 /// A lease another run holds surfaces as [`crate::sink::lease::Locked`] (exit code 3).
 fn lease_error(error: LockError) -> anyhow::Error {
     match error {
-        LockError::Locked(locked) => locked.into(),
+        LockError::Locked(locked) => (*locked).into(),
         e => e.into(),
     }
 }

@@ -44,6 +44,9 @@ pub struct ConfigFile {
     sources: BTreeMap<String, toml::Table>,
 }
 
+/// A source's secrets: `(config key, environment variable)`.
+pub type Secrets = &'static [(&'static str, &'static str)];
+
 /// Where a setting's effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -141,7 +144,7 @@ impl ConfigFile {
         &self,
         argv: Vec<OsString>,
         root: &clap::Command,
-        secrets: &dyn Fn(&str) -> Option<&'static [(&'static str, &'static str)]>,
+        secrets: &dyn Fn(&str) -> Option<Secrets>,
     ) -> Result<Vec<OsString>, ConfigError> {
         let (path, end) = subcommand_path(&argv, root);
         let mut leaf = root;

@@ -313,11 +313,11 @@ async fn refresh_current_tables<S: Source>(
 /// What taking a window's lease found.
 enum Claim {
     /// This run holds the window.
-    Took(Lease),
+    Took(Box<Lease>),
     /// Another run finished the window since this run began (or at all, with `skip_done`).
     DoneBy(String),
     /// Another live run holds it.
-    Held(Locked),
+    Held(Box<Locked>),
 }
 
 /// Takes a window's lease (waiting up to `wait` for another run to release it), unless the
@@ -356,7 +356,7 @@ async fn claim_window<S: Source>(
             lease.release().await?;
             Ok(Claim::DoneBy(record.run_id))
         }
-        None => Ok(Claim::Took(lease)),
+        None => Ok(Claim::Took(Box::new(lease))),
     }
 }
 

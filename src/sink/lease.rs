@@ -52,11 +52,17 @@ pub struct Locked {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(transparent)]
-    Locked(#[from] Locked),
+    Locked(Box<Locked>),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("lost the lease on {what} in {dest}: run {by} took it over (this run stalled past --lock-ttl); stopping before publishing")]
     Lost { what: String, dest: String, by: String },
+}
+
+impl From<Locked> for LockError {
+    fn from(locked: Locked) -> LockError {
+        LockError::Locked(Box::new(locked))
+    }
 }
 
 /// What a lease covers: a relative path under `_cxlake/leases/`.
