@@ -701,7 +701,11 @@ async fn write_metrics(path: &Path) -> Result<()> {
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
-    let metrics_file = cli.metrics_file.clone();
+    // Only commands that land windows have metrics to write.
+    let metrics_file = cli
+        .metrics_file
+        .clone()
+        .filter(|_| matches!(cli.command, Command::Sync(_) | Command::Replay(_) | Command::Convert(_)));
     let syncing = match &cli.command {
         Command::Sync(SyncRequest { source: Some(command), .. }) => Some(sync_command_source(command)),
         _ => None,

@@ -416,3 +416,22 @@ async fn check_passes_a_good_setup_and_names_what_is_broken_in_bad_ones() {
     let out = run_cxlake(&["--config", &sftp_config, "check"], &sftp_env).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_example_config_parses_and_shows_every_source() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("### One config file").nth(1).expect("the README's config section");
+    let example = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), example);
+    let env = [("SALTEDCX_API_KEY", "k"), ("KHOROS_PASSWORD", "p"), ("LOOP_API_TOKEN", "t")];
+    let out = run_cxlake(&["--config", &config, "config", "show"], &env).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for source in ["saltedcx", "dixa", "khoros", "loop", "sparkcentral"] {
+        assert!(out.stdout.contains(&format!("[sources.{source}]")), "{source}: {}", out.stdout);
+    }
+    let settings = shown(&out.stdout);
+    assert_eq!(settings["sources.loop.loop_format"].1, "file");
+    assert_eq!(settings["sources.khoros.password"].0, "<redacted>");
+    assert_eq!(settings["log_format"], ("json".into(), "file".into()));
+}

@@ -61,8 +61,7 @@ async fn lake_rows(
 async fn four_workers_two_killed(format: &str) {
     let s3 = crate::s3::s3();
     let tenant = small_tenant();
-    let emulator =
-        emulator(EmulatorConfig { synth: tenant, processing_polls: 3, ..emulator_config() }).await;
+    let emulator = emulator(EmulatorConfig { synth: tenant, processing_polls: 3, ..emulator_config() }).await;
     let mut env: Vec<(&str, String)> = s3.env();
     env.extend(api_env(&emulator));
     let prefix = format!("workers-{format}/{}", cxlake::cli::new_run_id());
