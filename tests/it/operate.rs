@@ -30,10 +30,9 @@ fn shown(stdout: &str) -> BTreeMap<String, (String, String)> {
             table = line.trim_matches(|c| c == '[' || c == ']').to_string();
         } else if let Some((setting, origin)) = line.split_once(" # ") {
             if let Some((key, value)) = setting.split_once(" = ") {
-                out.insert(
-                    format!("{table}.{}", key.trim()),
-                    (value.trim().trim_matches('"').to_string(), origin.trim().to_string()),
-                );
+                let name =
+                    if table.is_empty() { key.trim().to_string() } else { format!("{table}.{}", key.trim()) };
+                out.insert(name, (value.trim().trim_matches('"').to_string(), origin.trim().to_string()));
             }
         }
     }
