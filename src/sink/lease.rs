@@ -474,12 +474,23 @@ impl RunGuard {
         }
     }
 
-    pub async fn release(self) -> Result<(), SinkError> {
-        let presence = self.presence.release().await;
-        if let Some(lake) = self.lake {
+    /// Ends the run: its presence is deleted (a run id never comes back, so nothing is left
+    /// to arbitrate), the lake lease released.
+    pub async fn release(mut self) -> Result<(), SinkError> {
+        if let Some(task) = self.presence.heartbeat.take() {
+            task.abort();
+        }
+        let presence = &self.presence;
+        let path = presence.dest.path(&presence.name.file(presence.record.generation));
+        let deleted = presence.dest.store.delete(&path).await.map_err(|e| SinkError::store(&path, e));
+        // object_store leaves the emptied directory behind on local disk.
+        if let Some(dir) = &presence.dest.local_dir {
+            let _ = std::fs::remove_dir(dir.join(presence.name.dir()));
+        }
+        if let Some(lake) = self.lake.take() {
             lake.release().await?;
         }
-        presence
+        deleted
     }
 }
 
@@ -491,8 +502,14 @@ pub async fn present_runs(dest: &Destination, run_id: &str) -> Result<Vec<LockRe
         if id == run_id {
             continue;
         }
-        if let Some(record) = holder(dest, &LeaseName::run(&id), run_id).await? {
-            present.push(record);
+        match latest(dest, &LeaseName::run(&id)).await? {
+            Some(record) if !record.is_free(Utc::now()) => present.push(record),
+            // A killed run's presence: nothing of it is alive any more.
+            Some(record) => {
+                let path = dest.path(&LeaseName::run(&id).file(record.generation));
+                let _ = dest.store.delete(&path).await;
+            }
+            None => {}
         }
     }
     Ok(present)
