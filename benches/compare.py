@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -234,13 +235,14 @@ def main():
     if CONVERT_ONLY:
         path = os.path.join(DATA, "last-bench.json")
         last = json.load(open(path)) if os.path.exists(path) else {}
-        sync_rows, nightly_rows = last.get("sync"), last.get("nightly")
+        sync_rows, nightly_rows, worker_rows = last.get("sync"), last.get("nightly"), last.get("workers")
     else:
         sync_rows = sync_bench()
         nightly_rows = nightly_bench()
-    json.dump({"convert": rows, "sync": sync_rows, "nightly": nightly_rows},
+        worker_rows = workers_bench()
+    json.dump({"convert": rows, "sync": sync_rows, "nightly": nightly_rows, "workers": worker_rows},
               open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
-    write_report(rows, sync_rows, nightly_rows)
+    write_report(rows, sync_rows, nightly_rows, worker_rows)
 
 
 SYNC_DAYS = 6
@@ -281,6 +283,58 @@ def sync_bench():
     finally:
         emulator.terminate()
         emulator.wait()
+
+
+WORKER_DAYS = 12
+
+
+def workers_bench():
+    """One 12-day sync from the emulator by 1, 2 and 4 processes into one lake, each syncing one
+    shard (`--shard I/N`) of the range, as a fan-out does: wall time and the CPU every cxlake
+    process used (the emulator's own CPU is not counted; it shares the 2 cores)."""
+    emulator, env = start_emulator(SYNC_ENGAGEMENTS, 3)
+    try:
+        to = (datetime.date.fromisoformat(DATE) + datetime.timedelta(days=WORKER_DAYS)).isoformat()
+        rows = []
+        for workers in (1, 2, 4):
+            out_dir = tempfile.mkdtemp(prefix="bench-workers-")
+            try:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.monotonic()
+                procs = [subprocess.Popen(
+                    [CXLAKE, "sync", "saltedcx", "--dest", f"{out_dir}/lake", "--from", DATE, "--to", to,
+                     "--poll-interval", "1s", "--shard", f"{i}/{workers}", "--log", "warn", "--progress", "never",
+                     "--report-json", f"{out_dir}/report-{i}.json"],
+                    env=env, stdout=subprocess.DEVNULL) for i in range(workers)]
+                codes = [p.wait() for p in procs]
+                seconds = time.monotonic() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if any(codes):
+                    raise SystemExit(f"a worker failed: exit codes {codes}")
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                landed = 0
+                for i in range(workers):
+                    windows = json.load(open(f"{out_dir}/report-{i}.json"))["windows"]
+                    landed += sum(d["rows_written"] for w in windows for d in w["datasets"].values())
+                rows.append({"workers": workers, "days": WORKER_DAYS, "rows": landed, "seconds": seconds,
+                             "cpu_seconds": cpu})
+            finally:
+                shutil.rmtree(out_dir, ignore_errors=True)
+        return rows
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+
+def workers_table(rows):
+    if not rows:
+        return "(not measured)"
+    lines = [f"{'workers':<8} {'days':>5} {'rows':>10} {'wall s':>7} {'CPU s':>7}  speed-up"]
+    base = rows[0]["seconds"]
+    for r in rows:
+        lines.append(f"{r['workers']:<8} {r['days']:>5} {r['rows']:>10} {r['seconds']:>7.1f} "
+                     f"{r['cpu_seconds']:>7.1f}  {base / r['seconds']:.2f}x")
+    return "\n".join(lines)
 
 
 NIGHTLY_ENGAGEMENTS = os.environ.get("BENCH_NIGHTLY_ENGAGEMENTS", "20000")
@@ -395,7 +449,7 @@ def sync_table(sync_rows):
     return "\n".join(lines)
 
 
-def write_report(rows, sync_rows=None, nightly_rows=None):
+def write_report(rows, sync_rows=None, nightly_rows=None, worker_rows=None):
     import duckdb
     import polars
 
@@ -409,10 +463,12 @@ def write_report(rows, sync_rows=None, nightly_rows=None):
     print(table)
     print(sync_table(sync_rows))
     print(nightly_table(nightly_rows))
+    print(workers_table(worker_rows))
     versions = f"duckdb {duckdb.__version__}, polars {polars.__version__}, {subprocess.run([CXLAKE, '--version'], capture_output=True, text=True).stdout.strip()}"
     with open("BENCHMARKS.md.new", "w") as f:
         f.write(render_markdown(table, versions, rows).replace("{{SYNC_TABLE}}", sync_table(sync_rows))
-                .replace("{{NIGHTLY_TABLE}}", nightly_table(nightly_rows)))
+                .replace("{{NIGHTLY_TABLE}}", nightly_table(nightly_rows))
+                .replace("{{WORKERS_TABLE}}", workers_table(worker_rows)))
     os.replace("BENCHMARKS.md.new", "BENCHMARKS.md")
 
 
@@ -424,20 +480,22 @@ def render_markdown(table, versions, rows):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[3] in ("--nightly", "--sync"):
+    if len(sys.argv) > 3 and sys.argv[3] in ("--nightly", "--sync", "--workers"):
         # Only one of the sync benchmarks, merged into the last full run's figures.
         path = os.path.join(DATA, "last-bench.json")
         last = json.load(open(path)) if os.path.exists(path) else {"convert": [], "sync": None}
         if sys.argv[3] == "--nightly":
             last["nightly"] = nightly_bench()
+        elif sys.argv[3] == "--workers":
+            last["workers"] = workers_bench()
         else:
             last["sync"] = sync_bench()
         json.dump(last, open(path, "w"), indent=2)
-        write_report(last["convert"], last["sync"], last.get("nightly"))
+        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"))
     elif RENDER_ONLY:
         last = json.load(open(os.path.join(DATA, "last-bench.json")))
         if isinstance(last, list):  # written before the sync benchmark existed
             last = {"convert": last, "sync": None}
-        write_report(last["convert"], last["sync"], last.get("nightly"))
+        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"))
     else:
         main()

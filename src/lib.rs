@@ -1,7 +1,8 @@
 //! cxlake: lands contact-center exports as typed, Hive-partitioned Parquet.
 //!
-//! Layers depend only downward: `cli` → `pipeline` → (`sources`, `decode`, `sink`, `state`) →
-//! `schema`. Each layer has its own error type; `anyhow` is used only in `main`.
+//! Layers depend only downward: `cli` (with `config`, `logging`, `doctor`, `metrics`) →
+//! `pipeline` → (`sources`, `decode`, `sink`, `state`) → `schema`; `progress` and `secrets` are
+//! leaves any layer may call. Each layer has its own error type; `anyhow` is used only at the top.
 
 pub mod budget;
 pub mod cli;

@@ -27,11 +27,14 @@ use crate::progress::TARGET;
 pub fn init(cli: &Cli) {
     let stderr_is_terminal = std::io::stderr().is_terminal();
     let bars = match cli.progress {
-        ProgressMode::Always => true,
-        ProgressMode::Never => false,
-        ProgressMode::Auto => stderr_is_terminal && cli.log_format == LogFormat::Text,
-    }
-    .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+        // Drawn whatever stderr is (indicatif's own stderr target hides itself off a terminal).
+        ProgressMode::Always => Some(MultiProgress::with_draw_target(ProgressDrawTarget::term_like(
+            Box::new(console::Term::stderr()),
+        ))),
+        ProgressMode::Never => None,
+        ProgressMode::Auto => (stderr_is_terminal && cli.log_format == LogFormat::Text)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))),
+    };
     let writer = StderrWriter { bars: bars.clone() };
     let env_filter = || EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let not_progress = filter::filter_fn(|meta| meta.target() != TARGET);
