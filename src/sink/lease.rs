@@ -394,10 +394,10 @@ impl Drop for Lease {
     }
 }
 
-/// How often a waiting run looks again: often enough to follow a run's progress, rarely
-/// enough not to matter to the store.
+/// How often a waiting run looks again: a lease is usually released within seconds (a current
+/// table's refresh), and a look is one listing and one small read.
 fn poll_interval(ttl: Duration) -> Duration {
-    (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(5))
+    (ttl / 20).clamp(Duration::from_millis(200), Duration::from_secs(1))
 }
 
 /// Removes generations before `current` (best effort: they are history, not state).
