@@ -954,7 +954,7 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
         None => windows,
     };
     check_pii_policy(&options.pii, &datasets, &records, &windows, source_name, &lake.output.dest, true)?;
-    // With nothing to do the run still takes the lock and sweeps what killed runs left behind.
+    // With nothing to do the run still announces itself and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();
     let options = WriteOptions { timezone: source.timezone(), ..options };
     let plan = SyncPlan::new(source, dest, datasets, windows, filter, options);
@@ -1017,7 +1017,7 @@ async fn run_and_report<S: Source>(plan: &SyncPlan<S>, report_json: Option<&Path
     Ok(report.exit_code())
 }
 
-/// Runs a plan; a destination locked by another run surfaces as [`Locked`] (exit code 3).
+/// Runs a plan; a lease held by another run surfaces as [`crate::sink::lease::Locked`] (exit code 3).
 async fn run_holding_lock<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport> {
     match pipeline::run_sync(plan).await {
         Ok(report) => Ok(report),

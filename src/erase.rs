@@ -310,7 +310,7 @@ pub struct Erasure<'a> {
 }
 
 impl Erasure<'_> {
-    /// Finds and removes `target` everywhere in the lake; the caller holds the destination lock.
+    /// Finds and removes `target` everywhere in the lake; the caller holds the lake lease.
     pub async fn run(&self, target: &Target) -> Result<ErasureReport, EraseError> {
         let state = StateStore::new(self.dest.clone());
         let sources = state.sources().await?;

@@ -98,7 +98,7 @@ pub struct WriteOptions {
     pub writer: PartWriterConfig,
     /// Where downloads are spooled (a fresh temporary directory inside it).
     pub spool_dir: Option<PathBuf>,
-    /// How long the destination lock lives without a heartbeat (a dead run's lock expires).
+    /// How long a lease lives without a heartbeat (a dead run's leases expire).
     pub lock_ttl: std::time::Duration,
     /// What a column in the file that the schema does not declare does to its window.
     pub on_new_column: NewColumnPolicy,
@@ -272,7 +272,7 @@ pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunErr
 }
 
 /// After windows were committed: rebuilds the current tables of the synced datasets and the
-/// views file, still under the lock, then saves the run report. A failure here leaves the
+/// views file, each under its lease, then saves the run report. A failure here leaves the
 /// history committed and makes the run partial (exit 1); the next run rebuilds them.
 async fn refresh_current_tables<S: Source>(
     plan: &SyncPlan<S>,

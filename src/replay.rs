@@ -160,7 +160,7 @@ pub struct Pruned {
 /// Removes the raw files of `source`'s windows dated before `before`. Each window's record is
 /// saved without them first, then the files are deleted: a crash in between leaves unlisted
 /// files (deleted by the next prune), never a record that lists missing ones. The caller holds
-/// the destination lock.
+/// the lake lease.
 pub async fn prune_archive(
     dest: &Destination,
     source: &str,

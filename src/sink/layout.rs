@@ -13,7 +13,7 @@
 //! <dest>/_cxlake/rejects/<source>/<dataset>/date=YYYY-MM-DD/<run-id>.csv   quarantined rows
 //! <dest>/_cxlake/staging/<run-id>/…                                   files not yet committed
 //! <dest>/_cxlake/exports/<source>/date=YYYY-MM-DD.json                export created for a window not yet committed
-//! <dest>/_cxlake/locks/lock-<generation>.json                         the destination lock
+//! <dest>/_cxlake/leases/<name>/lease-<generation>.json                who holds a window, a table, the lake
 //! ```
 //!
 //! Names starting with `_` are skipped by Spark, Hive and DuckDB globs over `<dest>/<source>/…`,

@@ -4,9 +4,9 @@
 //! upload open: invisible to readers, but its parts are stored (and billed) until aborted.
 //! `object_store` can abort an upload but cannot list them, so this module sends the one
 //! request it lacks — `GET /<bucket>?uploads&prefix=…` (ListMultipartUploads), signed with AWS
-//! Signature V4 using the store's own credential provider — and the sweep (run while holding the
-//! destination lock, so no live run owns anything under staging) aborts every upload it finds
-//! under `_cxlake/staging/`.
+//! Signature V4 using the store's own credential provider — and the staging sweep
+//! (`lease::sweep_dead_staging`) aborts the uploads under `_cxlake/staging/` of runs no longer
+//! present, started before it began.
 
 use std::sync::Arc;
 

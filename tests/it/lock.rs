@@ -64,7 +64,17 @@ fn foreign_lease(heartbeat_ago: chrono::Duration, host: &str, pid: u32) -> LockR
 async fn an_overlapping_run_waits_for_the_windows_another_run_holds_and_does_not_redo_them() {
     let emulator = slow_emulator().await;
     let lake = tempfile::tempdir().unwrap();
-    let first = plan(&emulator, lake.path(), days("2024-03-01", 2));
+    // The first run polls slowly (8 polls of 300 ms a window): it holds its two windows for
+    // seconds, long enough for the runs below to start while it does, however loaded the machine.
+    let mut config = client_config(&emulator);
+    config.poll.initial_interval = Duration::from_millis(300);
+    config.poll.max_interval = Duration::from_millis(300);
+    let source = cxlake::sources::saltedcx::SaltedCx::new(
+        cxlake::sources::saltedcx::client::SaltedCxClient::new(config).unwrap(),
+        None,
+    )
+    .with_policy(fast_policy());
+    let first = plan_with(source, lake.path(), all_schemas(), days("2024-03-01", 2));
     let first_run_id = first.run_id.clone();
     let holder = tokio::spawn(async move { run_sync(&first).await.map(|r| r.exit_code()) });
     wait_for_lease(lake.path(), "2024-03-01").await;
