@@ -4,6 +4,47 @@
 
 use super::*;
 
+/// A configured source's `sync <name>` command line, parsed exactly as if typed.
+struct ConfiguredSync {
+    secrets: crate::config::Secrets,
+    /// The command line the file's settings became (for where each setting came from).
+    argv: Vec<String>,
+    matches: clap::ArgMatches,
+}
+
+impl ConfiguredSync {
+    /// `[sources.<name>]` of `config`, with `extra` flags after the file's; resolves and hands
+    /// over its secrets. Errors are usage errors naming the file and the table.
+    fn parse(
+        config: &ConfigFile,
+        root: &clap::Command,
+        name: &str,
+        extra: &[String],
+    ) -> Result<ConfiguredSync> {
+        let secrets = source_secrets(name).ok_or_else(|| {
+            usage(format!(
+                "{}: [sources.{name}] is not a source; known: {}",
+                config.path.display(),
+                source_names().join(", ")
+            ))
+        })?;
+        let argv = config.sync_argv(root, name, extra, secrets)?;
+        let matches = root.clone().try_get_matches_from(&argv).map_err(|e| {
+            usage(format!("{} [sources.{name}]: {}", config.path.display(), e.render().to_string().trim()))
+        })?;
+        Ok(ConfiguredSync { secrets, argv, matches })
+    }
+
+    /// The parsed `sync <name>` command.
+    fn command(&self) -> Result<SyncCommand> {
+        use clap::FromArgMatches;
+        match Cli::from_arg_matches(&self.matches).map_err(|e| usage(e.to_string()))?.command {
+            Command::Sync(SyncRequest { source: Some(command), .. }) => Ok(command),
+            _ => unreachable!("sync_argv builds a `sync <source>` command line"),
+        }
+    }
+}
+
 /// What this process's syncs did, for `--metrics-file`.
 pub(super) fn observed() -> &'static std::sync::Mutex<crate::metrics::Observed> {
     static OBSERVED: std::sync::OnceLock<std::sync::Mutex<crate::metrics::Observed>> =
@@ -51,7 +92,6 @@ pub(super) async fn probe<P: Platform>(args: &SyncArgs<P::Args>) -> Result<Strin
 /// `cxlake check`.
 pub(super) async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Result<i32> {
     use crate::doctor::{self, CheckResult};
-    use clap::FromArgMatches;
     let mut results = Vec::new();
     if let Some(config) = config {
         results.push(CheckResult::pass(
@@ -90,36 +130,24 @@ pub(super) async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Resul
         }
     }
     let root = command_tree();
-    for name in config.map(ConfigFile::source_names).unwrap_or_default() {
-        let label = format!("source {name}");
-        let Some(secrets) = source_secrets(&name) else {
-            results.push(CheckResult::fail(
-                label,
-                format!("not a source; known: {}", source_names().join(", ")),
-            ));
-            continue;
-        };
-        let config = config.expect("sources come from the config file");
-        let parsed =
-            config.sync_argv(&root, &name, &[], secrets).map_err(|e| e.to_string()).and_then(|argv| {
-                let matches = root.clone().try_get_matches_from(argv).map_err(|e| e.render().to_string())?;
-                Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+    if let Some(config) = config {
+        for name in config.source_names() {
+            let label = format!("source {name}");
+            let command = match ConfiguredSync::parse(config, &root, &name, &[]).and_then(|c| c.command()) {
+                Ok(command) => command,
+                Err(e) => {
+                    results.push(CheckResult::fail(label, format!("its settings do not parse: {e:#}")));
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            results.push(match probe_sync_command(&command).await {
+                Ok(detail) => {
+                    CheckResult::pass(label, format!("{detail} ({} ms)", started.elapsed().as_millis()))
+                }
+                Err(e) => CheckResult::fail(label, e),
             });
-        let command = match parsed {
-            Ok(Cli { command: Command::Sync(SyncRequest { source: Some(command), .. }), .. }) => command,
-            Ok(_) => unreachable!("sync_argv builds a `sync <source>` command line"),
-            Err(e) => {
-                results.push(CheckResult::fail(label, format!("its settings do not parse: {}", e.trim())));
-                continue;
-            }
-        };
-        let started = Instant::now();
-        results.push(match probe_sync_command(&command).await {
-            Ok(detail) => {
-                CheckResult::pass(label, format!("{detail} ({} ms)", started.elapsed().as_millis()))
-            }
-            Err(e) => CheckResult::fail(label, e),
-        });
+        }
     }
     print!("{}", doctor::render(&results));
     Ok(if results.iter().all(|r| r.ok) { exit_code::OK } else { exit_code::USAGE })
@@ -178,29 +206,20 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
     let mut code = exit_code::OK;
     let mut globals_shown = false;
     for name in config.source_names() {
-        let Some(secrets) = source_secrets(&name) else {
-            return Err(usage(format!(
-                "[sources.{name}] is not a source; known: {}",
-                source_names().join(", ")
-            )));
+        let ConfiguredSync { secrets, argv, matches } = match ConfiguredSync::parse(config, &root, &name, &[])
+        {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                println!("\n[sources.{name}]\n# cannot run: {}", format!("{e:#}").replace('\n', "\n# "));
+                code = exit_code::USAGE;
+                continue;
+            }
         };
-        let argv = config.sync_argv(&root, &name, &[], secrets)?;
         let from_file: Vec<String> = argv
             .iter()
             .filter_map(|a| a.strip_prefix("--"))
             .map(|a| a.split('=').next().unwrap_or(a).to_string())
             .collect();
-        let matches = match root.clone().try_get_matches_from(&argv) {
-            Ok(matches) => matches,
-            Err(e) => {
-                println!(
-                    "\n[sources.{name}]\n# cannot run: {}",
-                    e.render().to_string().trim().replace('\n', "\n# ")
-                );
-                code = exit_code::USAGE;
-                continue;
-            }
-        };
         if !globals_shown {
             for setting in effective(&root, &matches, &from_file) {
                 println!(
@@ -240,7 +259,6 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
 /// file's settings and the range given here. A source that fails (a bad key, a locked window)
 /// does not stop the next; the exit code is the worst of theirs.
 pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) -> Result<i32> {
-    use clap::FromArgMatches;
     let Some(config) = config else {
         return Err(usage(
             "sync --all syncs the sources of a config file: pass --config cxlake.toml or set CXLAKE_CONFIG",
@@ -267,26 +285,8 @@ pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) 
     for name in &names {
         tracing::info!(source = %name, "Syncing a configured source");
         let result = async {
-            let secrets = source_secrets(name).ok_or_else(|| {
-                usage(format!(
-                    "{}: [sources.{name}] is not a source; known: {}",
-                    config.path.display(),
-                    source_names().join(", ")
-                ))
-            })?;
-            let argv = config.sync_argv(&root, name, &extra, secrets)?;
-            let matches = root.clone().try_get_matches_from(argv).map_err(|e| {
-                usage(format!(
-                    "{} [sources.{name}]: {}",
-                    config.path.display(),
-                    e.render().to_string().trim()
-                ))
-            })?;
-            let cli = Cli::from_arg_matches(&matches).map_err(|e| usage(e.to_string()))?;
-            match cli.command {
-                Command::Sync(SyncRequest { source: Some(command), .. }) => run_sync_command(command).await,
-                _ => unreachable!("sync_argv builds a `sync <source>` command line"),
-            }
+            let command = ConfiguredSync::parse(config, &root, name, &extra)?.command()?;
+            run_sync_command(command).await
         }
         .await;
         let code = match result {
