@@ -310,10 +310,16 @@ async fn refresh_current_tables<S: Source>(
     Ok(report)
 }
 
+/// A window this run holds, and its record as the lease found it (nobody else writes it now).
+struct HeldWindow {
+    lease: Lease,
+    previous: Option<WindowRecord>,
+}
+
 /// What taking a window's lease found.
 enum Claim {
     /// This run holds the window.
-    Took(Box<Lease>),
+    Took(Box<HeldWindow>),
     /// Another run finished the window since this run began (or at all, with `skip_done`).
     DoneBy(String),
     /// Another live run holds it.
@@ -344,7 +350,7 @@ async fn claim_window<S: Source>(
             return Err(e.into());
         }
     };
-    let done_elsewhere = record.filter(|r| {
+    let done_elsewhere = record.as_ref().filter(|r| {
         r.status == WindowStatus::Done
             && r.filter == plan.filter
             && r.run_id != plan.run_id
@@ -352,11 +358,12 @@ async fn claim_window<S: Source>(
             && (plan.options.skip_done || r.finished_at.is_some_and(|t| t >= started_at))
     });
     match done_elsewhere {
-        Some(record) => {
+        Some(done) => {
+            let by = done.run_id.clone();
             lease.release().await?;
-            Ok(Claim::DoneBy(record.run_id))
+            Ok(Claim::DoneBy(by))
         }
-        None => Ok(Claim::Took(Box::new(lease))),
+        None => Ok(Claim::Took(Box::new(HeldWindow { lease, previous: record }))),
     }
 }
 
@@ -374,9 +381,10 @@ async fn window_report<S: Source>(
     }
     let started = Instant::now();
     let result = match claim_window(plan, state, window, started_at, wait).await {
-        Ok(Claim::Took(lease)) => {
+        Ok(Claim::Took(held)) => {
+            let HeldWindow { lease, previous } = *held;
             tracing::info!(source = plan.source.name(), window = %window, "Window started");
-            let result = run_window(plan, state, &lease, window).await;
+            let result = run_window(plan, state, &lease, window, previous).await;
             if let Err(e) = lease.release().await {
                 tracing::warn!(error = %e, "Could not release a window's lease; it expires after --lock-ttl");
             }
@@ -500,6 +508,7 @@ async fn run_window<S: Source>(
     state: &StateStore,
     lease: &Lease,
     window: Window,
+    previous: Option<WindowRecord>,
 ) -> Result<WindowRecord, WindowError> {
     let spool = match &plan.options.spool_dir {
         Some(dir) => tempfile::Builder::new().prefix("cxlake-spool-").tempdir_in(dir),
@@ -544,7 +553,7 @@ async fn run_window<S: Source>(
         discard_staging(plan, source, window).await;
         return Err(e.into());
     }
-    let record = commit_window(plan, state, source, window, fetched.export_id, staged).await;
+    let record = commit_window(plan, state, source, window, fetched.export_id, staged, previous).await;
     match &record {
         Ok(_) => {
             if let Err(e) = state.clear_export_intent(source, window.date).await {
@@ -831,9 +840,9 @@ async fn commit_window<S>(
     window: Window,
     export_id: Option<String>,
     staged: Vec<StagedDataset>,
+    previous: Option<WindowRecord>,
 ) -> Result<WindowRecord, WindowError> {
     // Datasets not in this run keep their previous record (their files are untouched).
-    let previous = state.load_window(source, window.date).await?;
     let mut datasets = match &previous {
         Some(previous) if previous.status == WindowStatus::Done => previous.datasets.clone(),
         _ => BTreeMap::new(),
