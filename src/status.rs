@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::report::RunReport;
 use crate::sink::layout;
 use crate::sink::{Destination, SinkError};
-use crate::state::{StateStore, WindowStatus};
+use crate::state::{StateStore, WindowRecord, WindowStatus};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DatasetStatus {
@@ -102,52 +102,57 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
     let mut out = Vec::new();
     for source in state.sources().await? {
         let records = state.load_windows(&source).await?;
-        let mut done_days: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
-        let mut datasets: BTreeMap<String, DatasetStatus> = BTreeMap::new();
-        let mut interrupted = Vec::new();
-        let mut raw = RawSummary::default();
-        for record in &records {
-            if record.status != WindowStatus::Done {
-                interrupted.push(record.date);
-                continue;
-            }
-            let archived: Vec<_> = record.datasets.values().flat_map(|d| &d.raw).collect();
-            if !archived.is_empty() {
-                raw.windows += 1;
-                raw.files += archived.len();
-                raw.bytes += archived.iter().map(|f| f.bytes).sum::<u64>();
-                raw.stored_bytes += archived.iter().map(|f| f.stored_bytes).sum::<u64>();
-                if record.datasets.values().any(|d| d.pii.is_some() && !d.raw.is_empty()) {
-                    raw.personal_windows += 1;
-                }
-            }
-            for (name, d) in &record.datasets {
-                done_days.entry(name.clone()).or_default().insert(record.date);
-                let s = datasets.entry(name.clone()).or_default();
-                s.windows_done += 1;
-                s.rows += d.stats.rows_written;
-                s.rows_rejected += d.stats.rows_rejected;
-                s.files += d.files.len();
-                s.bytes += d.bytes;
-                s.complete_until = s.complete_until.max(Some(record.window_end));
-                s.last_committed_at = s.last_committed_at.max(record.finished_at);
-            }
-        }
-        for (name, days) in &done_days {
-            let s = datasets.get_mut(name).expect("inserted together");
-            s.first_day = days.first().copied();
-            s.last_day = days.last().copied();
-            s.gaps = gap_ranges(days);
-        }
         let last_run = runs.get(&source).map(|r| RunSummary {
             run_id: r.run_id.clone(),
             finished_at: r.finished_at,
             committed: r.committed(),
             not_committed: r.windows.len() - r.committed(),
         });
-        out.push(SourceStatus { source, datasets, interrupted, last_run, raw });
+        out.push(source_status(source, &records, last_run));
     }
     Ok(out)
+}
+
+/// One source's status from its window records.
+pub fn source_status(source: String, records: &[WindowRecord], last_run: Option<RunSummary>) -> SourceStatus {
+    let mut done_days: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
+    let mut datasets: BTreeMap<String, DatasetStatus> = BTreeMap::new();
+    let mut interrupted = Vec::new();
+    let mut raw = RawSummary::default();
+    for record in records {
+        if record.status != WindowStatus::Done {
+            interrupted.push(record.date);
+            continue;
+        }
+        let archived: Vec<_> = record.datasets.values().flat_map(|d| &d.raw).collect();
+        if !archived.is_empty() {
+            raw.windows += 1;
+            raw.files += archived.len();
+            raw.bytes += archived.iter().map(|f| f.bytes).sum::<u64>();
+            raw.stored_bytes += archived.iter().map(|f| f.stored_bytes).sum::<u64>();
+            if record.datasets.values().any(|d| d.pii.is_some() && !d.raw.is_empty()) {
+                raw.personal_windows += 1;
+            }
+        }
+        for (name, d) in &record.datasets {
+            done_days.entry(name.clone()).or_default().insert(record.date);
+            let s = datasets.entry(name.clone()).or_default();
+            s.windows_done += 1;
+            s.rows += d.stats.rows_written;
+            s.rows_rejected += d.stats.rows_rejected;
+            s.files += d.files.len();
+            s.bytes += d.bytes;
+            s.complete_until = s.complete_until.max(Some(record.window_end));
+            s.last_committed_at = s.last_committed_at.max(record.finished_at);
+        }
+    }
+    for (name, days) in &done_days {
+        let s = datasets.get_mut(name).expect("inserted together");
+        s.first_day = days.first().copied();
+        s.last_day = days.last().copied();
+        s.gaps = gap_ranges(days);
+    }
+    SourceStatus { source, datasets, interrupted, last_run, raw }
 }
 
 /// The latest run report per source. Run ids start with a UTC timestamp, so they sort by time.

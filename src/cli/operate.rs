@@ -71,12 +71,10 @@ pub(super) async fn write_metrics(path: &Path) -> Result<()> {
         }
         let Ok(dest) = Destination::parse(&report.dest) else { continue };
         let records = StateStore::new(dest).load_windows(&report.source).await.unwrap_or_default();
-        for record in records.iter().filter(|r| r.status == crate::state::WindowStatus::Done) {
-            let Some(finished) = record.finished_at else { continue };
-            for dataset in record.datasets.keys() {
-                let entry =
-                    observed.last_success.entry((report.source.clone(), dataset.clone())).or_insert(finished);
-                *entry = (*entry).max(finished);
+        let status = crate::status::source_status(report.source.clone(), &records, None);
+        for (dataset, d) in status.datasets {
+            if let Some(at) = d.last_committed_at {
+                observed.last_success.insert((report.source.clone(), dataset), at);
             }
         }
     }
