@@ -220,11 +220,10 @@ impl<S: Subscriber> Layer<S> for ProgressLayer {
                 bar.enable_steady_tick(Duration::from_millis(250));
                 *state = BarState { bar: Some(bar), ..BarState::default() };
             }
-            "export_state" => {
-                // An export id stands in for the window while polling: its first characters do.
-                let window = text("window");
-                let window = if window.len() > 12 { format!("export {}", &window[..8]) } else { window };
-                state.state = format!("{window}: {}", text("state"));
+            "export_state" => state.state = format!("{}: {}", text("window"), text("state")),
+            "export_polled" => {
+                let id = text("export");
+                state.state = format!("export {}: {}", id.get(..8).unwrap_or(&id), text("state"));
             }
             "downloaded" => state.downloaded += number("bytes"),
             "window_done" => {

@@ -17,6 +17,11 @@ pub fn export_state(window: &dyn std::fmt::Display, state: &str) {
     tracing::trace!(target: TARGET, window = %window, state, "export_state");
 }
 
+/// An export still being prepared at the platform, by its id (polling knows no window).
+pub fn export_polled(export_id: &str, state: &str) {
+    tracing::trace!(target: TARGET, export = export_id, state, "export_polled");
+}
+
 /// Bytes of export files a window downloaded.
 pub fn downloaded(bytes: u64) {
     tracing::trace!(target: TARGET, bytes, "downloaded");

@@ -201,7 +201,7 @@ async fn poll_until_ready<A: ExportJobApi>(api: &A, job: &A::Job) -> Result<A::R
             return Err(Waited::End(JobEnd::Timeout { export_id, waited_secs: started.elapsed().as_secs() }));
         }
         tracing::debug!(export_id = %export_id, wait_ms = wait.as_millis() as u64, "Export still processing");
-        crate::progress::export_state(&export_id, "processing");
+        crate::progress::export_polled(&export_id, "processing");
         tokio::time::sleep(wait).await;
     }
 }
