@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::budget::{self, MemoryBudget};
 use crate::config::ConfigFile;
 use crate::current;
+use crate::decode::TypeMismatchPolicy;
 use crate::pipeline::{self, NewColumnPolicy, RejectLimit, RunError, SyncPlan, WriteOptions};
 use crate::report::{exit_code, RunReport};
 use crate::schema::pii::{PiiAction, PiiKey, PiiPolicy};
@@ -263,6 +264,12 @@ pub struct OutputArgs {
     /// in `_extra`), or fail the window
     #[arg(long, value_enum, default_value_t = NewColumnPolicy::Ignore)]
     pub on_new_column: NewColumnPolicy,
+
+    /// A value that does not fit its declared column (after lossless coercions): land the row with
+    /// the column null and the value kept exactly in `_extra` (datasets without `_extra`
+    /// quarantine the row), quarantine the row, or fail the window
+    #[arg(long, value_enum, default_value_t = TypeMismatchPolicy::Extra)]
+    pub on_type_mismatch: TypeMismatchPolicy,
 
     /// Output format: plain Hive-partitioned Parquet, or Delta Lake tables (atomic window commits)
     #[arg(long, value_enum, default_value_t = OutputFormat::Parquet)]
@@ -766,6 +773,7 @@ impl OutputArgs {
                 .map_err(|e| usage(format!("--max-rejects: {e}")))?,
             lock_ttl: parse_duration(&self.lock_ttl)?,
             on_new_column: self.on_new_column,
+            on_type_mismatch: self.on_type_mismatch,
             format: self.format,
             current_tables: !self.no_current_tables,
             raw: self.raw.unwrap_or(if self.pii == PiiAction::Keep {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod current;
 pub mod decode;
+pub mod declaration;
 pub mod doctor;
 pub mod erase;
 pub mod logging;

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::budget::MemoryBudget;
 use crate::current;
-use crate::decode::{DecodeError, DecodeStats, DecodedBatch, FileContext, RejectedRow, SchemaDrift};
+use crate::decode::{DecodeError, DecodeStats, DecodedBatch, Drift, FileContext, RejectedRow, TypeMismatchPolicy};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::pii::{DatasetPii, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
@@ -102,6 +102,8 @@ pub struct WriteOptions {
     pub lock_ttl: std::time::Duration,
     /// What a column in the file that the schema does not declare does to its window.
     pub on_new_column: NewColumnPolicy,
+    /// What a value that does not fit its declared column does (after lossless coercions).
+    pub on_type_mismatch: TypeMismatchPolicy,
     /// Windows in flight at once: the next window's export and downloads overlap this one's
     /// conversions (results are still reported oldest first).
     pub parallel_windows: usize,
@@ -135,6 +137,7 @@ impl Default for WriteOptions {
             spool_dir: None,
             lock_ttl: std::time::Duration::from_secs(120),
             on_new_column: NewColumnPolicy::Ignore,
+            on_type_mismatch: TypeMismatchPolicy::Extra,
             parallel_windows: 2,
             memory: MemoryBudget::default(),
             format: OutputFormat::Parquet,
@@ -246,6 +249,8 @@ pub struct StagedDataset {
     pub pii: Option<String>,
     /// Seconds from the start of its decoding to its staged files.
     pub seconds: f64,
+    /// What its files showed about the declaration, merged.
+    pub drift: Drift,
 }
 
 /// Runs every window of the plan, each under its own lease, and writes the run report into the
@@ -255,6 +260,10 @@ pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunErr
     use tracing::Instrument;
     let span = tracing::info_span!("run", run_id = %plan.run_id, source = plan.source.name());
     async {
+        // A copy of each declaration this run writes with, before any window names it.
+        for schema in &plan.datasets {
+            crate::declaration::keep(&plan.dest, schema).await?;
+        }
         let guard = RunGuard::start(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
         crate::progress::run_started(plan.source.name(), plan.windows.len());
         let report = run_windows(plan).await;
@@ -375,6 +384,7 @@ async fn window_report<S: Source>(
     started_at: chrono::DateTime<Utc>,
     wait: std::time::Duration,
     fatal_error: &std::sync::Mutex<Option<String>>,
+    drift: &DriftTally,
 ) -> WindowReport {
     if fatal_error.lock().expect("fatal error lock").is_some() {
         return WindowReport::skipped(window.date, None);
@@ -403,6 +413,7 @@ async fn window_report<S: Source>(
         Ok(record) => {
             tracing::info!(window = %window, seconds, "Window committed");
             let rows = record.datasets.values().map(|d| d.stats.rows_written).sum();
+            drift.add(plan, &record);
             crate::progress::window_done(&window, rows, "committed");
             committed_report(plan, &record, seconds)
         }
@@ -433,12 +444,13 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
     // A failure that would repeat for every window (bad key, lost lease) stops windows that
     // have not started yet; the ones already running finish on their own.
     let fatal_error: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    let (state, fatal_error) = (&state, &fatal_error);
+    let drift = DriftTally::default();
+    let (state, fatal_error, drift) = (&state, &fatal_error, &drift);
     let parallel = plan.options.parallel_windows.max(1);
     // First every window nobody else holds; then, waiting, the ones another run was working on.
     let mut windows: Vec<WindowReport> = futures::stream::iter(plan.windows.iter().copied())
         .map(|window| {
-            window_report(plan, state, window, started_at, std::time::Duration::ZERO, fatal_error)
+            window_report(plan, state, window, started_at, std::time::Duration::ZERO, fatal_error, drift)
                 .instrument(tracing::info_span!("window", window = %window))
         })
         .buffered(parallel)
@@ -451,7 +463,7 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
         let retried: Vec<WindowReport> = futures::stream::iter(held)
             .map(|window| {
                 let wait = deadline.saturating_duration_since(Instant::now());
-                window_report(plan, state, window, started_at, wait, fatal_error)
+                window_report(plan, state, window, started_at, wait, fatal_error, drift)
                     .instrument(tracing::info_span!("window", window = %window))
             })
             .buffered(parallel)
@@ -463,6 +475,7 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
             }
         }
     }
+    drift.log(plan);
     let report = RunReport {
         run_id: plan.run_id.clone(),
         source: plan.source.name().to_string(),
@@ -477,6 +490,66 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
     Ok(report)
 }
 
+/// The declaration drift of the windows a run committed, per dataset: logged once at the end of
+/// the run (one line per dataset, instead of one per field per file).
+#[derive(Default)]
+struct DriftTally {
+    datasets: std::sync::Mutex<BTreeMap<String, (Drift, bool)>>,
+}
+
+impl DriftTally {
+    fn add<S>(&self, plan: &SyncPlan<S>, record: &WindowRecord) {
+        let mut datasets = self.datasets.lock().expect("drift tally lock");
+        for schema in &plan.datasets {
+            if let Some(landed) = record.datasets.get(&schema.dataset) {
+                let (drift, seen) = datasets.entry(schema.dataset.clone()).or_default();
+                drift.merge(&landed.drift, !*seen);
+                *seen = true;
+            }
+        }
+    }
+
+    fn log<S: Source>(&self, plan: &SyncPlan<S>) {
+        let datasets = self.datasets.lock().expect("drift tally lock");
+        for (dataset, (drift, _)) in datasets.iter() {
+            let summary = drift.summary();
+            if summary.is_empty() {
+                continue;
+            }
+            let name = format!("{}.{dataset}", plan.source.name());
+            let few = |items: Vec<&String>| {
+                let shown: Vec<&str> = items.iter().take(5).map(|s| s.as_str()).collect();
+                let more = items.len().saturating_sub(shown.len());
+                if more > 0 {
+                    format!("{} and {more} more", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                }
+            };
+            let mut details = Vec::new();
+            if !drift.undeclared.is_empty() {
+                details.push(format!("undeclared: {}", few(drift.undeclared.keys().collect())));
+            }
+            if !drift.absent.is_empty() {
+                details.push(format!("absent: {}", few(drift.absent.iter().collect())));
+            }
+            if !drift.kept_in_extra.is_empty() {
+                details.push(format!("did not fit: {}", few(drift.kept_in_extra.keys().collect())));
+            }
+            let hint = format!("`cxlake drift --dest {} --source {}`", plan.dest.display, plan.source.name());
+            if details.is_empty() {
+                tracing::info!(dataset = %name, "{name}: {summary} (nothing lost; details: {hint})");
+            } else {
+                tracing::warn!(
+                    dataset = %name,
+                    "{name} differs from its declaration: {summary} ({}); nothing was lost — every value is in its column or `_extra`. Details and the fix: {hint}",
+                    details.join("; ")
+                );
+            }
+        }
+    }
+}
+
 fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, seconds: f64) -> WindowReport {
     WindowReport {
         date: record.date,
@@ -487,17 +560,7 @@ fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, second
             .datasets
             .iter()
             .filter(|(name, _)| plan.datasets.iter().any(|d| &d.dataset == *name))
-            .map(|(name, d)| {
-                (
-                    name.clone(),
-                    DatasetReport {
-                        stats: d.stats,
-                        files: d.files.len(),
-                        bytes: d.bytes,
-                        seconds: d.seconds,
-                    },
-                )
-            })
+            .map(|(name, d)| (name.clone(), DatasetReport::new(d.stats, d.files.len(), d.bytes, d.seconds, &d.drift)))
             .collect(),
         error: None,
     }
@@ -636,8 +699,13 @@ pub async fn stage_files<S>(
     }
     let mut total = DecodeStats::default();
     let mut warnings = Vec::new();
-    let context =
-        FileContext { window: Some(window), timezone: plan.options.timezone, ..FileContext::default() };
+    let context = FileContext {
+        window: Some(window),
+        timezone: plan.options.timezone,
+        on_type_mismatch: plan.options.on_type_mismatch,
+        ..FileContext::default()
+    };
+    let mut drifts: Vec<Drift> = Vec::with_capacity(files.len());
     // The archive's compression runs alongside the decoding of the same files.
     let archiving = stage_raw(plan, source, &schema.dataset, window, files);
     let decoding = async {
@@ -651,16 +719,17 @@ pub async fn stage_files<S>(
                 match write_file(&mut writer, &mut rejects, schema.clone(), context, &pii, file).await {
                     Ok((stats, drift)) => {
                         check_file(plan, &schema, window, file, stats, &drift, &rejects, &rejects_relative)
-                            .map(|file_warnings| (stats, file_warnings))
+                            .map(|file_warnings| (stats, file_warnings, drift))
                     }
                     Err(e) => Err(e),
                 };
             match checked {
-                Ok((stats, file_warnings)) => {
+                Ok((stats, file_warnings, drift)) => {
                     total.rows_read += stats.rows_read;
                     total.rows_written += stats.rows_written;
                     total.rows_rejected += stats.rows_rejected;
                     warnings.extend(file_warnings);
+                    drifts.push(drift);
                 }
                 Err(e) => return Err(e),
             }
@@ -688,6 +757,7 @@ pub async fn stage_files<S>(
         raw,
         pii,
         seconds,
+        drift: Drift::merged(&drifts),
     })
 }
 
@@ -724,7 +794,7 @@ async fn write_file(
     context: FileContext,
     pii: &DatasetPii,
     file: &FetchedFile,
-) -> Result<(DecodeStats, Vec<SchemaDrift>), WindowError> {
+) -> Result<(DecodeStats, Drift), WindowError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let (path, file_name) = (file.path.clone(), file.file_name.clone());
     let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, context, tx));
@@ -750,7 +820,8 @@ async fn write_file(
     Ok((stats, drift))
 }
 
-/// Applies `--on-new-column` and `--max-rejects` to one decoded file; returns its warnings.
+/// Applies `--on-new-column` and `--max-rejects` to one decoded file; returns its warnings (the
+/// declaration's drift is summed per dataset and reported once per run, not per file).
 #[allow(clippy::too_many_arguments, reason = "one call site; the pieces are all of one file's outcome")]
 fn check_file<S>(
     plan: &SyncPlan<S>,
@@ -758,36 +829,20 @@ fn check_file<S>(
     window: Window,
     file: &FetchedFile,
     stats: DecodeStats,
-    drift: &[SchemaDrift],
+    drift: &Drift,
     rejects: &RejectSink,
     rejects_relative: &str,
 ) -> Result<Vec<String>, WindowError> {
-    let warnings: Vec<String> = drift
-        .iter()
-        .map(|d| match d {
-            SchemaDrift::UnknownColumn(c) => format!(
-                "{}: column `{c}` is not in schema {}; its values are not loaded",
-                file.file_name,
-                schema.qualified_name()
-            ),
-            SchemaDrift::KeptField(path) => format!(
-                "{}: field `{path}` is not in schema {}; its values are kept in `_extra`",
-                file.file_name,
-                schema.qualified_name()
-            ),
-            SchemaDrift::MissingNullableColumn(c) => {
-                format!("{}: column `{c}` is missing; loaded as nulls", file.file_name)
-            }
-            SchemaDrift::LocalTimesResolved { ambiguous, skipped } => format!(
-                "{}: {ambiguous} local time(s) in the repeated hour of a DST change (the earlier instant taken) and {skipped} in the skipped hour (read with the offset before the change)",
-                file.file_name
-            ),
-        })
-        .collect();
+    let mut warnings = Vec::new();
+    let times = drift.local_times;
+    if !times.is_zero() {
+        warnings.push(format!(
+            "{}: {} local time(s) in the repeated hour of a DST change (the earlier instant taken) and {} in the skipped hour (read with the offset before the change)",
+            file.file_name, times.ambiguous, times.skipped
+        ));
+    }
     if plan.options.on_new_column == NewColumnPolicy::Fail {
-        if let Some(SchemaDrift::UnknownColumn(column) | SchemaDrift::KeptField(column)) =
-            drift.iter().find(|d| matches!(d, SchemaDrift::UnknownColumn(_) | SchemaDrift::KeptField(_)))
-        {
+        if let Some(column) = drift.undeclared.keys().next() {
             return Err(WindowError::NewColumn {
                 file: file.file_name.clone(),
                 column: column.clone(),
@@ -821,7 +876,7 @@ fn decode_file(
     file_name: String,
     context: FileContext,
     tx: tokio::sync::mpsc::Sender<DecodedBatch>,
-) -> Result<(DecodeStats, Vec<SchemaDrift>), DecodeError> {
+) -> Result<(DecodeStats, Drift), DecodeError> {
     let mut decoder = crate::decode::open(schema, path, file_name, context)?;
     while let Some(batch) = decoder.next_batch()? {
         if tx.blocking_send(batch).is_err() {
@@ -829,7 +884,7 @@ fn decode_file(
             break;
         }
     }
-    Ok((decoder.stats(), decoder.drift().to_vec()))
+    Ok((decoder.stats(), decoder.drift().clone()))
 }
 
 /// Publishes the staged datasets of a window and records it as done.
@@ -901,6 +956,11 @@ async fn commit_window<S>(
                 (committed.files, Some(committed.table_version))
             }
         };
+        let declaration = plan
+            .datasets
+            .iter()
+            .find(|s| s.dataset == dataset.dataset)
+            .map(|s| s.declaration.fingerprint.clone());
         datasets.insert(
             dataset.dataset,
             DatasetRecord {
@@ -912,6 +972,8 @@ async fn commit_window<S>(
                 raw,
                 pii: dataset.pii,
                 seconds: dataset.seconds,
+                drift: dataset.drift,
+                declaration,
             },
         );
     }

@@ -46,6 +46,31 @@ pub struct DatasetReport {
     /// Seconds spent decoding and staging it.
     #[serde(default)]
     pub seconds: f64,
+    /// Fields the declaration lacks, declared columns the files lacked, values converted without
+    /// loss and values kept in `_extra` because they did not fit.
+    #[serde(default)]
+    pub undeclared_fields: usize,
+    #[serde(default)]
+    pub absent_columns: usize,
+    #[serde(default)]
+    pub coerced: u64,
+    #[serde(default)]
+    pub kept_in_extra: u64,
+}
+
+impl DatasetReport {
+    pub fn new(stats: DecodeStats, files: usize, bytes: u64, seconds: f64, drift: &crate::decode::Drift) -> Self {
+        DatasetReport {
+            stats,
+            files,
+            bytes,
+            seconds,
+            undeclared_fields: drift.undeclared.len(),
+            absent_columns: drift.absent.len(),
+            coerced: drift.coerced_values(),
+            kept_in_extra: drift.kept_values(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

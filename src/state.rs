@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::decode::DecodeStats;
+use crate::decode::{DecodeStats, Drift};
 use crate::sink::layout;
 use crate::sink::parquet::WrittenFile;
 use crate::sink::raw::RawFile;
@@ -53,6 +53,14 @@ pub struct DatasetRecord {
     /// window's other datasets).
     #[serde(default)]
     pub seconds: f64,
+    /// What the files showed about the declaration: undeclared fields, absent columns, values
+    /// coerced or kept in `_extra` (by field path, counted).
+    #[serde(default, skip_serializing_if = "Drift::is_empty")]
+    pub drift: Drift,
+    /// The fingerprint of the declaration the files were written with (its text is kept under
+    /// `_cxlake/declarations/`); absent in records from before cxlake recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,11 @@
 //! [`crate::schema::value`], and appends whole rows to Arrow builders. A row is validated
 //! completely before any builder is touched, so a reject never leaves a half-appended row.
 //! Text is kept byte-exact: no trimming, no normalisation, only UTF-8 validation.
+//!
+//! In a dataset that keeps `_extra` (Khoros' CSV format), nothing is lost either way: columns the
+//! schema does not declare and values that do not parse as their column's type (the column then
+//! null) go into `_extra` as `{"HEADER": "text"}`, in header order, and are counted in the file's
+//! [`Drift`]. Elsewhere a value that does not parse quarantines its row, as the policy says.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -18,7 +23,8 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 
-use super::{DecodeError, DecodeStats, RejectedRow, SchemaDrift};
+use super::drift::{push_json_string, Coercion};
+use super::{DecodeError, DecodeStats, Drift, RejectedRow, TypeMismatchPolicy};
 use crate::schema::local_time;
 use crate::schema::value::{self, InvalidValue};
 use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
@@ -88,33 +94,58 @@ enum Parsed<'a> {
     Bool(bool),
 }
 
-/// The undeclared columns of a file whose schema keeps them: `_extra`'s index, and each kept
-/// column's position and header name. A row's non-empty values become one JSON object.
+/// `_extra` of a file whose schema keeps it: its index, and each undeclared column's position
+/// and header name. A row's non-empty undeclared values and its values that did not fit their
+/// column become one JSON object, in header order.
 struct KeptColumns {
     index: usize,
     columns: Vec<(usize, String)>,
     text: String,
+    entries: Vec<(usize, usize)>,
 }
 
 impl KeptColumns {
-    /// Writes the row's kept values into `self.text` as a JSON object (empty when there are none).
-    fn collect(&mut self, record: &::csv::ByteRecord) -> Result<(), (Option<String>, String)> {
+    /// Writes the row's kept values into `self.text` as a JSON object (empty when there are none):
+    /// undeclared columns, and the record positions in `misfits`. `names` is the header.
+    fn collect(
+        &mut self,
+        record: &::csv::ByteRecord,
+        misfits: &[usize],
+        names: &[String],
+    ) -> Result<(), (Option<String>, String)> {
         self.text.clear();
-        let mut object = serde_json::Map::new();
-        for (position, name) in &self.columns {
-            let raw = record.get(*position).unwrap_or_default();
+        self.entries.clear();
+        self.entries.extend(self.columns.iter().enumerate().map(|(i, (position, _))| (*position, i)));
+        self.entries.extend(misfits.iter().map(|p| (*p, usize::MAX)));
+        self.entries.sort_unstable();
+        for &(position, _) in &self.entries {
+            let raw = record.get(position).unwrap_or_default();
             if raw.is_empty() {
                 continue;
             }
+            let name = &names[position];
             let text = std::str::from_utf8(raw)
                 .map_err(|e| (Some(name.clone()), format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-            object.insert(name.clone(), serde_json::Value::String(text.to_string()));
+            self.text.push(if self.text.is_empty() { '{' } else { ',' });
+            push_json_string(&mut self.text, name);
+            self.text.push(':');
+            push_json_string(&mut self.text, text);
         }
-        if !object.is_empty() {
-            self.text = serde_json::Value::Object(object).to_string();
+        if !self.text.is_empty() {
+            self.text.push('}');
         }
         Ok(())
     }
+}
+
+/// What parsing one row noted besides its values: record positions whose value did not fit its
+/// (nullable) column and is kept in `_extra`, and columns whose value was converted losslessly.
+#[derive(Default)]
+struct RowNotes {
+    /// `(column index, record position)`.
+    misfits: Vec<(usize, usize)>,
+    misfit_reasons: Vec<String>,
+    whole_numbers: Vec<usize>,
 }
 
 /// Reads a CSV stream batch by batch. Create with [`CsvDecoder::new`], then call
@@ -128,8 +159,14 @@ pub struct CsvDecoder<R: Read> {
     positions: Vec<Option<usize>>,
     /// For each declared column filled from the window, its value (days or microseconds).
     fills: Vec<Option<i64>>,
-    /// Header columns the schema does not declare, kept in `_extra` when the schema has one.
+    /// Header columns the schema does not declare: (record position, name).
+    undeclared: Vec<(usize, String)>,
+    /// `_extra`, when the schema keeps one: undeclared columns and values that do not fit.
     extra: Option<KeptColumns>,
+    /// The header's names, by record position.
+    names: Vec<String>,
+    policy: TypeMismatchPolicy,
+    notes: RowNotes,
     /// Where local times are (zone, the file's day) and how many a DST change made ambiguous.
     local: LocalParse,
     /// `local_time_of_day` intervals: (start column, end column, seconds column).
@@ -137,7 +174,7 @@ pub struct CsvDecoder<R: Read> {
     /// Whether any column is a local time of day (placed after the row is parsed).
     times_of_day: bool,
     header_len: usize,
-    drift: Vec<SchemaDrift>,
+    drift: Drift,
     builders: Vec<Builder>,
     batch_rows: usize,
     record: ::csv::ByteRecord,
@@ -162,7 +199,7 @@ impl<R: Read> super::BatchDecoder for CsvDecoder<R> {
         CsvDecoder::stats(self)
     }
 
-    fn drift(&self) -> &[SchemaDrift] {
+    fn drift(&self) -> &Drift {
         CsvDecoder::drift(self)
     }
 }
@@ -206,7 +243,7 @@ impl<R: Read> CsvDecoder<R> {
                 names.push(name);
             }
         }
-        let mut drift = Vec::new();
+        let mut drift = Drift::default();
         let mut positions = Vec::with_capacity(schema.columns.len());
         let mut matched: Vec<Option<usize>> = vec![None; schema.columns.len()];
         for (i, name) in names.iter().enumerate() {
@@ -225,28 +262,24 @@ impl<R: Read> CsvDecoder<R> {
                         schema: schema.qualified_name(),
                     });
                 }
-                drift.push(SchemaDrift::MissingNullableColumn(column.name.clone()));
+                drift.absent.insert(column.name.clone());
             }
             positions.push(position);
         }
         let extra_index = schema.extra_index();
-        let mut kept = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            if positions.contains(&Some(i)) {
-                continue;
-            }
-            match extra_index {
-                Some(_) => {
-                    drift.push(SchemaDrift::KeptField(name.clone()));
-                    kept.push((i, name.clone()));
-                }
-                None => drift.push(SchemaDrift::UnknownColumn(name.clone())),
-            }
-        }
-        let extra = match (extra_index, kept.is_empty()) {
-            (Some(index), false) => Some(KeptColumns { index, columns: kept, text: String::new() }),
-            _ => None,
-        };
+        let kept: Vec<(usize, String)> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !positions.contains(&Some(*i)))
+            .map(|(i, name)| (i, name.clone()))
+            .collect();
+        let extra = extra_index.map(|index| KeptColumns {
+            index,
+            columns: kept.clone(),
+            text: String::new(),
+            entries: Vec::new(),
+        });
+        let undeclared = kept;
         if let Some(column) = schema.columns.iter().find(|c| !c.fits_csv()) {
             return Err(DecodeError::Header {
                 file,
@@ -260,6 +293,9 @@ impl<R: Read> CsvDecoder<R> {
         }
         let builders = schema.columns.iter().map(|c| Builder::new(c, batch_rows)).collect();
         Ok(CsvDecoder {
+            undeclared,
+            policy: TypeMismatchPolicy::Extra.for_schema(&schema),
+            notes: RowNotes::default(),
             header_len: names.len(),
             done: !has_header,
             fills: vec![None; schema.columns.len()],
@@ -279,6 +315,7 @@ impl<R: Read> CsvDecoder<R> {
             file,
             reader,
             lines,
+            names,
             positions,
             drift,
             builders,
@@ -292,6 +329,7 @@ impl<R: Read> CsvDecoder<R> {
     /// and reads local times in its zone (a time of day on the window's day).
     pub fn with_context(mut self, context: super::FileContext) -> Self {
         self.fills = super::fill_values(&self.schema, context.window);
+        self.policy = context.on_type_mismatch.for_schema(&self.schema);
         self.local = LocalParse {
             zone: context.timezone,
             fold: context.fold,
@@ -301,8 +339,8 @@ impl<R: Read> CsvDecoder<R> {
         self
     }
 
-    /// Columns that differ between the file's header and the schema.
-    pub fn drift(&self) -> &[SchemaDrift] {
+    /// What the file showed about its declaration (complete once `next_batch` returned `None`).
+    pub fn drift(&self) -> &Drift {
         &self.drift
     }
 
@@ -332,7 +370,7 @@ impl<R: Read> CsvDecoder<R> {
             })?;
             if !more {
                 self.done = true;
-                self.drift.extend(self.local.counts.drift());
+                self.drift.local_times = self.local.counts;
                 break;
             }
             let record = &self.record;
@@ -345,6 +383,10 @@ impl<R: Read> CsvDecoder<R> {
             }
             self.stats.rows_read += 1;
             let mut parsed = recycle(std::mem::take(&mut spare));
+            let notes = &mut self.notes;
+            notes.misfits.clear();
+            notes.misfit_reasons.clear();
+            notes.whole_numbers.clear();
             let mut outcome = parse_row(
                 &self.schema,
                 &self.positions,
@@ -353,6 +395,8 @@ impl<R: Read> CsvDecoder<R> {
                 record,
                 &mut parsed,
                 &mut self.local,
+                notes,
+                self.policy == TypeMismatchPolicy::Extra,
             );
             if let (Ok(_), true) = (&outcome, self.times_of_day) {
                 if let Err(fault) =
@@ -361,8 +405,10 @@ impl<R: Read> CsvDecoder<R> {
                     outcome = Err(fault);
                 }
             }
+            let keeps_extra = self.extra.is_some();
             if let (Ok(_), Some(kept)) = (&outcome, &mut self.extra) {
-                if let Err(fault) = kept.collect(record) {
+                let positions: Vec<usize> = self.notes.misfits.iter().map(|(_, p)| *p).collect();
+                if let Err(fault) = kept.collect(record, &positions, &self.names) {
                     outcome = Err(fault);
                 } else if !kept.text.is_empty() {
                     parsed[kept.index] = Parsed::Text(&kept.text);
@@ -374,6 +420,30 @@ impl<R: Read> CsvDecoder<R> {
                     text_bytes += row_text;
                     rows += 1;
                     self.stats.rows_written += 1;
+                    for (position, name) in &self.undeclared {
+                        if !record.get(*position).unwrap_or_default().is_empty() {
+                            self.drift.undeclared(name, || name.clone(), keeps_extra);
+                        }
+                    }
+                    for ((column, _), reason) in self.notes.misfits.iter().zip(&self.notes.misfit_reasons) {
+                        let name = &self.schema.columns[*column].name;
+                        self.drift.kept(name, || format!("{name} (line {line}): {reason}"));
+                    }
+                    for column in &self.notes.whole_numbers {
+                        self.drift.coerced(&self.schema.columns[*column].name, Coercion::WholeNumber);
+                    }
+                }
+                Err((Some(column), reason))
+                    if self.policy == TypeMismatchPolicy::Fail
+                        && !reason.starts_with("required")
+                        && !reason.starts_with("invalid UTF-8") =>
+                {
+                    return Err(DecodeError::TypeMismatch {
+                        file: self.file.clone(),
+                        line,
+                        path: column,
+                        reason,
+                    });
                 }
                 Err((column, reason)) => {
                     self.stats.rows_rejected += 1;
@@ -439,7 +509,10 @@ impl<R: Read> Read for LineCounting<R> {
     }
 }
 
-/// Checks one record against the schema; returns the text bytes it holds, or the fault.
+/// Checks one record against the schema; returns the text bytes it holds, or the fault. With
+/// `keep_misfits`, a value that does not parse for a nullable column is null and noted (to be
+/// kept in `_extra`) instead of a fault.
+#[allow(clippy::too_many_arguments, reason = "the row's inputs and outputs; one call site")]
 fn parse_row<'r>(
     schema: &DatasetSchema,
     positions: &[Option<usize>],
@@ -448,6 +521,8 @@ fn parse_row<'r>(
     record: &'r ::csv::ByteRecord,
     out: &mut Vec<Parsed<'r>>,
     local: &mut LocalParse,
+    notes: &mut RowNotes,
+    keep_misfits: bool,
 ) -> Result<usize, (Option<String>, String)> {
     if record.len() != header_len {
         return Err((None, format!("expected {header_len} fields as in the header, found {}", record.len())));
@@ -498,7 +573,12 @@ fn parse_row<'r>(
                 text_bytes += text.len();
                 Ok(Parsed::Text(text))
             }
-            ColumnType::Int64 => value::parse_i64(text).map(Parsed::Int),
+            ColumnType::Int64 => value::parse_whole(text).map(|(v, whole)| {
+                if whole {
+                    notes.whole_numbers.push(out.len());
+                }
+                Parsed::Int(v)
+            }),
             ColumnType::Float64 => value::parse_f64(text).map(Parsed::Float),
             ColumnType::Boolean => value::parse_bool(text).map(Parsed::Bool),
             ColumnType::Date32 => value::parse_date(text).map(|d| Parsed::Int(d as i64)),
@@ -510,10 +590,15 @@ fn parse_row<'r>(
         match value {
             Ok(v) => out.push(v),
             Err(InvalidValue(reason)) => {
-                return Err((
-                    Some(column.name.clone()),
-                    format!("{reason}, found {}", quote_for_message(text)),
-                ))
+                let reason = format!("{reason}, found {}", quote_for_message(text));
+                match position {
+                    Some(position) if keep_misfits && column.nullable => {
+                        notes.misfits.push((out.len(), *position));
+                        notes.misfit_reasons.push(reason);
+                        out.push(Parsed::Null);
+                    }
+                    _ => return Err((Some(column.name.clone()), reason)),
+                }
             }
         }
     }
@@ -707,8 +792,7 @@ mod tests {
     fn drift_is_reported_and_missing_required_column_fails() {
         let decoder =
             CsvDecoder::new(agent_schema(), "agents.csv", "pid,name,shoe_size\n".as_bytes()).unwrap();
-        assert!(decoder.drift().contains(&SchemaDrift::UnknownColumn("shoe_size".into())));
-        assert!(decoder.drift().contains(&SchemaDrift::MissingNullableColumn("team".into())));
+        assert!(decoder.drift().absent.contains("team"));
         let err = CsvDecoder::new(agent_schema(), "agents.csv", "name,team\n".as_bytes()).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("agents.csv") && message.contains("`pid`"), "{message}");
@@ -764,20 +848,25 @@ mod tests {
         let report_date = column("report_date");
         assert_eq!(
             report_date.as_primitive::<arrow::datatypes::Date32Type>().values(),
-            &[days_since_epoch; 2]
+            &[days_since_epoch; 3]
         );
-        assert_eq!(column("agent_id").as_primitive::<Int64Type>().values(), &[7, 8]);
+        assert_eq!(column("agent_id").as_primitive::<Int64Type>().values(), &[7, 8, 9]);
         let handle = column("avg_handle_time_ms");
         assert_eq!(handle.as_primitive::<Int64Type>().value(0), 62_000);
         assert!(handle.is_null(1));
         let extra = column("_extra");
         assert_eq!(extra.as_string::<i32>().value(0), r#"{"NEW_METRIC":"x"}"#);
         assert!(extra.is_null(1), "no kept value, no _extra");
-        assert_eq!(decoded.rejects.len(), 1);
-        assert_eq!(decoded.rejects[0].column.as_deref(), Some("avg_handle_time_ms"));
-        assert!(decoder.drift().contains(&SchemaDrift::KeptField("NEW_METRIC".into())));
-        assert!(decoder.drift().contains(&SchemaDrift::MissingNullableColumn("agent_email".into())));
-        assert!(!decoder.drift().iter().any(|d| format!("{d:?}").contains("report_date")));
+        // A value that does not parse lands as null, kept exactly in `_extra` under its header.
+        assert!(handle.is_null(2));
+        assert_eq!(extra.as_string::<i32>().value(2), r#"{"AVG_HANDLE_TIME":"1:2"}"#);
+        assert!(decoded.rejects.is_empty());
+        assert!(decoder.next_batch().unwrap().is_none());
+        let drift = decoder.drift();
+        assert_eq!(drift.undeclared["NEW_METRIC"].values, 1);
+        assert_eq!(drift.kept_in_extra["avg_handle_time_ms"].values, 1);
+        assert!(drift.absent.contains("agent_email"));
+        assert!(!drift.absent.contains("report_date"));
     }
 
     #[test]

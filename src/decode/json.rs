@@ -1,46 +1,57 @@
-//! Streaming JSON-array → Arrow decoding against a declared schema, nested types included.
+//! Streaming JSON-array → Arrow decoding against a declared schema, nested types included, with
+//! every value kept exactly as sent.
 //!
 //! [`super::json_array::ArrayScanner`] cuts the array into elements with bounded memory; each
-//! element is parsed by serde_json and checked against the schema field by field, recursively
-//! through lists and structs, before anything is appended — so a row that does not fit is one
-//! [`RejectedRow`] (file, line, the field's path, why, and the element's exact bytes), never a
-//! half-written row or a failed file. Checked rows are handed to arrow-json's `Decoder` in their
-//! final shape (epoch milliseconds already in microseconds, `json_text` values already text),
-//! which builds the nested Arrow arrays.
+//! element is parsed once into a tape of positions ([`super::json_tape`]) and its values go
+//! straight from the element's bytes into Arrow builders, one per column (lists and structs
+//! recursively). No value is re-serialised: a `json_text` column, a value of another shape kept
+//! as text in a `Utf8` column, and `_extra` hold the input's own bytes — key order, number
+//! literals (`-123123123123123123123123123123`, `1E400`), escapes as sent.
 //!
-//! Nothing the platform sent is dropped: every field the schema does not declare, at any depth,
-//! goes into the row's `_extra` column as a JSON object keyed by the field's path (`channel`,
-//! `ratings[1].comment`), and is reported once per file as drift. Leniencies, each documented in
-//! the README: a scalar where a list is declared becomes a one-element list (Dixa sends
-//! `custom_fields[].value` both ways); a missing nullable field is null.
+//! What the declaration does not know is kept and counted: a field it does not declare, at any
+//! depth, goes into the row's `_extra` (a JSON object keyed by the field's path as sent, `channel`,
+//! `ratings[1].comment`); a value converted without loss is counted by kind (a list into `Utf8`,
+//! `5400.0` into `Int64`, a scalar into a list); a value that still does not fit lands as null and
+//! its exact text goes into `_extra` under its path ([`super::TypeMismatchPolicy::Extra`]). A row is
+//! rejected whole (a [`RejectedRow`] with file, line, the field's path, why, and the element's
+//! exact bytes) only when it cannot land: not JSON, not an object, a required value missing or
+//! unusable — or any misfit under `quarantine`. Rows are checked before any builder is touched,
+//! so a rejected row never leaves half a row behind.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::json::reader::{Decoder as ArrowJsonDecoder, ReaderBuilder};
-use serde_json::{Map, Value};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, ListArray, NullBufferBuilder,
+    StringBuilder, StructArray, TimestampMicrosecondBuilder,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, FieldRef, Fields};
+use arrow::record_batch::RecordBatch;
 
+use super::drift::Coercion;
 use super::json_array::{ArrayScanner, ScanError};
-use super::{BatchDecoder, DecodeError, DecodeStats, DecodedBatch, RejectedRow, SchemaDrift};
+use super::json_tape::{self, Kind, Node, Tape};
+use super::{BatchDecoder, DecodeError, DecodeStats, DecodedBatch, Drift, RejectedRow, TypeMismatchPolicy};
 use crate::schema::value::{self, InvalidValue};
-use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
+use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, Fill, EXTRA_COLUMN};
 
 /// Rows per batch unless their JSON grows past [`MAX_BATCH_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
 /// Long messages make rows big; cap the JSON held per batch to keep memory flat.
-const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Checked rows are handed to arrow-json in slices this small: a parsed `serde_json::Value`
-/// takes several times its text's memory, so a whole batch of them must never be held at once.
-const SERIALIZE_ROWS: usize = 256;
-/// Distinct undeclared field paths reported per file (the values are all kept regardless).
-const MAX_DRIFT_REPORTED: usize = 100;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// No node index: the column has no value in this row.
+const NONE: u32 = u32::MAX;
 
 /// Why one field of one row does not fit: the field's path and the reason.
+#[derive(Debug)]
 struct Misfit {
     path: String,
     reason: String,
+    /// A value that must be there is missing, null or empty (not a matter of type).
+    required: bool,
 }
 
 /// Reads one JSON array batch by batch. Create with [`JsonDecoder::new`], then call
@@ -55,24 +66,76 @@ pub struct JsonDecoder<R: Read> {
     position: usize,
     filled: usize,
     eof: bool,
-    arrow: ArrowJsonDecoder,
     batch_rows: usize,
     stats: DecodeStats,
-    unknown_paths: BTreeSet<String>,
-    drift: Vec<SchemaDrift>,
+    drift: Drift,
     /// Drift known before the rows (a workbook's header lacking declared columns).
-    header_drift: Vec<SchemaDrift>,
+    header_drift: Option<Drift>,
     done: bool,
-    /// Declared columns (not `_extra`) sorted by name, with their index in the schema.
+    policy: TypeMismatchPolicy,
+    names: Names,
+    /// Columns that must have a value, in schema order.
+    required: Vec<usize>,
+    /// The value of each column filled from the window (days or microseconds).
+    fills: Vec<Option<i64>>,
+    extra_index: Option<usize>,
+    /// Whether each column's field was seen in any record of the file.
+    seen: Vec<bool>,
+    builders: Vec<ColumnBuilder>,
+    /// Per row: for each column, the tape index of its key and of its value (`NONE` if absent).
+    slots: Vec<(u32, u32)>,
+    tape: Tape,
+    row: RowState,
+}
+
+/// Where a record's fields land: declared columns by the name the file uses (not `_extra`, not
+/// filled), sorted, with their index in the schema; and fields not named exactly as a column, by
+/// what the snake_case rule made of them (cached: `AGENT_NAME` → `agent_name`'s index, an
+/// undeclared field → `None`).
+struct Names {
     columns_by_name: Vec<(String, usize)>,
-    required_columns: usize,
-    /// Per column, where the row being conformed holds it (reused from row to row).
-    slots: Vec<usize>,
-    /// Fields not named exactly as a column, by what the snake_case rule made of them (cached:
-    /// `AGENT_NAME` → `agent_name`'s index, an undeclared field → `None`).
     renamed: HashMap<String, Option<usize>>,
-    /// The columns filled from the window, with their value (days or microseconds).
-    fills: Vec<(usize, i64)>,
+}
+
+impl Names {
+    /// The column a field lands in: its exact (or `source_name`) name, else the snake_case rule.
+    fn column_of(&mut self, schema: &DatasetSchema, name: &str) -> Option<usize> {
+        if let Ok(found) = self.columns_by_name.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            return Some(self.columns_by_name[found].1);
+        }
+        if let Some(found) = self.renamed.get(name) {
+            return *found;
+        }
+        let found = schema.column_for_field(name);
+        // Bounded: a file with endless distinct keys costs a lookup each, not memory.
+        if self.renamed.len() < 10_000 {
+            self.renamed.insert(name.to_string(), found);
+        }
+        found
+    }
+}
+
+/// What one row collects besides its columns: `_extra`'s entries and the drift to count if the
+/// row lands.
+#[derive(Default)]
+struct RowState {
+    /// (position of the value in the element, path as JSON string body, value's byte range).
+    extra: Vec<(u32, String, u32, u32)>,
+    /// Undeclared fields: (generic path, concrete path).
+    undeclared: Vec<(String, String)>,
+    /// Values kept in `_extra` because they did not fit: (generic path, example).
+    kept: Vec<(String, String)>,
+    coerced: Vec<(String, Coercion)>,
+    text: String,
+}
+
+impl RowState {
+    fn clear(&mut self) {
+        self.extra.clear();
+        self.undeclared.clear();
+        self.kept.clear();
+        self.coerced.clear();
+    }
 }
 
 impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
@@ -92,29 +155,28 @@ impl<R: Read> JsonDecoder<R> {
         input: R,
         batch_rows: usize,
     ) -> Result<Self, DecodeError> {
-        let arrow = ReaderBuilder::new(schema.arrow_schema())
-            .with_batch_size(batch_rows.max(1))
-            .with_strict_mode(true)
-            .build_decoder()?;
+        let from_file = |c: &Column| c.name != EXTRA_COLUMN && c.fill.is_none();
         let mut columns_by_name: Vec<(String, usize)> = schema
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.name != EXTRA_COLUMN && c.fill.is_none())
+            .filter(|(_, c)| from_file(c))
             .map(|(i, c)| (c.source_name.clone().unwrap_or_else(|| c.name.clone()), i))
             .collect();
         columns_by_name.sort();
-        let required_columns = schema
-            .columns
-            .iter()
-            .filter(|c| !c.nullable && c.name != EXTRA_COLUMN && c.fill.is_none())
-            .count();
+        let required =
+            schema.columns.iter().enumerate().filter(|(_, c)| !c.nullable && from_file(c)).map(|(i, _)| i).collect();
+        let batch_rows = batch_rows.max(1);
+        let builders = schema.columns.iter().map(|c| ColumnBuilder::new(c, batch_rows)).collect();
         Ok(JsonDecoder {
-            renamed: HashMap::new(),
-            fills: Vec::new(),
-            slots: Vec::new(),
-            columns_by_name,
-            required_columns,
+            names: Names { columns_by_name, renamed: HashMap::new() },
+            fills: vec![None; schema.columns.len()],
+            extra_index: schema.extra_index(),
+            seen: vec![false; schema.columns.len()],
+            slots: Vec::with_capacity(schema.columns.len()),
+            required,
+            builders,
+            policy: TypeMismatchPolicy::Extra.for_schema(&schema),
             schema,
             file: file.into(),
             input,
@@ -123,41 +185,30 @@ impl<R: Read> JsonDecoder<R> {
             position: 0,
             filled: 0,
             eof: false,
-            arrow,
-            batch_rows: batch_rows.max(1),
+            batch_rows,
             stats: DecodeStats::default(),
-            unknown_paths: BTreeSet::new(),
-            drift: Vec::new(),
-            header_drift: Vec::new(),
+            drift: Drift::default(),
+            header_drift: None,
             done: false,
+            tape: Tape::new(),
+            row: RowState::default(),
         })
     }
 
-    /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window.
-    /// (Local times are a CSV matter: JSON platforms send offsets.)
+    /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window
+    /// and takes its policy for values of the wrong type. (Local times are a CSV matter: JSON
+    /// platforms send offsets.)
     pub fn with_context(mut self, context: super::FileContext) -> Self {
-        let values = super::fill_values(&self.schema, context.window);
-        self.fills = values.into_iter().enumerate().filter_map(|(i, v)| Some((i, v?))).collect();
+        self.fills = super::fill_values(&self.schema, context.window);
+        self.policy = context.on_type_mismatch.for_schema(&self.schema);
         self
     }
 
-    /// Adds drift found outside the rows (reported with the rows' own at the end).
-    pub fn with_header_drift(mut self, drift: Vec<SchemaDrift>) -> Self {
-        self.header_drift = drift;
+    /// Drift found outside the rows (a workbook's header): its absent columns replace the ones
+    /// the rows would show.
+    pub fn with_header_drift(mut self, drift: Drift) -> Self {
+        self.header_drift = Some(drift);
         self
-    }
-
-    /// The column a field not named exactly as one lands in, by the snake_case rule.
-    fn renamed_column(&mut self, name: &str) -> Option<usize> {
-        if let Some(found) = self.renamed.get(name) {
-            return *found;
-        }
-        let found = self.schema.column_for_field(name);
-        // Bounded: a file with endless distinct keys costs a lookup each, not memory.
-        if self.renamed.len() < 10_000 {
-            self.renamed.insert(name.to_string(), found);
-        }
-        found
     }
 
     /// The next element's bytes and line, or `None` at the end of the array.
@@ -200,161 +251,142 @@ impl<R: Read> JsonDecoder<R> {
         }
     }
 
-    /// Checks one element against the schema: the row in its final shape, or why it does not fit.
-    /// The top-level fields are read into a list with keys borrowed from the element (no map, no
-    /// key copies); declared ones are converted where they stand and kept by column index,
-    /// undeclared ones move to `_extra`.
-    fn conform(&mut self, element: &[u8]) -> Result<Row, Misfit> {
-        let not_json = |e: &dyn std::fmt::Display| Misfit {
-            path: String::new(),
-            reason: format!("not valid JSON: {e}"),
-        };
-        // One UTF-8 check of the whole element; serde_json's `from_str` then checks no string again.
-        let text = std::str::from_utf8(element).map_err(|e| not_json(&e))?;
-        let fields: Fields = match serde_json::from_str(text) {
-            Ok(fields) => fields,
-            Err(e) => {
-                return Err(match serde_json::from_str::<Value>(text) {
-                    Ok(other) => Misfit {
-                        path: String::new(),
-                        reason: format!("expected a JSON object, found {}", kind(&other)),
-                    },
-                    Err(_) => not_json(&e),
-                })
-            }
-        };
-        let mut extra = Map::new();
+    /// Lands one element as a row, or says why it cannot land (nothing appended then).
+    fn land(&mut self, element: &[u8], line: u64) -> Result<(), Misfit> {
+        let whole = |reason: String| Misfit { path: String::new(), reason, required: false };
+        if let Err(e) = std::str::from_utf8(element) {
+            return Err(whole(format!("not valid UTF-8 at byte {} of the record", e.valid_up_to())));
+        }
+        if let Err(e) = self.tape.parse(element) {
+            let lines = element[..e.offset.min(element.len())].iter().filter(|&&b| b == b'\n').count();
+            return Err(whole(format!("not valid JSON at line {}: {}", line + lines as u64, e.message)));
+        }
+        let root = *self.tape.node(0);
+        if root.kind != Kind::Object {
+            return Err(whole(format!("expected a JSON object, found {}", kind_name(root.kind))));
+        }
+        self.row.clear();
         self.slots.clear();
-        self.slots.resize(self.schema.columns.len(), usize::MAX);
-        let mut row: Row = Vec::with_capacity(fields.0.len() + 1);
-        let mut required_found = 0;
-        for (name, mut value) in fields.0 {
-            let index = match self.columns_by_name.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
-                Ok(found) => self.columns_by_name[found].1,
-                Err(_) => match self.renamed_column(&name) {
-                    Some(index) => index,
-                    None => {
-                        extra.insert(name.into_owned(), value);
-                        continue;
-                    }
-                },
+        self.slots.resize(self.schema.columns.len(), (NONE, NONE));
+        let tape = &self.tape;
+        let columns = &self.schema.columns;
+        let mut children = tape.children(0);
+        while let (Some(key), Some(value)) = (children.next(), children.next()) {
+            let key_node = tape.node(key);
+            let column = match json_tape::string_text(element, key_node) {
+                Some(name) => self.names.column_of(&self.schema, &name),
+                None => None,
             };
-            let columns = &self.schema.columns;
-            let slots = &mut self.slots;
-            let column = &columns[index];
-            conform_value(column, &mut value, &Path::Field(&column.name), &mut extra)?;
-            match slots[index] {
+            match column {
                 // A key given twice: the last one wins, as in any JSON parser's map.
-                usize::MAX => {
-                    slots[index] = row.len();
-                    required_found += usize::from(!column.nullable);
-                    row.push((index, value));
-                }
-                earlier => row[earlier].1 = value,
-            }
-        }
-        let columns = &self.schema.columns;
-        let slots = &self.slots;
-        row.extend(self.fills.iter().map(|&(index, value)| (index, Value::from(value))));
-        if required_found < self.required_columns {
-            let missing = (0..columns.len()).find(|i| {
-                !columns[*i].nullable
-                    && columns[*i].name != EXTRA_COLUMN
-                    && columns[*i].fill.is_none()
-                    && slots[*i] == usize::MAX
-            });
-            if let Some(index) = missing {
-                let path = Path::Field(&columns[index].name);
-                return Err(path.misfit(format!("required field `{path}` is missing or null")));
-            }
-        }
-        if !extra.is_empty() {
-            for path in extra.keys() {
-                if self.unknown_paths.len() < MAX_DRIFT_REPORTED {
-                    self.unknown_paths.insert(generic_path(path));
+                Some(index) => self.slots[index] = (key as u32, value as u32),
+                None => {
+                    let raw = json_tape::raw_string_body(element, key_node);
+                    let node = tape.node(value);
+                    self.row.extra.push((node.start, raw.to_string(), node.start, node.end));
+                    self.row.undeclared.push((Path::Field(raw).generic(), raw.to_string()));
                 }
             }
-            let extra_index =
-                columns.iter().position(|c| c.name == EXTRA_COLUMN).expect("JSON schemas have _extra");
-            row.push((extra_index, Value::String(Value::Object(extra).to_string())));
         }
-        Ok(row)
-    }
-}
-
-impl<R: Read> JsonDecoder<R> {
-    /// Hands checked rows to arrow-json, each as a map from column name to value.
-    fn serialize(&mut self, rows: &[Row]) -> Result<(), DecodeError> {
-        let columns = &self.schema.columns;
-        let named: Vec<NamedRow> = rows.iter().map(|fields| NamedRow { columns, fields }).collect();
-        self.arrow.serialize(&named)?;
+        let strict = self.policy != TypeMismatchPolicy::Extra;
+        let key_of = |slot: (u32, u32)| json_tape::raw_string_body(element, tape.node(slot.0 as usize));
+        for &index in &self.required {
+            let column = &columns[index];
+            let slot = self.slots[index];
+            if slot.1 == NONE || tape.node(slot.1 as usize).kind == Kind::Null {
+                return Err(Path::Field(&column.name).missing("missing or null"));
+            }
+            fits(column, tape, element, slot.1 as usize, &Path::Field(key_of(slot)), strict)?;
+        }
+        if strict {
+            for (index, column) in columns.iter().enumerate() {
+                let slot = self.slots[index];
+                if slot.1 != NONE && column.nullable && tape.node(slot.1 as usize).kind != Kind::Null {
+                    fits(column, tape, element, slot.1 as usize, &Path::Field(key_of(slot)), true)?;
+                }
+            }
+        }
+        // The row lands: from here on every column gets exactly one value.
+        for (index, column) in columns.iter().enumerate() {
+            let slot = self.slots[index];
+            let builder = &mut self.builders[index];
+            if Some(index) == self.extra_index {
+                continue;
+            }
+            if slot.1 != NONE {
+                self.seen[index] = true;
+                let path = Path::Field(key_of(slot));
+                append(column, builder, tape, element, slot.1 as usize, &path, &mut self.row);
+            } else if let (Some(fill), Some(value)) = (column.fill, self.fills[index]) {
+                builder.append_fill(fill, value);
+            } else {
+                builder.append_null();
+            }
+        }
+        if let Some(index) = self.extra_index {
+            let ColumnBuilder::Utf8(builder) = &mut self.builders[index] else {
+                unreachable!("_extra is Utf8")
+            };
+            if self.row.extra.is_empty() {
+                builder.append_null();
+            } else {
+                let text = extra_text(&mut self.row, element);
+                builder.append_value(text);
+            }
+        }
+        for (generic, example) in self.row.undeclared.drain(..) {
+            self.drift.undeclared(&generic, || example, true);
+        }
+        for (generic, example) in self.row.kept.drain(..) {
+            self.drift.kept(&generic, || example);
+        }
+        for (generic, kind) in self.row.coerced.drain(..) {
+            self.drift.coerced(&generic, kind);
+        }
         Ok(())
     }
-}
 
-/// A checked row: (column index in the schema, value in its final shape).
-type Row = Vec<(usize, Value)>;
+    fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError> {
+        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        Ok(RecordBatch::try_new(self.schema.arrow_schema(), columns)?)
+    }
 
-/// A row as arrow-json reads it: a map keyed by the columns' names.
-struct NamedRow<'a> {
-    columns: &'a [Column],
-    fields: &'a [(usize, Value)],
-}
-
-impl serde::Serialize for NamedRow<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (index, value) in self.fields {
-            map.serialize_entry(&self.columns[*index].name, value)?;
-        }
-        map.end()
+    /// The file's drift once its last row is read: absent columns are the declared ones no
+    /// record had (or, for a workbook, the ones its header lacks).
+    fn finish_drift(&mut self) {
+        let absent = match self.header_drift.take() {
+            Some(header) => header.absent,
+            None if self.stats.rows_read == 0 => Default::default(),
+            None => self
+                .schema
+                .columns
+                .iter()
+                .zip(&self.seen)
+                .filter(|(c, seen)| !**seen && c.name != EXTRA_COLUMN && c.fill.is_none())
+                .map(|(c, _)| c.name.clone())
+                .collect(),
+        };
+        self.drift.absent = absent;
     }
 }
 
-/// An object's fields in their order, keys borrowed from the text where they have no escapes.
-struct Fields<'a>(Vec<(Cow<'a, str>, Value)>);
-
-/// A field name, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
+/// `_extra`'s JSON object for the row: entries in the order their values appear in the record.
+fn extra_text<'a>(row: &'a mut RowState, element: &[u8]) -> &'a str {
+    row.extra.sort_by_key(|entry| entry.0);
+    row.text.clear();
+    row.text.push('{');
+    for (i, (_, path, start, end)) in row.extra.iter().enumerate() {
+        if i > 0 {
+            row.text.push(',');
         }
-        deserializer.deserialize_str(KeyVisitor)
+        row.text.push('"');
+        row.text.push_str(path);
+        row.text.push_str("\":");
+        // SAFETY: a value's bytes in a UTF-8-checked element, between ASCII structural bytes.
+        row.text.push_str(unsafe { std::str::from_utf8_unchecked(&element[*start as usize..*end as usize]) });
     }
-}
-
-impl<'de> serde::Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(64));
-                while let Some(Key(name)) = map.next_key()? {
-                    fields.push((name, map.next_value()?));
-                }
-                Ok(Fields(fields))
-            }
-        }
-        deserializer.deserialize_map(FieldsVisitor)
-    }
+    row.text.push('}');
+    &row.text
 }
 
 impl<R: Read> BatchDecoder for JsonDecoder<R> {
@@ -362,26 +394,29 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         if self.done {
             return Ok(None);
         }
-        let mut rows: Vec<Row> = Vec::with_capacity(SERIALIZE_ROWS);
         let mut written = 0usize;
         let mut rejects = Vec::new();
         let mut bytes = 0usize;
         let mut element = Vec::new();
-        while written + rows.len() < self.batch_rows && bytes < MAX_BATCH_BYTES {
-            if rows.len() == SERIALIZE_ROWS {
-                self.serialize(&rows)?;
-                written += rows.len();
-                rows.clear();
-            }
+        while written < self.batch_rows && bytes < MAX_BATCH_BYTES {
             let Some(line) = self.next_element(&mut element)? else {
                 self.done = true;
+                self.finish_drift();
                 break;
             };
             self.stats.rows_read += 1;
             bytes += element.len();
-            match self.conform(&element) {
-                Ok(row) => rows.push(row),
+            match self.land(&element, line) {
+                Ok(()) => written += 1,
                 Err(misfit) => {
+                    if self.policy == TypeMismatchPolicy::Fail && !misfit.path.is_empty() && !misfit.required {
+                        return Err(DecodeError::TypeMismatch {
+                            file: self.file.clone(),
+                            line,
+                            path: misfit.path,
+                            reason: misfit.reason,
+                        });
+                    }
                     self.stats.rows_rejected += 1;
                     rejects.push(RejectedRow {
                         file: self.file.clone(),
@@ -393,20 +428,11 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
                 }
             }
         }
-        if self.done {
-            self.drift = self.header_drift.clone();
-            self.drift.extend(self.unknown_paths.iter().map(|p| SchemaDrift::KeptField(p.clone())));
-        }
-        written += rows.len();
         if written == 0 && rejects.is_empty() {
             return Ok(None);
         }
         self.stats.rows_written += written as u64;
-        self.serialize(&rows)?;
-        let batch = match self.arrow.flush()? {
-            Some(batch) => batch,
-            None => arrow::record_batch::RecordBatch::new_empty(self.schema.arrow_schema()),
-        };
+        let batch = self.finish_batch()?;
         Ok(Some(DecodedBatch { batch, rejects }))
     }
 
@@ -414,52 +440,33 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         self.stats
     }
 
-    fn drift(&self) -> &[SchemaDrift] {
+    fn drift(&self) -> &Drift {
         &self.drift
     }
 }
 
-/// `ratings[3].comment` → `ratings[].comment`: one drift report per field, not per index.
-fn generic_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut in_index = false;
-    for c in path.chars() {
-        match c {
-            '[' => {
-                in_index = true;
-                out.push_str("[]");
-            }
-            ']' => in_index = false,
-            _ if in_index => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Null => "null",
+        Kind::True | Kind::False => "a boolean",
+        Kind::Number { .. } => "a number",
+        Kind::String { .. } => "a string",
+        Kind::Array => "an array",
+        Kind::Object => "an object",
     }
 }
 
-/// A value for the message: short, and never more than 60 characters of it.
-fn quote(value: &Value) -> String {
-    let text = value.to_string();
+/// A value for a message: short, never more than 60 characters of it.
+fn quote(text: &str) -> String {
     if text.chars().count() > 60 {
         format!("{}…", text.chars().take(60).collect::<String>())
     } else {
-        text
+        text.to_string()
     }
 }
 
-/// Where a value is in its row: `ratings[2].rating_score`. Built only when a message or an
-/// `_extra` key needs it, so a row that fits formats no paths at all.
+/// Where a value is in its record, names as sent: `ratings[2].rating_score`. Rendered only when
+/// a message, an `_extra` key or a drift count needs it.
 enum Path<'a> {
     Field(&'a str),
     Index(&'a Path<'a>, usize),
@@ -468,166 +475,429 @@ enum Path<'a> {
 
 impl Path<'_> {
     fn misfit(&self, reason: String) -> Misfit {
-        Misfit { path: self.to_string(), reason }
+        Misfit { path: self.to_string(), reason, required: false }
+    }
+
+    fn missing(&self, what: &str) -> Misfit {
+        Misfit { path: self.to_string(), reason: format!("required field `{self}` is {what}"), required: true }
+    }
+
+    fn render(&self, out: &mut String, generic: bool) {
+        match self {
+            Path::Field(name) => out.push_str(name),
+            Path::Index(parent, i) => {
+                parent.render(out, generic);
+                if generic {
+                    out.push_str("[]");
+                } else {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+            Path::Member(parent, name) => {
+                parent.render(out, generic);
+                out.push('.');
+                out.push_str(name);
+            }
+        }
+    }
+
+    /// `ratings[].comment`: one drift entry per field, not per index.
+    fn generic(&self) -> String {
+        let mut out = String::new();
+        self.render(&mut out, true);
+        out
     }
 }
 
 impl std::fmt::Display for Path<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Path::Field(name) => f.write_str(name),
-            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
-            Path::Member(parent, name) => write!(f, "{parent}.{name}"),
-        }
+        let mut out = String::new();
+        self.render(&mut out, false);
+        f.write_str(&out)
     }
 }
 
-/// A scalar spelled as text, parsed by the column's type into what the checks below accept;
-/// `None` where text is already the expected spelling (dates, RFC 3339 timestamps).
-fn parse_text_value(column: &Column, text: &str) -> Option<Result<Value, InvalidValue>> {
-    Some(match (&column.column_type, column.encoding) {
-        (ColumnType::Int64, Encoding::DurationHms) => value::parse_duration_hms_ms(text).map(Value::from),
-        (ColumnType::Int64, _) => value::parse_i64(text).map(Value::from),
-        (ColumnType::Float64, _) => value::parse_f64(text).and_then(|v| {
-            serde_json::Number::from_f64(v)
-                .map(Value::Number)
-                .ok_or(InvalidValue("NaN and infinity cannot be kept from JSON text"))
-        }),
-        (ColumnType::Boolean, _) => value::parse_bool(text).map(Value::from),
-        (ColumnType::TimestampUtc, Encoding::EpochMs) => value::parse_i64(text)
-            .map(Value::from)
-            .map_err(|_| InvalidValue("expected milliseconds since the epoch")),
-        _ => return None,
+/// A scalar converted for its column, and the lossless coercion it took, if any.
+enum Scalar<'e> {
+    Null,
+    Text(Cow<'e, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Converts a scalar node for `column`; `Err` says why it does not fit.
+fn scalar<'e>(
+    column: &Column,
+    element: &'e [u8],
+    node: &Node,
+) -> Result<(Scalar<'e>, Option<Coercion>), String> {
+    let found = || format!("found {} {}", kind_name(node.kind), quote(json_tape::raw_text(element, node)));
+    let expected = |what: &str| format!("expected {what}, {}", found());
+    let invalid = |InvalidValue(reason): InvalidValue| format!("{reason}, {}", found());
+    if node.kind == Kind::Null {
+        return Ok((Scalar::Null, None));
+    }
+    // Platforms that send every value as a string (Khoros) spell numbers, flags and times as
+    // text: parsed by the column's declared type, an empty string being no value.
+    let text = match node.kind {
+        Kind::String { .. } => match json_tape::string_text(element, node) {
+            Some(text) => Some(text),
+            None => return Err(format!("a string with a lone UTF-16 surrogate escape, {}", found())),
+        },
+        _ => None,
+    };
+    if column.column_type != ColumnType::Utf8 && text.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        return Ok((Scalar::Null, None));
+    }
+    let literal = json_tape::raw_text(element, node);
+    let whole = |text: &str| value::parse_whole(text).map(|(v, coerced)| (v, coerced.then_some(Coercion::WholeNumber)));
+    Ok(match (&column.column_type, column.encoding) {
+        (ColumnType::Utf8, Encoding::JsonText) => (Scalar::Text(Cow::Borrowed(literal)), None),
+        (ColumnType::Utf8, _) => match text {
+            Some(text) => (Scalar::Text(text), None),
+            None => (Scalar::Text(Cow::Borrowed(literal)), Some(Coercion::JsonAsText)),
+        },
+        (ColumnType::Int64, encoding) => {
+            let parsed = match (&text, node.kind, encoding) {
+                (Some(t), _, Encoding::DurationHms) => {
+                    value::parse_duration_hms_ms(t).map(|v| (v, None)).map_err(invalid)?
+                }
+                (Some(t), _, _) => whole(t).map_err(invalid)?,
+                (None, Kind::Number { .. }, _) => whole(literal).map_err(invalid)?,
+                _ => return Err(expected("a whole number (Int64)")),
+            };
+            (Scalar::Int(parsed.0), parsed.1)
+        }
+        (ColumnType::Float64, _) => {
+            let parsed = match (&text, node.kind) {
+                (Some(t), _) => value::parse_f64(t).map_err(invalid)?,
+                (None, Kind::Number { .. }) => literal.parse::<f64>().map_err(|_| expected("a number"))?,
+                _ => return Err(expected("a number")),
+            };
+            if text.is_none() && !parsed.is_finite() {
+                return Err(format!("out of range for Float64, {}", found()));
+            }
+            (Scalar::Float(parsed), None)
+        }
+        (ColumnType::Boolean, _) => match (&text, node.kind) {
+            (Some(t), _) => (Scalar::Bool(value::parse_bool(t).map_err(invalid)?), None),
+            (None, Kind::True) => (Scalar::Bool(true), None),
+            (None, Kind::False) => (Scalar::Bool(false), None),
+            _ => return Err(expected("true or false")),
+        },
+        (ColumnType::Date32, _) => match &text {
+            Some(t) => (Scalar::Int(value::parse_date(t).map_err(invalid)? as i64), None),
+            None => return Err(expected("a date as \"YYYY-MM-DD\"")),
+        },
+        (ColumnType::TimestampUtc, Encoding::EpochMs) => {
+            let (millis, coerced) = match (&text, node.kind) {
+                (Some(t), _) => whole(t),
+                (None, Kind::Number { .. }) => whole(literal),
+                _ => return Err(expected("milliseconds since the epoch (a whole number)")),
+            }
+            .map_err(|_| expected("milliseconds since the epoch (a whole number)"))?;
+            (Scalar::Int(value::epoch_ms_to_micros(millis).map_err(invalid)?), coerced)
+        }
+        (ColumnType::TimestampUtc, _) => match &text {
+            Some(t) => (Scalar::Int(value::parse_timestamp_micros(t).map_err(invalid)?), None),
+            None => return Err(expected("an RFC 3339 timestamp")),
+        },
+        (ColumnType::List(_) | ColumnType::Struct(_), _) => unreachable!("scalar columns only"),
     })
 }
 
-/// Checks `value` against `column` (recursively) and converts it in place to the shape
-/// arrow-json decodes into the column's Arrow type. Undeclared struct members go into `extra`
-/// under their path.
-fn conform_value(
-    column: &Column,
-    value: &mut Value,
-    path: &Path,
-    extra: &mut Map<String, Value>,
-) -> Result<(), Misfit> {
-    // Platforms that send every value as a string (Khoros) spell numbers, flags and times as
-    // text: parsed by the column's declared type, an empty string being no value.
-    if let (Value::String(text), true) = (&*value, column.column_type.is_scalar()) {
-        if column.column_type != ColumnType::Utf8 {
-            if text.trim().is_empty() {
-                *value = Value::Null;
-            } else if let Some(parsed) = parse_text_value(column, text) {
-                *value = parsed.map_err(|InvalidValue(reason)| {
-                    path.misfit(format!("{reason}, found {}", quote(value)))
-                })?;
-            }
-        }
+/// Whether the value at `node` lands non-null in `column`: with `strict`, every nested value
+/// must fit too; otherwise only the ones that cannot be null (a misfit elsewhere becomes a null
+/// kept in `_extra`). Touches no builder.
+fn fits(column: &Column, tape: &Tape, element: &[u8], index: usize, path: &Path, strict: bool) -> Result<(), Misfit> {
+    let node = tape.node(index);
+    if node.kind == Kind::Null {
+        return Err(path.missing("missing or null"));
     }
-    if value.is_null() {
-        return if column.nullable {
-            Ok(())
-        } else {
-            Err(path.misfit(format!("required field `{path}` is missing or null")))
-        };
-    }
-    let wrong =
-        |expected: &str, value: &Value| path.misfit(format!("expected {expected}, found {}", quote(value)));
-    let invalid = |InvalidValue(reason): InvalidValue, value: &Value| {
-        path.misfit(format!("{reason}, found {}", quote(value)))
-    };
-    match (&column.column_type, column.encoding) {
-        (ColumnType::Utf8, Encoding::JsonText) => *value = Value::String(value.to_string()),
-        (ColumnType::Utf8, _) => {
-            if !value.is_string() {
-                return Err(wrong("a string", value));
-            }
-        }
-        (ColumnType::Int64, _) => {
-            if value.as_i64().is_none() {
-                return Err(wrong("a whole number (Int64)", value));
-            }
-        }
-        (ColumnType::Float64, _) => {
-            if !value.is_number() {
-                return Err(wrong("a number", value));
-            }
-        }
-        (ColumnType::Boolean, _) => {
-            if !value.is_boolean() {
-                return Err(wrong("true or false", value));
-            }
-        }
-        (ColumnType::Date32, _) => {
-            let days = match &*value {
-                Value::String(text) => value::parse_date(text).map_err(|e| invalid(e, value))?,
-                other => return Err(wrong("a date as \"YYYY-MM-DD\"", other)),
-            };
-            *value = Value::from(days);
-        }
-        (ColumnType::TimestampUtc, Encoding::EpochMs) => {
-            let Some(millis) = value.as_i64() else {
-                return Err(wrong("milliseconds since the epoch (a whole number)", value));
-            };
-            *value = Value::from(value::epoch_ms_to_micros(millis).map_err(|e| invalid(e, value))?);
-        }
-        (ColumnType::TimestampUtc, _) => {
-            let micros = match &*value {
-                Value::String(text) => value::parse_timestamp_micros(text).map_err(|e| invalid(e, value))?,
-                other => return Err(wrong("an RFC 3339 timestamp", other)),
-            };
-            *value = Value::from(micros);
-        }
-        (ColumnType::List(item), _) => {
-            if !value.is_array() {
-                // A single value where a list is declared: a list of one, nothing lost.
-                *value = Value::Array(vec![value.take()]);
-            }
-            let Value::Array(items) = value else { unreachable!("made an array above") };
-            for (i, item_value) in items.iter_mut().enumerate() {
-                conform_value(item, item_value, &Path::Index(path, i), extra)?;
-            }
-        }
-        (ColumnType::Struct(members), _) => {
-            let Value::Object(object) = value else {
-                return Err(wrong("an object", value));
-            };
-            object.retain(|name, member_value| {
-                let declared = members.iter().any(|m| m.name == *name);
-                if !declared {
-                    extra.insert(format!("{path}.{name}"), member_value.take());
+    match &column.column_type {
+        ColumnType::List(item) => {
+            if node.kind == Kind::Array {
+                for (i, child) in tape.children(index).enumerate() {
+                    let nullable = tape.node(child).kind == Kind::Null && item.nullable;
+                    if strict && !nullable {
+                        fits(item, tape, element, child, &Path::Index(path, i), true)?;
+                    }
                 }
-                declared
-            });
+                Ok(())
+            } else if strict || !item.nullable {
+                fits(item, tape, element, index, &Path::Index(path, 0), strict)
+            } else {
+                Ok(())
+            }
+        }
+        ColumnType::Struct(members) => {
+            if node.kind != Kind::Object {
+                return Err(path.misfit(format!(
+                    "expected an object, found {} {}",
+                    kind_name(node.kind),
+                    quote(json_tape::raw_text(element, node))
+                )));
+            }
             for member in members {
+                let found = member_value(tape, element, index, &member.name);
                 let member_path = Path::Member(path, &member.name);
-                match object.get_mut(&member.name) {
-                    Some(member_value) => conform_value(member, member_value, &member_path, extra)?,
-                    None if member.nullable => {}
+                match found {
+                    Some(v) if tape.node(v).kind != Kind::Null => {
+                        if strict || !member.nullable {
+                            fits(member, tape, element, v, &member_path, strict)?;
+                        }
+                    }
+                    _ if member.nullable => {}
+                    _ => return Err(member_path.missing("missing or null")),
+                }
+            }
+            Ok(())
+        }
+        _ => match scalar(column, element, node) {
+            Ok((Scalar::Null, _)) => Err(path.missing("empty")),
+            Ok(_) => Ok(()),
+            Err(reason) => Err(path.misfit(reason)),
+        },
+    }
+}
+
+/// The value of an object's member `name` (the last one if given twice).
+fn member_value(tape: &Tape, element: &[u8], object: usize, name: &str) -> Option<usize> {
+    let mut found = None;
+    let mut children = tape.children(object);
+    while let (Some(key), Some(value)) = (children.next(), children.next()) {
+        if json_tape::string_text(element, tape.node(key)).is_some_and(|k| k == name) {
+            found = Some(value);
+        }
+    }
+    found
+}
+
+/// Keeps the value at `node` in `_extra` under `path`, counting it as a misfit of `path`.
+fn keep(row: &mut RowState, path: &Path, node: &Node, reason: &str) {
+    let concrete = path.to_string();
+    let mut key = String::new();
+    // The path's names are JSON string bodies as sent; the rest (`[3]`, `.`) needs no escaping.
+    key.push_str(&concrete);
+    row.extra.push((node.start, key, node.start, node.end));
+    row.kept.push((path.generic(), format!("{concrete}: {reason}")));
+}
+
+/// Appends the value at `index` to `builder` (one row's worth), converting losslessly where it
+/// can and keeping what does not fit in `_extra`. The caller has checked with [`fits`] whatever
+/// cannot be null.
+fn append(
+    column: &Column,
+    builder: &mut ColumnBuilder,
+    tape: &Tape,
+    element: &[u8],
+    index: usize,
+    path: &Path,
+    row: &mut RowState,
+) {
+    let node = tape.node(index);
+    if node.kind == Kind::Null {
+        builder.append_null();
+        return;
+    }
+    match (&column.column_type, builder) {
+        (ColumnType::List(item), ColumnBuilder::List { offsets, nulls, item: items, .. }) => {
+            let mut count = 0;
+            if node.kind == Kind::Array {
+                for (i, child) in tape.children(index).enumerate() {
+                    append(item, items, tape, element, child, &Path::Index(path, i), row);
+                    count += 1;
+                }
+            } else {
+                // A single value where a list is declared: a list of one, nothing lost.
+                row.coerced.push((path.generic(), Coercion::ListOfOne));
+                append(item, items, tape, element, index, &Path::Index(path, 0), row);
+                count = 1;
+            }
+            let last = *offsets.last().expect("offsets start with 0");
+            offsets.push(last + count);
+            nulls.append_non_null();
+        }
+        (ColumnType::Struct(members), builder @ ColumnBuilder::Struct { .. }) => {
+            if let Err(misfit) = fits(column, tape, element, index, path, false) {
+                // Not an object, or a required member unusable: the struct is null, kept whole.
+                keep(row, path, node, &misfit.reason);
+                builder.append_null();
+                return;
+            }
+            let ColumnBuilder::Struct { nulls, members: children, .. } = builder else { unreachable!() };
+            let mut values = vec![NONE; members.len()];
+            let mut pairs = tape.children(index);
+            while let (Some(key), Some(value)) = (pairs.next(), pairs.next()) {
+                let key_node = tape.node(key);
+                let name = json_tape::string_text(element, key_node);
+                match name.and_then(|n| members.iter().position(|m| m.name == n)) {
+                    Some(m) => values[m] = value as u32,
                     None => {
-                        return Err(
-                            member_path.misfit(format!("required field `{member_path}` is missing or null"))
-                        )
+                        let raw = json_tape::raw_string_body(element, key_node);
+                        let member_path = Path::Member(path, raw);
+                        let value_node = tape.node(value);
+                        row.extra.push((value_node.start, member_path.to_string(), value_node.start, value_node.end));
+                        row.undeclared.push((member_path.generic(), member_path.to_string()));
                     }
                 }
             }
+            for ((member, child), value) in members.iter().zip(children.iter_mut()).zip(values) {
+                if value == NONE {
+                    child.append_null();
+                } else {
+                    append(member, child, tape, element, value as usize, &Path::Member(path, &member.name), row);
+                }
+            }
+            nulls.append_non_null();
+        }
+        (_, builder) => match scalar(column, element, node) {
+            Ok((value, coerced)) => {
+                if let Some(kind) = coerced {
+                    row.coerced.push((path.generic(), kind));
+                }
+                builder.append_scalar(value);
+            }
+            Err(reason) => {
+                keep(row, path, node, &reason);
+                builder.append_null();
+            }
+        },
+    }
+}
+
+/// One column's Arrow builder, nested as its type is.
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Date32(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    List { field: FieldRef, offsets: Vec<i32>, nulls: NullBufferBuilder, item: Box<ColumnBuilder> },
+    Struct { fields: Fields, nulls: NullBufferBuilder, members: Vec<ColumnBuilder> },
+}
+
+impl ColumnBuilder {
+    fn new(column: &Column, capacity: usize) -> ColumnBuilder {
+        match &column.column_type {
+            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(capacity)),
+            ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(capacity)),
+            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(capacity)),
+            ColumnType::Date32 => ColumnBuilder::Date32(Date32Builder::with_capacity(capacity)),
+            ColumnType::TimestampUtc => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+            ColumnType::List(item) => {
+                let mut offsets = Vec::with_capacity(capacity + 1);
+                offsets.push(0);
+                ColumnBuilder::List {
+                    field: Arc::new(item.arrow_field()),
+                    offsets,
+                    nulls: NullBufferBuilder::new(capacity),
+                    item: Box::new(ColumnBuilder::new(item, capacity)),
+                }
+            }
+            ColumnType::Struct(members) => ColumnBuilder::Struct {
+                fields: match column.column_type.arrow_type() {
+                    DataType::Struct(fields) => fields,
+                    _ => unreachable!("a struct's Arrow type is a struct"),
+                },
+                nulls: NullBufferBuilder::new(capacity),
+                members: members.iter().map(|m| ColumnBuilder::new(m, capacity)).collect(),
+            },
         }
     }
-    Ok(())
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Utf8(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Boolean(b) => b.append_null(),
+            ColumnBuilder::Date32(b) => b.append_null(),
+            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::List { offsets, nulls, .. } => {
+                let last = *offsets.last().expect("offsets start with 0");
+                offsets.push(last);
+                nulls.append_null();
+            }
+            ColumnBuilder::Struct { nulls, members, .. } => {
+                for member in members {
+                    member.append_null();
+                }
+                nulls.append_null();
+            }
+        }
+    }
+
+    fn append_scalar(&mut self, value: Scalar<'_>) {
+        match (self, value) {
+            (b, Scalar::Null) => b.append_null(),
+            (ColumnBuilder::Utf8(b), Scalar::Text(t)) => b.append_value(t),
+            (ColumnBuilder::Int64(b), Scalar::Int(v)) => b.append_value(v),
+            (ColumnBuilder::Float64(b), Scalar::Float(v)) => b.append_value(v),
+            (ColumnBuilder::Boolean(b), Scalar::Bool(v)) => b.append_value(v),
+            (ColumnBuilder::Date32(b), Scalar::Int(v)) => b.append_value(v as i32),
+            (ColumnBuilder::Timestamp(b), Scalar::Int(v)) => b.append_value(v),
+            (b, _) => b.append_null(),
+        }
+    }
+
+    /// A column filled from the window: days for a date, microseconds for a timestamp.
+    fn append_fill(&mut self, _fill: Fill, value: i64) {
+        match self {
+            ColumnBuilder::Date32(b) => b.append_value(value as i32),
+            ColumnBuilder::Timestamp(b) => b.append_value(value),
+            other => other.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::List { field, offsets, nulls, item } => {
+                let values = item.finish();
+                let finished = std::mem::replace(offsets, vec![0]);
+                Arc::new(ListArray::new(
+                    field.clone(),
+                    OffsetBuffer::new(finished.into()),
+                    values,
+                    nulls.finish(),
+                ))
+            }
+            ColumnBuilder::Struct { fields, nulls, members } => {
+                let arrays: Vec<ArrayRef> = members.iter_mut().map(ColumnBuilder::finish).collect();
+                let nulls = nulls.finish();
+                if arrays.is_empty() {
+                    Arc::new(StructArray::new_empty_fields(nulls.as_ref().map_or(0, |n| n.len()), nulls))
+                } else {
+                    Arc::new(StructArray::new(fields.clone(), arrays, nulls))
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::drift::Coercions;
+    use crate::decode::FileContext;
     use crate::schema::SchemaRegistry;
     use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 
-    fn schema() -> Arc<DatasetSchema> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("t")).unwrap();
-        std::fs::write(
-            dir.path().join("t/thing.toml"),
-            r#"
+    const SCHEMA: &str = r#"
 source = "t"
 dataset = "thing"
 file = "things.json"
@@ -671,31 +941,74 @@ name = "values"
 type = "List(Utf8)"
 nullable = true
 description = ""
-"#,
-        )
-        .unwrap();
+[[columns]]
+name = "note"
+type = "Utf8"
+nullable = true
+description = ""
+[[columns]]
+name = "amount"
+type = "Float64"
+nullable = true
+description = ""
+"#;
+
+    fn schema() -> Arc<DatasetSchema> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        std::fs::write(dir.path().join("t/thing.toml"), SCHEMA).unwrap();
         SchemaRegistry::with_overrides(dir.path()).unwrap().get("t.thing").unwrap()
     }
 
-    fn decode(input: &str) -> (Vec<DecodedBatch>, DecodeStats, Vec<SchemaDrift>) {
-        let mut decoder = JsonDecoder::with_batch_rows(schema(), "things.json", input.as_bytes(), 2).unwrap();
+    #[derive(Debug)]
+    struct Decoded {
+        batches: Vec<DecodedBatch>,
+        stats: DecodeStats,
+        drift: Drift,
+    }
+
+    impl Decoded {
+        fn column(&self, name: &str) -> Vec<ArrayRef> {
+            let index = schema().column_index(name).unwrap();
+            self.batches.iter().map(|b| b.batch.column(index).clone()).collect()
+        }
+
+        fn texts(&self, name: &str) -> Vec<Option<String>> {
+            self.column(name)
+                .iter()
+                .flat_map(|a| a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>())
+                .collect()
+        }
+
+        fn rejects(&self) -> Vec<&RejectedRow> {
+            self.batches.iter().flat_map(|b| &b.rejects).collect()
+        }
+    }
+
+    fn decode_with(input: &str, policy: TypeMismatchPolicy) -> Result<Decoded, DecodeError> {
+        let context = FileContext { on_type_mismatch: policy, ..FileContext::default() };
+        let mut decoder =
+            JsonDecoder::with_batch_rows(schema(), "things.json", input.as_bytes(), 2).unwrap().with_context(context);
         let mut batches = Vec::new();
-        while let Some(batch) = decoder.next_batch().unwrap() {
+        while let Some(batch) = decoder.next_batch()? {
             batches.push(batch);
         }
-        (batches, decoder.stats(), decoder.drift().to_vec())
+        Ok(Decoded { batches, stats: decoder.stats(), drift: decoder.drift().clone() })
+    }
+
+    fn decode(input: &str) -> Decoded {
+        decode_with(input, TypeMismatchPolicy::Extra).unwrap()
     }
 
     #[test]
     fn nested_values_epoch_ms_and_json_text_land_typed() {
-        let (batches, stats, drift) = decode(
+        let decoded = decode(
             r#"[{"id": 1, "updated_at": 1704067200123, "tags": ["a", "b,c"], "form": {"name": "Jo"},
                  "ratings": [{"score": 5, "values": "one"}, {"score": null, "values": ["x", "y"]}]},
                 {"id": 2}]"#,
         );
-        assert_eq!(stats, DecodeStats { rows_read: 2, rows_written: 2, rows_rejected: 0 });
-        assert!(drift.is_empty());
-        let batch = &batches[0].batch;
+        assert_eq!(decoded.stats, DecodeStats { rows_read: 2, rows_written: 2, rows_rejected: 0 });
+        let batch = &decoded.batches[0].batch;
         assert_eq!(batch.column(0).as_primitive::<Int64Type>().values(), &[1, 2]);
         let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_704_067_200_123_000);
@@ -703,7 +1016,7 @@ description = ""
         let tags = batch.column(2).as_list::<i32>();
         assert_eq!(tags.value(0).as_string::<i32>().iter().flatten().collect::<Vec<_>>(), ["a", "b,c"]);
         assert!(tags.is_null(1));
-        assert_eq!(batch.column(3).as_string::<i32>().value(0), r#"{"name":"Jo"}"#);
+        assert_eq!(batch.column(3).as_string::<i32>().value(0), r#"{"name": "Jo"}"#, "as sent, spaces too");
         let ratings = batch.column(4).as_list::<i32>().value(0);
         let ratings = ratings.as_struct();
         assert_eq!(ratings.column(0).as_primitive::<Int64Type>().value(0), 5);
@@ -711,76 +1024,135 @@ description = ""
         let values = ratings.column(1).as_list::<i32>();
         assert_eq!(values.value(0).as_string::<i32>().value(0), "one", "a scalar becomes a list of one");
         assert_eq!(values.value(1).as_string::<i32>().iter().flatten().collect::<Vec<_>>(), ["x", "y"]);
-        assert!(batch.column(5).is_null(0), "no undeclared fields, no _extra");
+        assert!(batch.column(7).is_null(0), "no undeclared fields, no _extra");
+        assert_eq!(decoded.drift.coerced["ratings[].values"], Coercions { list_of_one: 1, ..Coercions::default() });
+        assert_eq!(decoded.drift.absent.iter().collect::<Vec<_>>(), ["amount", "note"]);
     }
 
     #[test]
-    fn undeclared_fields_at_any_depth_are_kept_in_extra_and_reported() {
-        let (batches, _, drift) = decode(
-            r#"[{"id": 1, "channel": "email", "ratings": [{"score": 1}, {"score": 2, "comment": "ok"}]},
+    fn undeclared_fields_at_any_depth_are_kept_in_extra_in_record_order() {
+        let decoded = decode(
+            r#"[{"zeta": {"b": 1, "a": [2]}, "id": 1, "channel": "email", "ratings": [{"score": 1}, {"comment": "ok", "score": 2}]},
                 {"id": 2, "channel": "chat"}]"#,
         );
-        let extra = batches[0].batch.column(5).as_string::<i32>();
-        let first: Value = serde_json::from_str(extra.value(0)).unwrap();
-        assert_eq!(first, serde_json::json!({"channel": "email", "ratings[1].comment": "ok"}));
-        assert_eq!(extra.value(1), r#"{"channel":"chat"}"#);
         assert_eq!(
-            drift,
-            [SchemaDrift::KeptField("channel".into()), SchemaDrift::KeptField("ratings[].comment".into())]
-        );
-    }
-
-    #[test]
-    fn rows_that_do_not_fit_are_rejected_with_line_path_and_bytes() {
-        let input = "[{\"id\": 1},\n{\"id\": \"two\"},\n{\"id\": 3, \"ratings\": [{\"score\": 1.5}]},\n{\"tags\": []},\n[1],\n{\"id\": 6, \"updated_at\": \"soon\"},\n{\"id\": 7}]";
-        let (batches, stats, _) = decode(input);
-        assert_eq!(stats, DecodeStats { rows_read: 7, rows_written: 2, rows_rejected: 5 });
-        let rejects: Vec<&RejectedRow> = batches.iter().flat_map(|b| &b.rejects).collect();
-        let described: Vec<(u64, Option<&str>)> =
-            rejects.iter().map(|r| (r.line, r.column.as_deref())).collect();
-        assert_eq!(
-            described,
+            decoded.texts("_extra"),
             [
-                (2, Some("id")),
-                (3, Some("ratings[0].score")),
-                (4, Some("id")),
-                (5, None),
-                (6, Some("updated_at"))
+                Some(r#"{"zeta":{"b": 1, "a": [2]},"channel":"email","ratings[1].comment":"ok"}"#.to_string()),
+                Some(r#"{"channel":"chat"}"#.to_string())
             ]
         );
-        assert_eq!(rejects[0].raw, br#"{"id": "two"}"#);
-        assert!(rejects[0].reason.contains("expected a whole number"), "{}", rejects[0].reason);
-        assert!(rejects[2].reason.contains("required field `id`"), "{}", rejects[2].reason);
-        let written: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| b.batch.column(0).as_primitive::<Int64Type>().values().to_vec())
-            .collect();
-        assert_eq!(written, [1, 7]);
+        let undeclared: Vec<(&str, u64, &str)> =
+            decoded.drift.undeclared.iter().map(|(p, c)| (p.as_str(), c.values, c.example.as_str())).collect();
+        assert_eq!(
+            undeclared,
+            [("channel", 2, "channel"), ("ratings[].comment", 1, "ratings[1].comment"), ("zeta", 1, "zeta")]
+        );
+    }
+
+    /// Issue 21: a value of another shape never fails a row that can land; it is converted
+    /// losslessly (counted) or kept exactly in `_extra` (counted), the column null.
+    #[test]
+    fn values_of_another_shape_are_coerced_or_kept_exactly() {
+        let decoded = decode(
+            r#"[{"id": 5400.0, "note": ["a", {"k": 1}], "amount": 1E400, "tags": "solo",
+                 "ratings": [{"score": 1.5}, {"score": "2"}, "nope"], "updated_at": "soon"},
+                {"id": 1e3, "note": -123123123123123123123123123123, "amount": 12}]"#,
+        );
+        assert_eq!(decoded.stats, DecodeStats { rows_read: 2, rows_written: 2, rows_rejected: 0 });
+        let ids: Vec<i64> =
+            decoded.column("id").iter().flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec()).collect();
+        assert_eq!(ids, [5400, 1000]);
+        assert_eq!(
+            decoded.texts("note"),
+            [Some(r#"["a", {"k": 1}]"#.to_string()), Some("-123123123123123123123123123123".to_string())]
+        );
+        let amount = &decoded.column("amount")[0];
+        let amount = amount.as_primitive::<Float64Type>();
+        assert!(amount.is_null(0));
+        assert_eq!(amount.value(1), 12.0);
+        assert_eq!(
+            decoded.texts("_extra")[0].as_deref(),
+            Some(r#"{"amount":1E400,"ratings[0].score":1.5,"ratings[2]":"nope","updated_at":"soon"}"#)
+        );
+        let ratings = &decoded.column("ratings")[0];
+        let first = ratings.as_list::<i32>().value(0);
+        let scores = first.as_struct().column(0).as_primitive::<Int64Type>().clone();
+        assert!(scores.is_null(0));
+        assert_eq!(scores.value(1), 2);
+        assert!(first.is_null(2), "a struct that is not an object is null, kept whole");
+        let kept: Vec<(&str, u64)> =
+            decoded.drift.kept_in_extra.iter().map(|(p, c)| (p.as_str(), c.values)).collect();
+        assert_eq!(kept, [("amount", 1), ("ratings[]", 1), ("ratings[].score", 1), ("updated_at", 1)]);
+        assert!(decoded.drift.kept_in_extra["amount"].example.contains("out of range for Float64"));
+        assert_eq!(decoded.drift.coerced["id"].whole_number, 2);
+        assert_eq!(decoded.drift.coerced["note"].json_as_text, 2);
+        assert_eq!(decoded.drift.coerced["tags"].list_of_one, 1);
     }
 
     #[test]
-    fn a_cut_array_is_truncated_not_a_short_file() {
+    fn quarantine_and_fail_policies_are_strict() {
+        let input = r#"[{"id": 1, "amount": "x"}, {"id": 2}]"#;
+        let decoded = decode_with(input, TypeMismatchPolicy::Quarantine).unwrap();
+        assert_eq!(decoded.stats, DecodeStats { rows_read: 2, rows_written: 1, rows_rejected: 1 });
+        assert_eq!(decoded.rejects()[0].column.as_deref(), Some("amount"));
+        let err = decode_with(input, TypeMismatchPolicy::Fail).unwrap_err().to_string();
+        assert!(err.contains("things.json line 1: `amount`") && err.contains("on-type-mismatch"), "{err}");
+        // Lossless coercions are not misfits under any policy.
+        let strict = decode_with(r#"[{"id": 1.0, "note": [1]}]"#, TypeMismatchPolicy::Fail).unwrap();
+        assert_eq!(strict.stats.rows_written, 1);
+    }
+
+    #[test]
+    fn rows_that_cannot_land_are_rejected_with_line_path_and_bytes() {
+        let input = "[{\"id\": 1},\n{\"id\": \"two\"},\n{\"id\": 3, \"ratings\": [{\"score\": 1.5}]},\n{\"tags\": []},\n[1],\n{\"id\": 6, \"x\":\u{c}1},\n{\"id\": 7}]";
+        let decoded = decode(input);
+        assert_eq!(decoded.stats, DecodeStats { rows_read: 7, rows_written: 3, rows_rejected: 4 });
+        let rejects = decoded.rejects();
+        let described: Vec<(u64, Option<&str>)> = rejects.iter().map(|r| (r.line, r.column.as_deref())).collect();
+        assert_eq!(described, [(2, Some("id")), (4, Some("id")), (5, None), (6, None)]);
+        assert_eq!(rejects[0].raw, br#"{"id": "two"}"#);
+        assert!(rejects[0].reason.contains("expected a whole number"), "{}", rejects[0].reason);
+        assert!(rejects[1].reason.contains("required field `id`"), "{}", rejects[1].reason);
+        assert!(rejects[3].reason.contains("form feed"), "{}", rejects[3].reason);
+        let ids: Vec<i64> =
+            decoded.column("id").iter().flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec()).collect();
+        assert_eq!(ids, [1, 3, 7]);
+    }
+
+    #[test]
+    fn json_text_and_extra_are_byte_equal_to_the_input() {
+        let form = r#"{"name": "Jo", "email": "jo@example.com", "n": -123123123123123123123123123123, "big": 1E400, "esc": "\u00e9\n\"", "raw": "é😀"}"#;
+        let input = format!(r#"[{{"id": 1, "form": {form}, "later": {form}}}]"#);
+        let decoded = decode(&input);
+        assert_eq!(decoded.texts("form"), [Some(form.to_string())]);
+        assert_eq!(decoded.texts("_extra"), [Some(format!(r#"{{"later":{form}}}"#))]);
+    }
+
+    #[test]
+    fn a_cut_array_is_truncated_and_a_form_feed_outside_elements_is_refused() {
         let mut decoder =
-            JsonDecoder::with_batch_rows(schema(), "things.json", &b"[{\"id\": 1}, {\"id\": 2"[..], 8)
-                .unwrap();
+            JsonDecoder::with_batch_rows(schema(), "things.json", &b"[{\"id\": 1}, {\"id\": 2"[..], 8).unwrap();
         let err = decoder.next_batch().unwrap_err();
         assert!(matches!(err, DecodeError::Truncated { .. }), "{err}");
+        let err = decode_with("[\u{c}]", TypeMismatchPolicy::Extra).unwrap_err().to_string();
+        assert!(err.contains("form feed"), "{err}");
     }
 
     #[test]
     fn an_empty_array_is_an_empty_file() {
-        let (batches, stats, _) = decode(" [ ] ");
-        assert!(batches.is_empty());
-        assert_eq!(stats, DecodeStats::default());
+        let decoded = decode(" [ ] ");
+        assert!(decoded.batches.is_empty());
+        assert_eq!(decoded.stats, DecodeStats::default());
+        assert!(decoded.drift.is_empty(), "an empty file says nothing about its columns");
     }
 
     #[test]
     fn a_field_given_twice_keeps_its_last_value_and_escaped_names_still_match() {
-        let (batches, stats, _) =
-            decode(r#"[{"id": 1, "tags": ["a"], "id": 2, "t\u0061gs": ["b"]}, {"\u0069d": 3}]"#);
-        assert_eq!(stats.rows_written, 2);
-        let batch = &batches[0].batch;
-        let ids = batch.column_by_name("id").unwrap().as_primitive::<arrow::datatypes::Int64Type>();
+        let decoded = decode(r#"[{"id": 1, "tags": ["a"], "id": 2, "t\u0061gs": ["b"]}, {"\u0069d": 3}]"#);
+        assert_eq!(decoded.stats.rows_written, 2);
+        let batch = &decoded.batches[0].batch;
+        let ids = batch.column_by_name("id").unwrap().as_primitive::<Int64Type>();
         assert_eq!((ids.value(0), ids.value(1)), (2, 3));
         let tags = batch.column_by_name("tags").unwrap().as_list::<i32>();
         assert_eq!(tags.value(0).as_string::<i32>().value(0), "b");
@@ -788,8 +1160,10 @@ description = ""
 
     #[test]
     fn drift_paths_are_generic() {
-        assert_eq!(generic_path("ratings[12].comment"), "ratings[].comment");
-        assert_eq!(generic_path("a[1].b[2].c"), "a[].b[].c");
-        assert_eq!(generic_path("plain"), "plain");
+        let (a, b) = (Path::Field("ratings"), Path::Field("a"));
+        let item = Path::Index(&a, 12);
+        assert_eq!(Path::Member(&item, "comment").generic(), "ratings[].comment");
+        assert_eq!(Path::Member(&item, "comment").to_string(), "ratings[12].comment");
+        assert_eq!(b.generic(), "a");
     }
 }

@@ -10,6 +10,8 @@
 //! malformed element is one rejected row, not a failed file. Line numbers count the newlines
 //! outside strings (a JSON string cannot hold a raw newline).
 
+use super::json_tape::{describe_byte, is_json_whitespace};
+
 /// A structural problem with the array as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScanError {
@@ -117,7 +119,7 @@ impl ArrayScanner {
                         self.state = State::BeforeElement { after_comma: false };
                     } else if b == b'\n' {
                         self.line += 1;
-                    } else if !b.is_ascii_whitespace() {
+                    } else if !is_json_whitespace(b) {
                         return Err(
                             self.syntax(format!("expected a JSON array (`[`), found {}", describe_byte(b)))
                         );
@@ -130,7 +132,10 @@ impl ArrayScanner {
                         b']' if !after_comma => self.state = State::Done,
                         b']' => return Err(self.syntax("a `,` is followed by `]` (trailing comma)")),
                         b',' => return Err(self.syntax("an array element is missing between commas")),
-                        b if b.is_ascii_whitespace() => {}
+                        b if is_json_whitespace(b) => {}
+                        b if !can_start_value(b) => {
+                            return Err(self.syntax(format!("expected an array element, found {}", describe_byte(b))))
+                        }
                         b => {
                             self.element_line = self.line;
                             if let Some(e) = element.as_deref_mut() {
@@ -205,11 +210,14 @@ impl ArrayScanner {
                     }
                 }
                 State::InScalar => {
-                    if b == b',' || b == b']' || b.is_ascii_whitespace() {
+                    if b == b',' || b == b']' || is_json_whitespace(b) {
                         // The scalar ended; the separator is read in the next state.
                         self.state = State::AfterElement;
                         self.elements += 1;
                         return Ok(Some(i));
+                    }
+                    if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
+                        return Err(self.syntax(format!("unexpected {} in an array element", describe_byte(b))));
                     }
                     if let Some(e) = element.as_deref_mut() {
                         e.push(b);
@@ -221,7 +229,7 @@ impl ArrayScanner {
                         b',' => self.state = State::BeforeElement { after_comma: true },
                         b']' => self.state = State::Done,
                         b'\n' => self.line += 1,
-                        b if b.is_ascii_whitespace() => {}
+                        b if is_json_whitespace(b) => {}
                         b => {
                             return Err(self.syntax(format!(
                                 "expected `,` or `]` after an array element, found {}",
@@ -234,7 +242,7 @@ impl ArrayScanner {
                 State::Done => {
                     if b == b'\n' {
                         self.line += 1;
-                    } else if !b.is_ascii_whitespace() {
+                    } else if !is_json_whitespace(b) {
                         return Err(self.syntax(format!(
                             "unexpected {} after the array's closing `]`",
                             describe_byte(b)
@@ -257,12 +265,9 @@ impl ArrayScanner {
     }
 }
 
-fn describe_byte(b: u8) -> String {
-    if b.is_ascii_graphic() {
-        format!("`{}`", b as char)
-    } else {
-        format!("byte 0x{b:02x}")
-    }
+/// Whether `b` can begin a JSON value: an object, array, string, number or literal.
+fn can_start_value(b: u8) -> bool {
+    matches!(b, b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
 }
 
 /// Checks that a whole file is one complete JSON array (used after a download).
@@ -360,6 +365,16 @@ mod tests {
         let lines: Vec<u64> =
             split("[\n{\"a\":1},\n\n{\"b\":\n2},{\"c\":3}\n]", 3).unwrap().iter().map(|e| e.1).collect();
         assert_eq!(lines, [2, 4, 5]);
+    }
+
+    /// RFC 8259 whitespace is space, tab, LF and CR: a form feed between tokens is an error.
+    #[test]
+    fn a_form_feed_is_not_whitespace() {
+        for input in ["[\u{c}]", "\u{c}[1]", "[1,\u{c}2]", "[1]\u{c}", "[1\u{c}]"] {
+            let err = split(input, 64).unwrap_err().to_string();
+            assert!(err.contains("form feed"), "{input:?}: {err}");
+        }
+        assert_eq!(elements("\t[\r\n1 ,\t2]\r\n"), ["1", "2"]);
     }
 
     #[test]

@@ -1,16 +1,27 @@
 //! Decoding raw export files into Arrow `RecordBatch`es against a declared schema.
 //!
-//! Decoders stream: they hold one batch of rows at a time, whatever the file size. A row that does
-//! not fit the schema is never dropped silently and never half-written: it comes back as a
-//! [`RejectedRow`] with file, line, column, reason and the raw record, and the caller decides
-//! (quarantine, fail the window). File-level problems (a required column missing, unreadable
-//! input, a JSON array cut short) are a [`DecodeError`]. Every format implements
-//! [`BatchDecoder`]; [`open`] picks the decoder by the dataset's declared file format.
+//! Decoders stream: they hold one batch of rows at a time, whatever the file size. Nothing a
+//! platform sent is lost. A value of another shape than declared is converted when no information
+//! is lost (any JSON value into a `Utf8` column as its exact text, `5.0` or `1e3` into `Int64`, a
+//! scalar where a list is declared as a list of one) and counted; one that still does not fit
+//! lands as null with its exact text kept in the row's `_extra`, counted per column
+//! ([`TypeMismatchPolicy::Extra`], the default for datasets that keep `_extra`). A row that cannot
+//! land at all (malformed, a required value missing or unusable; or any misfit under
+//! [`TypeMismatchPolicy::Quarantine`]) comes back whole as a [`RejectedRow`] with file, line,
+//! column, reason and the raw record, and the caller decides (quarantine, fail the window).
+//! File-level problems (a required column missing, unreadable input, a JSON array cut short) are
+//! a [`DecodeError`]. What the file showed about its declaration — undeclared fields, absent
+//! columns, coercions, kept values — is one [`Drift`]. Every format implements [`BatchDecoder`];
+//! [`open`] picks the decoder by the dataset's declared file format.
 
 pub mod csv;
+pub mod drift;
 pub mod json;
 pub mod json_array;
+pub mod json_tape;
 pub mod xlsx;
+
+pub use drift::{Coercion, Drift, FieldCount};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,11 +46,37 @@ pub trait BatchDecoder {
     fn next_batch(&mut self) -> Result<Option<DecodedBatch>, DecodeError>;
     fn stats(&self) -> DecodeStats;
     /// Differences between the file and the schema, complete once `next_batch` returned `None`.
-    fn drift(&self) -> &[SchemaDrift];
+    fn drift(&self) -> &Drift;
+}
+
+/// `--on-type-mismatch`: what a value that does not fit its declared column (after the lossless
+/// coercions) does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypeMismatchPolicy {
+    /// The row lands, the column is null and the value is kept exactly in `_extra` (datasets
+    /// without `_extra` quarantine the row instead).
+    #[default]
+    Extra,
+    /// The whole row is quarantined (`--max-rejects` decides the window).
+    Quarantine,
+    /// The file, and so its window, fails at the first such value.
+    Fail,
+}
+
+impl TypeMismatchPolicy {
+    /// The policy as it applies to a dataset: `extra` needs an `_extra` column to keep values in.
+    pub fn for_schema(self, schema: &crate::schema::DatasetSchema) -> TypeMismatchPolicy {
+        match (self, schema.extra_index()) {
+            (TypeMismatchPolicy::Extra, None) => TypeMismatchPolicy::Quarantine,
+            (policy, _) => policy,
+        }
+    }
 }
 
 /// What decoding a file needs to know besides its bytes: the window it was exported for (window
-/// fills; a local time of day's date) and the time zone its local times are in.
+/// fills; a local time of day's date), the time zone its local times are in, and what a value of
+/// the wrong type does.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FileContext {
     pub window: Option<Window>,
@@ -47,6 +84,7 @@ pub struct FileContext {
     /// Which occurrence of a repeated autumn hour the file's local times belong to, when the
     /// source knows (an hourly export written twice under one local name).
     pub fold: crate::schema::local_time::Fold,
+    pub on_type_mismatch: TypeMismatchPolicy,
 }
 
 impl FileContext {
@@ -57,7 +95,7 @@ impl FileContext {
 
 /// Local times of a file that a DST change made ambiguous or impossible, counted as they are
 /// resolved (see [`crate::schema::local_time`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LocalTimeCounts {
     pub ambiguous: u64,
     pub skipped: u64,
@@ -74,10 +112,8 @@ impl LocalTimeCounts {
         resolved.instant().timestamp_micros()
     }
 
-    /// The drift entry that reports them, if any.
-    pub fn drift(&self) -> Option<SchemaDrift> {
-        (self.ambiguous + self.skipped > 0)
-            .then_some(SchemaDrift::LocalTimesResolved { ambiguous: self.ambiguous, skipped: self.skipped })
+    pub fn is_zero(&self) -> bool {
+        self.ambiguous + self.skipped == 0
     }
 }
 
@@ -102,7 +138,7 @@ pub fn open(
     check_context(&schema, &context, &file_name)?;
     let format = FileFormat::from_file_name(&file_name).unwrap_or(schema.format);
     let converted;
-    let mut header_drift = Vec::new();
+    let mut header_drift = Drift::default();
     let path = if format == FileFormat::Xlsx {
         // A workbook becomes a JSON array next to it (in the run's spool), decoded as JSON.
         converted = path.with_extension("xlsx.json");
@@ -180,20 +216,6 @@ pub struct DecodeStats {
     pub rows_rejected: u64,
 }
 
-/// Something about the file as a whole that the schema allows but the operator should know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchemaDrift {
-    /// A column in the file that the schema does not declare; its data is not loaded (CSV).
-    UnknownColumn(String),
-    /// A field (by path: `ratings[].comment`) the schema does not declare; kept in `_extra` (JSON).
-    KeptField(String),
-    /// A declared nullable column absent from the file; it is loaded as all nulls.
-    MissingNullableColumn(String),
-    /// Local times that fell in a DST change: `ambiguous` in the repeated hour (the earlier
-    /// instant was taken), `skipped` in the hour that does not exist (read with the old offset).
-    LocalTimesResolved { ambiguous: u64, skipped: u64 },
-}
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -207,6 +229,8 @@ pub enum DecodeError {
     Truncated { file: String, line: u64 },
     #[error("{file}: read error near line {line}: {message}")]
     Read { file: String, line: u64, message: String },
+    #[error("{file} line {line}: `{path}`: {reason} (--on-type-mismatch fail); pass --on-type-mismatch extra to land the row with the value kept in `_extra`, or redraw the declaration (`cxlake drift`)")]
+    TypeMismatch { file: String, line: u64, path: String, reason: String },
     #[error("{file}: schema {schema} has local times, and no time zone was given; pass --timezone ZONE (the zone the export was configured with, e.g. Europe/Brussels)")]
     NeedsTimezone { file: String, schema: String },
     #[error("cannot open {path}: {source}")]

@@ -17,9 +17,10 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use calamine::{DataRef, Reader, Xlsx};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{DecodeError, SchemaDrift};
+use super::drift::push_json_string;
+use super::{DecodeError, Drift};
 use crate::schema::{DatasetSchema, EXTRA_COLUMN};
 
 /// The largest shared-string table (uncompressed) read into memory.
@@ -34,12 +35,8 @@ pub struct Converted {
 
 /// The drift a workbook's header shows against `schema`: declared columns it lacks (nullable
 /// ones load as nulls; a required one fails the file, as a CSV's header would).
-pub fn header_drift(
-    schema: &DatasetSchema,
-    header: &[String],
-    file: &str,
-) -> Result<Vec<SchemaDrift>, DecodeError> {
-    let mut drift = Vec::new();
+pub fn header_drift(schema: &DatasetSchema, header: &[String], file: &str) -> Result<Drift, DecodeError> {
+    let mut drift = Drift::default();
     for (index, column) in schema.columns.iter().enumerate() {
         if column.fill.is_some() || column.name == EXTRA_COLUMN {
             continue;
@@ -54,7 +51,7 @@ pub fn header_drift(
                 schema: schema.qualified_name(),
             });
         }
-        drift.push(SchemaDrift::MissingNullableColumn(column.name.clone()));
+        drift.absent.insert(column.name.clone());
     }
     Ok(drift)
 }
@@ -81,13 +78,14 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
         message: e.to_string(),
     };
     let mut header: Vec<Option<String>> = Vec::new();
-    let mut current: Option<(u32, Map<String, Value>)> = None;
+    // The row being read: its sheet row and its cells as (header name, JSON text), in sheet order.
+    let mut current: Option<(u32, Vec<(String, String)>)> = None;
     // The JSON file's current line (1 = the header row's): each row is written on its own line.
     let mut line = 1u32;
     let mut rows = 0u64;
     out.write_all(b"[").map_err(write_error)?;
     let flush = |row: u32,
-                 object: Map<String, Value>,
+                 object: Vec<(String, String)>,
                  out: &mut BufWriter<std::fs::File>,
                  line: &mut u32,
                  rows: &mut u64| {
@@ -98,7 +96,18 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
         if *rows > 0 {
             out.write_all(b",")?;
         }
-        serde_json::to_writer(&mut *out, &Value::Object(object))?;
+        // Written by hand, in the sheet's column order (a map would sort the keys).
+        let mut text = String::from("{");
+        for (i, (name, value)) in object.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            push_json_string(&mut text, name);
+            text.push(':');
+            text.push_str(value);
+        }
+        text.push('}');
+        out.write_all(text.as_bytes())?;
         *rows += 1;
         Ok::<_, std::io::Error>(())
     };
@@ -131,7 +140,7 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
             let (r, object) = current.take().expect("checked above");
             flush(r, object, &mut out, &mut line, &mut rows).map_err(write_error)?;
         }
-        let (_, object) = current.get_or_insert_with(|| (row, Map::new()));
+        let (_, object) = current.get_or_insert_with(|| (row, Vec::new()));
         let Some(Some(name)) = header.get(column as usize) else {
             if !matches!(cell.get_value(), DataRef::Empty) {
                 return Err(fail(format!(
@@ -143,7 +152,7 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
             continue;
         };
         if let Some(value) = json_value(cell.get_value(), date1904) {
-            object.insert(name.clone(), value);
+            object.push((name.clone(), value.to_string()));
         }
     }
     if let Some((r, object)) = current.take() {

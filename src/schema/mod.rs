@@ -304,7 +304,89 @@ pub struct DatasetSchema {
     /// Columns that hold another dataset's key (`engagement.contact_pid → customer.pid`):
     /// erasing a record erases what references it.
     pub references: Vec<Reference>,
+    /// The declaration's own text, where it came from and its fingerprint: each window records
+    /// the fingerprint, and the lake keeps a copy of the text.
+    pub declaration: Arc<Declaration>,
     arrow: SchemaRef,
+}
+
+/// A declaration as written: the TOML text a dataset's schema was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declaration {
+    /// `schemas/dixa/conversation.toml (embedded)` or the path of a `--schemas` file.
+    pub origin: String,
+    pub text: String,
+    /// The first 16 hex digits of the text's SHA-256.
+    pub fingerprint: String,
+}
+
+impl Declaration {
+    fn new(origin: &str, text: &str) -> Declaration {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        Declaration { origin: origin.to_string(), text: text.to_string(), fingerprint: hex::encode(&digest[..8]) }
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.origin.ends_with("(embedded)")
+    }
+}
+
+/// How a table written under one declaration can go on under another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evolution {
+    /// The same columns with the same types (descriptions, flags and the like may differ).
+    Same,
+    /// Every old column is kept as it was; these new ones are nullable (old rows read null).
+    Additive { added: Vec<String> },
+    /// Old files and new ones cannot be read as one table: why.
+    Incompatible(String),
+}
+
+impl DatasetSchema {
+    /// What writing under `self` does to a table written under `old`: the same, columns added,
+    /// or a change old files cannot follow (a column dropped, a type changed, a column made
+    /// required, a required column added).
+    pub fn evolution_from(&self, old: &DatasetSchema) -> Evolution {
+        for column in &old.columns {
+            match self.columns.iter().find(|c| c.name == column.name) {
+                None => {
+                    return Evolution::Incompatible(format!("it drops column `{}`", column.name));
+                }
+                Some(new) if new.column_type.arrow_type() != column.column_type.arrow_type() => {
+                    return Evolution::Incompatible(format!(
+                        "column `{}` changes type from {} to {}",
+                        column.name, column.column_type, new.column_type
+                    ))
+                }
+                Some(new) if column.nullable && !new.nullable => {
+                    return Evolution::Incompatible(format!(
+                        "column `{}` becomes required (older windows may hold nulls)",
+                        column.name
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let mut added = Vec::new();
+        for column in &self.columns {
+            if old.columns.iter().any(|c| c.name == column.name) {
+                continue;
+            }
+            if !column.nullable {
+                return Evolution::Incompatible(format!(
+                    "it adds required column `{}` (older windows have no value for it)",
+                    column.name
+                ));
+            }
+            added.push(column.name.clone());
+        }
+        if added.is_empty() {
+            Evolution::Same
+        } else {
+            Evolution::Additive { added }
+        }
+    }
 }
 
 /// `column` holds values of `dataset.key` of the same source.
@@ -714,6 +796,7 @@ pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaErr
         }
     }
     Ok(DatasetSchema {
+        declaration: Arc::new(Declaration::new(origin, text)),
         source: file.source,
         dataset: file.dataset,
         file: file.file,

@@ -137,24 +137,82 @@ pub fn parse_timestamp_micros(text: &str) -> Result<i64, InvalidValue> {
     Ok(seconds * MICROS_PER_SECOND + micros)
 }
 
-/// Parses a signed integer. An integral decimal such as `1500.0` is accepted (no value is lost);
-/// `1500.5` is rejected rather than rounded.
+/// Parses a signed integer. A whole-valued decimal or scientific literal (`1500.0`, `1e3`,
+/// `-0.0`) is accepted — no value is lost — and decided exactly on its digits, never through a
+/// float; `1500.5` is rejected rather than rounded.
 pub fn parse_i64(text: &str) -> Result<i64, InvalidValue> {
+    parse_whole(text).map(|(value, _)| value)
+}
+
+/// Like [`parse_i64`], and says whether the literal was not a plain integer (a lossless
+/// coercion the decoders count).
+pub fn parse_whole(text: &str) -> Result<(i64, bool), InvalidValue> {
+    const WHOLE: InvalidValue = InvalidValue("expected a whole number");
     let t = text.trim();
-    let (integral, fraction) = match t.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (t, None),
+    let (negative, unsigned) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
     };
-    if let Some(f) = fraction {
-        if f.is_empty() || !f.bytes().all(|c| c == b'0') {
-            return Err(InvalidValue("expected a whole number"));
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (integral, fraction) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if !all_digits(integral) || fraction.is_some_and(|f| !all_digits(f)) {
+        return Err(WHOLE);
+    }
+    if fraction.is_none() && exponent.is_none() {
+        let value = t.strip_prefix('+').unwrap_or(t);
+        return value.parse::<i64>().map(|v| (v, false)).map_err(|_| InvalidValue("number out of range for Int64"));
+    }
+    let exponent: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if !all_digits(digits) {
+                return Err(WHOLE);
+            }
+            // Past ±10^6 only zero can be whole and in range; keep the arithmetic small.
+            let magnitude: i64 = digits.parse().unwrap_or(i64::MAX).min(1_000_000);
+            if e.starts_with('-') {
+                -magnitude
+            } else {
+                magnitude
+            }
         }
+    };
+    // The value is the literal's digits with the decimal point `integral.len() + exponent` digits
+    // in; after stripping leading zeros the first digit is non-zero, so the number has `point`
+    // digits before its point, and it is whole when every digit from there on is zero.
+    let full = format!("{integral}{}", fraction.unwrap_or(""));
+    let digits = full.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok((0, true));
     }
-    let digits = integral.strip_prefix(['+', '-']).unwrap_or(integral);
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(InvalidValue("expected a whole number"));
+    let point = integral.len() as i64 + exponent - (full.len() - digits.len()) as i64;
+    if point <= 0 || !digits.bytes().skip(point as usize).all(|c| c == b'0') {
+        return Err(WHOLE);
     }
-    integral.parse::<i64>().map_err(|_| InvalidValue("number out of range for Int64"))
+    if point > 19 {
+        return Err(InvalidValue("number out of range for Int64"));
+    }
+    let point = point as usize;
+    let mut whole = String::with_capacity(point + 1);
+    if negative {
+        whole.push('-');
+    }
+    if point <= digits.len() {
+        whole.push_str(&digits[..point]);
+    } else {
+        whole.push_str(digits);
+        whole.extend(std::iter::repeat_n('0', point - digits.len()));
+    }
+    whole.parse::<i64>().map(|v| (v, true)).map_err(|_| InvalidValue("number out of range for Int64"))
 }
 
 /// Parses whole milliseconds since the Unix epoch into microseconds.
@@ -293,8 +351,31 @@ mod tests {
         assert_eq!(parse_i64("1500.0"), Ok(1500));
         assert_eq!(parse_i64(" 3 "), Ok(3));
         assert_eq!(parse_i64("9223372036854775807"), Ok(i64::MAX));
-        for bad in ["1500.5", "12a", "", "-", "1e3", "9223372036854775808", "1,000", "1."] {
+        for bad in ["1500.5", "12a", "", "-", "9223372036854775808", "1,000", "1.", "1e", "1e-1", ".5", "1.5e0"] {
             assert!(parse_i64(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn whole_valued_literals_are_integers_decided_on_their_digits() {
+        for (text, expected) in [
+            ("5400.0", 5400),
+            ("1e3", 1000),
+            ("1E+3", 1000),
+            ("-0.0", 0),
+            ("0e5", 0),
+            ("12.5e1", 125),
+            ("1250e-1", 125),
+            ("001.00", 1),
+            ("9.223372036854775807e18", i64::MAX),
+            ("-9223372036854775808.000", i64::MIN),
+            ("123456789012345678e0", 123_456_789_012_345_678),
+        ] {
+            assert_eq!(parse_whole(text), Ok((expected, true)), "{text}");
+        }
+        assert_eq!(parse_whole("42"), Ok((42, false)));
+        for bad in ["1e-3", "12.34e1", "1e19", "9223372036854775808.0", "1e1000000000"] {
+            assert!(parse_whole(bad).is_err(), "{bad}");
         }
     }
 

@@ -59,6 +59,16 @@ pub fn current_key_filter_file(source: &str, dataset: &str, segment: &str) -> St
 }
 
 /// The DuckDB views file.
+/// A copy of a declaration a window of the lake was written with, by its fingerprint.
+pub fn declaration_file(source: &str, dataset: &str, fingerprint: &str) -> String {
+    format!("{BOOKKEEPING_DIR}/declarations/{source}/{dataset}/{fingerprint}.toml")
+}
+
+/// Set while a source's current tables are out of date because their refresh failed.
+pub fn current_refresh_failure_file(source: &str) -> String {
+    format!("{BOOKKEEPING_DIR}/current/{source}/refresh-failed.json")
+}
+
 pub fn views_file() -> String {
     format!("{BOOKKEEPING_DIR}/views.sql")
 }

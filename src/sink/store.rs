@@ -81,6 +81,11 @@ impl Destination {
         path
     }
 
+    /// Where `relative` is, as a user would name it: the lake's display root joined with it.
+    pub fn display_path(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.display.trim_end_matches('/'))
+    }
+
     /// The path of `full` relative to the lake root, as stored in bookkeeping files.
     pub fn relative(&self, full: &Path) -> String {
         match full.prefix_match(&self.root) {
