@@ -165,8 +165,10 @@ pub enum Command {
     /// Show the platform's recent exports, where it keeps a history (most recent first)
     #[command(subcommand)]
     History(HistoryCommand),
-    /// Show what a destination holds, for every source: windows, gaps, rows, files, bytes, last run
+    /// Show what a destination holds, for every source: windows, gaps, rows, files, bytes, drift, last run
     Status(StatusArgs),
+    /// List how each dataset's data differs from its declaration, and the commands that fix it
+    Drift(DriftArgs),
     /// Convert already-downloaded export files into the lake (same layout and commit as sync)
     Convert(ConvertArgs),
     /// Rebuild windows from the raw archive, with no call to the platform (after a schema change or a fix)
@@ -576,15 +578,30 @@ pub enum SchemaCommand {
         #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
         schemas: Option<PathBuf>,
     },
-    /// Propose a schema (TOML) for a dataset from a sample file: CSV, JSON array or XLSX
+    /// Propose a schema (TOML) for a dataset from a sample file (CSV, JSON array or XLSX), or
+    /// redraw its declaration from what a lake received (--from-lake)
+    #[command(group(clap::ArgGroup::new("sample").required(true).args(["file", "from_lake"])))]
     Draft {
         /// source.dataset the draft is for, e.g. khoros.user
         name: String,
         /// The sample file; its extension (.csv, .json, .xlsx) says how to read it
-        file: PathBuf,
+        file: Option<PathBuf>,
+        /// Redraw the dataset's declaration from this lake's raw archive (or, for windows without
+        /// raw files, the `_extra` values), merged with the declaration the table stands under
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        from_lake: Option<String>,
+        /// With --from-lake: the first window to sample
+        #[arg(long, value_name = "T", requires = "from_lake")]
+        from: Option<String>,
+        /// With --from-lake: the end of the windows to sample, exclusive
+        #[arg(long, value_name = "T", requires = "from_lake")]
+        to: Option<String>,
         /// Rows to sample
         #[arg(long, default_value_t = 10_000, value_name = "N")]
         rows: u64,
+        /// With --from-lake: your declarations, when the lake was written with them
+        #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
+        schemas: Option<PathBuf>,
     },
     /// Show one dataset's columns: name, Arrow type, nullable, pii, description
     Show {
@@ -607,6 +624,19 @@ pub struct StatusArgs {
     /// monitoring check. Covers the config file's sources, or every source in the lake
     #[arg(long, value_name = "DURATION")]
     pub max_age: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Lake root: a local directory or s3://bucket/prefix
+    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub dest: String,
+    /// Only this source
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -697,9 +727,10 @@ async fn run_command(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Sync(SyncRequest { source: Some(command), .. }) => run_sync_command(command).await,
         Command::Sync(request) => sync_all(request, cli.config_file.as_deref()).await,
-        Command::Schema(command) => schema(command),
+        Command::Schema(command) => schema(command).await,
         Command::History(command) => run_history_command(command).await,
         Command::Status(args) => status(args, cli.config_file.as_deref()).await,
+        Command::Drift(args) => drift(args).await,
         Command::Convert(args) => convert(args).await,
         Command::Current(args) => current(args).await,
         Command::Vacuum(args) => vacuum(args).await,
@@ -962,6 +993,8 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
         None => windows,
     };
     check_pii_policy(&options.pii, &datasets, &records, &windows, source_name, &lake.output.dest, true)?;
+    let rewrites = |_: &str, date| windows.iter().any(|w| w.date == date);
+    check_declarations(&dest, &datasets, &records, rewrites, options.format).await?;
     // With nothing to do the run still announces itself and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();
     let options = WriteOptions { timezone: source.timezone(), ..options };
@@ -1069,9 +1102,34 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
         .context("reading the destination's window records")?;
     let datasets = vec![schema];
     check_pii_policy(&options.pii, &datasets, &records, &windows, &source, &args.output.dest, true)?;
+    check_declarations(&dest, &datasets, &records, |_, date| date == args.date, options.format).await?;
     let plan = SyncPlan::new(local, dest, datasets, windows, None, options);
     check_format(&plan.dest, &args.output.dest, &source, &plan.datasets, plan.options.format).await?;
     run_and_report(&plan, args.output.report_json.as_deref()).await
+}
+
+/// Refuses a run whose declarations would leave a table whose files cannot be read together
+/// (see [`crate::declaration`]): every done window it does not rewrite (`rewrites(dataset,
+/// date)`) must have been written with the same columns or fewer. Columns it adds are reported.
+async fn check_declarations(
+    dest: &Destination,
+    datasets: &[Arc<DatasetSchema>],
+    records: &[crate::state::WindowRecord],
+    rewrites: impl Fn(&str, chrono::NaiveDate) -> bool,
+    format: OutputFormat,
+) -> Result<()> {
+    use crate::declaration::DeclarationError;
+    let delta = format == OutputFormat::Delta;
+    match crate::declaration::check(dest, datasets, records, rewrites, delta).await {
+        Ok(checked) => {
+            for (dataset, added) in checked.added {
+                tracing::info!(dataset = %dataset, columns = %added.join(", "), "The declaration adds columns; older windows read them as null");
+            }
+            Ok(())
+        }
+        Err(e @ DeclarationError::Incompatible { .. }) => Err(usage(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Refuses to write one format into a dataset directory that holds the other: plain Parquet
@@ -1141,8 +1199,14 @@ async fn current(args: CurrentArgs) -> Result<i32> {
             continue;
         }
         let datasets = select_datasets(&registry, source, names.as_deref())?;
+        // Each table under the declaration it was last written with, not narrowed to this run's.
+        let records = StateStore::new(dest.clone()).load_windows(source).await?;
+        let mut tables = Vec::with_capacity(datasets.len());
+        for schema in &datasets {
+            tables.push(crate::declaration::latest(&dest, schema, &records).await?);
+        }
         let format = lake_format(&dest, source, &registry).await?;
-        plans.push((source.clone(), datasets, format));
+        plans.push((source.clone(), tables, format));
     }
     let run_id = new_run_id();
     let (ttl, wait) = (parse_duration(&args.lock_ttl)?, parse_duration(&args.lease_wait)?);
@@ -1156,6 +1220,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
                 current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await;
             lease.release().await?;
             tables.extend(refreshed?);
+            StateStore::new(dest.clone()).delete(&layout::current_refresh_failure_file(source)).await?;
         }
         let lease = Lease::acquire_waiting(&dest, &LeaseName::views(), &run_id, ttl, wait).await?;
         let views = current::write_views(&dest, &registry).await;
@@ -1208,6 +1273,7 @@ async fn forget(args: ForgetArgs) -> Result<i32> {
         }
         Err(EraseError::Usage(message)) => Err(usage(message)),
         Err(EraseError::Sink(e)) => Err(e.into()),
+        Err(EraseError::Declaration(e)) => Err(e.into()),
     }
 }
 
@@ -1226,7 +1292,7 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
     let planned = crate::replay::Replay::plan(
         &args.source,
         dest.clone(),
-        records,
+        records.clone(),
         day_of(&args.from)?,
         day_of(&args.to)?,
         &names,
@@ -1245,6 +1311,14 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
     }
     let options = args.output.options()?;
     check_pii_policy(&options.pii, &datasets, &[], &planned.windows, &args.source, &args.output.dest, false)?;
+    // A replay rewrites a window's dataset only where the archive holds its files.
+    let rewrites = |dataset: &str, date: chrono::NaiveDate| {
+        planned.windows.iter().any(|w| w.date == date)
+            && records
+                .iter()
+                .any(|r| r.date == date && r.datasets.get(dataset).is_some_and(|d| !d.raw.is_empty()))
+    };
+    check_declarations(&dest, &datasets, &records, rewrites, options.format).await?;
     let options = WriteOptions {
         timezone: planned.replay.timezone(),
         replay: true,
@@ -1366,7 +1440,34 @@ fn schema_draft(name: &str, file: &Path, rows: u64) -> Result<String> {
     Ok(sample.draft(source, dataset, &file_name, &file.display().to_string()))
 }
 
-fn schema(command: SchemaCommand) -> Result<i32> {
+/// `cxlake schema draft NAME --from-lake DEST`: the table's declaration redrawn from the lake.
+async fn schema_redraw(
+    name: &str,
+    dest_text: &str,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    rows: u64,
+    schemas: Option<&Path>,
+) -> Result<String> {
+    if !dest_text.contains("://") && !Path::new(dest_text).exists() {
+        return Err(usage(format!("destination {dest_text} does not exist")));
+    }
+    let registry = load_registry(schemas)?;
+    let declared = registry.get(name).map_err(|e| usage(e.to_string()))?;
+    let dest = Destination::parse(dest_text).map_err(|e| usage(e.to_string()))?;
+    let records = StateStore::new(dest.clone())
+        .load_windows(&declared.source)
+        .await
+        .context("reading the destination's window records")?;
+    let current = crate::declaration::latest(&dest, &declared, &records).await?;
+    match crate::drift::redraw(&dest, &current, &records, from, to, rows).await {
+        Ok(text) => Ok(text),
+        Err(crate::drift::RedrawError::Read(message)) => Err(usage(message)),
+        Err(crate::drift::RedrawError::Sink(e)) => Err(e.into()),
+    }
+}
+
+async fn schema(command: SchemaCommand) -> Result<i32> {
     match command {
         SchemaCommand::List { schemas } => {
             let registry = load_registry(schemas.as_deref())?;
@@ -1381,9 +1482,16 @@ fn schema(command: SchemaCommand) -> Result<i32> {
                 );
             }
         }
-        SchemaCommand::Draft { name, file, rows } => {
+        SchemaCommand::Draft { name, file: Some(file), rows, .. } => {
             print!("{}", schema_draft(&name, &file, rows)?);
         }
+        SchemaCommand::Draft { name, from_lake: Some(dest), from, to, rows, schemas, .. } => {
+            print!(
+                "{}",
+                schema_redraw(&name, &dest, day_of(&from)?, day_of(&to)?, rows, schemas.as_deref()).await?
+            );
+        }
+        SchemaCommand::Draft { .. } => return Err(usage("name a sample FILE or --from-lake DEST")),
         SchemaCommand::Show { name, schemas } => {
             let registry = load_registry(schemas.as_deref())?;
             let s = registry.get(&name).map_err(|e| usage(e.to_string()))?;
@@ -1448,6 +1556,30 @@ async fn history<P: Platform>(args: P::Args) -> Result<i32> {
         Err(e) if e.scope() == FailureScope::Run => Err(usage(e.to_string())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `cxlake drift`: per dataset, how the data differs from its declaration, and the fix. Exit 0
+/// either way: drift is information (nothing was lost), not a failure.
+async fn drift(args: DriftArgs) -> Result<i32> {
+    if !args.dest.contains("://") && !Path::new(&args.dest).exists() {
+        return Err(usage(format!("destination {} does not exist", args.dest)));
+    }
+    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let drifts = crate::drift::lake_drift(&dest, args.source.as_deref()).await?;
+    if args.json {
+        let with_fix: Vec<serde_json::Value> = drifts
+            .iter()
+            .map(|d| {
+                let mut value = serde_json::to_value(d).expect("drift serialises");
+                value["fix"] = serde_json::Value::from(d.fix(&args.dest));
+                value
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&with_fix)?);
+    } else {
+        print!("{}", crate::drift::render(&args.dest, &drifts));
+    }
+    Ok(exit_code::OK)
 }
 
 async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Result<i32> {

@@ -198,7 +198,18 @@ impl ConfigFile {
             destination.insert("dest".into(), url);
         }
         let mut flags = self.flags(leaf, &destination, "[destination]", false)?;
-        flags.extend(self.flags(leaf, &self.output, "[output]", false)?);
+        // `schemas_dir` is `--schemas`, for every command that reads declarations; a relative
+        // directory is the config file's neighbour, wherever the command runs from.
+        let mut output = self.output.clone();
+        if let Some(toml::Value::String(dir)) = output.remove("schemas_dir") {
+            let dir = self.interpolate("[output] schemas_dir", &dir)?;
+            let dir = match self.path.parent() {
+                Some(base) if Path::new(&dir).is_relative() => base.join(dir),
+                _ => PathBuf::from(dir),
+            };
+            output.insert("schemas".into(), toml::Value::String(dir.display().to_string()));
+        }
+        flags.extend(self.flags(leaf, &output, "[output]", false)?);
         Ok(flags)
     }
 

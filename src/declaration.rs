@@ -24,7 +24,7 @@ use crate::state::{WindowRecord, WindowStatus};
 pub enum DeclarationError {
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("{dataset}: {windows} of {dest} {were} written with another declaration ({fingerprint}, kept at {kept}), and this run's declaration ({origin}) is not a continuation of it: {why}. Old and new files could not be read as one table, so nothing was written. Either run with the lake's declaration (copy {kept} to DIR/{source_name}/{short}.toml and pass --schemas DIR, or set `schemas` in cxlake.toml), or rewrite every window with this one from the raw archive: `cxlake replay {source_name} --dest {dest}` with the same --schemas")]
+    #[error("{dataset}: {windows} of {dest} {were} written with another declaration ({fingerprint}, kept at {kept}), and this run's declaration ({origin}) is not a continuation of it: {why}. Old and new files could not be read as one table, so nothing was written. Either run with the lake's declaration (copy {kept} to DIR/{source_name}/{short}.toml and pass --schemas DIR, or set `schemas_dir` in cxlake.toml), or {rewrite}")]
     Incompatible {
         dataset: String,
         source_name: String,
@@ -36,6 +36,9 @@ pub enum DeclarationError {
         kept: String,
         origin: String,
         why: String,
+        /// The other way out: a replay of every window, or (a Delta table, whose columns cannot
+        /// change type in place) a new destination.
+        rewrite: String,
     },
     #[error("{path}: the lake's copy of a declaration does not load: {message}")]
     Corrupt { path: String, message: String },
@@ -86,19 +89,22 @@ pub struct Checked {
 }
 
 /// Checks `datasets` (this run's declarations) against the declarations of every done window of
-/// `records` that the run leaves as it is (`rewrites(dataset, date)` says which it rewrites).
+/// `records` that the run leaves as it is (`rewrites(dataset, date)` says which it rewrites). A
+/// Delta table (`delta`) evolves only by adding columns, whatever is rewritten: its schema is the
+/// table's own, so every window counts.
 pub async fn check(
     dest: &Destination,
     datasets: &[Arc<DatasetSchema>],
     records: &[WindowRecord],
     rewrites: impl Fn(&str, NaiveDate) -> bool,
+    delta: bool,
 ) -> Result<Checked, DeclarationError> {
     let mut checked = Checked::default();
     for schema in datasets {
         // Each other declaration the untouched windows were written with, and those windows.
         let mut others: BTreeMap<&str, Vec<NaiveDate>> = BTreeMap::new();
         for record in records {
-            if record.status != WindowStatus::Done || rewrites(&schema.dataset, record.date) {
+            if record.status != WindowStatus::Done || (!delta && rewrites(&schema.dataset, record.date)) {
                 continue;
             }
             let Some(landed) = record.datasets.get(&schema.dataset) else { continue };
@@ -145,10 +151,52 @@ pub async fn check(
                         kept: dest.display_path(&relative),
                         origin: schema.declaration.origin.clone(),
                         why,
+                        rewrite: if delta {
+                            "land this declaration in a new --dest: a Delta table's columns are only ever added, never dropped or retyped in place".into()
+                        } else {
+                            format!("rewrite every window with this one from the raw archive: `cxlake replay {} --dest {}` with the same --schemas", schema.source, dest.display)
+                        },
                     });
                 }
             }
         }
     }
     Ok(checked)
+}
+
+/// The declaration one window's dataset was written with (from the lake's copy), or `fallback`
+/// when the record names none (or names `fallback` itself).
+pub async fn of_window(
+    dest: &Destination,
+    fallback: &Arc<DatasetSchema>,
+    landed: &crate::state::DatasetRecord,
+) -> Result<Arc<DatasetSchema>, DeclarationError> {
+    match landed.declaration.as_deref() {
+        Some(fingerprint) if fingerprint != fallback.declaration.fingerprint => {
+            Ok(load(dest, &fallback.source, &fallback.dataset, fingerprint)
+                .await?
+                .unwrap_or_else(|| fallback.clone()))
+        }
+        _ => Ok(fallback.clone()),
+    }
+}
+
+/// The declaration a dataset's table stands under: the one its most recently written window
+/// used (every other window's is a part of it, as [`check`] sees to), else `fallback`. Commands
+/// that rewrite what is there (`forget`, `current`) use it, so they never narrow a table to the
+/// built-in declaration when it was written with the user's.
+pub async fn latest(
+    dest: &Destination,
+    fallback: &Arc<DatasetSchema>,
+    records: &[WindowRecord],
+) -> Result<Arc<DatasetSchema>, DeclarationError> {
+    let newest = records
+        .iter()
+        .filter(|r| r.status == WindowStatus::Done)
+        .filter_map(|r| Some((r.finished_at, r.datasets.get(&fallback.dataset)?)))
+        .max_by_key(|(finished, _)| *finished);
+    match newest {
+        Some((_, landed)) => of_window(dest, fallback, landed).await,
+        None => Ok(fallback.clone()),
+    }
 }

@@ -125,6 +125,8 @@ impl ErasureReport {
 pub enum EraseError {
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Declaration(#[from] crate::declaration::DeclarationError),
     #[error("{0}")]
     Usage(String),
 }
@@ -337,7 +339,10 @@ impl Erasure<'_> {
                 let format = delta::existing_format(self.dest, &layout::dataset_dir(source, &schema.dataset))
                     .await?
                     .unwrap_or(OutputFormat::Parquet);
-                lake.push((source.clone(), schema.clone(), format, records.clone()));
+                // The table's own declaration, whatever this run was given: erasure never
+                // narrows a table written with the user's declaration to the built-in one.
+                let schema = crate::declaration::latest(self.dest, schema, &records).await?;
+                lake.push((source.clone(), schema, format, records.clone()));
             }
         }
         let hashed = lake
@@ -401,11 +406,10 @@ impl Erasure<'_> {
         }
         if !self.dry_run {
             for source in &touched_sources {
-                let entities: Vec<Arc<DatasetSchema>> = self
-                    .registry
-                    .of_source(source)
-                    .filter(|s| s.kind == DatasetKind::Entities)
-                    .cloned()
+                let entities: Vec<Arc<DatasetSchema>> = lake
+                    .iter()
+                    .filter(|(s, d, _, _)| s == source && d.kind == DatasetKind::Entities)
+                    .map(|(_, d, _, _)| d.clone())
                     .collect();
                 for schema in &entities {
                     let format = lake
@@ -487,12 +491,14 @@ impl Erasure<'_> {
         format: OutputFormat,
         record: &WindowRecord,
         pending: &mut BTreeMap<NaiveDate, Vec<crate::sink::parquet::WrittenFile>>,
-    ) -> Result<Touched, SinkError> {
+    ) -> Result<Touched, EraseError> {
         let state = StateStore::new(self.dest.clone());
         let dataset = &schema.dataset;
         // As it is now: an earlier dataset of this window may have been rewritten already.
         let record = &state.load_window(source, record.date).await?.unwrap_or_else(|| record.clone());
         let Some(landed) = record.datasets.get(dataset) else { return Ok(Touched::default()) };
+        // The window's files are rewritten as they were written: under their own declaration.
+        let schema = &crate::declaration::of_window(self.dest, schema, landed).await?;
         let relevant = matcher.columns(schema);
         if relevant.is_empty() {
             return Ok(Touched::default());

@@ -22,6 +22,8 @@ pub struct Observed {
     pub failed_sources: Vec<String>,
     /// Per (source, dataset): when its newest done window was committed.
     pub last_success: BTreeMap<(String, String), DateTime<Utc>>,
+    /// Per (source, dataset): how its data differs from its declaration, from the lake.
+    pub drift: BTreeMap<(String, String), crate::status::DriftCounts>,
 }
 
 fn escape(value: &str) -> String {
@@ -120,6 +122,32 @@ pub fn render(observed: &Observed) -> String {
             &[("source", source), ("dataset", dataset)],
             unix(*at),
         );
+    }
+    type Drift = fn(&crate::status::DriftCounts) -> f64;
+    let drift: [(&str, &str, Drift); 5] = [
+        ("cxlake_undeclared_fields", "Fields in the data its declaration lacks (cxlake drift).", |d| {
+            d.undeclared_fields as f64
+        }),
+        ("cxlake_absent_columns", "Declared columns no file since the declaration carried.", |d| {
+            d.absent_columns as f64
+        }),
+        (
+            "cxlake_values_kept_in_extra",
+            "Values that did not fit their column, kept exactly in _extra.",
+            |d| d.kept_in_extra as f64,
+        ),
+        ("cxlake_values_coerced", "Values converted without loss (a list as text, 5.0 as 5, …).", |d| {
+            d.coerced as f64
+        }),
+        ("cxlake_duplicate_key_rows", "History rows sharing a key and version within their window.", |d| {
+            d.duplicate_keys as f64
+        }),
+    ];
+    for (name, help, pick) in drift {
+        f.header(name, help);
+        for ((source, dataset), d) in &observed.drift {
+            f.sample(name, &[("source", source), ("dataset", dataset)], pick(d));
+        }
     }
     out
 }

@@ -19,7 +19,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::budget::MemoryBudget;
 use crate::current;
-use crate::decode::{DecodeError, DecodeStats, DecodedBatch, Drift, FileContext, RejectedRow, TypeMismatchPolicy};
+use crate::decode::{
+    DecodeError, DecodeStats, DecodedBatch, Drift, FileContext, RejectedRow, TypeMismatchPolicy,
+};
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::pii::{DatasetPii, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
@@ -287,7 +289,20 @@ async fn refresh_current_tables<S: Source>(
     plan: &SyncPlan<S>,
     mut report: RunReport,
 ) -> Result<RunReport, SinkError> {
-    if plan.options.current_tables && report.committed() > 0 {
+    let failure_file = layout::current_refresh_failure_file(plan.source.name());
+    let state = StateStore::new(plan.dest.clone());
+    // A refresh that failed in an earlier run is retried even when this run committed nothing.
+    let failed_before = match state.get_json::<current::RefreshFailure>(&failure_file).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read the current tables' refresh marker");
+            None
+        }
+    };
+    if plan.options.current_tables && (report.committed() > 0 || failed_before.is_some()) {
+        if let Some(failure) = &failed_before {
+            tracing::info!(run_id = %failure.run_id, "Refreshing the current tables, which an earlier run could not refresh");
+        }
         let refreshed = async {
             let source = plan.source.name();
             let (dest, format) = (&plan.dest, plan.options.format);
@@ -308,10 +323,21 @@ async fn refresh_current_tables<S: Source>(
             Ok::<_, LockError>(tables)
         };
         match refreshed.await {
-            Ok(tables) => report.current = tables,
+            Ok(tables) => {
+                report.current = tables;
+                if failed_before.is_some() {
+                    state.delete(&failure_file).await?;
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Could not refresh the current tables; the history is committed, the next run retries");
                 report.current_error = Some(e.to_string());
+                let failure = current::RefreshFailure {
+                    run_id: plan.run_id.clone(),
+                    failed_at: Utc::now(),
+                    error: e.to_string(),
+                };
+                state.put_json(&failure_file, &failure).await?;
             }
         }
     }
@@ -540,9 +566,14 @@ impl DriftTally {
             if details.is_empty() {
                 tracing::info!(dataset = %name, "{name}: {summary} (nothing lost; details: {hint})");
             } else {
+                let kept = if drift.undeclared.values().all(|f| f.kept) {
+                    "nothing was lost — every value is in its column or `_extra`"
+                } else {
+                    "undeclared CSV columns are not loaded (this dataset keeps no `_extra`; the raw archive has them)"
+                };
                 tracing::warn!(
                     dataset = %name,
-                    "{name} differs from its declaration: {summary} ({}); nothing was lost — every value is in its column or `_extra`. Details and the fix: {hint}",
+                    "{name} differs from its declaration: {summary} ({}); {kept}. Details and the fix: {hint}",
                     details.join("; ")
                 );
             }
@@ -560,7 +591,9 @@ fn committed_report<S: Source>(plan: &SyncPlan<S>, record: &WindowRecord, second
             .datasets
             .iter()
             .filter(|(name, _)| plan.datasets.iter().any(|d| &d.dataset == *name))
-            .map(|(name, d)| (name.clone(), DatasetReport::new(d.stats, d.files.len(), d.bytes, d.seconds, &d.drift)))
+            .map(|(name, d)| {
+                (name.clone(), DatasetReport::new(d.stats, d.files.len(), d.bytes, d.seconds, &d.drift))
+            })
             .collect(),
         error: None,
     }

@@ -59,7 +59,13 @@ pub struct DatasetReport {
 }
 
 impl DatasetReport {
-    pub fn new(stats: DecodeStats, files: usize, bytes: u64, seconds: f64, drift: &crate::decode::Drift) -> Self {
+    pub fn new(
+        stats: DecodeStats,
+        files: usize,
+        bytes: u64,
+        seconds: f64,
+        drift: &crate::decode::Drift,
+    ) -> Self {
         DatasetReport {
             stats,
             files,

@@ -161,7 +161,12 @@ impl StateStore {
     }
 
     pub async fn clear_export_intent(&self, source: &str, date: NaiveDate) -> Result<(), SinkError> {
-        let path = self.dest.path(&layout::export_intent_file(source, date));
+        self.delete(&layout::export_intent_file(source, date)).await
+    }
+
+    /// Deletes a bookkeeping object; one that is not there is already deleted.
+    pub async fn delete(&self, relative: &str) -> Result<(), SinkError> {
+        let path = self.dest.path(relative);
         match self.dest.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(SinkError::store(&path, e)),

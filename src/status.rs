@@ -28,6 +28,33 @@ pub struct DatasetStatus {
     pub complete_until: Option<chrono::DateTime<chrono::Utc>>,
     /// When a window of it was last committed.
     pub last_committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How its data differs from its declaration (see `cxlake drift`).
+    pub drift: DriftCounts,
+}
+
+/// A dataset's drift since its declaration, counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DriftCounts {
+    pub undeclared_fields: usize,
+    pub absent_columns: usize,
+    pub kept_in_extra: u64,
+    pub coerced: u64,
+    pub duplicate_keys: u64,
+    /// `none`, or e.g. `8 new, 2 absent, 280 kept`.
+    pub summary: String,
+}
+
+impl DriftCounts {
+    pub fn of(drift: &crate::drift::DatasetDrift) -> DriftCounts {
+        DriftCounts {
+            undeclared_fields: drift.undeclared.len(),
+            absent_columns: drift.absent.len(),
+            kept_in_extra: drift.kept_values(),
+            coerced: drift.coerced_values(),
+            duplicate_keys: drift.duplicate_rows(),
+            summary: drift.short(),
+        }
+    }
 }
 
 impl DatasetStatus {
@@ -58,6 +85,8 @@ pub struct SourceStatus {
     pub last_run: Option<RunSummary>,
     /// The raw archive behind the done windows.
     pub raw: RawSummary,
+    /// Set while the current tables lag behind the history: a refresh failed.
+    pub current_refresh_failed: Option<crate::current::RefreshFailure>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -108,7 +137,24 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
             committed: r.committed(),
             not_committed: r.windows.len() - r.committed(),
         });
-        out.push(source_status(source, &records, last_run));
+        let mut status = source_status(source.clone(), &records, last_run);
+        for (dataset, d) in status.datasets.iter_mut() {
+            let mut drift = crate::drift::dataset_drift(&source, dataset, &records);
+            let covered: BTreeSet<NaiveDate> = records
+                .iter()
+                .filter(|r| r.datasets.get(dataset).is_some_and(|l| l.declaration == drift.declaration))
+                .map(|r| r.date)
+                .collect();
+            drift.duplicate_keys = crate::current::duplicate_keys(dest, &source, dataset)
+                .await?
+                .into_iter()
+                .filter(|(date, _)| covered.contains(date))
+                .collect();
+            d.drift = DriftCounts::of(&drift);
+        }
+        status.current_refresh_failed =
+            state.get_json(&layout::current_refresh_failure_file(&source)).await?;
+        out.push(status);
     }
     Ok(out)
 }
@@ -151,8 +197,9 @@ pub fn source_status(source: String, records: &[WindowRecord], last_run: Option<
         s.first_day = days.first().copied();
         s.last_day = days.last().copied();
         s.gaps = gap_ranges(days);
+        s.drift = DriftCounts::of(&crate::drift::dataset_drift(&source, name, records));
     }
-    SourceStatus { source, datasets, interrupted, last_run, raw }
+    SourceStatus { source, datasets, interrupted, last_run, raw, current_refresh_failed: None }
 }
 
 /// The latest run report per source. Run ids start with a UTC timestamp, so they sort by time.
@@ -203,8 +250,18 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
     for s in sources {
         out.push_str(&format!("{dest} · {}\n", s.source));
         out.push_str(&format!(
-            "  {:<11} {:>7} {:<10} {:<10} {:>5} {:>11} {:>8} {:>6} {:>10}  {}\n",
-            "dataset", "windows", "first", "last", "age", "rows", "rejected", "files", "bytes", "gaps"
+            "  {:<11} {:>7} {:<10} {:<10} {:>5} {:>11} {:>8} {:>6} {:>10}  {:<22} {}\n",
+            "dataset",
+            "windows",
+            "first",
+            "last",
+            "age",
+            "rows",
+            "rejected",
+            "files",
+            "bytes",
+            "drift",
+            "gaps"
         ));
         for (name, d) in &s.datasets {
             let gaps = if d.gaps.is_empty() {
@@ -220,7 +277,7 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
             let rows = if d.rows == 0 { "0 rows".to_string() } else { d.rows.to_string() };
             let age = d.age(chrono::Utc::now()).map(human_age).unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "  {:<11} {:>7} {:<10} {:<10} {:>5} {:>11} {:>8} {:>6} {:>10}  {}\n",
+                "  {:<11} {:>7} {:<10} {:<10} {:>5} {:>11} {:>8} {:>6} {:>10}  {:<22} {}\n",
                 name,
                 d.windows_done,
                 day(d.first_day),
@@ -230,7 +287,22 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
                 d.rows_rejected,
                 d.files,
                 human_bytes(d.bytes),
+                d.drift.summary,
                 gaps
+            ));
+        }
+        if s.datasets.values().any(|d| d.drift.summary != "none") {
+            out.push_str(&format!(
+                "  drift: the data differs from its declaration (nothing lost); `cxlake drift --dest {dest} --source {}` lists it and the fix\n",
+                s.source
+            ));
+        }
+        if let Some(failure) = &s.current_refresh_failed {
+            out.push_str(&format!(
+                "  current tables: NOT up to date — the refresh of run {} failed at {} ({}); the next run (or `cxlake current`) refreshes them\n",
+                failure.run_id,
+                failure.failed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                failure.error
             ));
         }
         if s.raw.files == 0 {

@@ -70,12 +70,15 @@ pub(super) async fn write_metrics(path: &Path) -> Result<()> {
             continue;
         }
         let Ok(dest) = Destination::parse(&report.dest) else { continue };
-        let records = StateStore::new(dest).load_windows(&report.source).await.unwrap_or_default();
+        let records = StateStore::new(dest.clone()).load_windows(&report.source).await.unwrap_or_default();
         let status = crate::status::source_status(report.source.clone(), &records, None);
-        for (dataset, d) in status.datasets {
+        for (dataset, mut d) in status.datasets {
             if let Some(at) = d.last_committed_at {
-                observed.last_success.insert((report.source.clone(), dataset), at);
+                observed.last_success.insert((report.source.clone(), dataset.clone()), at);
             }
+            let duplicates = crate::current::duplicate_keys(&dest, &report.source, &dataset).await;
+            d.drift.duplicate_keys = duplicates.unwrap_or_default().values().map(|k| k.rows).sum();
+            observed.drift.insert((report.source.clone(), dataset), d.drift);
         }
     }
     crate::metrics::write_textfile(path, &crate::metrics::render(&observed))

@@ -34,6 +34,19 @@ pub(super) struct Manifest {
     /// The windows the table reflects, each with a fingerprint of its files.
     pub windows: BTreeMap<NaiveDate, String>,
     pub segments: Vec<Segment>,
+    /// Windows with rows that share a key and a version (the declared key may not identify a
+    /// row): how many such rows, and one key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub duplicate_keys: BTreeMap<NaiveDate, DuplicateKeys>,
+}
+
+/// Rows of one window that repeat an earlier row's key and version: the current table keeps the
+/// last of them in file order, and the declared key may not identify a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateKeys {
+    pub rows: u64,
+    /// One such key, its columns' values joined with `, `.
+    pub example: String,
 }
 
 /// The files one refresh wrote for one date: every row in them has that `date`.
@@ -63,6 +76,7 @@ impl Manifest {
             delta_version: None,
             windows,
             segments,
+            duplicate_keys: BTreeMap::new(),
         }
     }
 
@@ -113,6 +127,21 @@ pub(super) async fn load(
         return Ok(None);
     }
     Ok(Some(manifest))
+}
+
+/// The duplicate keys a dataset's current table found per window, whatever its schema (for
+/// `status` and `drift`); empty without a manifest.
+pub async fn duplicate_keys(
+    dest: &Destination,
+    source: &str,
+    dataset: &str,
+) -> Result<BTreeMap<NaiveDate, DuplicateKeys>, SinkError> {
+    let state = StateStore::new(dest.clone());
+    match state.get_json::<Manifest>(&layout::current_manifest_file(source, dataset)).await {
+        Ok(Some(manifest)) => Ok(manifest.duplicate_keys),
+        Ok(None) | Err(SinkError::CorruptState { .. }) => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The key filters of the manifest's segments, in its order; `None` (rebuild in full) when one

@@ -55,8 +55,18 @@ use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig, WrittenFi
 use crate::sink::{commit, layout, Destination, OutputFormat, SinkError};
 use crate::state::{StateStore, WindowStatus};
 use keys::{KeyFilter, KeyReader, KeyedRow, OrderedVersion};
+pub use manifest::{duplicate_keys, DuplicateKeys};
 use manifest::{Manifest, Segment};
 pub use views::{lake_tables, views_sql, write_views, CurrentView, ViewTable};
+
+/// Left in the lake while a source's current tables lag behind its history because a refresh
+/// failed: `status` shows it, and the next run refreshes them whatever it commits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshFailure {
+    pub run_id: String,
+    pub failed_at: chrono::DateTime<Utc>,
+    pub error: String,
+}
 
 /// How a refresh went about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +101,9 @@ pub struct CurrentReport {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub seconds: f64,
+    /// Rows of the history that repeat another row's key and version within their window.
+    #[serde(default)]
+    pub duplicate_keys: u64,
 }
 
 impl CurrentReport {
@@ -109,7 +122,11 @@ impl CurrentReport {
                 self.seconds
             ),
         };
-        format!("current table {}: {} rows, one per key ({how})", self.path, self.rows)
+        let duplicates = match self.duplicate_keys {
+            0 => String::new(),
+            n => format!("; {n} history row(s) repeat a key and version within their window — the last in file order is kept; see `cxlake drift`"),
+        };
+        format!("current table {}: {} rows, one per key ({how}){duplicates}", self.path, self.rows)
     }
 }
 
@@ -187,6 +204,38 @@ async fn delta_history(
         .collect())
 }
 
+/// `batch`'s columns in the order of `target`'s fields, found by name; a field the batch lacks (a
+/// column a later declaration added) is all nulls. `with_date`: `target`'s last field, `date`,
+/// is taken from the batch too (else left for the caller).
+pub fn conform_by_name(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    with_date: bool,
+) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
+    let fields = target.fields();
+    let wanted = if with_date { fields.len() } else { fields.len() - 1 };
+    fields
+        .iter()
+        .take(wanted)
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => Err(arrow::error::ArrowError::SchemaError(format!(
+                "column `{}` is {} in a file and {} in the declaration",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            ))),
+            None if field.is_nullable() => {
+                Ok(arrow::array::new_null_array(field.data_type(), batch.num_rows()))
+            }
+            None => Err(arrow::error::ArrowError::SchemaError(format!(
+                "required column `{}` is missing from a file",
+                field.name()
+            ))),
+        })
+        .collect()
+}
+
 /// The current table's schema: the dataset's columns, then `date`.
 pub fn current_schema(schema: &DatasetSchema) -> SchemaRef {
     let mut fields: Vec<Field> = schema.arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -229,6 +278,10 @@ struct Refresh<'a> {
     keys: KeyReader,
     bytes_read: Arc<AtomicU64>,
     keys_read: u64,
+    /// Windows read in this refresh, and for those with rows that repeat a key and version,
+    /// how many and where the first such row is (file, row).
+    read_dates: BTreeSet<NaiveDate>,
+    duplicates: BTreeMap<NaiveDate, (u64, String, usize)>,
 }
 
 impl Refresh<'_> {
@@ -256,7 +309,35 @@ impl Refresh<'_> {
             self.keys_read += rows.len() as u64;
             per_file.push(rows);
         }
+        self.read_dates.insert(partition.date);
+        let (count, first) = count_duplicates(&per_file);
+        if let Some((file, row)) = first {
+            self.duplicates.insert(partition.date, (count, partition.files[file].clone(), row));
+        }
         Ok(per_file)
+    }
+
+    /// The duplicate keys of the table's windows after this refresh: those read now, and the
+    /// previous manifest's for the windows not read again.
+    async fn duplicate_keys(
+        &self,
+        previous: Option<&Manifest>,
+        windows: &BTreeMap<NaiveDate, String>,
+    ) -> Result<BTreeMap<NaiveDate, manifest::DuplicateKeys>, SinkError> {
+        let mut all: BTreeMap<NaiveDate, manifest::DuplicateKeys> = previous
+            .map(|m| {
+                m.duplicate_keys
+                    .iter()
+                    .filter(|(date, _)| windows.contains_key(date) && !self.read_dates.contains(date))
+                    .map(|(date, d)| (*date, d.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (date, (rows, file, row)) in &self.duplicates {
+            let example = example_key(self.dest, self.schema, file, *row).await?;
+            all.insert(*date, manifest::DuplicateKeys { rows: *rows, example });
+        }
+        Ok(all)
     }
 
     /// Key hash of every row of a segment file.
@@ -409,6 +490,52 @@ impl Refresh<'_> {
     }
 }
 
+/// Rows of one window that repeat an earlier row's key and version (both null counts as equal),
+/// and the first such row (file, row).
+fn count_duplicates(per_file: &[Vec<KeyedRow>]) -> (u64, Option<(usize, usize)>) {
+    let mut seen: HashSet<(u128, Option<OrderedVersion>)> = HashSet::new();
+    let mut count = 0;
+    let mut first = None;
+    for (f, rows) in per_file.iter().enumerate() {
+        for (r, row) in rows.iter().enumerate() {
+            let Some(keyed) = row else { continue };
+            if !seen.insert(*keyed) {
+                count += 1;
+                first.get_or_insert((f, r));
+            }
+        }
+    }
+    (count, first)
+}
+
+/// The key of row `row` of a history file, its columns' values joined with `, `.
+async fn example_key(
+    dest: &Destination,
+    schema: &DatasetSchema,
+    file: &str,
+    row: usize,
+) -> Result<String, SinkError> {
+    let mut batches = std::pin::pin!(read_batches(dest, file, Some(&schema.key), Arc::default()).await?);
+    let mut offset = 0;
+    while let Some(batch) = batches.try_next().await? {
+        if row < offset + batch.num_rows() {
+            let values: Vec<String> = schema
+                .key
+                .iter()
+                .map(|name| {
+                    batch
+                        .column_by_name(name)
+                        .and_then(|c| arrow::util::display::array_value_to_string(c, row - offset).ok())
+                        .unwrap_or_default()
+                })
+                .collect();
+            return Ok(values.join(", "));
+        }
+        offset += batch.num_rows();
+    }
+    Ok(String::new())
+}
+
 /// The winning row of each key within one window, skipping keys `skip` says are settled: the
 /// greatest version, and on equal versions (or none declared) the later row of the later file.
 fn partition_winners(
@@ -507,7 +634,9 @@ impl Refresh<'_> {
                     if kept.num_rows() == 0 {
                         continue;
                     }
-                    let mut columns: Vec<ArrayRef> = kept.columns().to_vec();
+                    // Files of older declarations lack the columns later ones added: by name,
+                    // with nulls for what a file does not have.
+                    let mut columns = conform_by_name(&kept, &target, selection.has_date).map_err(error)?;
                     if !selection.has_date {
                         columns.push(Arc::new(Date32Array::from(vec![days; kept.num_rows()])));
                     }
@@ -550,6 +679,8 @@ pub async fn refresh_dataset(
         keys: KeyReader::new(schema)?,
         bytes_read: Arc::default(),
         keys_read: 0,
+        read_dates: BTreeSet::new(),
+        duplicates: BTreeMap::new(),
     };
     // Key filters are read only when there are changes to apply; without them, a full rebuild.
     let filters = match &previous {
@@ -574,6 +705,7 @@ pub async fn refresh_dataset(
                 bytes_read: 0,
                 bytes_written: 0,
                 seconds: started.elapsed().as_secs_f64(),
+                duplicate_keys: manifest.duplicate_keys.values().map(|d| d.rows).sum(),
             }));
         }
         (Some(manifest), Some(filters)) => {
@@ -582,8 +714,15 @@ pub async fn refresh_dataset(
         _ => (refresh.plan_full(&partitions, None).await?, RefreshMode::Full),
     };
     let staged = refresh.write(plan.selections, run_id, config).await?;
+    let duplicate_keys = refresh.duplicate_keys(previous.as_ref(), &windows).await?;
+    for (date, duplicates) in &duplicate_keys {
+        if refresh.read_dates.contains(date) {
+            tracing::warn!(dataset = %schema.qualified_name(), window = %date, rows = duplicates.rows, example = %duplicates.example, "Rows share a key and a version within one window: the declared key may not identify a row (the current table keeps the last in file order)");
+        }
+    }
+    let table = Published { windows, duplicate_keys };
     let manifest =
-        publish(dest, source, schema, format, run_id, previous.as_ref(), &plan.replaced, staged, windows)
+        publish(dest, source, schema, format, run_id, previous.as_ref(), &plan.replaced, staged, table)
             .await?;
     let new_segments = manifest.segments.iter().filter(|s| s.id.ends_with(run_id));
     let (rows_written, bytes_written) = new_segments
@@ -602,7 +741,14 @@ pub async fn refresh_dataset(
         bytes_read: refresh.bytes_read.load(Ordering::Relaxed),
         bytes_written,
         seconds: started.elapsed().as_secs_f64(),
+        duplicate_keys: manifest.duplicate_keys.values().map(|d| d.rows).sum(),
     }))
+}
+
+/// What the new manifest says besides its segments.
+struct Published {
+    windows: BTreeMap<NaiveDate, String>,
+    duplicate_keys: BTreeMap<NaiveDate, manifest::DuplicateKeys>,
 }
 
 /// The previous manifest, if the table is still exactly what it describes.
@@ -648,7 +794,7 @@ async fn publish(
     previous: Option<&Manifest>,
     replaced: &BTreeSet<usize>,
     staged: Vec<StagedSegment>,
-    windows: BTreeMap<NaiveDate, String>,
+    table: Published,
 ) -> Result<Manifest, SinkError> {
     let dataset = &schema.dataset;
     let table_dir = layout::current_dir(source, dataset);
@@ -708,8 +854,9 @@ async fn publish(
     }
     kept.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.id.cmp(&b.id)));
     crate::sink::crash_if_asked("before-current-manifest");
-    let mut manifest = Manifest::new(schema, windows, kept);
+    let mut manifest = Manifest::new(schema, table.windows, kept);
     manifest.delta_version = delta_version;
+    manifest.duplicate_keys = table.duplicate_keys;
     manifest::save(dest, source, dataset, &manifest).await?;
 
     // After the commit point: what the manifest no longer lists goes.

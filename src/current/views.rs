@@ -68,10 +68,10 @@ pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
         let (history_scan, current_scan) = match table.format {
             OutputFormat::Parquet => (
                 format!(
-                    "read_parquet({}, hive_partitioning = true, hive_types = {{'date': DATE}})",
+                    "read_parquet({}, hive_partitioning = true, hive_types = {{'date': DATE}}, union_by_name = true)",
                     sql_string(&format!("{history}/date=*/*.parquet"))
                 ),
-                format!("read_parquet({})", sql_string(&format!("{current}/*.parquet"))),
+                format!("read_parquet({}, union_by_name = true)", sql_string(&format!("{current}/*.parquet"))),
             ),
             OutputFormat::Delta => (
                 format!("delta_scan({})", sql_string(&history)),

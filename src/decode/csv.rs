@@ -425,8 +425,9 @@ impl<R: Read> CsvDecoder<R> {
                             self.drift.undeclared(name, || name.clone(), keeps_extra);
                         }
                     }
-                    for ((column, _), reason) in self.notes.misfits.iter().zip(&self.notes.misfit_reasons) {
-                        let name = &self.schema.columns[*column].name;
+                    for ((_, position), reason) in self.notes.misfits.iter().zip(&self.notes.misfit_reasons) {
+                        // By the header's name, as `_extra` keys it.
+                        let name = &self.names[*position];
                         self.drift.kept(name, || format!("{name} (line {line}): {reason}"));
                     }
                     for column in &self.notes.whole_numbers {
@@ -864,7 +865,7 @@ mod tests {
         assert!(decoder.next_batch().unwrap().is_none());
         let drift = decoder.drift();
         assert_eq!(drift.undeclared["NEW_METRIC"].values, 1);
-        assert_eq!(drift.kept_in_extra["avg_handle_time_ms"].values, 1);
+        assert_eq!(drift.kept_in_extra["AVG_HANDLE_TIME"].values, 1);
         assert!(drift.absent.contains("agent_email"));
         assert!(!drift.absent.contains("report_date"));
     }

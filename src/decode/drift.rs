@@ -143,10 +143,11 @@ impl Drift {
             entry.values += seen.values;
         }
         for (path, seen) in &other.kept_in_extra {
-            let entry = self
-                .kept_in_extra
-                .entry(path.clone())
-                .or_insert_with(|| FieldCount { values: 0, example: seen.example.clone(), kept: true });
+            let entry = self.kept_in_extra.entry(path.clone()).or_insert_with(|| FieldCount {
+                values: 0,
+                example: seen.example.clone(),
+                kept: true,
+            });
             entry.values += seen.values;
         }
         for (path, coerced) in &other.coerced {

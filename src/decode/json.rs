@@ -164,8 +164,13 @@ impl<R: Read> JsonDecoder<R> {
             .map(|(i, c)| (c.source_name.clone().unwrap_or_else(|| c.name.clone()), i))
             .collect();
         columns_by_name.sort();
-        let required =
-            schema.columns.iter().enumerate().filter(|(_, c)| !c.nullable && from_file(c)).map(|(i, _)| i).collect();
+        let required = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.nullable && from_file(c))
+            .map(|(i, _)| i)
+            .collect();
         let batch_rows = batch_rows.max(1);
         let builders = schema.columns.iter().map(|c| ColumnBuilder::new(c, batch_rows)).collect();
         Ok(JsonDecoder {
@@ -409,7 +414,8 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
             match self.land(&element, line) {
                 Ok(()) => written += 1,
                 Err(misfit) => {
-                    if self.policy == TypeMismatchPolicy::Fail && !misfit.path.is_empty() && !misfit.required {
+                    if self.policy == TypeMismatchPolicy::Fail && !misfit.path.is_empty() && !misfit.required
+                    {
                         return Err(DecodeError::TypeMismatch {
                             file: self.file.clone(),
                             line,
@@ -479,7 +485,11 @@ impl Path<'_> {
     }
 
     fn missing(&self, what: &str) -> Misfit {
-        Misfit { path: self.to_string(), reason: format!("required field `{self}` is {what}"), required: true }
+        Misfit {
+            path: self.to_string(),
+            reason: format!("required field `{self}` is {what}"),
+            required: true,
+        }
     }
 
     fn render(&self, out: &mut String, generic: bool) {
@@ -553,7 +563,9 @@ fn scalar<'e>(
         return Ok((Scalar::Null, None));
     }
     let literal = json_tape::raw_text(element, node);
-    let whole = |text: &str| value::parse_whole(text).map(|(v, coerced)| (v, coerced.then_some(Coercion::WholeNumber)));
+    let whole = |text: &str| {
+        value::parse_whole(text).map(|(v, coerced)| (v, coerced.then_some(Coercion::WholeNumber)))
+    };
     Ok(match (&column.column_type, column.encoding) {
         (ColumnType::Utf8, Encoding::JsonText) => (Scalar::Text(Cow::Borrowed(literal)), None),
         (ColumnType::Utf8, _) => match text {
@@ -612,7 +624,14 @@ fn scalar<'e>(
 /// Whether the value at `node` lands non-null in `column`: with `strict`, every nested value
 /// must fit too; otherwise only the ones that cannot be null (a misfit elsewhere becomes a null
 /// kept in `_extra`). Touches no builder.
-fn fits(column: &Column, tape: &Tape, element: &[u8], index: usize, path: &Path, strict: bool) -> Result<(), Misfit> {
+fn fits(
+    column: &Column,
+    tape: &Tape,
+    element: &[u8],
+    index: usize,
+    path: &Path,
+    strict: bool,
+) -> Result<(), Misfit> {
     let node = tape.node(index);
     if node.kind == Kind::Null {
         return Err(path.missing("missing or null"));
@@ -740,7 +759,12 @@ fn append(
                         let raw = json_tape::raw_string_body(element, key_node);
                         let member_path = Path::Member(path, raw);
                         let value_node = tape.node(value);
-                        row.extra.push((value_node.start, member_path.to_string(), value_node.start, value_node.end));
+                        row.extra.push((
+                            value_node.start,
+                            member_path.to_string(),
+                            value_node.start,
+                            value_node.end,
+                        ));
                         row.undeclared.push((member_path.generic(), member_path.to_string()));
                     }
                 }
@@ -749,7 +773,15 @@ fn append(
                 if value == NONE {
                     child.append_null();
                 } else {
-                    append(member, child, tape, element, value as usize, &Path::Member(path, &member.name), row);
+                    append(
+                        member,
+                        child,
+                        tape,
+                        element,
+                        value as usize,
+                        &Path::Member(path, &member.name),
+                        row,
+                    );
                 }
             }
             nulls.append_non_null();
@@ -987,8 +1019,9 @@ description = ""
 
     fn decode_with(input: &str, policy: TypeMismatchPolicy) -> Result<Decoded, DecodeError> {
         let context = FileContext { on_type_mismatch: policy, ..FileContext::default() };
-        let mut decoder =
-            JsonDecoder::with_batch_rows(schema(), "things.json", input.as_bytes(), 2).unwrap().with_context(context);
+        let mut decoder = JsonDecoder::with_batch_rows(schema(), "things.json", input.as_bytes(), 2)
+            .unwrap()
+            .with_context(context);
         let mut batches = Vec::new();
         while let Some(batch) = decoder.next_batch()? {
             batches.push(batch);
@@ -1025,7 +1058,10 @@ description = ""
         assert_eq!(values.value(0).as_string::<i32>().value(0), "one", "a scalar becomes a list of one");
         assert_eq!(values.value(1).as_string::<i32>().iter().flatten().collect::<Vec<_>>(), ["x", "y"]);
         assert!(batch.column(7).is_null(0), "no undeclared fields, no _extra");
-        assert_eq!(decoded.drift.coerced["ratings[].values"], Coercions { list_of_one: 1, ..Coercions::default() });
+        assert_eq!(
+            decoded.drift.coerced["ratings[].values"],
+            Coercions { list_of_one: 1, ..Coercions::default() }
+        );
         assert_eq!(decoded.drift.absent.iter().collect::<Vec<_>>(), ["amount", "note"]);
     }
 
@@ -1038,12 +1074,18 @@ description = ""
         assert_eq!(
             decoded.texts("_extra"),
             [
-                Some(r#"{"zeta":{"b": 1, "a": [2]},"channel":"email","ratings[1].comment":"ok"}"#.to_string()),
+                Some(
+                    r#"{"zeta":{"b": 1, "a": [2]},"channel":"email","ratings[1].comment":"ok"}"#.to_string()
+                ),
                 Some(r#"{"channel":"chat"}"#.to_string())
             ]
         );
-        let undeclared: Vec<(&str, u64, &str)> =
-            decoded.drift.undeclared.iter().map(|(p, c)| (p.as_str(), c.values, c.example.as_str())).collect();
+        let undeclared: Vec<(&str, u64, &str)> = decoded
+            .drift
+            .undeclared
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.values, c.example.as_str()))
+            .collect();
         assert_eq!(
             undeclared,
             [("channel", 2, "channel"), ("ratings[].comment", 1, "ratings[1].comment"), ("zeta", 1, "zeta")]
@@ -1060,8 +1102,11 @@ description = ""
                 {"id": 1e3, "note": -123123123123123123123123123123, "amount": 12}]"#,
         );
         assert_eq!(decoded.stats, DecodeStats { rows_read: 2, rows_written: 2, rows_rejected: 0 });
-        let ids: Vec<i64> =
-            decoded.column("id").iter().flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec()).collect();
+        let ids: Vec<i64> = decoded
+            .column("id")
+            .iter()
+            .flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec())
+            .collect();
         assert_eq!(ids, [5400, 1000]);
         assert_eq!(
             decoded.texts("note"),
@@ -1109,14 +1154,18 @@ description = ""
         let decoded = decode(input);
         assert_eq!(decoded.stats, DecodeStats { rows_read: 7, rows_written: 3, rows_rejected: 4 });
         let rejects = decoded.rejects();
-        let described: Vec<(u64, Option<&str>)> = rejects.iter().map(|r| (r.line, r.column.as_deref())).collect();
+        let described: Vec<(u64, Option<&str>)> =
+            rejects.iter().map(|r| (r.line, r.column.as_deref())).collect();
         assert_eq!(described, [(2, Some("id")), (4, Some("id")), (5, None), (6, None)]);
         assert_eq!(rejects[0].raw, br#"{"id": "two"}"#);
         assert!(rejects[0].reason.contains("expected a whole number"), "{}", rejects[0].reason);
         assert!(rejects[1].reason.contains("required field `id`"), "{}", rejects[1].reason);
         assert!(rejects[3].reason.contains("form feed"), "{}", rejects[3].reason);
-        let ids: Vec<i64> =
-            decoded.column("id").iter().flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec()).collect();
+        let ids: Vec<i64> = decoded
+            .column("id")
+            .iter()
+            .flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec())
+            .collect();
         assert_eq!(ids, [1, 3, 7]);
     }
 
@@ -1132,7 +1181,8 @@ description = ""
     #[test]
     fn a_cut_array_is_truncated_and_a_form_feed_outside_elements_is_refused() {
         let mut decoder =
-            JsonDecoder::with_batch_rows(schema(), "things.json", &b"[{\"id\": 1}, {\"id\": 2"[..], 8).unwrap();
+            JsonDecoder::with_batch_rows(schema(), "things.json", &b"[{\"id\": 1}, {\"id\": 2"[..], 8)
+                .unwrap();
         let err = decoder.next_batch().unwrap_err();
         assert!(matches!(err, DecodeError::Truncated { .. }), "{err}");
         let err = decode_with("[\u{c}]", TypeMismatchPolicy::Extra).unwrap_err().to_string();

@@ -134,7 +134,9 @@ impl ArrayScanner {
                         b',' => return Err(self.syntax("an array element is missing between commas")),
                         b if is_json_whitespace(b) => {}
                         b if !can_start_value(b) => {
-                            return Err(self.syntax(format!("expected an array element, found {}", describe_byte(b))))
+                            return Err(
+                                self.syntax(format!("expected an array element, found {}", describe_byte(b)))
+                            )
                         }
                         b => {
                             self.element_line = self.line;
@@ -217,7 +219,9 @@ impl ArrayScanner {
                         return Ok(Some(i));
                     }
                     if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
-                        return Err(self.syntax(format!("unexpected {} in an array element", describe_byte(b))));
+                        return Err(
+                            self.syntax(format!("unexpected {} in an array element", describe_byte(b)))
+                        );
                     }
                     if let Some(e) = element.as_deref_mut() {
                         e.push(b);

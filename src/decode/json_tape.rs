@@ -23,9 +23,13 @@ pub enum Kind {
     True,
     False,
     /// A number; `integer` when its literal has no fraction and no exponent.
-    Number { integer: bool },
+    Number {
+        integer: bool,
+    },
     /// A string; `escaped` when its body has a backslash escape.
-    String { escaped: bool },
+    String {
+        escaped: bool,
+    },
     Array,
     Object,
 }
@@ -88,10 +92,9 @@ impl Tape {
         parser.value(0)?;
         parser.skip_whitespace();
         if parser.at < element.len() {
-            return Err(parser.error(format!(
-                "unexpected {} after the value",
-                describe_byte(element[parser.at])
-            )));
+            return Err(
+                parser.error(format!("unexpected {} after the value", describe_byte(element[parser.at])))
+            );
         }
         Ok(())
     }
@@ -441,7 +444,8 @@ mod tests {
 
     #[test]
     fn values_keep_their_exact_bytes() {
-        let text = r#"{"b": {"z": 1, "a": [1.50, -0.0, 1E400, -123123123123123123123123123123]}, "a": "\u00e9\"x"}"#;
+        let text =
+            r#"{"b": {"z": 1, "a": [1.50, -0.0, 1E400, -123123123123123123123123123123]}, "a": "\u00e9\"x"}"#;
         let nodes = parse(text).unwrap();
         assert_eq!(nodes[0].1, text);
         assert_eq!(nodes[2].1, r#"{"z": 1, "a": [1.50, -0.0, 1E400, -123123123123123123123123123123]}"#);
@@ -501,6 +505,80 @@ mod tests {
             .collect();
         assert_eq!(strings, [Some("plain".into()), Some("a\nbé😀/".into()), None]);
         assert!(matches!(string_text(text.as_bytes(), tape.node(1)), Some(Cow::Borrowed(_))));
+    }
+
+    /// A differential check against serde_json on random token soups: what serde_json accepts we
+    /// accept with the same shape, and what we accept it accepts too — except what RFC 8259
+    /// allows and serde_json refuses (numbers past f64, nesting past its 128 levels).
+    #[test]
+    fn agrees_with_serde_json_on_random_inputs() {
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            "\n",
+            "\t",
+            "\r",
+            "\u{c}",
+            "\"a\"",
+            "\"\\n\"",
+            "\"\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            "\"x",
+            "\"é\"",
+            "1",
+            "-0",
+            "01",
+            "1.5",
+            "1e3",
+            "-",
+            ".",
+            "e",
+            "true",
+            "false",
+            "null",
+            "nul",
+            "\"k\":",
+            "\\",
+            "\u{1}",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut tape = Tape::new();
+        let mut agreed = 0;
+        for _ in 0..60_000 {
+            let len = (next() % 12) as usize;
+            let text: String = (0..len).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
+            let ours = tape.parse(text.as_bytes()).is_ok();
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            match (ours, &theirs) {
+                (true, Ok(value)) => {
+                    agreed += 1;
+                    let children = match value {
+                        serde_json::Value::Array(items) => items.len(),
+                        serde_json::Value::Object(map) => map.len() * 2,
+                        _ => 0,
+                    };
+                    // Objects may repeat a key (serde_json keeps the last); compare arrays only.
+                    if value.is_array() {
+                        assert_eq!(tape.children(0).count(), children, "{text:?}");
+                    }
+                }
+                (false, Err(_)) => agreed += 1,
+                (true, Err(e)) => assert!(e.to_string().contains("out of range"), "{text:?}: {e}"),
+                (false, Ok(_)) => panic!("serde_json accepts {text:?}, we refuse it"),
+            }
+        }
+        assert!(agreed > 50_000);
     }
 
     #[test]

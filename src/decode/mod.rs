@@ -51,7 +51,9 @@ pub trait BatchDecoder {
 
 /// `--on-type-mismatch`: what a value that does not fit its declared column (after the lossless
 /// coercions) does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TypeMismatchPolicy {
     /// The row lands, the column is null and the value is kept exactly in `_extra` (datasets

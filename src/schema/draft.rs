@@ -14,8 +14,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::snake_case;
 use super::value;
+use super::{
+    snake_case, Column, ColumnType, DatasetKind, DatasetSchema, Encoding, FileFormat, Fill, EXTRA_COLUMN,
+};
 
 /// What the sampled values of one column allow.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ struct Observed {
     objects: bool,
     scalars: bool,
     items: Option<Box<Observed>>,
+    /// Objects: their members, observed the same way.
+    fields: Option<Box<Sample>>,
     /// Integer values between 2001 and 2286 as epoch milliseconds.
     epoch_ms: bool,
 }
@@ -54,6 +58,7 @@ impl Observed {
             objects: false,
             scalars: false,
             items: None,
+            fields: None,
             epoch_ms: true,
         }
     }
@@ -104,9 +109,10 @@ impl Observed {
                     observed.json(item);
                 }
             }
-            Value::Object(_) => {
+            Value::Object(members) => {
                 self.values += 1;
                 self.objects = true;
+                self.fields.get_or_insert_with(Default::default).record(members);
             }
         }
     }
@@ -142,7 +148,7 @@ impl Observed {
 
 /// Columns in the order they were first seen (a CSV's header order; a JSON record's keys come
 /// in name order).
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Sample {
     columns: Vec<Observed>,
     by_name: BTreeMap<String, usize>,
@@ -160,6 +166,13 @@ impl Sample {
 
     /// Observes a CSV file's header and up to `limit` records.
     pub fn csv(input: impl std::io::Read, limit: u64) -> Result<Sample, String> {
+        let mut sample = Sample::default();
+        sample.add_csv(input, limit)?;
+        Ok(sample)
+    }
+
+    /// Observes one more CSV file (its header and up to `limit` records).
+    pub fn add_csv(&mut self, input: impl std::io::Read, limit: u64) -> Result<(), String> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let header: Vec<String> = reader
             .headers()
@@ -167,23 +180,42 @@ impl Sample {
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
             .collect();
-        let mut sample = Sample::default();
         for name in &header {
-            sample.column(name);
+            self.column(name);
         }
         for record in reader.records().take(limit as usize) {
             let record = record.map_err(|e| format!("cannot read a record: {e}"))?;
-            sample.rows += 1;
+            self.rows += 1;
             for (name, field) in header.iter().zip(record.iter()) {
-                sample.column(name).text(field);
+                self.column(name).text(field);
             }
         }
-        Ok(sample)
+        Ok(())
+    }
+
+    /// Observes one record given as a JSON object.
+    pub fn record(&mut self, record: &serde_json::Map<String, Value>) {
+        self.rows += 1;
+        for (name, value) in record {
+            self.column(name).json(value);
+        }
+    }
+
+    /// The column observed under `name`.
+    fn find(&self, name: &str) -> Option<&Observed> {
+        self.by_name.get(name).map(|i| &self.columns[*i])
     }
 
     /// Observes up to `limit` objects of a JSON array, streaming: one object in memory at a
     /// time, the rest of the array skipped without being kept.
     pub fn json_array(input: impl std::io::Read, limit: u64) -> Result<Sample, String> {
+        let mut sample = Sample::default();
+        sample.add_json_array(input, limit)?;
+        Ok(sample)
+    }
+
+    /// Observes up to `limit` more objects of a JSON array.
+    pub fn add_json_array(&mut self, input: impl std::io::Read, limit: u64) -> Result<(), String> {
         struct Records<'a> {
             sample: &'a mut Sample,
             limit: u64,
@@ -194,24 +226,22 @@ impl Sample {
                 f.write_str("a JSON array of objects")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-                while self.sample.rows < self.limit {
+                let mut taken = 0;
+                while taken < self.limit {
                     let Some(record) = seq.next_element::<serde_json::Map<String, Value>>()? else {
                         return Ok(());
                     };
-                    self.sample.rows += 1;
-                    for (name, value) in &record {
-                        self.sample.column(name).json(value);
-                    }
+                    taken += 1;
+                    self.sample.record(&record);
                 }
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(())
             }
         }
-        let mut sample = Sample::default();
         let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::new(input));
-        serde::Deserializer::deserialize_seq(&mut deserializer, Records { sample: &mut sample, limit })
+        serde::Deserializer::deserialize_seq(&mut deserializer, Records { sample: self, limit })
             .map_err(|e| format!("not a JSON array of objects: {e}"))?;
-        Ok(sample)
+        Ok(())
     }
 
     pub fn rows(&self) -> u64 {
@@ -259,6 +289,266 @@ impl Sample {
             quote(file),
             quote(&key),
         )
+    }
+}
+
+/// What the lake says about a declaration besides the sampled values: the fields whose values
+/// did not fit (by generic path), and where the sample came from.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub mismatched: std::collections::BTreeSet<String>,
+    /// `the raw archive of 3 windows`, for the header.
+    pub origin: String,
+    /// Whether whole records were sampled (raw files), so a declared column without values was
+    /// really never sent (not so when only `_extra` was read).
+    pub whole_records: bool,
+}
+
+impl Sample {
+    /// A declaration redrawn from the sample, merged with `current`: declared columns keep their
+    /// names, types, descriptions and flags — except a scalar column some of whose values did not
+    /// fit (`evidence`), which gets the type every sampled value parses as, with a comment saying
+    /// what it was; declared columns no sampled row had are marked; fields the declaration lacks
+    /// (members of declared structs too) are added, nullable, with the narrowest type every sampled
+    /// value parses as and an empty description to write.
+    pub fn redraw(&self, current: &DatasetSchema, evidence: &Evidence) -> String {
+        let mut out = format!(
+            "# {} redrawn from {} ({} rows sampled), merged with its declaration {} ({}).\n\
+             # Review the marked columns, write their descriptions and pii flags, save as\n\
+             # <DIR>/{}/{}.toml, then `cxlake replay {} --dest <lake> --schemas <DIR>`.\n\n",
+            current.qualified_name(),
+            evidence.origin,
+            self.rows,
+            current.declaration.fingerprint,
+            current.declaration.origin,
+            current.source,
+            current.dataset,
+            current.source,
+        );
+        let format = match current.format {
+            FileFormat::Csv => "csv",
+            FileFormat::Json => "json",
+            FileFormat::Xlsx => "xlsx",
+        };
+        let kind = match current.kind {
+            DatasetKind::Entities => "entities",
+            DatasetKind::Events => "events",
+        };
+        let keys: Vec<String> = current.key.iter().map(|k| quote(k)).collect();
+        let _ = writeln!(out, "source = {}\ndataset = {}", quote(&current.source), quote(&current.dataset));
+        let _ = writeln!(out, "file = {}\nformat = \"{format}\"\nkind = \"{kind}\"", quote(&current.file));
+        let _ = writeln!(out, "key = [{}]", keys.join(", "));
+        if let Some(version) = &current.version {
+            let _ = writeln!(out, "version = {}", quote(version));
+        }
+        let _ = writeln!(out, "description = {}", quote(&current.description));
+        // Which sampled field lands in which declared column (by the decoders' own rule).
+        let mut claimed: BTreeMap<usize, &Observed> = BTreeMap::new();
+        let mut unclaimed: Vec<&Observed> = Vec::new();
+        for observed in &self.columns {
+            match current.column_for_field(&observed.source) {
+                Some(index) => {
+                    claimed.entry(index).or_insert(observed);
+                }
+                None if observed.source == EXTRA_COLUMN => {}
+                None => unclaimed.push(observed),
+            }
+        }
+        for (index, column) in current.columns.iter().enumerate() {
+            if column.name == EXTRA_COLUMN {
+                continue;
+            }
+            let observed = claimed.get(&index).copied();
+            let mut note = Vec::new();
+            if evidence.whole_records && column.fill.is_none() && observed.is_none_or(|o| o.values == 0) {
+                note.push(format!("not seen: no value in the {} sampled rows", self.rows));
+            }
+            let sent = observed.map_or(column.name.as_str(), |o| o.source.as_str());
+            let mismatched = evidence.mismatched.contains(sent) || evidence.mismatched.contains(&column.name);
+            let mut retyped = None;
+            if let (true, true, Some(observed)) = (mismatched, column.column_type.is_scalar(), observed) {
+                let (proposed, encoding) = observed.proposal(&column.name);
+                if proposed != column.column_type.to_string() || encoding.is_some() {
+                    note.push(format!(
+                        "was {}: values did not fit it (kept in _extra); proposed from every sampled value",
+                        column.column_type
+                    ));
+                    retyped = Some((proposed, encoding));
+                }
+            }
+            emit_column(&mut out, column, "columns", retyped, observed, &note);
+        }
+        let mut names: Vec<String> = current.columns.iter().map(|c| c.name.clone()).collect();
+        for observed in unclaimed {
+            let name = unique_name(&mut names, &observed.source);
+            let note = format!("new: in {} of {} sampled rows; describe it", observed.values, self.rows);
+            emit_new(&mut out, "columns", &name, observed, &note);
+        }
+        out
+    }
+}
+
+/// A name by the snake_case rule, made unique among `names` (and added to them).
+fn unique_name(names: &mut Vec<String>, source: &str) -> String {
+    let mut base = snake_case(source);
+    if base.is_empty() {
+        base = "column".into();
+    }
+    let mut name = base.clone();
+    let mut n = 2;
+    while names.contains(&name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    names.push(name.clone());
+    name
+}
+
+/// A field the declaration lacks, as a `[[table]]` with its proposed type (members of objects
+/// become `[[table.fields]]`).
+fn emit_new(out: &mut String, table: &str, name: &str, observed: &Observed, note: &str) {
+    let _ = writeln!(out, "\n# {note}\n[[{table}]]\nname = {}", quote(name));
+    if snake_case(&observed.source) != name || name == "column" {
+        let _ = writeln!(out, "source_name = {}", quote(&observed.source));
+    }
+    let members = object_members(observed);
+    let (column_type, encoding) = match &members {
+        Some((list, _)) => ((if *list { "List(Struct)" } else { "Struct" }).to_string(), None),
+        None => observed.proposal(name),
+    };
+    let _ = writeln!(out, "type = '{column_type}'");
+    if let Some(encoding) = encoding {
+        let _ = writeln!(out, "encoding = \"{encoding}\"");
+    }
+    let _ = writeln!(out, "nullable = true\npii = false\ndescription = \"\"");
+    if let Some((_, fields)) = members {
+        let mut names = Vec::new();
+        for member in &fields.columns {
+            let member_name = unique_name(&mut names, &member.source);
+            emit_new(out, &format!("{table}.fields"), &member_name, member, "member");
+        }
+    }
+}
+
+/// Whether every value was an object (or a list of objects): then the field is a struct (or a
+/// list of structs) with the members observed.
+fn object_members(observed: &Observed) -> Option<(bool, &Sample)> {
+    if observed.objects && !observed.arrays && !observed.scalars {
+        return observed.fields.as_deref().filter(|f| !f.columns.is_empty()).map(|f| (false, f));
+    }
+    if observed.arrays && !observed.objects && !observed.scalars {
+        let items = observed.items.as_deref()?;
+        if items.objects && !items.arrays && !items.scalars {
+            return items.fields.as_deref().filter(|f| !f.columns.is_empty()).map(|f| (true, f));
+        }
+    }
+    None
+}
+
+/// A declared column as TOML, with every property it has; `retyped` replaces its type, and the
+/// members `observed` shows that it does not declare are added.
+fn emit_column(
+    out: &mut String,
+    column: &Column,
+    table: &str,
+    retyped: Option<(String, Option<&'static str>)>,
+    observed: Option<&Observed>,
+    note: &[String],
+) {
+    out.push('\n');
+    for line in note {
+        let _ = writeln!(out, "# {line}");
+    }
+    let _ = writeln!(out, "[[{table}]]\nname = {}", quote(&column.name));
+    if let Some(source_name) = &column.source_name {
+        let _ = writeln!(out, "source_name = {}", quote(source_name));
+    }
+    let item = match &column.column_type {
+        ColumnType::List(item) => Some(item.as_ref()),
+        _ => None,
+    };
+    let (column_type, encoding) = match retyped {
+        Some((t, e)) => (t, e.map(str::to_string)),
+        None => {
+            let encoding = item.map_or(column.encoding, |i| i.encoding);
+            (column.column_type.to_string(), encoding_name(encoding).map(str::to_string))
+        }
+    };
+    let _ = writeln!(out, "type = '{column_type}'");
+    if let Some(encoding) = encoding {
+        let _ = writeln!(out, "encoding = \"{encoding}\"");
+    }
+    let _ = writeln!(out, "nullable = {}", column.nullable);
+    let _ = writeln!(out, "pii = {}", column.pii);
+    if column.pii {
+        let kind = match column.pii_kind {
+            crate::schema::pii::PiiKind::Value => "value",
+            crate::schema::pii::PiiKind::Email => "email",
+            crate::schema::pii::PiiKind::Phone => "phone",
+            crate::schema::pii::PiiKind::Text => "text",
+        };
+        let _ = writeln!(out, "pii_kind = \"{kind}\"");
+    }
+    if let Some(action) = column.pii_action {
+        let _ = writeln!(out, "pii_action = \"{}\"", action.name());
+    }
+    if !column.dictionary {
+        let _ = writeln!(out, "dictionary = false");
+    }
+    if column.deprecated {
+        let _ = writeln!(out, "deprecated = true");
+    }
+    if let Some(fill) = column.fill {
+        let fill = match fill {
+            Fill::WindowDate => "window_date",
+            Fill::WindowStart => "window_start",
+            Fill::WindowEnd => "window_end",
+        };
+        let _ = writeln!(out, "fill = \"{fill}\"");
+    }
+    for (key, value) in [
+        ("separator", &column.separator),
+        ("interval_end", &column.interval_end),
+        ("interval_seconds", &column.interval_seconds),
+    ] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{key} = {}", quote(value));
+        }
+    }
+    let _ = writeln!(out, "description = {}", quote(&column.description));
+    let members = column.members();
+    if members.is_empty() {
+        return;
+    }
+    // The observed members of this struct (or of the list's structs).
+    let seen = observed.and_then(object_members).map(|(_, fields)| fields);
+    let fields_table = format!("{table}.fields");
+    for member in members {
+        let observed_member = seen.and_then(|f| f.find(&member.name));
+        emit_column(out, member, &fields_table, None, observed_member, &[]);
+    }
+    if let Some(seen) = seen {
+        let mut names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+        for observed in &seen.columns {
+            if members.iter().any(|m| m.name == observed.source) {
+                continue;
+            }
+            let name = unique_name(&mut names, &observed.source);
+            let note =
+                format!("new member: in {} of {} sampled values; describe it", observed.values, seen.rows);
+            emit_new(out, &fields_table, &name, observed, &note);
+        }
+    }
+}
+
+fn encoding_name(encoding: Encoding) -> Option<&'static str> {
+    match encoding {
+        Encoding::Plain => None,
+        Encoding::EpochMs => Some("epoch_ms"),
+        Encoding::JsonText => Some("json_text"),
+        Encoding::DurationHms => Some("duration_hms"),
+        Encoding::LocalTime => Some("local_time"),
+        Encoding::LocalTimeOfDay => Some("local_time_of_day"),
     }
 }
 

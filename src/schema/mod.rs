@@ -324,7 +324,11 @@ impl Declaration {
     fn new(origin: &str, text: &str) -> Declaration {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(text.as_bytes());
-        Declaration { origin: origin.to_string(), text: text.to_string(), fingerprint: hex::encode(&digest[..8]) }
+        Declaration {
+            origin: origin.to_string(),
+            text: text.to_string(),
+            fingerprint: hex::encode(&digest[..8]),
+        }
     }
 
     pub fn is_embedded(&self) -> bool {

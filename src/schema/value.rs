@@ -168,7 +168,10 @@ pub fn parse_whole(text: &str) -> Result<(i64, bool), InvalidValue> {
     }
     if fraction.is_none() && exponent.is_none() {
         let value = t.strip_prefix('+').unwrap_or(t);
-        return value.parse::<i64>().map(|v| (v, false)).map_err(|_| InvalidValue("number out of range for Int64"));
+        return value
+            .parse::<i64>()
+            .map(|v| (v, false))
+            .map_err(|_| InvalidValue("number out of range for Int64"));
     }
     let exponent: i64 = match exponent {
         None => 0,
@@ -351,7 +354,9 @@ mod tests {
         assert_eq!(parse_i64("1500.0"), Ok(1500));
         assert_eq!(parse_i64(" 3 "), Ok(3));
         assert_eq!(parse_i64("9223372036854775807"), Ok(i64::MAX));
-        for bad in ["1500.5", "12a", "", "-", "9223372036854775808", "1,000", "1.", "1e", "1e-1", ".5", "1.5e0"] {
+        for bad in
+            ["1500.5", "12a", "", "-", "9223372036854775808", "1,000", "1.", "1e", "1e-1", ".5", "1.5e0"]
+        {
             assert!(parse_i64(bad).is_err(), "{bad}");
         }
     }

@@ -48,7 +48,7 @@ const MAX_COMMIT_ATTEMPTS: u32 = 25;
 pub enum DeltaError {
     #[error("Delta table {table}: {source}")]
     Table { table: String, source: Box<DeltaTableError> },
-    #[error("Delta table {table} has a different schema than {schema}: {difference}. cxlake does not evolve Delta schemas yet, so land the changed schema in a new --dest (or restore the schema file the table was created with)")]
+    #[error("Delta table {table} cannot take files of {schema}: {difference}. A table evolves by adding nullable columns only; rewrite it with the table's declaration (the window records name it; `cxlake drift` shows it) or land the changed declaration in a new --dest")]
     SchemaMismatch { table: String, schema: String, difference: String },
     #[error(
         "Delta table {table}: gave up after {attempts} commit attempts; other writers kept committing first"
@@ -224,36 +224,46 @@ async fn open_or_create(dest: &Destination, spec: TableSpec<'_>) -> Result<Delta
     }
 }
 
-fn check_schema(table: &DeltaTable, schema: &DatasetSchema) -> Result<(), SinkError> {
-    let name = table.table_url().to_string();
-    let current = table.snapshot().map_err(table_error(&name))?.schema();
-    let expected = table_columns(schema);
-    let actual: Vec<&StructField> = current.fields().collect();
-    let difference = if actual.len() != expected.len() {
-        Some(format!("{} columns in the table, {} in the schema", actual.len(), expected.len()))
-    } else {
-        actual
-            .iter()
-            .zip(&expected)
-            .find(|(a, e)| a.name() != e.name() || a.data_type() != e.data_type())
-            .map(|(a, e)| {
-                format!(
-                    "column `{}` {:?} in the table, `{}` {:?} in the schema",
-                    a.name(),
-                    a.data_type(),
-                    e.name(),
-                    e.data_type()
-                )
-            })
-    };
-    match difference {
-        None => Ok(()),
-        Some(difference) => Err(SinkError::Delta(DeltaError::SchemaMismatch {
-            table: name,
-            schema: format!("{}.{}", schema.source, schema.dataset),
+/// The table schema a commit of files with `columns` needs: `None` when the table's schema holds
+/// them already, else the table's columns followed by the new ones (each nullable: the table's
+/// other files read them as null) — Delta's additive schema evolution, committed with the files.
+/// A column whose type differs from the table's, or a new required column, cannot be added.
+fn evolved_schema(
+    current: &StructType,
+    columns: &[StructField],
+    table: &str,
+    schema: &str,
+) -> Result<Option<StructType>, SinkError> {
+    let mismatch = |difference: String| {
+        SinkError::Delta(DeltaError::SchemaMismatch {
+            table: table.to_string(),
+            schema: schema.to_string(),
             difference,
-        })),
+        })
+    };
+    let mut added = Vec::new();
+    for column in columns {
+        match current.fields().find(|f| f.name() == column.name()) {
+            Some(existing) if existing.data_type() != column.data_type() => {
+                return Err(mismatch(format!(
+                    "column `{}` is {:?} in the table and {:?} in the declaration",
+                    column.name(),
+                    existing.data_type(),
+                    column.data_type()
+                )))
+            }
+            Some(_) => {}
+            None if !column.is_nullable() => {
+                return Err(mismatch(format!("column `{}` is new and required", column.name())))
+            }
+            None => added.push(column.clone()),
+        }
     }
+    if added.is_empty() {
+        return Ok(None);
+    }
+    let fields: Vec<StructField> = current.fields().cloned().chain(added).collect();
+    StructType::try_new(fields).map(Some).map_err(|e| mismatch(e.to_string()))
 }
 
 /// The identity of one replacement, carried by the commit as a Delta `txn` action.
@@ -319,7 +329,6 @@ pub async fn publish_replacing(
     replaces: Replaces<'_>,
 ) -> Result<Committed, SinkError> {
     let mut table = open_or_create(dest, spec).await?;
-    check_schema(&table, spec.schema)?;
     let table_dir = spec.relative();
     let data_dir =
         if spec.partitioned { format!("{table_dir}/date={}", commit.date) } else { table_dir.clone() };
@@ -336,8 +345,10 @@ pub async fn publish_replacing(
     }
     super::crash_if_asked("before-delta-commit");
     let partitions = [(commit.date, files)];
+    let columns = Columns { fields: table_columns(spec.schema), schema: spec.schema.qualified_name() };
     let (table_version, attempts) =
-        commit_replacement(&mut table, spec.partitioned, commit, &partitions, &table_dir, replaces).await?;
+        commit_replacement(&mut table, spec.partitioned, commit, &partitions, &table_dir, replaces, &columns)
+            .await?;
     let [(_, files)] = partitions;
     Ok(Committed { files, table_version, attempts })
 }
@@ -352,7 +363,6 @@ pub async fn publish_partitions(
     staged: &BTreeMap<NaiveDate, Vec<WrittenFile>>,
 ) -> Result<BTreeMap<NaiveDate, Vec<WrittenFile>>, SinkError> {
     let mut table = open_or_create(dest, spec).await?;
-    check_schema(&table, spec.schema)?;
     let table_dir = spec.relative();
     let mut partitions = Vec::with_capacity(staged.len());
     for (date, files) in staged {
@@ -375,12 +385,21 @@ pub async fn publish_partitions(
         version: Utc::now().timestamp_millis(),
         run_id: run_id.to_string(),
     };
-    commit_replacement(&mut table, true, &commit, &partitions, &table_dir, Replaces::Everything).await?;
+    let columns = Columns { fields: table_columns(spec.schema), schema: spec.schema.qualified_name() };
+    commit_replacement(&mut table, true, &commit, &partitions, &table_dir, Replaces::Everything, &columns)
+        .await?;
     Ok(partitions.into_iter().collect())
 }
 
+/// The columns of the files a commit adds, and the declaration they come from (for messages).
+struct Columns {
+    fields: Vec<StructField>,
+    schema: String,
+}
+
 /// Commits `partitions`' files in place of what `replaces` names in each of those partitions
-/// (the whole table when it is not partitioned).
+/// (the whole table when it is not partitioned), adding to the table's schema the columns the
+/// files have and it lacks.
 async fn commit_replacement(
     table: &mut DeltaTable,
     partitioned: bool,
@@ -388,6 +407,7 @@ async fn commit_replacement(
     partitions: &[(NaiveDate, Vec<WrittenFile>)],
     table_dir: &str,
     replaces: Replaces<'_>,
+    columns: &Columns,
 ) -> Result<(u64, u32), SinkError> {
     let name = table.table_url().to_string();
     let dates: Vec<String> = partitions.iter().map(|(date, _)| date.to_string()).collect();
@@ -465,6 +485,18 @@ async fn commit_replacement(
             }
         }
         let mut actions = replaced;
+        // Evolution is decided against this attempt's version: another writer may have added
+        // the same columns meanwhile.
+        if let Some(evolved) = evolved_schema(&snapshot.schema(), &columns.fields, &name, &columns.schema)? {
+            use deltalake::kernel::MetadataExt;
+            let metadata = snapshot
+                .metadata()
+                .clone()
+                .with_schema(&evolved)
+                .map_err(|e| table_error(&name)(DeltaTableError::from(e)))?;
+            tracing::info!(table = %name, "Adding the declaration's new columns to the Delta table's schema");
+            actions.push(Action::Metadata(metadata));
+        }
         actions.extend(adds.iter().cloned());
         let properties = CommitProperties::default()
             .with_application_transaction(Transaction::new_with_last_update(

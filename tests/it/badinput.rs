@@ -91,8 +91,12 @@ async fn schema_drift_warns_or_fails_as_configured() {
         &std::fs::read(lake.path().join("_cxlake/state/saltedcx/date=2024-03-01.json")).unwrap(),
     )
     .unwrap();
-    let warnings = record["datasets"]["agent"]["warnings"].to_string();
-    assert!(warnings.contains("shoe_size") && warnings.contains("`team` is missing"), "{warnings}");
+    // Recorded once per window as drift: the undeclared column (not loaded: Salted CX keeps no
+    // `_extra`), the declared column absent from the file.
+    let drift = &record["datasets"]["agent"]["drift"];
+    assert_eq!(drift["undeclared"]["shoe_size"]["values"], 1, "{drift}");
+    assert_eq!(drift["undeclared"]["shoe_size"]["kept"], false, "{drift}");
+    assert!(drift["absent"].as_array().unwrap().iter().any(|c| c == "team"), "{drift}");
 
     // --on-new-column fail: nothing lands until the schema knows the column.
     let lake = tempfile::tempdir().unwrap();
@@ -148,8 +152,10 @@ async fn misfit_rows_are_quarantined_with_reason_and_counted() {
 async fn json_rows_that_do_not_fit_are_quarantined_whole_with_their_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("messages.json");
-    let bad = r#"{"id": 5, "csid": 7, "created_at": 1709251200000}"#;
-    let nested_bad = r#"{"id": "m-3", "to": [1, 2], "created_at": 1709251200000}"#;
+    // A row without its required `id` cannot land; a value of the wrong type lands null and kept
+    // in `_extra` (the default), or quarantines its row (`--on-type-mismatch quarantine`).
+    let bad = r#"{"csid": 7, "created_at": 1709251200000}"#;
+    let nested_bad = r#"{"id": "m-3", "to": [1, 2], "created_at": "soon"}"#;
     std::fs::write(
         &file,
         format!("[\n{{\"id\": \"m-1\", \"csid\": 7, \"text\": \"ok, \\\"quoted\\\"\"}},\n{bad},\n{nested_bad},\n{{\"id\": \"m-4\"}}\n]"),
@@ -160,16 +166,26 @@ async fn json_rows_that_do_not_fit_are_quarantined_whole_with_their_path() {
     let file_arg = file.to_str().unwrap();
     let strict = ["convert", "dixa.message", "--date", "2024-03-01", "--dest", lake_arg, file_arg];
     let out = run_cxlake(&strict, NO_ENV).await;
-    assert_eq!(out.code, 1, "two rejects over the default limit of 0: {}", out.stdout);
+    assert_eq!(out.code, 1, "one reject over the default limit of 0: {}", out.stdout);
     assert!(
-        out.stdout.contains("2 of 4 rows") && out.stdout.contains("line 3 column `id`"),
+        out.stdout.contains("1 of 4 rows") && out.stdout.contains("line 3 column `id`"),
         "{}",
         out.stdout
     );
     assert!(!lake.join("dixa/message/date=2024-03-01").exists(), "the window is not committed");
 
+    let mut kept = strict.to_vec();
+    kept.extend(["--max-rejects", "1"]);
+    let out = run_cxlake(&kept, NO_ENV).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let landed = batch_rows(&read_source_partition(&lake, "dixa", "message", date("2024-03-01")));
+    let ids: Vec<&Cell> = landed.iter().map(|row| &row[0]).collect();
+    assert_eq!(ids, [&text("m-1"), &text("m-3"), &text("m-4")]);
+    let extra = landed[1].last().unwrap();
+    assert_eq!(extra, &text(r#"{"created_at":"soon"}"#), "kept exactly, under its field");
+
     let mut tolerant = strict.to_vec();
-    tolerant.extend(["--max-rejects", "2"]);
+    tolerant.extend(["--max-rejects", "2", "--on-type-mismatch", "quarantine"]);
     let out = run_cxlake(&tolerant, NO_ENV).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let landed = batch_rows(&read_source_partition(&lake, "dixa", "message", date("2024-03-01")));
@@ -182,8 +198,9 @@ async fn json_rows_that_do_not_fit_are_quarantined_whole_with_their_path() {
     let described: Vec<(&str, &str, &str)> = rows.iter().map(|r| (&r[1], &r[2], &r[4])).collect();
     assert_eq!(
         described,
-        [("3", "id", bad), ("4", "to[0]", nested_bad)],
+        [("3", "id", bad), ("4", "created_at", nested_bad)],
         "line, field path, the element verbatim"
     );
-    assert!(rows[0][3].contains("expected a string, found 5"), "{:?}", &rows[0][3]);
+    assert!(rows[0][3].contains("required field `id` is missing"), "{:?}", &rows[0][3]);
+    assert!(rows[1][3].contains("expected milliseconds since the epoch"), "{:?}", &rows[1][3]);
 }

@@ -29,7 +29,7 @@ pub async fn khoros_emulator(config: KhorosEmulatorConfig) -> KhorosEmulator {
     KhorosEmulator::start(config, 0).await.expect("emulator starts on loopback")
 }
 
-fn khoros_source(emulator: &KhorosEmulator, format: KhorosFormat, password: &str) -> Khoros {
+pub fn khoros_source(emulator: &KhorosEmulator, format: KhorosFormat, password: &str) -> Khoros {
     let c = emulator.config();
     let mut config = KhorosConfig::new(
         emulator.base_url(),
@@ -54,7 +54,7 @@ fn khoros_env(emulator: &KhorosEmulator) -> Vec<(String, String)> {
     ]
 }
 
-fn user_schema() -> Arc<DatasetSchema> {
+pub fn user_schema() -> Arc<DatasetSchema> {
     SchemaRegistry::embedded().unwrap().dataset("khoros", "user").unwrap()
 }
 

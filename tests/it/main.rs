@@ -12,6 +12,7 @@ mod crash;
 mod current;
 mod delta;
 mod dixa;
+mod drift;
 mod duckdb;
 mod faults;
 mod forget;

@@ -31,11 +31,29 @@ pub struct DixaSynthConfig {
     pub conversations_per_day: usize,
     /// Include fields the document does not list (they must land in `_extra`).
     pub undocumented_fields: bool,
+    /// Send what Dixa's own Exports reference describes where our declaration follows the public
+    /// connectors: `tags_info` as a list of tag names (not objects), and the durations as
+    /// whole-valued numbers with a fraction (`5400.0`).
+    pub reference_shapes: bool,
 }
 
 impl Default for DixaSynthConfig {
     fn default() -> Self {
-        DixaSynthConfig { seed: 7, conversations_per_day: 40, undocumented_fields: true }
+        DixaSynthConfig {
+            seed: 7,
+            conversations_per_day: 40,
+            undocumented_fields: true,
+            reference_shapes: false,
+        }
+    }
+}
+
+/// A duration as this tenant spells it: an integer, or (reference shapes) a whole float.
+fn duration_value(config: &DixaSynthConfig, seconds: i64) -> Value {
+    if config.reference_shapes {
+        json!(seconds as f64)
+    } else {
+        json!(seconds)
     }
 }
 
@@ -268,14 +286,14 @@ pub fn conversation_record(config: &DixaSynthConfig, seed: &ConversationSeed, ve
     let tag_count = v.below(3) as usize;
     let tags: Vec<(&str, &str)> = (0..tag_count).map(|i| TAGS[(seed.id as usize + i) % TAGS.len()]).collect();
     r.insert("tags".into(), json!(tags.iter().map(|t| t.1).collect::<Vec<_>>()));
-    r.insert(
-        "tags_info".into(),
-        Value::Array(
-            tags.iter()
-                .map(|(id, name)| json!({"id": id, "name": name, "is_deactivated": *id == "t-004"}))
-                .collect(),
-        ),
-    );
+    let tags_info = if config.reference_shapes {
+        tags.iter().map(|(_, name)| json!(name)).collect()
+    } else {
+        tags.iter()
+            .map(|(id, name)| json!({"id": id, "name": name, "is_deactivated": *id == "t-004"}))
+            .collect()
+    };
+    r.insert("tags_info".into(), Value::Array(tags_info));
     r.insert(
         "conversation_wrapup_notes".into(),
         if closed { json!([message_text(&mut v)]) } else { json!([]) },
@@ -304,7 +322,7 @@ pub fn conversation_record(config: &DixaSynthConfig, seed: &ConversationSeed, ve
         }));
     }
     r.insert("custom_fields".into(), Value::Array(custom));
-    r.insert("exports_handling_duration".into(), json!(v.range(0, 7200)));
+    r.insert("exports_handling_duration".into(), duration_value(config, v.range(0, 7200) as i64));
     if seed.id % 11 == 0 {
         r.insert("link_type".into(), json!("follow_up"));
         r.insert("linked_at".into(), json!(seed.created_ms + 2_000));
@@ -313,8 +331,14 @@ pub fn conversation_record(config: &DixaSynthConfig, seed: &ConversationSeed, ve
     if closed {
         r.insert("rating_score".into(), json!(v.range(0, 1)));
         r.insert("rating_message".into(), json!("Thanks, all good 👍"));
-        r.insert("total_duration".into(), json!((closed_at.unwrap_or(updated) - seed.created_ms) / 1000));
-        r.insert("handling_duration".into(), json!((closed_at.unwrap_or(updated) - assigned) / 1000));
+        r.insert(
+            "total_duration".into(),
+            duration_value(config, (closed_at.unwrap_or(updated) - seed.created_ms) / 1000),
+        );
+        r.insert(
+            "handling_duration".into(),
+            duration_value(config, (closed_at.unwrap_or(updated) - assigned) / 1000),
+        );
     } else {
         r.insert("rating_score".into(), Value::Null);
     }

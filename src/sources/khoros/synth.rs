@@ -41,11 +41,58 @@ pub const COLUMNS: &[(&str, bool)] = &[
 pub struct KhorosSynthConfig {
     pub seed: u64,
     pub agents: usize,
+    pub tenant: KhorosTenant,
 }
 
 impl Default for KhorosSynthConfig {
     fn default() -> Self {
-        KhorosSynthConfig { seed: 0x6b68_6f72, agents: 24 }
+        KhorosSynthConfig { seed: 0x6b68_6f72, agents: 24, tenant: KhorosTenant::Documented }
+    }
+}
+
+/// How this tenant's export differs from what our declaration expects. Khoros publishes no
+/// column list, so a real tenant may name its metrics otherwise or send odd values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KhorosTenant {
+    /// The metric names our declaration knows.
+    #[default]
+    Documented,
+    /// [`RENAMED`] metrics come under other names: their values land only in `_extra`, their
+    /// declared columns stay empty.
+    RenamedMetrics,
+    /// `TOTAL_REPLIES` is `n/a` for every third agent (by id): not a number.
+    WrongTypes,
+}
+
+/// The metrics a [`KhorosTenant::RenamedMetrics`] tenant names otherwise: (ours, theirs).
+pub const RENAMED: &[(&str, &str)] = &[
+    ("TOTAL_ASSIGNED", "ASSIGNED_COUNT"),
+    ("TOTAL_HANDLED", "HANDLED_COUNT"),
+    ("TOTAL_CLOSED", "CLOSED_COUNT"),
+    ("TOTAL_REPLIES", "REPLY_COUNT"),
+    ("AVG_HANDLE_TIME", "AVERAGE_HANDLE_TIME"),
+    ("AVG_FIRST_RESPONSE_TIME", "AVERAGE_FIRST_RESPONSE_TIME"),
+    ("TOTAL_RED_STATE_TIME", "RED_STATE_TIME"),
+    ("TOTAL_MOBILE_TIME", "MOBILE_APP_TIME"),
+];
+
+/// The value a [`KhorosTenant::WrongTypes`] tenant sends instead of a reply count.
+pub const NOT_A_NUMBER: &str = "n/a";
+
+impl KhorosTenant {
+    /// The name this tenant's export gives one of [`COLUMNS`].
+    pub fn column_name(self, name: &'static str) -> &'static str {
+        match self {
+            KhorosTenant::RenamedMetrics => {
+                RENAMED.iter().find(|(ours, _)| *ours == name).map_or(name, |(_, theirs)| theirs)
+            }
+            _ => name,
+        }
+    }
+
+    /// Whether this tenant sends `n/a` as the agent's reply count.
+    pub fn replies_not_a_number(self, agent_id: i64) -> bool {
+        self == KhorosTenant::WrongTypes && agent_id % 3 == 0
     }
 }
 
@@ -96,11 +143,14 @@ pub struct UserRow {
     pub red_ms: i64,
     pub mobile_ms: i64,
     pub custom_survey_responses: i64,
+    /// How the export spells the row.
+    pub tenant: KhorosTenant,
 }
 
 /// The rows of `day` (one per agent; disabled agents only with `include_disabled`), optionally
 /// limited to `agent_ids` / `team_ids` (team ids are the team's index in the roster's list).
 pub fn day_rows(config: KhorosSynthConfig, day: NaiveDate, include_disabled: bool) -> Vec<UserRow> {
+    let tenant = config.tenant;
     agents(config)
         .into_iter()
         .filter(|a| include_disabled || a.enabled)
@@ -129,6 +179,7 @@ pub fn day_rows(config: KhorosSynthConfig, day: NaiveDate, include_disabled: boo
                 mobile_ms: if working && rng.chance(20) { rng.range(1000, 3_600_000) as i64 } else { 0 },
                 custom_survey_responses: rng.below(12) as i64,
                 agent,
+                tenant,
             }
         })
         .collect()
@@ -155,7 +206,11 @@ impl UserRow {
             self.total_assigned.to_string(),
             self.total_handled.to_string(),
             self.total_closed.to_string(),
-            self.total_replies.to_string(),
+            if self.tenant.replies_not_a_number(a.id) {
+                NOT_A_NUMBER.to_string()
+            } else {
+                self.total_replies.to_string()
+            },
             opt(self.avg_handle_time_ms),
             opt(self.avg_first_response_time_ms),
             hms(self.console_logged_in_ms),
@@ -174,13 +229,15 @@ impl UserRow {
             .iter()
             .zip(values)
             .filter(|((_, json_only), _)| json || !json_only)
-            .map(|((name, _), value)| (*name, value))
+            .map(|((name, _), value)| (self.tenant.column_name(name), value))
             .collect()
     }
 }
 
-/// The export file of `rows`: a JSON array of objects, or CSV with a header.
+/// The export file of `rows`: a JSON array of objects, or CSV with a header (in the rows'
+/// tenant's names).
 pub fn render(rows: &[UserRow], json: bool) -> Vec<u8> {
+    let tenant = rows.first().map_or(KhorosTenant::Documented, |r| r.tenant);
     if json {
         let records: Vec<serde_json::Value> = rows
             .iter()
@@ -193,7 +250,8 @@ pub fn render(rows: &[UserRow], json: bool) -> Vec<u8> {
         serde_json::to_vec_pretty(&records).expect("JSON of strings serialises")
     } else {
         let mut writer = csv::Writer::from_writer(Vec::new());
-        let header: Vec<&str> = COLUMNS.iter().filter(|(_, json_only)| !json_only).map(|(n, _)| *n).collect();
+        let header: Vec<&str> =
+            COLUMNS.iter().filter(|(_, json_only)| !json_only).map(|(n, _)| tenant.column_name(n)).collect();
         writer.write_record(&header).expect("writing to a Vec");
         for row in rows {
             writer.write_record(row.fields(false).iter().map(|(_, v)| v)).expect("writing to a Vec");

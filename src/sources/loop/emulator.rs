@@ -447,7 +447,7 @@ async fn download(
     drop(inner);
     let rows = report_rows(shared.config.synth, &job);
     let body = if job.xlsx {
-        let header: Vec<&str> = synth::COLUMNS.iter().map(|(_, h)| *h).collect();
+        let header: Vec<&str> = synth::columns(shared.config.synth.tenant).iter().map(|(_, h)| *h).collect();
         match xlsx::workbook(&header, rows.iter().map(ReportRow::cells)) {
             Ok(bytes) => bytes,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal", &e.to_string()),

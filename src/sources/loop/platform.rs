@@ -9,7 +9,7 @@ use url::Url;
 
 use super::client::{LoopClient, LoopConfig, LoopFormat, ReportRequest};
 use super::emulator::{self, LoopEmulator, LoopEmulatorConfig, LoopFaultScenario};
-use super::synth::{self, LoopSynthConfig};
+use super::synth::{self, LoopSynthConfig, LoopTenant};
 use super::Loop;
 use crate::sources::export_job::{ExportJobArgs, ExportPolicy};
 use crate::sources::http::{load_secret, HttpArgs, Secret};
@@ -79,6 +79,9 @@ pub struct LoopEmulatorArgs {
     /// Inject faults from a TOML scenario: [[faults]] with endpoint, kind and times (see README)
     #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,
+    /// A tenant whose report differs from the declaration (to try `cxlake drift` on)
+    #[arg(long, value_enum, default_value_t = LoopTenant::Documented)]
+    pub tenant: LoopTenant,
 }
 
 impl LoopArgs {
@@ -174,6 +177,7 @@ impl Platform for LoopPlatform {
             api_token: args.api_token.clone(),
             synth: LoopSynthConfig {
                 conversations_per_day: args.conversations_per_day,
+                tenant: args.tenant,
                 ..LoopSynthConfig::default()
             },
             running_polls: args.running_polls,

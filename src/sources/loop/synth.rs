@@ -16,12 +16,53 @@ use crate::sources::synthetic::{chat_text, person_name, uuid_like, Rng};
 pub struct LoopSynthConfig {
     pub seed: u64,
     pub conversations_per_day: usize,
+    pub tenant: LoopTenant,
 }
 
 impl Default for LoopSynthConfig {
     fn default() -> Self {
-        LoopSynthConfig { seed: 0x6c6f_6f70, conversations_per_day: 40 }
+        LoopSynthConfig { seed: 0x6c6f_6f70, conversations_per_day: 40, tenant: LoopTenant::Documented }
     }
+}
+
+/// How this tenant's report differs from what our declaration expects (Loop publishes no column
+/// list). The typed rows are the same; only the report's spelling changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LoopTenant {
+    /// The columns our declaration knows (and one custom field).
+    #[default]
+    Documented,
+    /// `tags` as a JSON list of names instead of one comma-separated text (in a workbook, the
+    /// list's JSON text in the cell).
+    TagsAsList,
+    /// Seven more undeclared columns ([`DRIFTED_COLUMNS`]), and `messageCount` with a fraction
+    /// on every fourth conversation (an average, for this tenant): a value `Int64` cannot hold.
+    Drifted,
+}
+
+/// The columns a [`LoopTenant::Drifted`] report adds: (JSON key, sheet header).
+pub const DRIFTED_COLUMNS: &[(&str, &str)] = &[
+    ("priority", "Priority"),
+    ("language", "Language"),
+    ("npsScore", "NPS Score"),
+    ("slaBreached", "SLA Breached"),
+    ("queueTimeSeconds", "Queue Time (Seconds)"),
+    ("csatComment", "CSAT Comment"),
+    ("reopenedAt", "Reopened At"),
+];
+
+/// What a [`LoopTenant::Drifted`] report says of a conversation beyond the documented columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drifted {
+    pub priority: &'static str,
+    pub language: &'static str,
+    pub nps_score: Option<i64>,
+    pub sla_breached: bool,
+    pub queue_time_seconds: f64,
+    pub csat_comment: Option<String>,
+    pub reopened_at: Option<DateTime<Utc>>,
+    /// `messageCount` as this tenant sends it: the count, plus a half on every fourth conversation.
+    pub message_count_sent: f64,
 }
 
 const INBOXES: &[&str] = &["Support", "Billing", "Sales, EMEA", "VIP \"Gold\""];
@@ -37,6 +78,8 @@ pub enum Value {
     Float(f64),
     Bool(bool),
     Time(DateTime<Utc>),
+    /// A list of texts: an array in JSON, its JSON text in a workbook's cell.
+    List(Vec<String>),
 }
 
 /// One row of the report (one conversation as of the report's day).
@@ -62,9 +105,22 @@ pub struct ReportRow {
     pub last_message: String,
     /// Not in any document: a custom field this tenant added. Lands in `_extra`.
     pub custom_region: &'static str,
+    /// How the report spells the row.
+    pub tenant: LoopTenant,
+    /// With [`LoopTenant::Drifted`]: the tenant's further columns.
+    pub drifted: Option<Drifted>,
 }
 
-/// The report's columns: (JSON key, sheet header).
+/// The report's columns for a tenant: (JSON key, sheet header).
+pub fn columns(tenant: LoopTenant) -> Vec<(&'static str, &'static str)> {
+    let mut all = COLUMNS.to_vec();
+    if tenant == LoopTenant::Drifted {
+        all.extend_from_slice(DRIFTED_COLUMNS);
+    }
+    all
+}
+
+/// The report's documented columns: (JSON key, sheet header).
 pub const COLUMNS: &[(&str, &str)] = &[
     ("conversationId", "Conversation ID"),
     ("subject", "Subject"),
@@ -125,6 +181,8 @@ fn conversation(config: LoopSynthConfig, created: NaiveDate, n: usize, revision:
         spam: rng.chance(3),
         last_message: chat_text(&mut rng),
         custom_region: rng.pick(&["EU", "US", "APAC"]),
+        tenant: config.tenant,
+        drifted: None,
     };
     if revision == 1 {
         let mut later = Rng::derive(&[config.seed, created.num_days_from_ce() as u64, n as u64, 1]);
@@ -137,6 +195,22 @@ fn conversation(config: LoopSynthConfig, created: NaiveDate, n: usize, revision:
         row.message_count += later.range(1, 5) as i64;
         row.satisfaction_score = later.chance(60).then(|| later.range(10, 50) as f64 / 10.0);
         row.last_message = chat_text(&mut later);
+    }
+    if config.tenant == LoopTenant::Drifted {
+        // Its own stream: the documented values stay what they are for every tenant.
+        let mut d =
+            Rng::derive(&[config.seed, created.num_days_from_ce() as u64, n as u64, 7, revision as u64]);
+        let fraction = if n % 4 == 0 { 0.5 } else { 0.0 };
+        row.drifted = Some(Drifted {
+            priority: d.pick(&["low", "normal", "high"]),
+            language: d.pick(&["en", "da", "ja"]),
+            nps_score: d.chance(70).then(|| d.range(0, 10) as i64),
+            sla_breached: d.chance(15),
+            queue_time_seconds: d.range(0, 4000) as f64 / 4.0,
+            csat_comment: d.chance(50).then(|| chat_text(&mut d)),
+            reopened_at: (revision == 1 && d.chance(30)).then(|| row.updated_at - Duration::seconds(60)),
+            message_count_sent: row.message_count as f64 + fraction,
+        });
     }
     row
 }
@@ -158,14 +232,14 @@ pub fn day_rows(config: LoopSynthConfig, day: NaiveDate) -> Vec<ReportRow> {
 }
 
 impl ReportRow {
-    /// The row's cells in [`COLUMNS`] order.
+    /// The row's cells in [`columns`] order for its tenant.
     pub fn cells(&self) -> Vec<Value> {
         let text = |s: &str| Value::Text(s.to_string());
         let time = |t: Option<DateTime<Utc>>| t.map_or(Value::Null, Value::Time);
         let seconds = |t: Option<DateTime<Utc>>| {
             t.map_or(Value::Null, |t| Value::Int((t - self.created_at).num_seconds()))
         };
-        vec![
+        let mut cells = vec![
             text(&self.conversation_id),
             text(&self.subject),
             text(self.shared_inbox),
@@ -174,20 +248,39 @@ impl ReportRow {
             self.assignee_email.as_deref().map_or(Value::Null, text),
             text(&self.customer_email),
             text(&self.customer_name),
-            text(&self.tags.join(", ")),
+            if self.tenant == LoopTenant::TagsAsList {
+                Value::List(self.tags.iter().map(|t| t.to_string()).collect())
+            } else {
+                text(&self.tags.join(", "))
+            },
             Value::Time(self.created_at),
             Value::Time(self.updated_at),
             time(self.first_response_at),
             time(self.resolved_at),
             seconds(self.first_response_at),
             seconds(self.resolved_at),
-            Value::Int(self.message_count),
+            match &self.drifted {
+                Some(d) if d.message_count_sent.fract() != 0.0 => Value::Float(d.message_count_sent),
+                _ => Value::Int(self.message_count),
+            },
             Value::Int(self.comment_count),
             self.satisfaction_score.map_or(Value::Null, Value::Float),
             Value::Bool(self.spam),
             text(&self.last_message),
             text(self.custom_region),
-        ]
+        ];
+        if let Some(d) = &self.drifted {
+            cells.extend([
+                text(d.priority),
+                text(d.language),
+                d.nps_score.map_or(Value::Null, Value::Int),
+                Value::Bool(d.sla_breached),
+                Value::Float(d.queue_time_seconds),
+                d.csat_comment.as_deref().map_or(Value::Null, text),
+                d.reopened_at.map_or(Value::Null, Value::Time),
+            ]);
+        }
+        cells
     }
 }
 
@@ -196,7 +289,7 @@ pub fn render_json(rows: &[ReportRow]) -> Vec<u8> {
     let records: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
-            let object = COLUMNS.iter().zip(row.cells()).map(|((key, _), value)| {
+            let object = columns(row.tenant).into_iter().zip(row.cells()).map(|((key, _), value)| {
                 let json = match value {
                     Value::Null => serde_json::Value::Null,
                     Value::Text(t) => t.into(),
@@ -204,6 +297,7 @@ pub fn render_json(rows: &[ReportRow]) -> Vec<u8> {
                     Value::Float(f) => f.into(),
                     Value::Bool(b) => b.into(),
                     Value::Time(t) => t.format("%Y-%m-%dT%H:%M:%S%:z").to_string().into(),
+                    Value::List(items) => items.into(),
                 };
                 (key.to_string(), json)
             });

@@ -73,6 +73,10 @@ fn cell(reference: &str, value: &Value, out: &mut String) {
         Value::Time(t) => {
             out.push_str(&format!(r#"<c r="{reference}" s="1"><v>{}</v></c>"#, excel_serial(*t)))
         }
+        Value::List(items) => {
+            let text = serde_json::to_string(items).expect("a list of strings serialises");
+            cell(reference, &Value::Text(text), out)
+        }
     }
 }
 
