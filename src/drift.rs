@@ -180,6 +180,27 @@ pub fn dataset_drift(source: &str, dataset: &str, records: &[WindowRecord]) -> D
     drift
 }
 
+/// Adds to `drift` the rows sharing a key and version that its current table's manifest found in
+/// the windows the report covers (those written with the current declaration).
+pub async fn add_duplicate_keys(
+    dest: &Destination,
+    records: &[WindowRecord],
+    drift: &mut DatasetDrift,
+) -> Result<(), SinkError> {
+    let dataset = &drift.dataset;
+    let covered: std::collections::BTreeSet<NaiveDate> = records
+        .iter()
+        .filter(|r| r.datasets.get(dataset).is_some_and(|d| d.declaration == drift.declaration))
+        .map(|r| r.date)
+        .collect();
+    drift.duplicate_keys = crate::current::duplicate_keys(dest, &drift.source, dataset)
+        .await?
+        .into_iter()
+        .filter(|(date, _)| covered.contains(date))
+        .collect();
+    Ok(())
+}
+
 /// The drift of every dataset of the lake's sources (or of `only` one).
 pub async fn lake_drift(dest: &Destination, only: Option<&str>) -> Result<Vec<DatasetDrift>, SinkError> {
     let state = StateStore::new(dest.clone());
@@ -199,16 +220,7 @@ pub async fn lake_drift(dest: &Destination, only: Option<&str>) -> Result<Vec<Da
                 .and_then(|r| r.dataset(&source, dataset).ok())
                 .is_none_or(|s| s.kind == DatasetKind::Entities);
             if entities {
-                let covered: std::collections::BTreeSet<NaiveDate> = records
-                    .iter()
-                    .filter(|r| r.datasets.get(dataset).is_some_and(|d| d.declaration == drift.declaration))
-                    .map(|r| r.date)
-                    .collect();
-                drift.duplicate_keys = crate::current::duplicate_keys(dest, &source, dataset)
-                    .await?
-                    .into_iter()
-                    .filter(|(date, _)| covered.contains(date))
-                    .collect();
+                add_duplicate_keys(dest, &records, &mut drift).await?;
             }
             all.push(drift);
         }

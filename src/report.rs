@@ -192,10 +192,18 @@ impl RunReport {
                 WindowOutcome::DoneByOtherRun => "done",
                 WindowOutcome::Held => "HELD",
             };
-            let detail = w
+            let mut detail = w
                 .error
                 .clone()
                 .unwrap_or_else(|| w.export_id.clone().map(|e| format!("export {e}")).unwrap_or_default());
+            // Values that did not fit their column landed null, kept exactly in `_extra`.
+            let kept: u64 = w.datasets.values().map(|d| d.kept_in_extra).sum();
+            if kept > 0 {
+                detail.push_str(&format!(
+                    "{}{kept} value(s) kept in _extra",
+                    if detail.is_empty() { "" } else { "; " }
+                ));
+            }
             out.push_str(&format!(
                 "{:<12} {:<10} {:>9} {:>9} {:>7.1}  {}\n",
                 w.date.to_string(),

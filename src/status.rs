@@ -140,16 +140,7 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
         let mut status = source_status(source.clone(), &records, last_run);
         for (dataset, d) in status.datasets.iter_mut() {
             let mut drift = crate::drift::dataset_drift(&source, dataset, &records);
-            let covered: BTreeSet<NaiveDate> = records
-                .iter()
-                .filter(|r| r.datasets.get(dataset).is_some_and(|l| l.declaration == drift.declaration))
-                .map(|r| r.date)
-                .collect();
-            drift.duplicate_keys = crate::current::duplicate_keys(dest, &source, dataset)
-                .await?
-                .into_iter()
-                .filter(|(date, _)| covered.contains(date))
-                .collect();
+            crate::drift::add_duplicate_keys(dest, &records, &mut drift).await?;
             d.drift = DriftCounts::of(&drift);
         }
         status.current_refresh_failed =

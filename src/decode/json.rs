@@ -661,6 +661,10 @@ fn fits(
                 )));
             }
             for member in members {
+                if !strict && member.nullable {
+                    // A nullable member that does not fit is null and kept: nothing to check.
+                    continue;
+                }
                 let found = member_value(tape, element, index, &member.name);
                 let member_path = Path::Member(path, &member.name);
                 match found {

@@ -108,6 +108,35 @@ pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
     }
     let status = run_cxlake(&["status", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
     assert!(status.stdout.contains(S::NAME), "{}", status.stdout);
+    // Every window names the declaration it was written with, and the lake keeps its text.
+    let records: Vec<serde_json::Value> = std::fs::read_dir(lake.path().join("_cxlake/state").join(S::NAME))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    for schema in schemas::<S>() {
+        let fingerprint = &schema.declaration.fingerprint;
+        for record in &records {
+            assert_eq!(
+                record["datasets"][&schema.dataset]["declaration"],
+                fingerprint.as_str(),
+                "{}",
+                S::NAME
+            );
+        }
+        let kept = lake.path().join(format!(
+            "_cxlake/declarations/{}/{}/{fingerprint}.toml",
+            S::NAME,
+            schema.dataset
+        ));
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), schema.declaration.text, "{}", S::NAME);
+    }
+    // Our own emulator's documented tenant fits our declarations: no value kept for not fitting.
+    let drift = run_cxlake(&["drift", "--dest", lake.path().to_str().unwrap(), "--json"], NO_ENV).await;
+    assert_eq!(drift.code, 0, "{}", drift.stderr);
+    let drift: serde_json::Value = serde_json::from_str(&drift.stdout).unwrap();
+    for dataset in drift.as_array().unwrap() {
+        assert_eq!(dataset["kept_in_extra"], serde_json::json!({}), "{}: {dataset}", S::NAME);
+    }
 }
 
 pub async fn rerun_is_idempotent<S: SourceUnderTest>() {

@@ -105,26 +105,34 @@ async fn dixa_reference_shapes_land_with_whole_numbers_as_integers_and_names_kep
     assert!(names > 0, "tag names were kept");
 }
 
+/// Two days of a Khoros tenant synced in one format, with no window failing.
+async fn khoros_tenant_lake(
+    tenant: KhorosTenant,
+    format: KhorosFormat,
+) -> (KhorosSynthConfig, tempfile::TempDir) {
+    let config = KhorosEmulatorConfig {
+        synth: KhorosSynthConfig { tenant, ..KhorosSynthConfig::default() },
+        ..crate::khoros::khoros_emulator_config()
+    };
+    let emulator = crate::khoros::khoros_emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let password = emulator.config().password.clone();
+    let source = crate::khoros::khoros_source(&emulator, format, &password);
+    let plan = plan_with(source, lake.path(), vec![crate::khoros::user_schema()], days("2024-03-01", 2));
+    let report = run_sync(&plan).await.unwrap();
+    assert_eq!(report.exit_code(), 0, "no window fails on a value's shape: {}", report.render());
+    (emulator.config().synth, lake)
+}
+
 /// A Khoros tenant whose metrics come under other names: their values land in `_extra`, the
 /// declared columns stay empty, and the drift (in the record, `cxlake drift`, `status` and the
 /// metrics file) names both and says how to fix the declaration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn khoros_metrics_under_other_names_land_in_extra_and_the_drift_names_them() {
     let tenant = KhorosTenant::RenamedMetrics;
-    let config = KhorosEmulatorConfig {
-        synth: KhorosSynthConfig { tenant, ..KhorosSynthConfig::default() },
-        ..crate::khoros::khoros_emulator_config()
-    };
-    let emulator = crate::khoros::khoros_emulator(config).await;
-    let synth = emulator.config().synth;
+    let (synth, lake) = khoros_tenant_lake(tenant, KhorosFormat::Json).await;
     let schema = crate::khoros::user_schema();
     let windows = days("2024-03-01", 2);
-    let lake = tempfile::tempdir().unwrap();
-    let password = emulator.config().password.clone();
-    let source = crate::khoros::khoros_source(&emulator, KhorosFormat::Json, &password);
-    let report =
-        run_sync(&plan_with(source, lake.path(), vec![schema.clone()], windows.clone())).await.unwrap();
-    assert_eq!(report.exit_code(), 0, "{}", report.render());
     // The declared columns of the renamed metrics, and their values as the tenant names them.
     let renamed: Vec<(usize, &str, &str)> = khoros_synth::RENAMED
         .iter()
@@ -182,20 +190,9 @@ async fn khoros_metrics_under_other_names_land_in_extra_and_the_drift_names_them
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_with_an_extra_column_and_a_wrong_typed_value_lands_every_value() {
     let tenant = KhorosTenant::WrongTypes;
-    let config = KhorosEmulatorConfig {
-        synth: KhorosSynthConfig { tenant, ..KhorosSynthConfig::default() },
-        ..crate::khoros::khoros_emulator_config()
-    };
-    let emulator = crate::khoros::khoros_emulator(config).await;
-    let synth = emulator.config().synth;
+    let (synth, lake) = khoros_tenant_lake(tenant, KhorosFormat::Csv).await;
     let schema = crate::khoros::user_schema();
     let windows = days("2024-03-01", 2);
-    let lake = tempfile::tempdir().unwrap();
-    let password = emulator.config().password.clone();
-    let source = crate::khoros::khoros_source(&emulator, KhorosFormat::Csv, &password);
-    let report =
-        run_sync(&plan_with(source, lake.path(), vec![schema.clone()], windows.clone())).await.unwrap();
-    assert_eq!(report.exit_code(), 0, "{}", report.render());
     let replies = schema.column_index("total_replies").unwrap();
     let extra = schema.column_index("_extra").unwrap();
     let mut odd = 0;

@@ -200,7 +200,7 @@ fn conversation(config: LoopSynthConfig, created: NaiveDate, n: usize, revision:
         // Its own stream: the documented values stay what they are for every tenant.
         let mut d =
             Rng::derive(&[config.seed, created.num_days_from_ce() as u64, n as u64, 7, revision as u64]);
-        let fraction = if n % 4 == 0 { 0.5 } else { 0.0 };
+        let fraction = if n.is_multiple_of(4) { 0.5 } else { 0.0 };
         row.drifted = Some(Drifted {
             priority: d.pick(&["low", "normal", "high"]),
             language: d.pick(&["en", "da", "ja"]),
