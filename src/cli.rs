@@ -1711,6 +1711,10 @@ async fn demo(args: DemoArgs) -> Result<i32> {
               unnest(ratings) AS t(r)\n  \
          ORDER BY id LIMIT 10;"
     );
+    println!(
+        "\nHow each tenant's data differs from its declaration (every value is kept), and the fix:\n\n  \
+         cxlake drift --dest {lake}"
+    );
     Ok(reports.iter().map(RunReport::exit_code).max().unwrap_or(exit_code::OK))
 }
 
