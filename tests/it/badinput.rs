@@ -191,9 +191,10 @@ async fn json_rows_that_do_not_fit_are_quarantined_whole_with_their_path() {
     let landed = batch_rows(&read_source_partition(&lake, "dixa", "message", date("2024-03-01")));
     let ids: Vec<&Cell> = landed.iter().map(|row| &row[0]).collect();
     assert_eq!(ids, [&text("m-1"), &text("m-4")], "rows read = written + rejected, in order");
-    let rejects_dir = lake.join("_cxlake/rejects/dixa/message/date=2024-03-01");
-    let newest = std::fs::read_dir(&rejects_dir).unwrap().map(|e| e.unwrap().path()).max().unwrap();
-    let mut reader = csv::Reader::from_path(newest).unwrap();
+    // This run's rejects (run ids sort by second only: earlier runs of this test share it).
+    let run_id = out.stdout.split_whitespace().nth(1).unwrap();
+    let rejects = lake.join(format!("_cxlake/rejects/dixa/message/date=2024-03-01/{run_id}.csv"));
+    let mut reader = csv::Reader::from_path(rejects).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     let described: Vec<(&str, &str, &str)> = rows.iter().map(|r| (&r[1], &r[2], &r[4])).collect();
     assert_eq!(
