@@ -1,8 +1,10 @@
 //! cxlake: lands contact-center exports as typed, Hive-partitioned Parquet.
 //!
 //! Layers depend only downward: `cli` (with `config`, `logging`, `doctor`, `metrics`) →
-//! `pipeline` → (`sources`, `decode`, `sink`, `state`) → `schema`; `progress` and `secrets` are
-//! leaves any layer may call. Each layer has its own error type; `anyhow` is used only at the top.
+//! `pipeline` (with `declaration`: which declarations a lake's windows were written with) →
+//! (`sources`, `decode`, `sink`, `state`) → `schema`; `status` and `drift` read the lake's records
+//! for the commands; `progress` and `secrets` are leaves any layer may call. Each layer has its own
+//! error type; `anyhow` is used only at the top.
 
 pub mod budget;
 pub mod cli;

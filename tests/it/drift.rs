@@ -701,6 +701,10 @@ async fn a_drafted_declaration_replayed_over_part_of_the_history_reads_with_the_
         "the old window reads the new column as null: {seen}"
     );
     assert_eq!(seen[0][2], true, "{seen}");
+    let table = lake.join("loop/report");
+    let polars = python_json("polars_union.py", &[table.to_str().unwrap(), "custom_region"]).await;
+    assert_eq!(polars["rows"].as_u64(), Some(rows(&all)), "the README's Polars recipe: {polars}");
+    assert_eq!(polars["non_null"].as_u64(), Some(rows(&all[1..])), "{polars}");
 
     let person = loop_synth::day_rows(synth, date("2024-03-01"))[0].customer_email.clone();
     let out = run_cxlake(&["forget", "--dest", lake_arg, "--email", &person], NO_ENV).await;
