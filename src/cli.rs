@@ -1001,12 +1001,20 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let plan = SyncPlan::new(source, dest, datasets, windows, filter, options);
     check_format(&plan.dest, &lake.output.dest, source_name, &plan.datasets, plan.options.format).await?;
     if nothing_to_do {
-        record_report(&run_holding_lock(&plan).await?);
+        let report = run_holding_lock(&plan).await?;
+        record_report(&report);
         println!(
             "nothing to do: every window of {source_name} up to the requested end is done in {}",
             lake.output.dest
         );
-        return Ok(exit_code::OK);
+        // Current tables an earlier run could not refresh were refreshed (or not) all the same.
+        for table in &report.current {
+            println!("{}", table.summary());
+        }
+        if let Some(error) = &report.current_error {
+            println!("current tables NOT refreshed: {error}");
+        }
+        return Ok(report.exit_code());
     }
     run_and_report(&plan, lake.output.report_json.as_deref()).await
 }
