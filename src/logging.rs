@@ -36,7 +36,9 @@ pub fn init(cli: &Cli) {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))),
     };
     let writer = StderrWriter { bars: bars.clone() };
-    let env_filter = || EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = filter_directives(&cli.log);
+    let env_filter =
+        || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(filter_directives("info")));
     let not_progress = filter::filter_fn(|meta| meta.target() != TARGET);
     let (text, json) = match cli.log_format {
         LogFormat::Text => {
@@ -57,6 +59,23 @@ pub fn init(cli: &Cli) {
             .with_filter(filter::filter_fn(|meta| meta.target() == TARGET))
     });
     tracing_subscriber::registry().with(text).with(json).with(progress).init();
+}
+
+/// The filter for `--log`: a bare level is cxlake's own events at that level and its
+/// dependencies' (deltalake, hyper, aws, russh) at WARN at most — their INFO lines (a Delta
+/// snapshot per read, with its schema) would bury ours. delta-rs warns when a commit it was told
+/// not to retry meets a newer version; cxlake retries that commit itself, so that warning says
+/// nothing went wrong and is left out. Anything else (`deltalake=debug,cxlake=info`) is taken
+/// as the user wrote it.
+pub fn filter_directives(log: &str) -> String {
+    let level = log.trim().to_ascii_lowercase();
+    match level.as_str() {
+        "off" | "error" => level,
+        "warn" | "info" | "debug" | "trace" => {
+            format!("warn,cxlake={level},deltalake_core::kernel::transaction=error")
+        }
+        _ => log.to_string(),
+    }
 }
 
 /// Standard error, one whole line at a time, printed above the progress bars when they show.
@@ -253,6 +272,25 @@ impl<S: Subscriber> Layer<S> for ProgressLayer {
         }
         if let Some(bar) = &state.bar {
             bar.set_message(state.message());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_level_is_ours_and_dependencies_stay_at_warn() {
+        assert_eq!(filter_directives("info"), "warn,cxlake=info,deltalake_core::kernel::transaction=error");
+        assert_eq!(
+            filter_directives(" DEBUG "),
+            "warn,cxlake=debug,deltalake_core::kernel::transaction=error"
+        );
+        assert_eq!(filter_directives("error"), "error");
+        assert_eq!(filter_directives("deltalake=debug,cxlake=info"), "deltalake=debug,cxlake=info");
+        for text in ["info", "warn", "trace", "off", "hyper=debug"] {
+            assert!(EnvFilter::try_new(filter_directives(text)).is_ok(), "{text}");
         }
     }
 }

@@ -294,3 +294,35 @@ async fn two_writers_on_one_delta_table_on_s3_lose_no_window_and_duplicate_none(
         );
     }
 }
+
+/// Issue 22: a Delta run is as quiet as a Parquet run at the default level: delta-rs's own INFO
+/// lines (a snapshot with its schema per read) and its warning about a commit cxlake retries
+/// itself stay out of stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_sync_at_the_default_level_writes_a_few_kilobytes_to_stderr() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let lake_arg = lake.path().to_str().unwrap().to_string();
+    let mut sizes = Vec::new();
+    for format in ["parquet", "delta"] {
+        let dest = format!("{lake_arg}/{format}");
+        let args = [
+            "sync",
+            "saltedcx",
+            "--dest",
+            &dest,
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-04",
+            "--format",
+            format,
+        ];
+        let out = run_cxlake(&args, &api_env(&emulator)).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(!out.stderr.contains("max_retries"), "{}", out.stderr);
+        sizes.push(out.stderr.len());
+    }
+    assert!(sizes[1] < 20_000, "Delta wrote {} bytes to stderr (Parquet {})", sizes[1], sizes[0]);
+    assert!(sizes[1] < sizes[0] * 2, "Delta {} bytes, Parquet {}", sizes[1], sizes[0]);
+}
