@@ -137,10 +137,34 @@ pub fn parse(argv: Vec<std::ffi::OsString>) -> Cli {
         }),
         None => argv,
     };
-    let matches = root.get_matches_from(argv);
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = match root.try_get_matches_from(argv) {
+        Ok(matches) => matches,
+        Err(e) => exit_with_origin(e, config.as_deref()),
+    };
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_with_origin(e, config.as_deref()));
     cli.config_file = config;
     cli
+}
+
+/// Exits with the parser's message; a value the config file set is named by its section and key.
+fn exit_with_origin(error: clap::Error, config: Option<&ConfigFile>) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let from_file = config.and_then(|config| {
+        let flag = match error.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) => arg.clone(),
+            _ => return None,
+        };
+        let long = flag.trim_start_matches('-').split([' ', '=']).next()?.to_string();
+        config.origin_of_flag(&long)
+    });
+    match (from_file, error.kind()) {
+        (Some(origin), kind) if !matches!(kind, ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            eprint!("{}", error.render());
+            eprintln!("(the config file sets it: {origin})");
+            std::process::exit(exit_code::USAGE);
+        }
+        _ => error.exit(),
+    }
 }
 
 /// The exit code an error that stopped a command maps to.
@@ -384,8 +408,9 @@ pub struct LakeArgs {
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub datasets: Option<Vec<String>>,
 
-    /// Also re-export the last N done windows, to pick up late updates
-    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "from")]
+    /// Also re-export the last N done windows, to pick up late updates (a nightly run without
+    /// --from; an explicit --from/--to range is synced exactly as given)
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub lookback_days: u32,
 
     /// Leave windows already done in the lake as they are, instead of re-exporting them (a

@@ -70,6 +70,12 @@ impl Origin {
 const GLOBAL_KEYS: &[&str] = &["log", "log_format", "progress", "metrics_file"];
 const SECRET_WORDS: &[&str] = &["key", "token", "password", "secret", "passphrase"];
 
+/// Whether a flag takes a local path (its value name says DIR, PATH or FILE).
+fn takes_path(arg: &clap::Arg) -> bool {
+    arg.get_value_names()
+        .is_some_and(|names| names.iter().any(|n| ["DIR", "PATH", "FILE"].iter().any(|w| n.contains(w))))
+}
+
 /// `--config PATH`, `--config=PATH` or `CXLAKE_CONFIG`, if given.
 pub fn find_path(argv: &[OsString]) -> Option<PathBuf> {
     let mut args = argv.iter().skip(1);
@@ -198,16 +204,10 @@ impl ConfigFile {
             destination.insert("dest".into(), url);
         }
         let mut flags = self.flags(leaf, &destination, "[destination]", false)?;
-        // `schemas_dir` is `--schemas`, for every command that reads declarations; a relative
-        // directory is the config file's neighbour, wherever the command runs from.
+        // `schemas_dir` is `--schemas`, for every command that reads declarations.
         let mut output = self.output.clone();
-        if let Some(toml::Value::String(dir)) = output.remove("schemas_dir") {
-            let dir = self.interpolate("[output] schemas_dir", &dir)?;
-            let dir = match self.path.parent() {
-                Some(base) if Path::new(&dir).is_relative() => base.join(dir),
-                _ => PathBuf::from(dir),
-            };
-            output.insert("schemas".into(), toml::Value::String(dir.display().to_string()));
+        if let Some(dir) = output.remove("schemas_dir") {
+            output.insert("schemas".into(), dir);
         }
         flags.extend(self.flags(leaf, &output, "[output]", false)?);
         Ok(flags)
@@ -313,9 +313,46 @@ impl ConfigFile {
                     return Err(self.error(format!("{at} {key}: `{other}` is not a value a flag takes")));
                 }
             };
+            let text = if takes_path(arg) { self.resolve_path(&text) } else { text };
             flags.push(format!("--{long}={text}"));
         }
         Ok(flags)
+    }
+
+    /// A relative local path in the file is relative to the file's directory, wherever the
+    /// command runs from (cron's, a container's); URLs and absolute paths are kept as written.
+    fn resolve_path(&self, text: &str) -> String {
+        let path = Path::new(text);
+        if text.is_empty() || text.contains("://") || path.is_absolute() {
+            return text.to_string();
+        }
+        match self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(base) => base.join(path).display().to_string(),
+            None => text.to_string(),
+        }
+    }
+
+    /// Where the file sets the flag `--long`: `[output] max_rejects`, for messages about its value.
+    pub fn origin_of_flag(&self, long: &str) -> Option<String> {
+        let key = long.replace('-', "_");
+        let sections =
+            [("top level", &self.globals), ("[destination]", &self.destination), ("[output]", &self.output)];
+        for (section, table) in sections {
+            let aliases: &[&str] = match key.as_str() {
+                "dest" => &["url"],
+                "schemas" => &["schemas", "schemas_dir"],
+                _ => &[],
+            };
+            if let Some(found) =
+                std::iter::once(key.as_str()).chain(aliases.iter().copied()).find(|k| table.contains_key(*k))
+            {
+                return Some(format!("`{found}` in {section} of {}", self.path.display()));
+            }
+        }
+        self.sources
+            .iter()
+            .find(|(_, table)| table.contains_key(&key))
+            .map(|(source, _)| format!("`{key}` in [sources.{source}] of {}", self.path.display()))
     }
 
     /// Replaces `${VAR}` references in a plain (non-secret) value.

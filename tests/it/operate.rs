@@ -434,3 +434,58 @@ async fn the_readme_example_config_parses_and_shows_every_source() {
     assert_eq!(settings["sources.khoros.password"].0, "<redacted>");
     assert_eq!(settings["log_format"], ("json".into(), "file".into()));
 }
+
+/// Runs the binary from `dir`, as cron or a container would (another working directory).
+async fn run_cxlake_in(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let (dir, args) = (dir.to_path_buf(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(cxlake_bin())
+            .current_dir(dir)
+            .args(&args)
+            .env_remove("CXLAKE_DEST")
+            .envs(env)
+            .output()
+            .expect("cxlake runs");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 22: relative paths in the config file are the file's neighbours wherever the command
+/// runs from; a configured lookback does not stop an explicit `--from`; a bad value in the file
+/// is named by its section and key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_with_relative_paths_and_a_lookback_runs_from_another_directory() {
+    let emulator = emulator(emulator_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (etc, elsewhere) = (dir.path().join("etc"), dir.path().join("elsewhere"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let config =
+        format!("metrics_file = \"cxlake.prom\"\n{}lookback_days = 3\n", saltedcx_config(&emulator, "lake"));
+    let config = write_config(&etc, &config);
+    let env = [("CFG_SALTEDCX_KEY", emulator.config().api_key.clone())];
+    let args = ["--config", &config, "sync", "saltedcx", "--from", "2024-03-01", "--to", "2024-03-03"];
+    let out = run_cxlake_in(&elsewhere, &args, &env).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        etc.join("lake/_cxlake/state/saltedcx/date=2024-03-02.json").exists(),
+        "the lake beside the file"
+    );
+    assert!(etc.join("cxlake.prom").exists(), "the metrics file beside the file");
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "nothing in the working directory");
+    let status = run_cxlake_in(&elsewhere, &["--config", &config, "status"], &[]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("saltedcx"), "{}", status.stdout);
+
+    let bad = write_config(&elsewhere, "[output]\non_type_mismatch = \"ignore\"\n");
+    let out = run_cxlake_in(&elsewhere, &["--config", &bad, "sync", "saltedcx", "--dest", "x"], &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("`on_type_mismatch` in [output]"), "{}", out.stderr);
+}
