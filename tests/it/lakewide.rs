@@ -139,3 +139,30 @@ async fn two_sources_share_one_lake_and_every_reader_sees_the_nested_types() {
         assert!(!lake.path().join(events).exists(), "{events}");
     }
 }
+
+/// Issue 22: `views.sql` names the lake's root once; a moved (or copied) lake's views load from
+/// its new root and read its own files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_lakes_views_load_from_its_new_root() {
+    let emulator = emulator(emulator_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let mut plan = plan(&emulator, &first, days("2024-03-01", 2));
+    plan.options.current_tables = true;
+    assert_eq!(run_sync(&plan).await.unwrap().exit_code(), 0);
+    let rows: u64 = expected_counts(&emulator.config().synth, &days("2024-03-01", 2))["engagement"];
+    let moved = dir.path().join("moved");
+    std::fs::rename(&first, &moved).unwrap();
+    let python = required_env("CXLAKE_TEST_PYTHON");
+    let script = "import duckdb\ncon = duckdb.connect()\ncon.execute(open('_cxlake/views.sql').read())\n\
+                  print(con.sql('SELECT count(*) FROM saltedcx_engagement').fetchone()[0], \
+                  con.sql('SELECT count(*) FROM saltedcx_customer_current').fetchone()[0] > 0)";
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python).current_dir(&moved).args(["-c", script]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.trim(), format!("{rows} True"));
+}
