@@ -55,11 +55,8 @@ impl From<SetupError> for UsageError {
     name = "cxlake",
     version,
     about = "Land contact-center exports as typed, Hive-partitioned Parquet or Delta tables on local disk or S3",
-    long_about = "cxlake pulls raw exports from customer-experience platforms (Salted CX, Dixa), parses every \
-file against a declared Arrow schema and writes Hive-partitioned Parquet or Delta tables to a local directory \
-or an S3-compatible bucket. Re-running a window replaces it; bookkeeping lives under <dest>/_cxlake/.\n\n\
-Exit codes: 0 all windows committed, 1 some windows failed, 2 usage/configuration/authentication error, \
-3 the destination is locked by another run."
+    // The long help is built from the registry at run time: see `long_about()`.
+    long_about = None
 )]
 pub struct Cli {
     /// Log filter (error, warn, info, debug, or a tracing directive such as cxlake=debug)
@@ -112,7 +109,27 @@ pub fn command_tree() -> clap::Command {
         command.args_override_self(true).mut_subcommands(override_self)
     }
     use clap::CommandFactory;
-    override_self(Cli::command())
+    override_self(Cli::command().long_about(long_about()))
+}
+
+/// The top-level help: what cxlake does, for which platforms (from the registry), and the exit
+/// codes (those of [`exit_code`], as the README's table gives them).
+pub fn long_about() -> String {
+    format!(
+        "cxlake pulls raw exports from customer-experience platforms ({}), parses every file against a \
+         declared Arrow schema and writes Hive-partitioned Parquet or Delta tables to a local directory or \
+         an S3-compatible bucket. Re-running a window replaces it; bookkeeping lives under <dest>/_cxlake/.\n\n\
+         Exit codes: {} every window committed (or nothing to do); {} partial: some windows failed or the \
+         current tables could not be refreshed, the next run retries; {} usage, configuration or \
+         authentication error, nothing attempted; {} another run held a window, table or the lake past \
+         --lease-wait; {} status --max-age: a dataset is stale.",
+        source_titles().join(", "),
+        exit_code::OK,
+        exit_code::PARTIAL,
+        exit_code::USAGE,
+        exit_code::LOCKED,
+        exit_code::STALE
+    )
 }
 
 /// Parses the process's arguments, with the config file's settings inserted; exits with the
@@ -157,10 +174,18 @@ fn exit_with_origin(error: clap::Error, config: Option<&ConfigFile>) -> ! {
         let long = flag.trim_start_matches('-').split([' ', '=']).next()?.to_string();
         config.origin_of_flag(&long)
     });
+    let rendered = error.render().to_string();
+    let source_command =
+        ["cxlake sync", "cxlake history", "cxlake emulator"].iter().any(|c| rendered.contains(c));
     match (from_file, error.kind()) {
         (Some(origin), kind) if !matches!(kind, ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            eprint!("{}", error.render());
+            eprint!("{rendered}");
             eprintln!("(the config file sets it: {origin})");
+            std::process::exit(exit_code::USAGE);
+        }
+        (None, ErrorKind::InvalidSubcommand) if source_command => {
+            eprint!("{rendered}");
+            eprintln!("The sources are: {}.", source_names().join(", "));
             std::process::exit(exit_code::USAGE);
         }
         _ => error.exit(),
@@ -275,7 +300,13 @@ pub struct SyncRequest {
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Lake root: a local directory or s3://bucket/prefix (S3 configured by the AWS_* variables)
-    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(
+        long,
+        env = "CXLAKE_DEST",
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub dest: String,
 
     /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
@@ -335,7 +366,13 @@ pub struct OutputArgs {
 #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "phone", "key"])))]
 pub struct ForgetArgs {
     /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(
+        long,
+        env = "CXLAKE_DEST",
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub dest: String,
     /// Every row in which a personal column holds this e-mail address (compared lowercased)
     #[arg(long, value_name = "ADDRESS")]
@@ -457,9 +494,10 @@ pub struct SyncArgs<T: Args> {
 /// `cxlake emulator <source>`: the port and the source's own emulator arguments.
 #[derive(Debug, Args)]
 pub struct EmulatorArgs<T: Args> {
-    /// Port on 127.0.0.1 (0 picks a free one)
-    #[arg(long, default_value_t = 8089)]
-    pub port: u16,
+    /// Port on 127.0.0.1 (0 picks a free one; default: the source's own — saltedcx 8089, dixa
+    /// 8090, khoros 8091, loop 8092)
+    #[arg(long)]
+    pub port: Option<u16>,
     #[command(flatten)]
     pub emulator: T,
 }
@@ -471,24 +509,43 @@ macro_rules! define_source_commands {
         #[derive(Debug, Subcommand)]
         #[allow(clippy::large_enum_variant, reason = "parsed once per process")]
         pub enum SyncCommand {
-            $( $variant(SyncArgs<<$platform as Platform>::Args>), )*
+            $(
+                #[command(about = <$platform as Platform>::DESCRIPTION)]
+                $variant(SyncArgs<<$platform as Platform>::Args>),
+            )*
         }
 
         /// `cxlake history <source>`.
         #[derive(Debug, Subcommand)]
         pub enum HistoryCommand {
-            $( $variant(<$platform as Platform>::Args), )*
+            $(
+                #[command(about = <$platform as Platform>::DESCRIPTION)]
+                $variant(<$platform as Platform>::Args),
+            )*
         }
 
         /// `cxlake emulator <source>`.
         #[derive(Debug, Subcommand)]
         pub enum EmulatorCommand {
-            $( $variant(EmulatorArgs<<$platform as Platform>::EmulatorArgs>), )*
+            $(
+                #[command(about = <$platform as Platform>::DESCRIPTION)]
+                $variant(EmulatorArgs<<$platform as Platform>::EmulatorArgs>),
+            )*
         }
 
         /// The registered sources, by name.
         pub fn source_names() -> Vec<&'static str> {
             vec![$( <$platform as Platform>::NAME ),*]
+        }
+
+        /// The registered sources as people write them.
+        pub fn source_titles() -> Vec<&'static str> {
+            vec![$( <$platform as Platform>::TITLE ),*]
+        }
+
+        /// Each registered source's emulator port (0: its emulator serves no port).
+        pub fn source_emulator_ports() -> Vec<(&'static str, u16)> {
+            vec![$( (<$platform as Platform>::NAME, <$platform as Platform>::EMULATOR_PORT) ),*]
         }
 
         /// A registered source's secrets: `(config key, environment variable)`.
@@ -640,7 +697,13 @@ pub enum SchemaCommand {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(
+        long,
+        env = "CXLAKE_DEST",
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub dest: String,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -654,7 +717,13 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct DriftArgs {
     /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(
+        long,
+        env = "CXLAKE_DEST",
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub dest: String,
     /// Only this source
     #[arg(long, value_name = "SOURCE")]
@@ -667,7 +736,13 @@ pub struct DriftArgs {
 #[derive(Debug, Args)]
 pub struct CurrentArgs {
     /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(
+        long,
+        env = "CXLAKE_DEST",
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub dest: String,
     /// The source whose datasets to refresh (default: every source in the lake)
     #[arg(long, value_name = "SOURCE")]
@@ -693,7 +768,13 @@ pub struct CurrentArgs {
 #[derive(Debug, Args)]
 pub struct VacuumArgs {
     /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(long, env = "CXLAKE_DEST", value_name = "DIR|s3://BUCKET/PREFIX")]
+    #[arg(
+        long,
+        env = "CXLAKE_DEST",
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub dest: String,
     /// Keep files removed (or never committed) less than this long ago, for time travel and for
     /// writers still running (e.g. 7d, 36h)
@@ -820,7 +901,7 @@ pub fn new_run_id() -> String {
 
 impl OutputArgs {
     fn destination(&self) -> Result<Destination> {
-        Destination::parse(&self.dest).map_err(|e| usage(e.to_string()))
+        open_dest(&self.dest)
     }
 
     fn options(&self) -> Result<WriteOptions> {
@@ -891,6 +972,26 @@ fn day_of(time: &Option<String>) -> Result<Option<chrono::NaiveDate>> {
     time.as_deref()
         .map(|t| window::parse_time(t).map(|t| t.date_naive()).map_err(|e| usage(e.to_string())))
         .transpose()
+}
+
+/// The destination a command was given: `--dest`, `CXLAKE_DEST` or `url` in `[destination]` of
+/// the config file (which is why the flag is not marked required), else a usage error saying so.
+fn open_dest(text: &str) -> Result<Destination> {
+    if text.trim().is_empty() {
+        return Err(usage(
+            "no destination: pass --dest DIR|s3://BUCKET/PREFIX, set CXLAKE_DEST, or set `url` in [destination] of cxlake.toml",
+        ));
+    }
+    Destination::parse(text).map_err(|e| usage(e.to_string()))
+}
+
+/// Like [`open_dest`], for commands that only look: a mistyped local path is an error, not a new
+/// empty lake.
+fn existing_dest(text: &str) -> Result<()> {
+    if !text.trim().is_empty() && !text.contains("://") && !Path::new(text).exists() {
+        return Err(usage(format!("destination {text} does not exist")));
+    }
+    Ok(())
 }
 
 /// A lease another run holds surfaces as [`crate::sink::lease::Locked`] (exit code 3).
@@ -1216,7 +1317,7 @@ async fn lake_sources(
 
 async fn current(args: CurrentArgs) -> Result<i32> {
     let registry = load_registry(args.schemas.as_deref())?;
-    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let dest = open_dest(&args.dest)?;
     let sources = lake_sources(&dest, &registry, args.source.as_deref()).await?;
     let mut plans = Vec::new();
     for source in &sources {
@@ -1274,7 +1375,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
 async fn forget(args: ForgetArgs) -> Result<i32> {
     use crate::erase::{EraseError, Erasure, Target};
     let registry = load_registry(args.schemas.as_deref())?;
-    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let dest = open_dest(&args.dest)?;
     let target = match (&args.email, &args.phone, &args.key) {
         (Some(email), _, _) if email.contains('@') => Target::email(email),
         (Some(_), _, _) => return Err(usage("--email: not an e-mail address")),
@@ -1364,7 +1465,7 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
 }
 
 async fn vacuum(args: VacuumArgs) -> Result<i32> {
-    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let dest = open_dest(&args.dest)?;
     let retention = parse_duration(&args.older_than)?;
     let registry = SchemaRegistry::embedded()?;
     let sources = lake_sources(&dest, &registry, args.source.as_deref()).await?;
@@ -1594,10 +1695,8 @@ async fn history<P: Platform>(args: P::Args) -> Result<i32> {
 /// `cxlake drift`: per dataset, how the data differs from its declaration, and the fix. Exit 0
 /// either way: drift is information (nothing was lost), not a failure.
 async fn drift(args: DriftArgs) -> Result<i32> {
-    if !args.dest.contains("://") && !Path::new(&args.dest).exists() {
-        return Err(usage(format!("destination {} does not exist", args.dest)));
-    }
-    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    existing_dest(&args.dest)?;
+    let dest = open_dest(&args.dest)?;
     let drifts = crate::drift::lake_drift(&dest, args.source.as_deref()).await?;
     if args.json {
         let with_fix: Vec<serde_json::Value> = drifts
@@ -1617,10 +1716,8 @@ async fn drift(args: DriftArgs) -> Result<i32> {
 
 async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Result<i32> {
     // Looking must not create: a mistyped local path is an error, not a new empty lake.
-    if !args.dest.contains("://") && !Path::new(&args.dest).exists() {
-        return Err(usage(format!("destination {} does not exist", args.dest)));
-    }
-    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    existing_dest(&args.dest)?;
+    let dest = open_dest(&args.dest)?;
     let sources = crate::status::lake_status(&dest).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&sources)?);
@@ -1665,7 +1762,8 @@ async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Result<i32> {
 }
 
 async fn run_emulator<P: Platform>(args: EmulatorArgs<P::EmulatorArgs>) -> Result<i32> {
-    let emulator = P::start_emulator(&args.emulator, args.port).await.map_err(UsageError::from)?;
+    let port = args.port.unwrap_or(P::EMULATOR_PORT);
+    let emulator = P::start_emulator(&args.emulator, port).await.map_err(UsageError::from)?;
     println!("{} emulator listening on {}", P::TITLE, emulator.base_url());
     for (name, value) in emulator.env() {
         println!("  export {name}={value}");
@@ -1684,7 +1782,7 @@ async fn demo_source<P: Platform>(args: &DemoArgs) -> Result<RunReport> {
     println!("{} emulator running on {}", P::TITLE, emulator.base_url());
     let today = window::start_of_today(Utc::now());
     let from = today - chrono::Duration::days(i64::from(args.days.max(1)));
-    let dest = Destination::parse(&args.dest).map_err(|e| usage(e.to_string()))?;
+    let dest = open_dest(&args.dest)?;
     let registry = SchemaRegistry::embedded()?;
     let datasets = select_datasets(&registry, P::NAME, None)?;
     let names: Vec<String> = datasets.iter().map(|d| d.dataset.clone()).collect();
@@ -1760,6 +1858,44 @@ mod tests {
         let id = new_run_id();
         assert_eq!(id.len(), "20240101T000000Z-".len() + 8);
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    }
+
+    /// Issue 22: the help says what the README says — every platform, the exit codes of the
+    /// README's table, a line of its own per source, the emulators' ports.
+    #[test]
+    fn the_help_matches_the_registry_and_the_readme() {
+        let readme = include_str!("../README.md");
+        let about = long_about();
+        for title in source_titles() {
+            assert!(about.contains(title), "{title} missing from: {about}");
+        }
+        let table = readme.split("### Exit codes").nth(1).unwrap().split("\n## ").next().unwrap();
+        let codes: Vec<i32> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| ")?.split(" |").next()?.trim().parse().ok())
+            .collect();
+        assert_eq!(codes, [0, 1, 2, 3, 4], "the README's table");
+        for code in codes {
+            assert!(about.contains(&format!("{code} ")), "exit code {code} missing from: {about}");
+        }
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let sync = command.find_subcommand("sync").unwrap();
+        let mut seen = BTreeSet::new();
+        for (name, title) in source_names().into_iter().zip(source_titles()) {
+            let line = sync.find_subcommand(name).unwrap().get_about().unwrap().to_string();
+            assert!(line.starts_with(title), "{name}: {line}");
+            assert!(seen.insert(line), "{name}: the same line as another source");
+        }
+        let mut ports = BTreeSet::new();
+        for (name, port) in source_emulator_ports() {
+            if port == 0 {
+                continue;
+            }
+            assert!(ports.insert(port), "{name}: port {port} taken twice");
+            assert!(readme.contains(&format!("cxlake emulator {name} --port {port}")), "{name} {port}");
+        }
+        assert!(ports.len() >= 4);
     }
 
     #[test]

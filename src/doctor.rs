@@ -119,6 +119,13 @@ pub async fn check_destination(dest: &Destination, run_id: &str) -> Vec<CheckRes
             format!("cannot delete {relative}: {e} — a sync replaces files, so it needs delete permission"),
         ),
     });
+    // On local disk the store leaves the directory; a check leaves nothing behind (nor the
+    // `_cxlake` it may have created in an empty lake).
+    if let Some(root) = &dest.local_dir {
+        let check_dir = root.join(layout::BOOKKEEPING_DIR).join("check");
+        let _ = std::fs::remove_dir(&check_dir);
+        let _ = std::fs::remove_dir(root.join(layout::BOOKKEEPING_DIR));
+    }
     results
 }
 

@@ -193,7 +193,8 @@ pub fn source_status(source: String, records: &[WindowRecord], last_run: Option<
     SourceStatus { source, datasets, interrupted, last_run, raw, current_refresh_failed: None }
 }
 
-/// The latest run report per source. Run ids start with a UTC timestamp, so they sort by time.
+/// The latest run report per source that did something. Run ids start with a UTC timestamp, so
+/// they sort by time.
 async fn latest_runs(
     dest: &Destination,
     state: &StateStore,
@@ -212,7 +213,15 @@ async fn latest_runs(
     for name in names.iter().rev().take(50) {
         let Some(run_id) = name.strip_suffix(".json") else { continue };
         if let Some(report) = state.get_json::<RunReport>(&layout::run_report_file(run_id)).await? {
-            latest.entry(report.source.clone()).or_insert(report);
+            // A run that found nothing to do (a nightly run after the day was done) is not "the
+            // last run" an operator looks for: the last one that did work is.
+            let idle = report.windows.is_empty()
+                && report.current.iter().all(|t| t.mode == crate::current::RefreshMode::Unchanged)
+                && report.current_error.is_none()
+                && report.fatal_error.is_none();
+            if !idle {
+                latest.entry(report.source.clone()).or_insert(report);
+            }
         }
     }
     Ok(latest)

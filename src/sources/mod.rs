@@ -237,6 +237,10 @@ pub trait Platform {
     const NAME: &'static str;
     /// How people write the platform's name.
     const TITLE: &'static str;
+    /// One line for `cxlake sync --help`: the platform and what cxlake fetches from it.
+    const DESCRIPTION: &'static str;
+    /// The emulator's default port on 127.0.0.1 (0: the emulator serves no port).
+    const EMULATOR_PORT: u16 = 0;
     /// The secrets the source reads from the environment: `(config key, variable)`. In
     /// `cxlake.toml` each is only a `${VAR}` reference (or its `<key>_file` path), never inline.
     const SECRETS: &'static [(&'static str, &'static str)] = &[];

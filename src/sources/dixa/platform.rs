@@ -77,6 +77,9 @@ pub struct DixaPlatform;
 impl Platform for DixaPlatform {
     const NAME: &'static str = "dixa";
     const TITLE: &'static str = "Dixa";
+    const DESCRIPTION: &'static str =
+        "Dixa: the Exports API's conversations and messages, JSON with nested fields";
+    const EMULATOR_PORT: u16 = 8090;
     const SECRETS: &'static [(&'static str, &'static str)] = &[("api_token", "DIXA_API_TOKEN")];
     type Args = DixaArgs;
     type EmulatorArgs = DixaEmulatorArgs;

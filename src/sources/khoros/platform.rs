@@ -131,6 +131,9 @@ pub struct KhorosPlatform;
 impl Platform for KhorosPlatform {
     const NAME: &'static str = "khoros";
     const TITLE: &'static str = "Khoros Care";
+    const DESCRIPTION: &'static str =
+        "Khoros Care: the asynchronous Analytics user export (agent metrics per day), JSON or CSV";
+    const EMULATOR_PORT: u16 = 8091;
     const SECRETS: &'static [(&'static str, &'static str)] =
         &[("password", "KHOROS_PASSWORD"), ("company_key", "KHOROS_COMPANY_KEY")];
     type Args = KhorosArgs;

@@ -122,6 +122,8 @@ pub struct LoopPlatform;
 impl Platform for LoopPlatform {
     const NAME: &'static str = "loop";
     const TITLE: &'static str = "Loop";
+    const DESCRIPTION: &'static str = "Loop: the asynchronous conversation report export, JSON or XLSX";
+    const EMULATOR_PORT: u16 = 8092;
     const SECRETS: &'static [(&'static str, &'static str)] = &[("api_token", "LOOP_API_TOKEN")];
     type Args = LoopArgs;
     type EmulatorArgs = LoopEmulatorArgs;

@@ -102,6 +102,8 @@ pub struct SaltedCxPlatform;
 impl Platform for SaltedCxPlatform {
     const NAME: &'static str = "saltedcx";
     const TITLE: &'static str = "Salted CX";
+    const DESCRIPTION: &'static str = "Salted CX: an asynchronous export of five CSV datasets (engagements, customers, turns, reviews, agents)";
+    const EMULATOR_PORT: u16 = 8089;
     const SECRETS: &'static [(&'static str, &'static str)] = &[("api_key", "SALTEDCX_API_KEY")];
     type Args = SaltedCxArgs;
     type EmulatorArgs = SaltedCxEmulatorArgs;

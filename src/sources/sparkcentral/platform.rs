@@ -149,6 +149,7 @@ pub struct SparkcentralPlatform;
 impl Platform for SparkcentralPlatform {
     const NAME: &'static str = "sparkcentral";
     const TITLE: &'static str = "Sparkcentral";
+    const DESCRIPTION: &'static str = "Sparkcentral: the scheduled CSV exports on its SFTP server (one table per export type, local-time stamps)";
     const SECRETS: &'static [(&'static str, &'static str)] =
         &[("password", "SPARKCENTRAL_SFTP_PASSWORD"), ("key_passphrase", "SPARKCENTRAL_SFTP_KEY_PASSPHRASE")];
     type Args = SparkcentralArgs;
