@@ -192,6 +192,23 @@ fn exit_with_origin(error: clap::Error, config: Option<&ConfigFile>) -> ! {
     }
 }
 
+/// An error and its causes on one line, each cause once: storage errors repeat their source's
+/// message in their own, and `{:#}` would print it again for every level.
+pub fn render_error(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if message.is_empty() || text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
+}
+
 /// The exit code an error that stopped a command maps to.
 pub fn exit_code_of(error: &anyhow::Error) -> i32 {
     if error.chain().any(|cause| cause.is::<UsageError>() || cause.is::<crate::config::ConfigError>()) {
@@ -1197,6 +1214,8 @@ async fn run_holding_lock<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport> {
     match pipeline::run_sync(plan).await {
         Ok(report) => Ok(report),
         Err(RunError::Lock(e)) => Err(lease_error(e)),
+        // Nothing was attempted: a setup problem, exit 2, as `check` would say.
+        Err(e @ RunError::Destination { .. }) => Err(usage(e.to_string())),
         Err(e) => Err(e.into()),
     }
 }

@@ -15,7 +15,7 @@ fn main() {
     let code = match runtime.block_on(cxlake::cli::run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cxlake::cli::render_error(&error));
             cxlake::cli::exit_code_of(&error)
         }
     };

@@ -192,6 +192,9 @@ pub enum RunError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The destination refused the run's first writes: nothing was attempted.
+    #[error("cannot write to the destination {dest} ({source}); nothing was written. The user running cxlake must be able to create, read, list and delete files there (a directory, or a bucket's objects); `cxlake check --dest {dest}` tests each")]
+    Destination { dest: String, source: SinkError },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,11 +265,17 @@ pub async fn run_sync<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, RunErr
     use tracing::Instrument;
     let span = tracing::info_span!("run", run_id = %plan.run_id, source = plan.source.name());
     async {
-        // A copy of each declaration this run writes with, before any window names it.
+        // A copy of each declaration this run writes with, before any window names it: the
+        // run's first write, so a destination it cannot write to stops it here.
+        let unwritable = |source| RunError::Destination { dest: plan.dest.display.clone(), source };
         for schema in &plan.datasets {
-            crate::declaration::keep(&plan.dest, schema).await?;
+            crate::declaration::keep(&plan.dest, schema).await.map_err(unwritable)?;
         }
-        let guard = RunGuard::start(&plan.dest, &plan.run_id, plan.options.lock_ttl).await?;
+        let guard = match RunGuard::start(&plan.dest, &plan.run_id, plan.options.lock_ttl).await {
+            Ok(guard) => guard,
+            Err(LockError::Sink(source)) => return Err(unwritable(source)),
+            Err(e) => return Err(e.into()),
+        };
         crate::progress::run_started(plan.source.name(), plan.windows.len());
         let report = run_windows(plan).await;
         let report = match report {

@@ -293,7 +293,7 @@ pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) 
         let code = match result {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("error: {name}: {error:#}");
+                eprintln!("error: {name}: {}", super::render_error(&error));
                 record_source_failure(name);
                 exit_code_of(&error)
             }

@@ -236,3 +236,23 @@ async fn status_of_a_missing_directory_is_an_error_and_creates_nothing() {
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
     assert!(!missing.exists());
 }
+
+/// Issue 22: a destination the run cannot write to stops it before anything is attempted (exit
+/// 2), with the cause said once and what to do — as `cxlake check` says it. (Root may write
+/// anywhere, so the lake's bookkeeping directory is made unusable by a file in its way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_destination_is_said_once_with_what_to_do() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    std::fs::create_dir(lake.path().join("_cxlake")).unwrap();
+    std::fs::write(lake.path().join("_cxlake/declarations"), b"in the way").unwrap();
+    let out = run_cxlake(
+        &sync_args(lake.path().to_str().unwrap(), &["--from", "2024-03-01", "--to", "2024-03-02"]),
+        &api_env(&emulator),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stderr.matches("Not a directory").count(), 1, "once: {}", out.stderr);
+    assert!(out.stderr.contains("cxlake check --dest"), "{}", out.stderr);
+    assert_eq!(emulator.stats().exports_created, 0, "nothing attempted");
+}
