@@ -122,13 +122,15 @@ pub fn long_about() -> String {
          Exit codes: {} every window committed (or nothing to do); {} partial: some windows failed or the \
          current tables could not be refreshed, the next run retries; {} usage, configuration or \
          authentication error, nothing attempted; {} another run held a window, table or the lake past \
-         --lease-wait; {} status --max-age: a dataset is stale.",
+         --lease-wait; {} status --max-age: a dataset is stale; {} interrupted by Ctrl-C or SIGTERM (the \
+         windows in flight committed, no other started).",
         source_titles().join(", "),
         exit_code::OK,
         exit_code::PARTIAL,
         exit_code::USAGE,
         exit_code::LOCKED,
-        exit_code::STALE
+        exit_code::STALE,
+        exit_code::INTERRUPTED
     )
 }
 
@@ -836,6 +838,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Sync(SyncRequest { source: Some(command), .. }) => Some(sync_command_source(command)),
         _ => None,
     };
+    // A run that lands windows stops cleanly on Ctrl-C or SIGTERM (see `crate::interrupt`).
+    if matches!(cli.command, Command::Sync(_) | Command::Replay(_) | Command::Convert(_)) {
+        crate::interrupt::listen();
+    }
     let result = run_command(cli).await;
     if let Some(path) = metrics_file {
         if let (Err(_), Some(source)) = (&result, syncing) {
@@ -1893,7 +1899,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("| ")?.split(" |").next()?.trim().parse().ok())
             .collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4], "the README's table");
+        assert_eq!(codes, [0, 1, 2, 3, 4, 130], "the README's table");
         for code in codes {
             assert!(about.contains(&format!("{code} ")), "exit code {code} missing from: {about}");
         }

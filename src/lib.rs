@@ -15,6 +15,7 @@ pub mod decode;
 pub mod doctor;
 pub mod drift;
 pub mod erase;
+pub mod interrupt;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

@@ -424,6 +424,9 @@ async fn window_report<S: Source>(
     if fatal_error.lock().expect("fatal error lock").is_some() {
         return WindowReport::skipped(window.date, None);
     }
+    if crate::interrupt::requested() {
+        return WindowReport::skipped(window.date, Some("interrupted before it started".into()));
+    }
     let started = Instant::now();
     let result = match claim_window(plan, state, window, started_at, wait).await {
         Ok(Claim::Took(held)) => {
@@ -493,7 +496,7 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
         .await;
     let held: Vec<Window> =
         windows.iter().filter(|w| w.outcome == WindowOutcome::Held).map(|w| Window::new(w.date)).collect();
-    if !held.is_empty() && !plan.options.lease_wait.is_zero() {
+    if !held.is_empty() && !plan.options.lease_wait.is_zero() && !crate::interrupt::requested() {
         let deadline = Instant::now() + plan.options.lease_wait;
         let retried: Vec<WindowReport> = futures::stream::iter(held)
             .map(|window| {
@@ -521,6 +524,7 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
         fatal_error: fatal_error.lock().expect("fatal error lock").take(),
         current: Vec::new(),
         current_error: None,
+        interrupted: crate::interrupt::requested(),
     };
     Ok(report)
 }

@@ -21,6 +21,9 @@ pub mod exit_code {
     pub const LOCKED: i32 = 3;
     /// `status --max-age`: a dataset's newest done window is older than allowed.
     pub const STALE: i32 = 4;
+    /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it): the windows in flight
+    /// finished, the others were not started.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +141,9 @@ pub struct RunReport {
     /// Set when the current tables could not be rebuilt (the history is committed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_error: Option<String>,
+    /// Stopped by Ctrl-C or SIGTERM: the windows not started are `skipped`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl RunReport {
@@ -146,7 +152,9 @@ impl RunReport {
     }
 
     pub fn exit_code(&self) -> i32 {
-        if self.fatal_error.is_some() && self.committed() == 0 {
+        if self.interrupted {
+            exit_code::INTERRUPTED
+        } else if self.fatal_error.is_some() && self.committed() == 0 {
             exit_code::USAGE
         } else if self.windows.iter().any(|w| !w.is_done() && w.outcome != WindowOutcome::Held)
             || self.fatal_error.is_some()
@@ -229,6 +237,23 @@ impl RunReport {
         let by_others =
             if elsewhere > 0 { format!(", {elsewhere} done by other runs") } else { String::new() };
         out.push_str(&format!("{} window(s) committed{by_others}, {} not\n", self.committed(), failed));
+        if self.interrupted {
+            let waiting: Vec<NaiveDate> = self
+                .windows
+                .iter()
+                .filter(|w| w.outcome == WindowOutcome::Skipped || w.outcome == WindowOutcome::Failed)
+                .map(|w| w.date)
+                .collect();
+            out.push_str("interrupted: the windows in flight finished; no other was started.");
+            if let (Some(first), Some(last)) = (waiting.first(), waiting.last()) {
+                let end = last.succ_opt().unwrap_or(*last);
+                out.push_str(&format!(
+                    " Resume without redoing what is done: cxlake sync {} --dest {} --from {first} --to {end} --skip-done",
+                    self.source, self.dest
+                ));
+            }
+            out.push('\n');
+        }
         out
     }
 }
@@ -259,6 +284,7 @@ mod tests {
             fatal_error: fatal.map(str::to_string),
             current: Vec::new(),
             current_error: None,
+            interrupted: false,
         }
     }
 

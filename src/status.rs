@@ -107,6 +107,8 @@ pub struct RunSummary {
     pub finished_at: chrono::DateTime<chrono::Utc>,
     pub committed: usize,
     pub not_committed: usize,
+    /// Stopped by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
 }
 
 /// Collapses a set of missing days into inclusive ranges.
@@ -136,6 +138,7 @@ pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkEr
             finished_at: r.finished_at,
             committed: r.committed(),
             not_committed: r.windows.len() - r.committed(),
+            interrupted: r.interrupted,
         });
         let mut status = source_status(source.clone(), &records, last_run);
         for (dataset, d) in status.datasets.iter_mut() {
@@ -332,8 +335,9 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
         }
         match &s.last_run {
             Some(r) => out.push_str(&format!(
-                "  last run: {} finished {} — {} window(s) committed, {} not\n",
+                "  last run: {} {} {} — {} window(s) committed, {} not\n",
                 r.run_id,
+                if r.interrupted { "INTERRUPTED at" } else { "finished" },
                 r.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
                 r.committed,
                 r.not_committed

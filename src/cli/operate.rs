@@ -284,6 +284,10 @@ pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) 
     let root = command_tree();
     let mut outcomes: Vec<(String, i32)> = Vec::new();
     for name in &names {
+        if crate::interrupt::requested() {
+            outcomes.push((name.clone(), exit_code::INTERRUPTED));
+            continue;
+        }
         tracing::info!(source = %name, "Syncing a configured source");
         let result = async {
             let command = ConfiguredSync::parse(config, &root, name, &extra)?.command()?;
@@ -307,6 +311,7 @@ pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) 
             exit_code::PARTIAL => "some windows failed",
             exit_code::USAGE => "not run: configuration or credentials",
             exit_code::LOCKED => "windows held by another run",
+            exit_code::INTERRUPTED => "interrupted (Ctrl-C or SIGTERM)",
             _ => "failed",
         };
         println!("{name:<14} {code:>4}  {outcome}");

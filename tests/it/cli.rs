@@ -256,3 +256,44 @@ async fn an_unwritable_destination_is_said_once_with_what_to_do() {
     assert!(out.stderr.contains("cxlake check --dest"), "{}", out.stderr);
     assert_eq!(emulator.stats().exports_created, 0, "nothing attempted");
 }
+
+/// Issue 22: Ctrl-C during a sync: no new window is started, the one in flight commits, the
+/// summary says what committed and how to resume, the run is recorded as interrupted (exit 130),
+/// and no staging is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_taking_windows_prints_the_summary_and_records_an_interrupted_run() {
+    let config = EmulatorConfig { processing_polls: 3, ..emulator_config() };
+    let emulator = emulator(config).await;
+    let lake = tempfile::tempdir().unwrap();
+    let lake_arg = lake.path().to_str().unwrap().to_string();
+    let extra =
+        ["--from", "2024-03-01", "--to", "2024-03-08", "--parallel-windows", "1", "--poll-interval", "200ms"];
+    let args: Vec<String> = sync_args(&lake_arg, &extra).iter().map(|a| a.to_string()).collect();
+    let env = api_env(&emulator);
+    let child = std::process::Command::new(cxlake_bin())
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = lake.path().join("_cxlake/state/saltedcx/date=2024-03-01.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&first).is_ok_and(|t| t.contains("\"done\"")) {
+        assert!(std::time::Instant::now() < deadline, "the first window never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // SAFETY: a plain kill(2) of our own child with SIGINT.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("interrupted: the windows in flight finished"), "{stdout}");
+    assert!(stdout.contains("--skip-done"), "{stdout}");
+    let done = std::fs::read_dir(lake.path().join("_cxlake/state/saltedcx")).unwrap().count();
+    assert!((1..7).contains(&done), "{done} windows started");
+    let staging = lake.path().join("_cxlake/staging");
+    assert!(files_under(&staging).is_empty(), "staging left: {:?}", files_under(&staging));
+    let status = run_cxlake(&["status", "--dest", &lake_arg], NO_ENV).await;
+    assert!(status.stdout.contains("INTERRUPTED"), "{}", status.stdout);
+}
