@@ -63,16 +63,16 @@ pub fn init(cli: &Cli) {
 
 /// The filter for `--log`: a bare level is cxlake's own events at that level and its
 /// dependencies' (deltalake, hyper, aws, russh) at WARN at most — their INFO lines (a Delta
-/// snapshot per read, with its schema) would bury ours. delta-rs warns when a commit it was told
-/// not to retry meets a newer version; cxlake retries that commit itself, so that warning says
-/// nothing went wrong and is left out. Anything else (`deltalake=debug,cxlake=info`) is taken
-/// as the user wrote it.
+/// snapshot per read, with its schema) would bury ours. delta-rs warns, then errors, when a commit
+/// it was told not to retry meets a newer version; cxlake retries that commit itself (and reports
+/// a commit that finally fails), so its transaction module is left out. Anything else
+/// (`deltalake=debug,cxlake=info`) is taken as the user wrote it.
 pub fn filter_directives(log: &str) -> String {
     let level = log.trim().to_ascii_lowercase();
     match level.as_str() {
         "off" | "error" => level,
         "warn" | "info" | "debug" | "trace" => {
-            format!("warn,cxlake={level},deltalake_core::kernel::transaction=error")
+            format!("warn,cxlake={level},deltalake_core::kernel::transaction=off")
         }
         _ => log.to_string(),
     }
@@ -282,11 +282,8 @@ mod tests {
 
     #[test]
     fn a_bare_level_is_ours_and_dependencies_stay_at_warn() {
-        assert_eq!(filter_directives("info"), "warn,cxlake=info,deltalake_core::kernel::transaction=error");
-        assert_eq!(
-            filter_directives(" DEBUG "),
-            "warn,cxlake=debug,deltalake_core::kernel::transaction=error"
-        );
+        assert_eq!(filter_directives("info"), "warn,cxlake=info,deltalake_core::kernel::transaction=off");
+        assert_eq!(filter_directives(" DEBUG "), "warn,cxlake=debug,deltalake_core::kernel::transaction=off");
         assert_eq!(filter_directives("error"), "error");
         assert_eq!(filter_directives("deltalake=debug,cxlake=info"), "deltalake=debug,cxlake=info");
         for text in ["info", "warn", "trace", "off", "hyper=debug"] {
