@@ -161,12 +161,23 @@ impl<'a> Matcher<'a> {
         column.pii && (column.pii_kind == PiiKind::Value || column.pii_kind == kind)
     }
 
+    /// Whether `column` holds JSON text whose string values may be anything the platform sent:
+    /// a `json_text` column, or `_extra` (no PII policy applies inside them).
+    fn holds_json(column: &crate::schema::Column) -> bool {
+        column.name == crate::schema::EXTRA_COLUMN || column.encoding == crate::schema::Encoding::JsonText
+    }
+
     /// The columns of `schema` that can show the person: none means the dataset cannot hold them.
     fn columns(&self, schema: &DatasetSchema) -> Vec<String> {
         match self.target {
             Target::Email(_) | Target::Phone(_) => {
                 let (kind, _) = self.contact.as_ref().expect("set for e-mails and phones");
-                schema.columns.iter().filter(|c| Self::compares(*kind, c)).map(|c| c.name.clone()).collect()
+                schema
+                    .columns
+                    .iter()
+                    .filter(|c| Self::compares(*kind, c) || Self::holds_json(c))
+                    .map(|c| c.name.clone())
+                    .collect()
             }
             Target::Key { source, dataset, .. } => {
                 let mut columns: Vec<String> = schema.references.iter().map(|r| r.column.clone()).collect();
@@ -190,6 +201,10 @@ impl<'a> Matcher<'a> {
             Target::Email(wanted) | Target::Phone(wanted) => {
                 let (kind, hashed) = self.contact.as_ref().expect("set for e-mails and phones");
                 schema.columns.iter().enumerate().any(|(i, column)| {
+                    if Self::holds_json(column) {
+                        // Every string inside, at any depth, compared in the normal form.
+                        return values(i).iter().any(|text| self.json_holds(text));
+                    }
                     if !Self::compares(*kind, column) {
                         return false;
                     }
@@ -220,6 +235,38 @@ impl<'a> Matcher<'a> {
                         .is_some_and(|i| values(i).iter().any(|v| erased.contains(v)))
                 })
             }
+        }
+    }
+}
+
+impl Matcher<'_> {
+    /// Whether a JSON text holds the e-mail or phone as one of its string values, at any depth.
+    fn json_holds(&self, text: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(text).is_ok_and(|value| self.value_holds(&value))
+    }
+
+    /// Whether a parsed JSON value holds the e-mail or phone as a string anywhere in it.
+    fn value_holds(&self, value: &serde_json::Value) -> bool {
+        let Some((kind, _)) = &self.contact else { return false };
+        let wanted = match self.target {
+            Target::Email(w) | Target::Phone(w) => w,
+            Target::Key { .. } => return false,
+        };
+        match value {
+            serde_json::Value::String(s) => normalize(*kind, s) == *wanted,
+            serde_json::Value::Array(items) => items.iter().any(|v| self.value_holds(v)),
+            serde_json::Value::Object(map) => map.values().any(|v| self.value_holds(v)),
+            _ => false,
+        }
+    }
+
+    /// Whether a raw field (a CSV cell) is the e-mail or phone, in the normal form.
+    fn text_is(&self, text: &str) -> bool {
+        match (&self.contact, self.target) {
+            (Some((kind, _)), Target::Email(w) | Target::Phone(w)) => {
+                !text.is_empty() && normalize(*kind, text) == *w
+            }
+            _ => false,
         }
     }
 }
@@ -730,7 +777,9 @@ fn filter_csv(
                 })
                 .collect()
         };
-        if matcher.matches(schema, &policy, &values) {
+        // Any cell of the record counts for an e-mail or phone: a raw file keeps what no
+        // column declares too.
+        if matcher.matches(schema, &policy, &values) || record.iter().any(|cell| matcher.text_is(cell)) {
             any = true;
         } else {
             writer.write_record(&record).map_err(|e| e.to_string())?;
@@ -773,6 +822,11 @@ fn json_matches(
     element: &serde_json::Value,
 ) -> bool {
     let Some(object) = element.as_object() else { return false };
+    // An e-mail or phone anywhere in the record as fetched: a raw file has no policy, and a
+    // field no column declares (kept in `_extra`) or a free-form one (`json_text`) counts too.
+    if matcher.value_holds(element) {
+        return true;
+    }
     let values = |column: usize| -> Vec<String> {
         object
             .iter()

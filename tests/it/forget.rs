@@ -398,3 +398,36 @@ async fn a_customer_is_erased_from_a_delta_lake_on_s3() {
         texts().await.into_iter().filter(|(_, t)| t.contains(&customer)).map(|(n, _)| n).collect();
     assert_eq!(left, Vec::<String>::new(), "no object holds the person, older Delta files included");
 }
+
+/// Issue 22: an e-mail address that only appears inside a `json_text` column (a form's
+/// submission) and inside `_extra` (a field no column declares) — in another letter case, with
+/// spaces — is found and erased from the history and the raw archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_only_inside_json_text_and_extra_is_found_and_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("messages.json");
+    std::fs::write(
+        &file,
+        r#"[{"id": "m-1", "csid": 1, "form_submission": {"name": "Jo", "email": " Jo.Doe@Example.com"}},
+            {"id": "m-2", "csid": 2, "custom": {"contact": ["x", "jo.doe@example.COM"]}},
+            {"id": "m-3", "csid": 3, "form_submission": {"email": "someone@example.com"}}]"#,
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_str().unwrap();
+    let out = run_cxlake(
+        &["convert", "dixa.message", "--date", "2024-03-01", "--dest", lake_arg, file.to_str().unwrap()],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run_cxlake(&["forget", "--dest", lake_arg, "--email", "jo.doe@example.com"], NO_ENV).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("dixa.message: removed 2 row(s)"), "{}", out.stdout);
+    let rows = batch_rows(&read_source_partition(&lake, "dixa", "message", date("2024-03-01")));
+    let ids: Vec<String> = rows.iter().map(|r| text(&r[0])).collect();
+    assert_eq!(ids, ["m-3"]);
+    for (file, text) in lake_texts(&lake) {
+        assert!(!text.to_lowercase().contains("jo.doe@example.com"), "{file} still holds the address");
+    }
+}
