@@ -405,6 +405,10 @@ pub struct ForgetArgs {
     /// Say what would be removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Only look: scan the whole lake (history, current tables, raw archive, quarantined rows)
+    /// and exit 1 if any trace of the person remains (every forget ends with this check)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub verify: bool,
     /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
     #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
     pub schemas: Option<PathBuf>,
@@ -1422,13 +1426,30 @@ async fn forget(args: ForgetArgs) -> Result<i32> {
     let key = PiiKey::from_env();
     let erasure =
         Erasure { dest: &dest, registry: &registry, key, run_id: run_id.clone(), dry_run: args.dry_run };
-    let outcome = erasure.run(&target).await;
+    let outcome = if args.verify {
+        erasure.verify(&target).await.map(|v| (None, Some(v)))
+    } else {
+        match erasure.run(&target).await {
+            // Every erasure ends by proving itself: the whole lake scanned again.
+            Ok(report) if !args.dry_run => erasure.verify(&target).await.map(|v| (Some(report), Some(v))),
+            Ok(report) => Ok((Some(report), None)),
+            Err(e) => Err(e),
+        }
+    };
     pipeline::remove_local_staging(&dest, &run_id);
     lock.release().await?;
     match outcome {
-        Ok(report) => {
-            print!("{}", report.render());
-            Ok(exit_code::OK)
+        Ok((report, verification)) => {
+            if let Some(report) = report {
+                print!("{}", report.render());
+            }
+            match verification {
+                Some(v) => {
+                    print!("{}", v.render());
+                    Ok(if v.traces.is_empty() { exit_code::OK } else { exit_code::PARTIAL })
+                }
+                None => Ok(exit_code::OK),
+            }
         }
         Err(EraseError::Usage(message)) => Err(usage(message)),
         Err(EraseError::Sink(e)) => Err(e.into()),

@@ -102,14 +102,20 @@ pub struct ErasureReport {
     pub finished_at: DateTime<Utc>,
     /// `source.dataset` → what was removed.
     pub datasets: BTreeMap<String, Touched>,
+    /// Quarantined rows whose raw record held the person, removed from `_cxlake/rejects/`.
+    #[serde(default)]
+    pub rejects_removed: u64,
 }
 
 impl ErasureReport {
     pub fn render(&self) -> String {
         let verb = if self.dry_run { "would remove" } else { "removed" };
         let mut out = format!("erasure {} ({}):\n", self.fingerprint, self.kind);
-        if self.datasets.is_empty() {
-            out.push_str("  nothing found: no row or raw file holds it\n");
+        if self.datasets.is_empty() && self.rejects_removed == 0 {
+            out.push_str("  nothing left to remove in the history, the raw archive or the quarantine\n");
+        }
+        if self.rejects_removed > 0 {
+            out.push_str(&format!("  quarantine: {verb} {} row(s)\n", self.rejects_removed));
         }
         for (dataset, t) in &self.datasets {
             out.push_str(&format!(
@@ -260,6 +266,32 @@ impl Matcher<'_> {
         }
     }
 
+    /// Whether a quarantined row's raw record (a CSV line or a JSON element, as read) holds the
+    /// person: as JSON, any string value; else any field or word of it, in the normal form; for a
+    /// key, any field equal to an erased key.
+    fn raw_text_holds(&self, raw: &str) -> bool {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) {
+            if self.value_holds(&value) {
+                return true;
+            }
+        }
+        let fields: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(raw.as_bytes())
+            .records()
+            .flatten()
+            .flat_map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let words = raw.split(|c: char| c.is_whitespace() || "\",;:{}[]<>'".contains(c));
+        match self.target {
+            Target::Key { .. } => {
+                fields.iter().any(|f| self.erased.values().any(|keys| keys.contains(f.trim())))
+            }
+            _ => fields.iter().map(String::as_str).chain(words).any(|text| self.text_is(text)),
+        }
+    }
+
     /// Whether a raw field (a CSV cell) is the e-mail or phone, in the normal form.
     fn text_is(&self, text: &str) -> bool {
         match (&self.contact, self.target) {
@@ -269,6 +301,58 @@ impl Matcher<'_> {
             _ => false,
         }
     }
+}
+
+/// Every table of the lake: source, its declaration, format and window records.
+type Lake = Vec<(String, Arc<DatasetSchema>, OutputFormat, Vec<WindowRecord>)>;
+
+/// Where a verification looked and what trace of the person it found.
+#[derive(Debug, Default, Serialize)]
+pub struct Verification {
+    pub traces: Vec<String>,
+    pub data_files: usize,
+    pub raw_files: usize,
+    pub current_tables: usize,
+    pub rejects_files: usize,
+}
+
+impl Verification {
+    pub fn render(&self) -> String {
+        let searched = format!(
+            "{} data file(s), {} current table(s), {} raw file(s), {} quarantine file(s)",
+            self.data_files, self.current_tables, self.raw_files, self.rejects_files
+        );
+        if self.traces.is_empty() {
+            format!("verified: no trace left in {searched}\n")
+        } else {
+            let mut out = format!("NOT erased: {} trace(s) left (searched {searched}):\n", self.traces.len());
+            for trace in &self.traces {
+                out.push_str(&format!("  {trace}\n"));
+            }
+            out.push_str("  run the same `cxlake forget` again to complete it\n");
+            out
+        }
+    }
+}
+
+/// A quarantine file (CSV: file, line, column, reason, raw record) without the rows whose raw
+/// record holds the person; and how many it had.
+fn rejects_without(matcher: &Matcher<'_>, bytes: &[u8]) -> (Vec<u8>, u64) {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes);
+    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+    if let Ok(headers) = reader.byte_headers() {
+        let _ = writer.write_byte_record(&headers.clone());
+    }
+    let mut hits = 0;
+    for record in reader.byte_records().flatten() {
+        let raw = String::from_utf8_lossy(record.get(4).unwrap_or_default());
+        if matcher.raw_text_holds(&raw) {
+            hits += 1;
+        } else {
+            let _ = writer.write_byte_record(&record);
+        }
+    }
+    (writer.into_inner().unwrap_or_default(), hits)
 }
 
 /// A column's values at `row` as text (lists item by item; other types not compared).
@@ -362,6 +446,24 @@ impl Erasure<'_> {
     /// Finds and removes `target` everywhere in the lake; the caller holds the lake lease.
     pub async fn run(&self, target: &Target) -> Result<ErasureReport, EraseError> {
         let state = StateStore::new(self.dest.clone());
+        let (matcher, lake) = self.prepare(target).await?;
+        let mut report = ErasureReport {
+            fingerprint: target.fingerprint(self.key.as_ref()),
+            kind: target.kind().into(),
+            run_id: self.run_id.clone(),
+            dry_run: self.dry_run,
+            finished_at: Utc::now(),
+            datasets: BTreeMap::new(),
+            rejects_removed: 0,
+        };
+        self.erase_everywhere(&state, &matcher, &lake, &mut report).await?;
+        Ok(report)
+    }
+
+    /// The matcher for `target` (with the keys its references reach) and every table of the lake
+    /// under its own declaration, with its format and window records.
+    async fn prepare<'t>(&self, target: &'t Target) -> Result<(Matcher<'t>, Lake), EraseError> {
+        let state = StateStore::new(self.dest.clone());
         let sources = state.sources().await?;
         if let Target::Key { source, dataset, .. } = target {
             let schema = self
@@ -404,17 +506,21 @@ impl Erasure<'_> {
         if matches!(target, Target::Key { .. }) {
             self.follow_references(&mut matcher, &lake).await?;
         }
-        let mut report = ErasureReport {
-            fingerprint: target.fingerprint(self.key.as_ref()),
-            kind: target.kind().into(),
-            run_id: self.run_id.clone(),
-            dry_run: self.dry_run,
-            finished_at: Utc::now(),
-            datasets: BTreeMap::new(),
-        };
-        let mut touched_sources = BTreeSet::new();
+        Ok((matcher, lake))
+    }
+
+    /// Removes the person from every window, the current tables, the raw archive and the
+    /// rejects, and saves the erasure record.
+    async fn erase_everywhere(
+        &self,
+        state: &StateStore,
+        matcher: &Matcher<'_>,
+        lake: &Lake,
+        report: &mut ErasureReport,
+    ) -> Result<(), EraseError> {
+        let mut touched_sources: BTreeSet<String> = BTreeSet::new();
         let mut delta_tables = BTreeSet::new();
-        for (source, schema, format, records) in &lake {
+        for (source, schema, format, records) in lake {
             // A Delta table's rewritten windows, committed together below.
             let mut pending = BTreeMap::new();
             for record in records {
@@ -422,7 +528,7 @@ impl Erasure<'_> {
                     continue;
                 }
                 let touched =
-                    self.erase_window(&matcher, source, schema, *format, record, &mut pending).await?;
+                    self.erase_window(matcher, source, schema, *format, record, &mut pending).await?;
                 if touched != Touched::default() {
                     let entry = report.datasets.entry(schema.qualified_name()).or_default();
                     entry.windows += usize::from(touched.rows > 0);
@@ -451,18 +557,17 @@ impl Erasure<'_> {
                 }
             }
         }
+        report.rejects_removed = self.erase_rejects(matcher).await?;
         if !self.dry_run {
-            for source in &touched_sources {
-                let entities: Vec<Arc<DatasetSchema>> = lake
-                    .iter()
-                    .filter(|(s, d, _, _)| s == source && d.kind == DatasetKind::Entities)
-                    .map(|(_, d, _, _)| d.clone())
-                    .collect();
-                for schema in &entities {
-                    let format = lake
-                        .iter()
-                        .find(|(s, d, _, _)| s == source && d.dataset == schema.dataset)
-                        .map_or(OutputFormat::Parquet, |(_, _, format, _)| *format);
+            // Every current table the erasure changed the history of, and any that still holds
+            // the person (a run that failed after rewriting the history but before the tables).
+            for (source, schema, format, _) in
+                lake.iter().filter(|(_, d, _, _)| d.kind == DatasetKind::Entities)
+            {
+                let holds = !touched_sources.contains(source)
+                    && self.current_hits(matcher, source, schema).await? > 0;
+                if touched_sources.contains(source) || holds {
+                    let format = *format;
                     current::refresh_tables(
                         self.dest,
                         source,
@@ -482,9 +587,129 @@ impl Erasure<'_> {
                 delta::vacuum(self.dest, table, std::time::Duration::ZERO, false).await?;
             }
             report.finished_at = Utc::now();
-            state.put_json(&format!("_cxlake/erasures/{}.json", report.fingerprint), &report).await?;
+            state.put_json(&format!("_cxlake/erasures/{}.json", report.fingerprint), &*report).await?;
         }
-        Ok(report)
+        Ok(())
+    }
+
+    /// Rows of a dataset's current table that are the person's.
+    async fn current_hits(
+        &self,
+        matcher: &Matcher<'_>,
+        source: &str,
+        schema: &DatasetSchema,
+    ) -> Result<u64, SinkError> {
+        let relevant = matcher.columns(schema);
+        if relevant.is_empty() {
+            return Ok(0);
+        }
+        let mut hits = 0;
+        for file in current::table_files(self.dest, source, &schema.dataset).await? {
+            for batch in read_file(self.dest, &file, Some(&relevant)).await? {
+                hits +=
+                    mask(matcher, schema, &BTreeMap::new(), &batch).into_iter().filter(|h| *h).count() as u64;
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Removes the person's rows from every quarantine file (their raw records); returns how many.
+    async fn erase_rejects(&self, matcher: &Matcher<'_>) -> Result<u64, SinkError> {
+        let mut removed = 0;
+        for file in commit::list_files(self.dest, &format!("{}/rejects", layout::BOOKKEEPING_DIR)).await? {
+            let path = self.dest.path(&file);
+            let bytes = self.dest.store.get(&path).await.map_err(|e| SinkError::store(&path, e))?;
+            let bytes = bytes.bytes().await.map_err(|e| SinkError::store(&path, e))?;
+            let (kept, hits) = rejects_without(matcher, &bytes);
+            if hits == 0 {
+                continue;
+            }
+            removed += hits;
+            if !self.dry_run {
+                self.dest.store.put(&path, kept.into()).await.map_err(|e| SinkError::store(&path, e))?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Scans the whole lake for the person — every window's data, the current tables, the raw
+    /// archive (every format) and the quarantined rows — and says where a trace remains.
+    pub async fn verify(&self, target: &Target) -> Result<Verification, EraseError> {
+        let (matcher, lake) = self.prepare(target).await?;
+        let mut verification = Verification::default();
+        for (source, table_schema, format, records) in &lake {
+            for record in records.iter().filter(|r| r.status == WindowStatus::Done) {
+                let Some(landed) = record.datasets.get(&table_schema.dataset) else { continue };
+                let schema = &crate::declaration::of_window(self.dest, table_schema, landed).await?;
+                let relevant = matcher.columns(schema);
+                let policy = policy_of(landed.pii.as_deref());
+                let mut rows = 0;
+                if !relevant.is_empty() {
+                    for file in window_files(self.dest, *format, source, &schema.dataset, record).await? {
+                        verification.data_files += 1;
+                        for batch in read_file(self.dest, &file, Some(&relevant)).await? {
+                            rows +=
+                                mask(&matcher, schema, &policy, &batch).into_iter().filter(|h| *h).count();
+                        }
+                    }
+                }
+                if rows > 0 {
+                    verification
+                        .traces
+                        .push(format!("{}.{} date={}: {rows} row(s)", source, schema.dataset, record.date));
+                }
+                for file in &landed.raw {
+                    verification.raw_files += 1;
+                    if self.raw_holds(&matcher, schema, file).await? {
+                        verification.traces.push(format!("raw archive {}", file.path));
+                    }
+                }
+            }
+            if table_schema.kind == DatasetKind::Entities {
+                verification.current_tables += 1;
+                let hits = self.current_hits(&matcher, source, table_schema).await?;
+                if hits > 0 {
+                    verification.traces.push(format!(
+                        "current table {source}_current/{}: {hits} row(s)",
+                        table_schema.dataset
+                    ));
+                }
+            }
+        }
+        for file in commit::list_files(self.dest, &format!("{}/rejects", layout::BOOKKEEPING_DIR)).await? {
+            verification.rejects_files += 1;
+            let path = self.dest.path(&file);
+            let bytes = self.dest.store.get(&path).await.map_err(|e| SinkError::store(&path, e))?;
+            let bytes = bytes.bytes().await.map_err(|e| SinkError::store(&path, e))?;
+            let (_, hits) = rejects_without(&matcher, &bytes);
+            if hits > 0 {
+                verification.traces.push(format!("quarantined rows {file}: {hits}"));
+            }
+        }
+        Ok(verification)
+    }
+
+    /// Whether one archived raw file holds the person (restored to a scratch file).
+    async fn raw_holds(
+        &self,
+        matcher: &Matcher<'_>,
+        schema: &DatasetSchema,
+        file: &RawFile,
+    ) -> Result<bool, SinkError> {
+        let scratch = tempfile::tempdir()
+            .map_err(|e| SinkError::Local { path: "scratch".into(), message: e.to_string() })?;
+        let local = scratch.path().join("raw");
+        raw::restore(self.dest, file, &local).await?;
+        let out = scratch.path().join("kept");
+        let lower = file.file_name.to_ascii_lowercase();
+        let holds = if lower.ends_with(".xlsx") {
+            xlsx_holds(matcher, schema, &BTreeMap::new(), &local, &file.file_name)
+        } else if lower.ends_with(".json") {
+            filter_json(matcher, schema, &local, &out)
+        } else {
+            filter_csv(matcher, schema, &local, &out)
+        };
+        holds.map_err(|message| SinkError::Local { path: file.path.clone(), message })
     }
 
     /// Collects, dataset by dataset, the keys of the rows that reference an erased key, until

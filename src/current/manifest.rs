@@ -144,6 +144,17 @@ pub async fn duplicate_keys(
     }
 }
 
+/// The files a dataset's current table is made of now, by its manifest (paths relative to the
+/// lake root), whatever its schema; empty without a manifest.
+pub async fn table_files(dest: &Destination, source: &str, dataset: &str) -> Result<Vec<String>, SinkError> {
+    let state = StateStore::new(dest.clone());
+    match state.get_json::<Manifest>(&layout::current_manifest_file(source, dataset)).await {
+        Ok(Some(manifest)) => Ok(manifest.files().map(|f| f.path.clone()).collect()),
+        Ok(None) | Err(SinkError::CorruptState { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The key filters of the manifest's segments, in its order; `None` (rebuild in full) when one
 /// is missing or unreadable. Read only when a refresh has changes to apply.
 pub(super) async fn load_filters(

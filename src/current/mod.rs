@@ -55,7 +55,7 @@ use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig, WrittenFi
 use crate::sink::{commit, layout, Destination, OutputFormat, SinkError};
 use crate::state::{StateStore, WindowStatus};
 use keys::{KeyFilter, KeyReader, KeyedRow, OrderedVersion};
-pub use manifest::{duplicate_keys, DuplicateKeys};
+pub use manifest::{duplicate_keys, table_files, DuplicateKeys};
 use manifest::{Manifest, Segment};
 pub use views::{lake_tables, views_sql, write_views, CurrentView, ViewTable};
 
