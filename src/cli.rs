@@ -1148,6 +1148,8 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     check_pii_policy(&options.pii, &datasets, &records, &windows, source_name, &lake.output.dest, true)?;
     let rewrites = |_: &str, date| windows.iter().any(|w| w.date == date);
     check_declarations(&dest, &datasets, &records, rewrites, options.format).await?;
+    let dates: Vec<chrono::NaiveDate> = windows.iter().map(|w| w.date).collect();
+    check_pending_erasures(&dest, source_name, &dates).await?;
     // With nothing to do the run still announces itself and sweeps what killed runs left behind.
     let nothing_to_do = windows.is_empty();
     let options = WriteOptions { timezone: source.timezone(), ..options };
@@ -1266,6 +1268,7 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
     let datasets = vec![schema];
     check_pii_policy(&options.pii, &datasets, &records, &windows, &source, &args.output.dest, true)?;
     check_declarations(&dest, &datasets, &records, |_, date| date == args.date, options.format).await?;
+    check_pending_erasures(&dest, &source, &[args.date]).await?;
     let plan = SyncPlan::new(local, dest, datasets, windows, None, options);
     check_format(&plan.dest, &args.output.dest, &source, &plan.datasets, plan.options.format).await?;
     run_and_report(&plan, args.output.report_json.as_deref()).await
@@ -1293,6 +1296,19 @@ async fn check_declarations(
         Err(e @ DeclarationError::Incompatible { .. }) => Err(usage(e.to_string())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Refuses windows that a `forget` began to erase and did not finish: it must be run again first,
+/// or the lake would publish what the platform (or the archive) still holds of the person while
+/// the erasure record says it is being removed.
+async fn check_pending_erasures(dest: &Destination, source: &str, dates: &[chrono::NaiveDate]) -> Result<()> {
+    let pending = crate::erase::pending_windows(dest, source).await?;
+    if let Some((date, fingerprint)) = dates.iter().find_map(|d| pending.get(d).map(|f| (d, f))) {
+        return Err(usage(format!(
+            "window {date} of {source} is covered by erasure {fingerprint}, which a `cxlake forget` began and did not finish: run that forget again (same --email/--phone/--key) to complete it, then this command"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses to write one format into a dataset directory that holds the other: plain Parquet
@@ -1499,6 +1515,8 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
                 .any(|r| r.date == date && r.datasets.get(dataset).is_some_and(|d| !d.raw.is_empty()))
     };
     check_declarations(&dest, &datasets, &records, rewrites, options.format).await?;
+    let dates: Vec<chrono::NaiveDate> = planned.windows.iter().map(|w| w.date).collect();
+    check_pending_erasures(&dest, &args.source, &dates).await?;
     let options = WriteOptions {
         timezone: planned.replay.timezone(),
         replay: true,

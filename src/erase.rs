@@ -83,7 +83,7 @@ impl Target {
 }
 
 /// What an erasure touched in one dataset.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Touched {
     pub windows: usize,
     pub rows: u64,
@@ -93,8 +93,16 @@ pub struct Touched {
 }
 
 /// The erasure record kept under `_cxlake/erasures/`: the value's fingerprint, never the value.
-#[derive(Debug, Clone, Serialize)]
+/// Written `pending` with the windows to rewrite before anything is touched, `done` at the end:
+/// a `sync` refuses to publish a window a pending erasure covers (it could not erase the person
+/// from what it fetches), until the same `forget` is run again and completes.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ErasureReport {
+    #[serde(default)]
+    pub status: ErasureStatus,
+    /// While pending: the windows (per source) that held the person when it began.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub windows: BTreeMap<String, BTreeSet<NaiveDate>>,
     pub fingerprint: String,
     pub kind: String,
     pub run_id: String,
@@ -105,6 +113,32 @@ pub struct ErasureReport {
     /// Quarantined rows whose raw record held the person, removed from `_cxlake/rejects/`.
     #[serde(default)]
     pub rejects_removed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureStatus {
+    Pending,
+    #[default]
+    Done,
+}
+
+/// The windows of `source` that pending erasures cover, each with the erasure's fingerprint.
+pub async fn pending_windows(
+    dest: &Destination,
+    source: &str,
+) -> Result<BTreeMap<NaiveDate, String>, SinkError> {
+    let state = StateStore::new(dest.clone());
+    let mut covered = BTreeMap::new();
+    for file in commit::list_files(dest, &format!("{}/erasures", layout::BOOKKEEPING_DIR)).await? {
+        let Ok(Some(record)) = state.get_json::<ErasureReport>(&file).await else { continue };
+        if record.status == ErasureStatus::Pending {
+            for date in record.windows.get(source).into_iter().flatten() {
+                covered.insert(*date, record.fingerprint.clone());
+            }
+        }
+    }
+    Ok(covered)
 }
 
 impl ErasureReport {
@@ -448,6 +482,8 @@ impl Erasure<'_> {
         let state = StateStore::new(self.dest.clone());
         let (matcher, lake) = self.prepare(target).await?;
         let mut report = ErasureReport {
+            status: ErasureStatus::Pending,
+            windows: BTreeMap::new(),
             fingerprint: target.fingerprint(self.key.as_ref()),
             kind: target.kind().into(),
             run_id: self.run_id.clone(),
@@ -456,7 +492,22 @@ impl Erasure<'_> {
             datasets: BTreeMap::new(),
             rejects_removed: 0,
         };
+        let record = format!("{}/erasures/{}.json", layout::BOOKKEEPING_DIR, report.fingerprint);
+        if !self.dry_run {
+            // Before anything is touched: which windows hold the person, so that no sync
+            // publishes one of them until this erasure is complete.
+            report.windows = self.windows_holding(&matcher, &lake).await?;
+            if !report.windows.is_empty() {
+                state.put_json(&record, &report).await?;
+            }
+        }
         self.erase_everywhere(&state, &matcher, &lake, &mut report).await?;
+        if !self.dry_run {
+            report.status = ErasureStatus::Done;
+            report.windows.clear();
+            report.finished_at = Utc::now();
+            state.put_json(&record, &report).await?;
+        }
         Ok(report)
     }
 
@@ -586,10 +637,37 @@ impl Erasure<'_> {
             for table in &delta_tables {
                 delta::vacuum(self.dest, table, std::time::Duration::ZERO, false).await?;
             }
-            report.finished_at = Utc::now();
-            state.put_json(&format!("_cxlake/erasures/{}.json", report.fingerprint), &*report).await?;
         }
         Ok(())
+    }
+
+    /// The windows whose data holds the person now, per source.
+    async fn windows_holding(
+        &self,
+        matcher: &Matcher<'_>,
+        lake: &Lake,
+    ) -> Result<BTreeMap<String, BTreeSet<NaiveDate>>, EraseError> {
+        let mut holding: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
+        for (source, table_schema, format, records) in lake {
+            for record in records.iter().filter(|r| r.status == WindowStatus::Done) {
+                let Some(landed) = record.datasets.get(&table_schema.dataset) else { continue };
+                let schema = &crate::declaration::of_window(self.dest, table_schema, landed).await?;
+                let relevant = matcher.columns(schema);
+                if relevant.is_empty() {
+                    continue;
+                }
+                let policy = policy_of(landed.pii.as_deref());
+                'files: for file in window_files(self.dest, *format, source, &schema.dataset, record).await? {
+                    for batch in read_file(self.dest, &file, Some(&relevant)).await? {
+                        if mask(matcher, schema, &policy, &batch).into_iter().any(|h| h) {
+                            holding.entry(source.clone()).or_default().insert(record.date);
+                            break 'files;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(holding)
     }
 
     /// Rows of a dataset's current table that are the person's.

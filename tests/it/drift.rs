@@ -772,9 +772,18 @@ async fn forget_on_a_custom_declaration_killed_then_rerun_verifies_clean_and_kee
     let forget = ["forget", "--dest", lake_arg, "--email", &person];
     let killed = run_cxlake(&forget, &[("CXLAKE_FAILPOINT", "forget-published")]).await;
     assert_ne!(killed.code, 0, "the failpoint aborted it: {}", killed.stderr);
+    // Until the erasure completes, no sync publishes a window it covers.
+    let mut resync = sync.to_vec();
+    resync.extend(["--schemas", schemas_arg]);
+    let refused = run_cxlake(&resync, &loop_env(&emulator)).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("run that forget again"), "{}", refused.stderr);
     let out = run_cxlake(&forget, NO_ENV).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("verified: no trace left"), "{}", out.stdout);
+    assert_eq!(run_cxlake(&resync, &loop_env(&emulator)).await.code, 0, "the erasure is complete");
+    let out = run_cxlake(&forget, NO_ENV).await;
+    assert_eq!(out.code, 0, "the sync fetched the person again from the platform: erased again");
     let verify = run_cxlake(&["forget", "--dest", lake_arg, "--email", &person, "--verify"], NO_ENV).await;
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
     assert!(
