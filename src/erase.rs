@@ -554,6 +554,25 @@ impl Erasure<'_> {
                 "the lake holds hashed personal columns: set CXLAKE_PII_KEY to the key they were hashed with, so they can be matched".into(),
             ));
         }
+        // Every window is rewritten under the declaration it was written with: one the lake has
+        // no copy of is refused before anything is touched.
+        for (source, schema, _, records) in &lake {
+            let fingerprints: BTreeSet<&str> = records
+                .iter()
+                .filter_map(|r| r.datasets.get(&schema.dataset)?.declaration.as_deref())
+                .filter(|f| *f != schema.declaration.fingerprint)
+                .collect();
+            for fingerprint in fingerprints {
+                if crate::declaration::load(self.dest, source, &schema.dataset, fingerprint).await?.is_none()
+                {
+                    return Err(EraseError::Usage(format!(
+                        "windows of {} were written with declaration {fingerprint}, of which the lake has no copy (_cxlake/declarations/{source}/{}/{fingerprint}.toml): pass --schemas DIR holding that declaration, so that no column of them is lost",
+                        schema.qualified_name(),
+                        schema.dataset
+                    )));
+                }
+            }
+        }
         if matches!(target, Target::Key { .. }) {
             self.follow_references(&mut matcher, &lake).await?;
         }
@@ -869,14 +888,28 @@ impl Erasure<'_> {
         }
         let files = if holds { files } else { Vec::new() };
         let staging = format!("{}/erase", layout::staging_dir(&self.run_id, source, dataset, record.date));
-        let mut writer =
-            PartWriter::for_dataset(self.dest.clone(), staging.clone(), schema, PartWriterConfig::default());
+        // The kept rows are written with the columns their file has — the window's own, whatever
+        // declaration this run knows — so a rewrite never drops or misplaces a column.
+        let plain: Vec<&str> =
+            schema.columns.iter().filter(|c| !c.dictionary).map(|c| c.name.as_str()).collect();
+        let mut writer: Option<PartWriter> = None;
         let mut removed = 0u64;
         for (index, file) in files.iter().enumerate() {
             if index > 0 {
-                writer.roll().await?;
+                if let Some(writer) = writer.as_mut() {
+                    writer.roll().await?;
+                }
             }
             for batch in read_file(self.dest, file, None).await? {
+                let writer = writer.get_or_insert_with(|| {
+                    PartWriter::with_columns(
+                        self.dest.clone(),
+                        staging.clone(),
+                        batch.schema(),
+                        plain.iter().copied(),
+                        PartWriterConfig::default(),
+                    )
+                });
                 let hits = mask(matcher, schema, &policy, &batch);
                 let count = hits.iter().filter(|h| **h).count();
                 removed += count as u64;
@@ -888,7 +921,10 @@ impl Erasure<'_> {
                 }
             }
         }
-        let staged = writer.finish().await?;
+        let staged = match writer {
+            Some(writer) => writer.finish().await?,
+            None => Vec::new(),
+        };
         let mut updated = record.clone();
         if removed > 0 && !self.dry_run && format == OutputFormat::Delta {
             // Committed with the table's other rewritten windows, in one commit.
