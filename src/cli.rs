@@ -315,18 +315,39 @@ pub struct SyncRequest {
     pub source: Option<SyncCommand>,
 }
 
-/// Where the lake is and how windows are written: shared by `sync` and `convert`.
-#[derive(Debug, Args)]
-pub struct OutputArgs {
+/// `--dest`: the lake root. Not required on the command line — `CXLAKE_DEST` or `url` in the config
+/// file's `[destination]` may give it; a command without any says so ([`open_dest`]).
+#[derive(Debug, Clone, Args)]
+pub struct DestArg {
     /// Lake root: a local directory or s3://bucket/prefix (S3 configured by the AWS_* variables)
     #[arg(
-        long,
+        long = "dest",
         env = "CXLAKE_DEST",
         value_name = "DIR|s3://BUCKET/PREFIX",
         default_value = "",
         hide_default_value = true
     )]
     pub dest: String,
+}
+
+impl std::ops::Deref for DestArg {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.dest
+    }
+}
+
+impl std::fmt::Display for DestArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.dest)
+    }
+}
+
+/// Where the lake is and how windows are written: shared by `sync` and `convert`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    pub dest: DestArg,
 
     /// Directory with <source>/<dataset>.toml files overriding the built-in schemas
     #[arg(long, env = "CXLAKE_SCHEMAS", value_name = "DIR")]
@@ -384,15 +405,8 @@ pub struct OutputArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "phone", "key"])))]
 pub struct ForgetArgs {
-    /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(
-        long,
-        env = "CXLAKE_DEST",
-        value_name = "DIR|s3://BUCKET/PREFIX",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub dest: String,
+    #[command(flatten)]
+    pub dest: DestArg,
     /// Every row in which a personal column holds this e-mail address (compared lowercased)
     #[arg(long, value_name = "ADDRESS")]
     pub email: Option<String>,
@@ -719,15 +733,8 @@ pub enum SchemaCommand {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(
-        long,
-        env = "CXLAKE_DEST",
-        value_name = "DIR|s3://BUCKET/PREFIX",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub dest: String,
+    #[command(flatten)]
+    pub dest: DestArg,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
@@ -739,15 +746,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct DriftArgs {
-    /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(
-        long,
-        env = "CXLAKE_DEST",
-        value_name = "DIR|s3://BUCKET/PREFIX",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub dest: String,
+    #[command(flatten)]
+    pub dest: DestArg,
     /// Only this source
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
@@ -758,15 +758,8 @@ pub struct DriftArgs {
 
 #[derive(Debug, Args)]
 pub struct CurrentArgs {
-    /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(
-        long,
-        env = "CXLAKE_DEST",
-        value_name = "DIR|s3://BUCKET/PREFIX",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub dest: String,
+    #[command(flatten)]
+    pub dest: DestArg,
     /// The source whose datasets to refresh (default: every source in the lake)
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
@@ -790,15 +783,8 @@ pub struct CurrentArgs {
 
 #[derive(Debug, Args)]
 pub struct VacuumArgs {
-    /// Lake root: a local directory or s3://bucket/prefix
-    #[arg(
-        long,
-        env = "CXLAKE_DEST",
-        value_name = "DIR|s3://BUCKET/PREFIX",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub dest: String,
+    #[command(flatten)]
+    pub dest: DestArg,
     /// Keep files removed (or never committed) less than this long ago, for time travel and for
     /// writers still running (e.g. 7d, 36h)
     #[arg(long, default_value = "7d", value_name = "DURATION")]
@@ -1091,7 +1077,7 @@ async fn plan_windows(
                     return Err(usage(
                         WindowError::NothingToResume {
                             source_name: source.to_string(),
-                            dest: lake.output.dest.clone(),
+                            dest: lake.output.dest.to_string(),
                         }
                         .to_string(),
                     ))
