@@ -1061,7 +1061,9 @@ async fn plan_windows(
         }
         None => {
             if filter.is_some() {
-                return Err(usage("--contact needs --from: a one-contact export does not continue a lake"));
+                return Err(usage(
+                    "a filtered export (Salted CX --contact; Dixa --csids or --window-by) needs --from: it does not continue a lake",
+                ));
             }
             let done: BTreeSet<_> = records
                 .iter()
@@ -1088,7 +1090,11 @@ async fn plan_windows(
     // A one-contact export must never replace a full window, nor the other way round.
     for record in records {
         if record.filter != *filter && windows.iter().any(|w| w.date == record.date) {
-            let held = if record.filter.is_some() { "a one-contact export" } else { "a full export" };
+            let held = if record.filter.is_some() {
+                "a filtered export (--contact, --csids, --window-by)"
+            } else {
+                "a full export"
+            };
             return Err(usage(format!(
                 "window {} in {} holds {held}; this sync would replace it with a differently filtered one — use a separate --dest",
                 record.date, lake.output.dest

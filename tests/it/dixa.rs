@@ -122,7 +122,7 @@ fn expected_cell(column: &Column, value: Option<&Value>, path: &str, extra: &mut
 }
 
 /// The rows the lake must hold for these generator records, in order.
-fn expected_rows(schema: &DatasetSchema, records: &[Value]) -> Vec<Vec<Cell>> {
+pub fn expected_rows(schema: &DatasetSchema, records: &[Value]) -> Vec<Vec<Cell>> {
     records
         .iter()
         .map(|record| {
@@ -440,4 +440,104 @@ async fn nested_columns_land_in_delta_tables_too() {
     }
     let current = read_delta_rows(lake.path(), "dixa_current/conversation").await;
     assert!(!current.is_empty());
+}
+
+/// Issue 23: `--csids` exports exactly the named conversations — a filtered window that never
+/// replaces a full one (refused in a lake of full windows, which stays untouched) — and
+/// `--window-by created` lands each conversation on its creation day; both as the generator says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_conversations_and_windows_by_creation_land_as_the_api_filters_them() {
+    let emulator = dixa_emulator(dixa_emulator_config()).await;
+    let config = emulator.config().synth;
+    let env = vec![
+        ("DIXA_API_URL".to_string(), emulator.base_url().to_string()),
+        ("DIXA_API_TOKEN".to_string(), emulator.config().api_token.clone()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (full, named, created) =
+        (dir.path().join("full"), dir.path().join("named"), dir.path().join("created"));
+    let sync = |lake: &std::path::Path, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "sync",
+            "dixa",
+            "--dest",
+            lake.to_str().unwrap(),
+            "--from",
+            "2024-03-01",
+            "--to",
+            "2024-03-03",
+            "--requests-per-minute",
+            "60000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    assert_eq!(run_cxlake(&sync(&full, &[]), &env).await.code, 0);
+    let updated = |day: &str| {
+        synth::conversations(
+            config,
+            ConversationFilter { updated: Some(synth::day_range(date(day))), ..Default::default() },
+        )
+        .collect::<Vec<_>>()
+    };
+    let ids: Vec<i64> = updated("2024-03-01")
+        .iter()
+        .chain(&updated("2024-03-02"))
+        .step_by(4)
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let csids = ["--csids", list.as_str(), "--datasets", "conversation"];
+
+    // In the lake of full windows: refused, nothing touched.
+    let before = files_under(&full);
+    let out = run_cxlake(&sync(&full, &csids), &env).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("separate --dest"), "{}", out.stderr);
+    assert_eq!(files_under(&full), before);
+    // With messages: the message export takes no conversation ids.
+    let out = run_cxlake(&sync(&named, &["--csids", list.as_str()]), &env).await;
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("--datasets conversation") || out.stderr.contains("--datasets conversation"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_cxlake(&sync(&named, &csids), &env).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let out = run_cxlake(&sync(&created, &["--window-by", "created"]), &env).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let schema = &dixa_schemas()[0];
+    for day in ["2024-03-01", "2024-03-02"] {
+        let wanted: Vec<serde_json::Value> = synth::conversations(
+            config,
+            ConversationFilter {
+                updated: Some(synth::day_range(date(day))),
+                csids: Some(ids.clone()),
+                ..Default::default()
+            },
+        )
+        .collect();
+        let landed = landed_rows(&named, schema, date(day));
+        assert_eq!(landed, expected_rows(schema, &wanted), "{day}: exactly the named conversations");
+        let by_creation: Vec<serde_json::Value> = synth::conversations(
+            config,
+            ConversationFilter { created: Some(synth::day_range(date(day))), ..Default::default() },
+        )
+        .collect();
+        assert_eq!(
+            landed_rows(&created, schema, date(day)),
+            expected_rows(schema, &by_creation),
+            "{day}: by creation"
+        );
+    }
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(named.join("_cxlake/state/dixa/date=2024-03-01.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(record["filter"].is_string(), "the window records its filter: {record}");
 }

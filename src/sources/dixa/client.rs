@@ -42,15 +42,18 @@ impl DixaConfig {
 }
 
 /// One export request: the endpoint and its bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportRequest {
     /// `conversation_export` or `message_export`.
     pub endpoint: &'static str,
-    /// `updated` or `created`: the `<filter>_after` / `<filter>_before` pair.
+    /// `updated`, `created`, `closed` or `last_message_created`: the `<filter>_after` /
+    /// `<filter>_before` pair.
     pub filter: &'static str,
     /// Strict bounds in epoch milliseconds.
     pub after_ms: i64,
     pub before_ms: i64,
+    /// Only these conversations (`csids`; the conversation export only).
+    pub csids: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,10 @@ impl DixaClient {
         url.query_pairs_mut()
             .append_pair(&format!("{}_after", request.filter), &request.after_ms.to_string())
             .append_pair(&format!("{}_before", request.filter), &request.before_ms.to_string());
+        if let Some(ids) = &request.csids {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            url.query_pairs_mut().append_pair("csids", &ids.join(","));
+        }
         url
     }
 

@@ -2,8 +2,11 @@
 //!
 //! Two datasets, one synchronous request each per UTC-day window: `dixa.conversation` from
 //! `GET /v1/conversation_export` by `updated_*` (a conversation that changed is exported again,
-//! and its current table keeps the latest version), `dixa.message` from `GET /v1/message_export`
-//! by `created_*`. The answers are JSON arrays decoded by the shared JSON decoder against
+//! and its current table keeps the latest version) — or by `created_*`, `closed_*` or
+//! `last_message_created_*` (`--window-by`), and for named conversations only (`--csids`) —
+//! `dixa.message` from `GET /v1/message_export` by `created_*` (the document's own words say it
+//! filters "conversations created", but its example and its only filter pair are the messages'
+//! own creation time, which is what the emulator serves and what cxlake windows by). The answers are JSON arrays decoded by the shared JSON decoder against
 //! `schemas/dixa/`.
 
 pub mod client;
@@ -17,11 +20,53 @@ use self::client::{DixaClient, ExportRequest};
 use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
+/// Which of a conversation's times puts it in a window (`--window-by`): the Exports API filters
+/// conversations by any of them. Messages are always windowed by their creation (the message
+/// export has no other filter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WindowBy {
+    /// When it last changed: a conversation is exported again on each day it changes (the default;
+    /// the current table keeps its latest version).
+    #[default]
+    Updated,
+    /// When it was created: each conversation once, in its state at the end of that day.
+    Created,
+    /// When it was closed: only closed conversations, on their closing day.
+    Closed,
+    /// When its last message was created.
+    LastMessageCreated,
+}
+
+impl WindowBy {
+    /// The API's name for the filter (`<name>_after` / `<name>_before`).
+    pub fn filter(self) -> &'static str {
+        match self {
+            WindowBy::Updated => "updated",
+            WindowBy::Created => "created",
+            WindowBy::Closed => "closed",
+            WindowBy::LastMessageCreated => "last_message_created",
+        }
+    }
+}
+
+/// What a Dixa sync asks for beyond the window: the conversations' window field, and named
+/// conversations only (`--csids`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DixaRequest {
+    pub window_by: WindowBy,
+    pub csids: Option<Vec<i64>>,
+}
+
 /// The API's request for one dataset of one window, with bounds chosen for strict filters.
 pub fn request_for(dataset: &str, window: Window) -> Option<ExportRequest> {
-    let (endpoint, filter) = match dataset {
-        "conversation" => ("conversation_export", "updated"),
-        "message" => ("message_export", "created"),
+    request_with(dataset, window, &DixaRequest::default())
+}
+
+/// Like [`request_for`], with the sync's window field and conversation ids.
+pub fn request_with(dataset: &str, window: Window, request: &DixaRequest) -> Option<ExportRequest> {
+    let (endpoint, filter, csids) = match dataset {
+        "conversation" => ("conversation_export", request.window_by.filter(), request.csids.clone()),
+        "message" => ("message_export", "created", None),
         _ => return None,
     };
     Some(ExportRequest {
@@ -31,6 +76,7 @@ pub fn request_for(dataset: &str, window: Window) -> Option<ExportRequest> {
         after_ms: window.start().timestamp_millis() - 1,
         // `before` is strict: the next window's first instant is out.
         before_ms: window.end().timestamp_millis(),
+        csids,
     })
 }
 
@@ -38,11 +84,17 @@ pub fn request_for(dataset: &str, window: Window) -> Option<ExportRequest> {
 #[derive(Debug, Clone)]
 pub struct Dixa {
     client: DixaClient,
+    request: DixaRequest,
 }
 
 impl Dixa {
     pub fn new(client: DixaClient) -> Dixa {
-        Dixa { client }
+        Dixa { client, request: DixaRequest::default() }
+    }
+
+    /// Asks for windows by another field, or for named conversations only.
+    pub fn with_request(self, request: DixaRequest) -> Dixa {
+        Dixa { request, ..self }
     }
 }
 
@@ -55,6 +107,7 @@ impl Source for Dixa {
             filter: "updated",
             after_ms: now - 60_001,
             before_ms: now - 60_000,
+            csids: None,
         };
         let scratch = tempfile::NamedTempFile::new()
             .map_err(|e| SourceError::Transfer(format!("creating a scratch file: {e}")))?;
@@ -74,8 +127,13 @@ impl Source for Dixa {
         _journal: &J,
     ) -> Result<FetchedWindow, SourceError> {
         let mut files = Vec::with_capacity(datasets.len());
+        if self.request.csids.is_some() && datasets.iter().any(|d| d == "message") {
+            return Err(SourceError::Rejected(
+                "--csids names conversations, and Dixa's message export takes no conversation ids: pass --datasets conversation".into(),
+            ));
+        }
         for dataset in datasets {
-            let request = request_for(dataset, window)
+            let request = request_with(dataset, window, &self.request)
                 .ok_or_else(|| SourceError::Rejected(format!("Dixa has no dataset `{dataset}`")))?;
             let file_name = format!("{dataset}s.json");
             let path = spool.join(format!("{window}-{file_name}"));

@@ -9,7 +9,7 @@ use url::Url;
 use super::client::{DixaClient, DixaConfig, REQUESTS_PER_MINUTE};
 use super::emulator::{DixaEmulator, DixaEmulatorConfig, DixaFaultScenario, DEFAULT_API_TOKEN};
 use super::synth::{self, ConversationFilter, DixaSynthConfig};
-use super::Dixa;
+use super::{Dixa, DixaRequest, WindowBy};
 use crate::sources::http::{load_secret, HttpArgs, Secret};
 use crate::sources::loopback;
 use crate::sources::{Platform, RunningEmulator, SetupError};
@@ -32,6 +32,27 @@ pub struct DixaArgs {
     #[arg(long, default_value_t = REQUESTS_PER_MINUTE, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub requests_per_minute: u32,
+
+    /// Which of a conversation's times puts it in a day's window (the lake records it: windows
+    /// by different fields never replace each other)
+    #[arg(long, value_enum, default_value_t = WindowBy::Updated)]
+    pub window_by: WindowBy,
+
+    /// Export only these conversations (Dixa's csids), e.g. to fetch corrected ones again: a
+    /// filtered window that never replaces a full one (needs --from and --datasets conversation)
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID")]
+    pub csids: Option<Vec<i64>>,
+}
+
+impl DixaArgs {
+    fn request(&self) -> DixaRequest {
+        let csids = self.csids.clone().map(|mut ids| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        DixaRequest { window_by: self.window_by, csids }
+    }
 }
 
 /// `cxlake emulator dixa` options.
@@ -99,7 +120,22 @@ impl Platform for DixaPlatform {
         args.http.apply(&mut config.http)?;
         config.http.requests_per_minute = Some(args.requests_per_minute);
         let client = DixaClient::new(config).map_err(|e| SetupError(e.to_string()))?;
-        Ok(Dixa::new(client))
+        Ok(Dixa::new(client).with_request(args.request()))
+    }
+
+    /// Windows by another field than `updated`, or of named conversations only, are another
+    /// kind of window: recorded with this fingerprint, they never replace full ones.
+    fn filter(args: &DixaArgs) -> Option<String> {
+        let request = args.request();
+        let mut parts = Vec::new();
+        if request.window_by != WindowBy::Updated {
+            parts.push(format!("window_by={}", request.window_by.filter()));
+        }
+        if let Some(ids) = &request.csids {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            parts.push(format!("csids={}", ids.join(",")));
+        }
+        (!parts.is_empty()).then(|| crate::sources::fingerprint("dixa", &parts.join(";")))
     }
 
     async fn start_emulator(args: &DixaEmulatorArgs, port: u16) -> Result<DixaEmulator, SetupError> {
