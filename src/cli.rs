@@ -456,7 +456,7 @@ pub struct ReplayArgs {
     pub datasets: Option<Vec<String>>,
 
     /// The zone of the files' local times (default: the zone each window was read in)
-    #[arg(long, value_name = "ZONE", value_parser = parse_timezone)]
+    #[arg(long, value_name = "ZONE", value_parser = window::parse_zone)]
     pub timezone: Option<chrono_tz::Tz>,
 
     /// Where archived files are restored before decoding (default: the system temp directory)
@@ -668,7 +668,7 @@ pub struct ConvertArgs {
 
     /// The zone the files' local times are in (IANA name, e.g. Europe/Brussels): needed by
     /// datasets whose times carry no offset (Sparkcentral)
-    #[arg(long, value_name = "ZONE", value_parser = parse_timezone)]
+    #[arg(long, value_name = "ZONE", value_parser = window::parse_zone)]
     pub timezone: Option<chrono_tz::Tz>,
 
     #[command(flatten)]
@@ -1048,16 +1048,30 @@ async fn plan_windows(
     source: &str,
     datasets: &[Arc<DatasetSchema>],
     filter: &Option<String>,
+    zone: chrono_tz::Tz,
 ) -> Result<Vec<Window>> {
+    // Days of one lake are counted in one zone: a window of another zone's day overlaps two of
+    // this one's, and their rows would be landed twice.
+    if let Some(other) = records.iter().find(|r| r.timezone.as_deref().unwrap_or("UTC") != zone.name()) {
+        return Err(usage(format!(
+            "{} in {} holds days of {} counted in {}; this sync counts days in {} — pass --timezone {} or use a separate --dest",
+            source,
+            lake.output.dest,
+            other.date,
+            other.timezone.as_deref().unwrap_or("UTC"),
+            zone.name(),
+            other.timezone.as_deref().unwrap_or("UTC"),
+        )));
+    }
     let now = Utc::now();
     let to = match &lake.to {
-        Some(t) => window::parse_time(t).map_err(|e| usage(e.to_string()))?,
-        None => window::start_of_today(now),
+        Some(t) => window::parse_time_in(t, zone).map_err(|e| usage(e.to_string()))?,
+        None => window::start_of_today_in(now, zone),
     };
     let windows = match &lake.from {
         Some(from) => {
-            let from = window::parse_time(from).map_err(|e| usage(e.to_string()))?;
-            window::windows_between(from, to, now).map_err(|e| usage(e.to_string()))?
+            let from = window::parse_time_in(from, zone).map_err(|e| usage(e.to_string()))?;
+            window::windows_between_in(from, to, now, zone).map_err(|e| usage(e.to_string()))?
         }
         None => {
             if filter.is_some() {
@@ -1073,7 +1087,7 @@ async fn plan_windows(
             // Windows of this kind of export that a run began but did not finish (failed, or
             // killed while publishing): resuming starts no later than the first of them.
             let begun: BTreeSet<_> = records.iter().filter(|r| r.filter.is_none()).map(|r| r.date).collect();
-            match window::resume_windows(&done, &begun, to, now, lake.lookback_days) {
+            match window::resume_windows(&done, &begun, to, now, lake.lookback_days, zone) {
                 Some(result) => result.map_err(|e| usage(e.to_string()))?,
                 None => {
                     return Err(usage(
@@ -1119,7 +1133,10 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
         state.load_windows(source_name).await.context("reading the destination's window records")?;
     let windows = match source_windows(&source, &lake, &records, &datasets).await? {
         Some(windows) => windows,
-        None => plan_windows(&lake, &records, source_name, &datasets, &filter).await?,
+        None => {
+            let zone = source.timezone().unwrap_or(chrono_tz::Tz::UTC);
+            plan_windows(&lake, &records, source_name, &datasets, &filter, zone).await?
+        }
     };
     let windows = match lake.shard()? {
         Some((index, count)) => {
@@ -1595,12 +1612,6 @@ fn synth(args: SynthArgs) -> Result<i32> {
 }
 
 /// An IANA time zone name, with a message that says what is expected.
-fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
-    text.trim().parse::<chrono_tz::Tz>().map_err(|_| {
-        format!("`{text}` is not an IANA time zone name (such as Europe/Brussels, America/New_York or UTC)")
-    })
-}
-
 /// `cxlake schema draft`: the TOML draft for `name` from the sample at `file`.
 fn schema_draft(name: &str, file: &Path, rows: u64) -> Result<String> {
     use crate::schema::draft::Sample;
@@ -1622,7 +1633,8 @@ fn schema_draft(name: &str, file: &Path, rows: u64) -> Result<String> {
         Some(FileFormat::Xlsx) => {
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
             let json = scratch.path().join("sheet.json");
-            crate::decode::xlsx::to_json_array(file, &json, &file_name).map_err(|e| usage(e.to_string()))?;
+            crate::decode::xlsx::to_json_array(file, &json, &file_name, None)
+                .map_err(|e| usage(e.to_string()))?;
             Sample::json_array(open(&json)?, rows).map_err(bad)?
         }
         None => return Err(usage(format!("{}: name the sample .csv, .json or .xlsx", file.display()))),

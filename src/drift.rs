@@ -392,7 +392,8 @@ fn sample_file(
         Some(FileFormat::Csv) => sample.add_csv(open(path)?, rows).map_err(read),
         Some(FileFormat::Xlsx) => {
             let json = path.with_extension("xlsx.json");
-            crate::decode::xlsx::to_json_array(path, &json, file_name).map_err(|e| read(e.to_string()))?;
+            crate::decode::xlsx::to_json_array(path, &json, file_name, None)
+                .map_err(|e| read(e.to_string()))?;
             let result = sample.add_json_array(open(&json)?, rows).map_err(read);
             let _ = std::fs::remove_file(&json);
             result

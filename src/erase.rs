@@ -1194,7 +1194,7 @@ fn xlsx_holds(
     file_name: &str,
 ) -> Result<bool, String> {
     let json = input.with_extension("json");
-    crate::decode::xlsx::to_json_array(input, &json, file_name).map_err(|e| e.to_string())?;
+    crate::decode::xlsx::to_json_array(input, &json, file_name, None).map_err(|e| e.to_string())?;
     let elements: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;

@@ -154,7 +154,7 @@ impl Default for WriteOptions {
     }
 }
 
-impl<S> SyncPlan<S> {
+impl<S: Source> SyncPlan<S> {
     /// The one way a validated plan is built: a fresh run id, `filter` recorded with each window.
     pub fn new(
         source: S,
@@ -164,7 +164,10 @@ impl<S> SyncPlan<S> {
         filter: Option<String>,
         options: WriteOptions,
     ) -> SyncPlan<S> {
-        let options = WriteOptions { parallel_windows: options.parallel_windows.max(1), ..options };
+        // The source's zone is the zone of its days and files unless the caller says otherwise
+        // (a replay gives the recorded one).
+        let timezone = options.timezone.or_else(|| source.timezone());
+        let options = WriteOptions { parallel_windows: options.parallel_windows.max(1), timezone, ..options };
         SyncPlan { source, dest, datasets, windows, run_id: new_run_id(), filter, options }
     }
 }
@@ -959,8 +962,8 @@ async fn commit_window<S>(
         format_version: STATE_FORMAT_VERSION,
         source: source.to_string(),
         date: window.date,
-        window_start: window.start(),
-        window_end: window.end(),
+        window_start: window.start_in(plan.options.timezone.unwrap_or(chrono_tz::Tz::UTC)),
+        window_end: window.end_in(plan.options.timezone.unwrap_or(chrono_tz::Tz::UTC)),
         status: WindowStatus::Publishing,
         export_id,
         run_id: plan.run_id.clone(),

@@ -87,6 +87,8 @@ pub struct SourceStatus {
     pub raw: RawSummary,
     /// Set while the current tables lag behind the history: a refresh failed.
     pub current_refresh_failed: Option<crate::current::RefreshFailure>,
+    /// The zones the windows' days are counted in (`UTC` unless the source has `--timezone`).
+    pub timezones: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -159,6 +161,7 @@ pub fn source_status(source: String, records: &[WindowRecord], last_run: Option<
     let mut datasets: BTreeMap<String, DatasetStatus> = BTreeMap::new();
     let mut interrupted = Vec::new();
     let mut raw = RawSummary::default();
+    let timezones = records.iter().map(|r| r.timezone.clone().unwrap_or_else(|| "UTC".into())).collect();
     for record in records {
         if record.status != WindowStatus::Done {
             interrupted.push(record.date);
@@ -193,7 +196,7 @@ pub fn source_status(source: String, records: &[WindowRecord], last_run: Option<
         s.gaps = gap_ranges(days);
         s.drift = DriftCounts::of(&crate::drift::dataset_drift(&source, name, records));
     }
-    SourceStatus { source, datasets, interrupted, last_run, raw, current_refresh_failed: None }
+    SourceStatus { source, datasets, interrupted, last_run, raw, current_refresh_failed: None, timezones }
 }
 
 /// The latest run report per source that did something. Run ids start with a UTC timestamp, so
@@ -292,6 +295,13 @@ pub fn render(dest: &str, sources: &[SourceStatus]) -> String {
                 human_bytes(d.bytes),
                 d.drift.summary,
                 gaps
+            ));
+        }
+        if s.timezones.iter().any(|z| z != "UTC") {
+            let zones: Vec<&str> = s.timezones.iter().map(String::as_str).collect();
+            out.push_str(&format!(
+                "  days: local days of {} (each window and date=D partition is that zone's day)\n",
+                zones.join(", ")
             ));
         }
         if s.datasets.values().any(|d| d.drift.summary != "none") {

@@ -328,7 +328,7 @@ impl<R: Read> CsvDecoder<R> {
     /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window,
     /// and reads local times in its zone (a time of day on the window's day).
     pub fn with_context(mut self, context: super::FileContext) -> Self {
-        self.fills = super::fill_values(&self.schema, context.window);
+        self.fills = super::fill_values(&self.schema, context.window, context.timezone);
         self.policy = context.on_type_mismatch.for_schema(&self.schema);
         self.local = LocalParse {
             zone: context.timezone,

@@ -204,7 +204,7 @@ impl<R: Read> JsonDecoder<R> {
     /// and takes its policy for values of the wrong type. (Local times are a CSV matter: JSON
     /// platforms send offsets.)
     pub fn with_context(mut self, context: super::FileContext) -> Self {
-        self.fills = super::fill_values(&self.schema, context.window);
+        self.fills = super::fill_values(&self.schema, context.window, context.timezone);
         self.policy = context.on_type_mismatch.for_schema(&self.schema);
         self
     }

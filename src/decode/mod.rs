@@ -144,7 +144,7 @@ pub fn open(
     let path = if format == FileFormat::Xlsx {
         // A workbook becomes a JSON array next to it (in the run's spool), decoded as JSON.
         converted = path.with_extension("xlsx.json");
-        let workbook = xlsx::to_json_array(path, &converted, &file_name)?;
+        let workbook = xlsx::to_json_array(path, &converted, &file_name, context.timezone)?;
         header_drift = xlsx::header_drift(&schema, &workbook.header, &file_name)?;
         converted.as_path()
     } else {
@@ -165,8 +165,14 @@ pub fn open(
 }
 
 /// The value of each column declared `fill = …`, from `window` (days for a date, microseconds
-/// for a timestamp); `None` for the other columns, and for all without a window.
-pub fn fill_values(schema: &DatasetSchema, window: Option<Window>) -> Vec<Option<i64>> {
+/// for a timestamp: the day's bounds in `zone`, UTC without one); `None` for the other columns,
+/// and for all without a window.
+pub fn fill_values(
+    schema: &DatasetSchema,
+    window: Option<Window>,
+    zone: Option<chrono_tz::Tz>,
+) -> Vec<Option<i64>> {
+    let zone = zone.unwrap_or(chrono_tz::Tz::UTC);
     schema
         .columns
         .iter()
@@ -178,8 +184,8 @@ pub fn fill_values(schema: &DatasetSchema, window: Option<Window>) -> Vec<Option
                     window.date.month(),
                     window.date.day(),
                 ),
-                Fill::WindowStart => window.start().timestamp_micros(),
-                Fill::WindowEnd => window.end().timestamp_micros(),
+                Fill::WindowStart => window.start_in(zone).timestamp_micros(),
+                Fill::WindowEnd => window.end_in(zone).timestamp_micros(),
             })
         })
         .collect()

@@ -57,7 +57,14 @@ pub fn header_drift(schema: &DatasetSchema, header: &[String], file: &str) -> Re
 }
 
 /// Converts the workbook at `xlsx` into a JSON array at `json`.
-pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Converted, DecodeError> {
+/// `zone`: the zone the workbook's date-times are wall-clock times of (Loop writes the export's
+/// `timezone`); `None` reads them as UTC.
+pub fn to_json_array(
+    xlsx: &Path,
+    json: &Path,
+    file_name: &str,
+    zone: Option<chrono_tz::Tz>,
+) -> Result<Converted, DecodeError> {
     let fail = |message: String| DecodeError::Header { file: file_name.to_string(), message };
     let date1904 = check_workbook(xlsx).map_err(fail)?;
     let input =
@@ -120,7 +127,7 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
                 DataRef::String(s) => s.trim().to_string(),
                 DataRef::SharedString(s) => s.trim().to_string(),
                 DataRef::Empty => continue,
-                other => match json_value(other, date1904) {
+                other => match json_value(other, date1904, zone) {
                     Some(Value::String(text)) => text,
                     Some(value) => value.to_string(),
                     None => continue,
@@ -151,7 +158,7 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
             }
             continue;
         };
-        if let Some(value) = json_value(cell.get_value(), date1904) {
+        if let Some(value) = json_value(cell.get_value(), date1904, zone) {
             object.push((name.clone(), value.to_string()));
         }
     }
@@ -164,7 +171,7 @@ pub fn to_json_array(xlsx: &Path, json: &Path, file_name: &str) -> Result<Conver
 }
 
 /// A cell as JSON: `None` for an empty cell. `date1904`: the workbook counts days from 1904.
-fn json_value(value: &DataRef<'_>, date1904: bool) -> Option<Value> {
+fn json_value(value: &DataRef<'_>, date1904: bool, zone: Option<chrono_tz::Tz>) -> Option<Value> {
     Some(match value {
         DataRef::Empty => return None,
         DataRef::String(s) => Value::String(s.clone()),
@@ -175,7 +182,7 @@ fn json_value(value: &DataRef<'_>, date1904: bool) -> Option<Value> {
             serde_json::Number::from_f64(*f).map_or(Value::String(f.to_string()), Value::Number)
         }
         DataRef::Bool(b) => Value::Bool(*b),
-        DataRef::DateTime(t) if t.is_datetime() => match serial_to_rfc3339(t.as_f64(), date1904) {
+        DataRef::DateTime(t) if t.is_datetime() => match serial_to_rfc3339(t.as_f64(), date1904, zone) {
             Some(text) => Value::String(text),
             None => Value::String(t.as_f64().to_string()),
         },
@@ -188,8 +195,11 @@ fn json_value(value: &DataRef<'_>, date1904: bool) -> Option<Value> {
 }
 
 /// An Excel date-time serial (days since 1899-12-30, or since 1904-01-01 in the 1904 system;
-/// the time of day as the fraction) as RFC 3339 UTC text, rounded to the millisecond.
-pub fn serial_to_rfc3339(serial: f64, date1904: bool) -> Option<String> {
+/// the time of day as the fraction) as RFC 3339 UTC text, rounded to the millisecond. The
+/// serial is a wall-clock time of `zone` (UTC without one): a workbook has no offsets, so a
+/// time in the hour a daylight-saving change repeats is read as the earlier one, and one in the
+/// hour it skips as the hour after — JSON exports, which carry offsets, are exact.
+pub fn serial_to_rfc3339(serial: f64, date1904: bool, zone: Option<chrono_tz::Tz>) -> Option<String> {
     let epoch = if date1904 {
         chrono::NaiveDate::from_ymd_opt(1904, 1, 1)
     } else {
@@ -199,7 +209,18 @@ pub fn serial_to_rfc3339(serial: f64, date1904: bool) -> Option<String> {
     if !millis.is_finite() || millis.abs() > 1e15 {
         return None;
     }
-    let t = epoch.and_hms_opt(0, 0, 0)?.and_utc() + chrono::Duration::milliseconds(millis as i64);
+    let local = epoch.and_hms_opt(0, 0, 0)? + chrono::Duration::milliseconds(millis as i64);
+    let t = match zone {
+        None => local.and_utc(),
+        Some(zone) => {
+            use chrono::TimeZone;
+            let resolved = zone
+                .from_local_datetime(&local)
+                .earliest()
+                .or_else(|| zone.from_local_datetime(&(local + chrono::Duration::hours(1))).earliest())?;
+            resolved.with_timezone(&chrono::Utc)
+        }
+    };
     Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
@@ -237,10 +258,10 @@ mod tests {
 
     #[test]
     fn serials_become_utc_text_to_the_millisecond() {
-        assert_eq!(serial_to_rfc3339(45352.5, false).unwrap(), "2024-03-01T12:00:00.000Z");
+        assert_eq!(serial_to_rfc3339(45352.5, false, None).unwrap(), "2024-03-01T12:00:00.000Z");
         let almost = 45352.0 + (6.0 * 3600.0 + 3.0 * 60.0 + 27.0) / 86_400.0;
-        assert_eq!(serial_to_rfc3339(almost, false).unwrap(), "2024-03-01T06:03:27.000Z");
-        assert_eq!(serial_to_rfc3339(0.0, true).unwrap(), "1904-01-01T00:00:00.000Z");
-        assert!(serial_to_rfc3339(f64::NAN, false).is_none());
+        assert_eq!(serial_to_rfc3339(almost, false, None).unwrap(), "2024-03-01T06:03:27.000Z");
+        assert_eq!(serial_to_rfc3339(0.0, true, None).unwrap(), "1904-01-01T00:00:00.000Z");
+        assert!(serial_to_rfc3339(f64::NAN, false, None).is_none());
     }
 }

@@ -111,7 +111,9 @@ pub trait Source: Send + Sync {
     /// Short name, also the lake's top-level folder: `saltedcx`.
     fn name(&self) -> &str;
 
-    /// The zone the platform's local times (without offset) are in, when it writes them so.
+    /// The zone the platform counts its days in, when it is not UTC: the windows are that
+    /// zone's days (Khoros, Loop with `--timezone`), and local times without an offset in its
+    /// files are in it (Sparkcentral). Recorded with each window and shown by `status`.
     fn timezone(&self) -> Option<chrono_tz::Tz> {
         None
     }

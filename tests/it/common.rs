@@ -85,7 +85,7 @@ pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<
 }
 
 /// A plan with the tests' defaults for any source.
-pub fn plan_with<S>(
+pub fn plan_with<S: cxlake::sources::Source>(
     source: S,
     lake: &Path,
     datasets: Vec<std::sync::Arc<DatasetSchema>>,

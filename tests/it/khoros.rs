@@ -282,3 +282,66 @@ async fn a_refused_filter_stops_the_run_with_the_platform_message() {
     // Two windows are in flight at once; the run stops there, it never tries a third.
     assert!(emulator.stats().bad_requests <= 2, "{:?}", emulator.stats());
 }
+
+/// A company in Brisbane (UTC+10): with `--timezone` each window is Brisbane's day, asked for
+/// from local midnight to local midnight, and lands exactly that day's rows under its date; the
+/// window record and `status` say so; a sync counting days in another zone is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_in_utc_plus_10_lands_each_row_on_its_local_day() {
+    let brisbane: chrono_tz::Tz = "Australia/Brisbane".parse().unwrap();
+    let synth = KhorosSynthConfig { zone: brisbane, ..KhorosSynthConfig::default() };
+    let emulator = khoros_emulator(KhorosEmulatorConfig { synth, ..khoros_emulator_config() }).await;
+    let env = khoros_env(&emulator);
+    let utc_lake = tempfile::tempdir().unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap();
+    let sync = |dest: String, zone: Option<&'static str>| {
+        let mut args: Vec<String> =
+            ["sync", "khoros", "--dest", &dest, "--from", "2024-03-01", "--to", "2024-03-03"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(["--poll-interval".into(), "10ms".into()]);
+        if let Some(zone) = zone {
+            args.extend(["--timezone".into(), zone.into()]);
+        }
+        let env = env.clone();
+        async move { run_cxlake(&args, &env).await }
+    };
+    let out = sync(dest.to_string(), Some("Australia/Brisbane")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ten_hours = Some((10 * 3_600_000).to_string());
+    assert_eq!(
+        emulator.stats().created_in,
+        vec![(Some("Australia/Brisbane".to_string()), ten_hours, Some("en".to_string())); 2],
+        "each export asked in Brisbane time, offset in milliseconds"
+    );
+    for day in [date("2024-03-01"), date("2024-03-02")] {
+        let rows = batch_rows(&read_source_partition(lake.path(), "khoros", "user", day));
+        assert!(rows == expected_for_day(synth, day, true), "{day}: Brisbane's day, every value");
+    }
+    let state = cxlake::state::StateStore::new(cxlake::sink::Destination::parse(dest).unwrap());
+    let records = state.load_windows("khoros").await.unwrap();
+    assert_eq!(records.len(), 2);
+    let first = records.iter().find(|r| r.date == date("2024-03-01")).unwrap();
+    assert_eq!(first.timezone.as_deref(), Some("Australia/Brisbane"));
+    assert_eq!(first.window_start.to_rfc3339(), "2024-02-29T14:00:00+00:00");
+    assert_eq!(first.window_end.to_rfc3339(), "2024-03-01T14:00:00+00:00");
+    let status = run_cxlake(&["status", "--dest", dest], NO_ENV).await;
+    assert!(status.stdout.contains("local days of Australia/Brisbane"), "{}", status.stdout);
+
+    // The same lake cannot take UTC days: they would overlap Brisbane's and land rows twice.
+    let refused = sync(dest.to_string(), None).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("Australia/Brisbane") && refused.stderr.contains("--timezone"),
+        "{}",
+        refused.stderr
+    );
+
+    // Without the zone the UTC day 1 March is 10:00 to 10:00 in Brisbane: not the company's day.
+    let out = sync(utc_lake.path().to_str().unwrap().to_string(), None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let utc_rows = batch_rows(&read_source_partition(utc_lake.path(), "khoros", "user", date("2024-03-01")));
+    assert!(utc_rows != expected_for_day(synth, date("2024-03-01"), true), "UTC days mix two local days");
+}

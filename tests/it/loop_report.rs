@@ -34,8 +34,14 @@ pub async fn loop_emulator(config: LoopEmulatorConfig) -> LoopEmulator {
 }
 
 pub fn loop_source(emulator: &LoopEmulator, format: LoopFormat) -> Loop {
+    loop_source_in(emulator, format, None)
+}
+
+/// A source whose reports are calculated in `zone`.
+pub fn loop_source_in(emulator: &LoopEmulator, format: LoopFormat, zone: Option<chrono_tz::Tz>) -> Loop {
     let mut config = LoopConfig::new(emulator.base_url(), Secret::new(emulator.config().api_token.clone()));
     config.request.format = format;
+    config.request.timezone = zone;
     fast_transport(&mut config.http, Some(&mut config.poll));
     let policy = ExportPolicy { failed_cooldown: Duration::from_millis(10), ..ExportPolicy::default() };
     Loop::new(LoopClient::new(config).expect("client builds"), policy)
@@ -53,6 +59,11 @@ fn plan(source: Loop, lake: &std::path::Path, windows: Vec<Window>) -> SyncPlan<
 /// field is kept in `_extra` under the name the format gives it (`customRegion` in JSON, the
 /// sheet's `Custom: Region` in XLSX).
 pub fn expected_for_day(config: LoopSynthConfig, day: NaiveDate, xlsx: bool) -> Vec<Vec<Cell>> {
+    expected_rows(synth::day_rows(config, day), xlsx)
+}
+
+/// The lake's rows for `rows` of the generator.
+pub fn expected_rows(rows: Vec<synth::ReportRow>, xlsx: bool) -> Vec<Vec<Cell>> {
     let names: Vec<String> = report_schema().columns.iter().map(|c| c.name.clone()).collect();
     assert_eq!(
         names,
@@ -83,8 +94,7 @@ pub fn expected_for_day(config: LoopSynthConfig, day: NaiveDate, xlsx: bool) -> 
     );
     let micros = |t: chrono::DateTime<chrono::Utc>| Cell::Int(t.timestamp_micros());
     let text = |s: &str| Cell::Text(s.to_string());
-    synth::day_rows(config, day)
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             let since_created = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map_or(Cell::Null, |t| Cell::Int((t - r.created_at).num_seconds()))
@@ -250,7 +260,9 @@ async fn a_schema_drafted_from_a_workbook_loads_and_types_its_columns() {
     let dir = tempfile::tempdir().unwrap();
     let rows = synth::day_rows(LoopSynthConfig::default(), date("2024-03-01"));
     let header: Vec<&str> = synth::COLUMNS.iter().map(|(_, h)| *h).collect();
-    let workbook = cxlake::sources::r#loop::xlsx::workbook(&header, rows.iter().map(|r| r.cells())).unwrap();
+    let workbook =
+        cxlake::sources::r#loop::xlsx::workbook(&header, rows.iter().map(|r| r.cells()), chrono_tz::Tz::UTC)
+            .unwrap();
     let sample = dir.path().join("report.xlsx");
     std::fs::write(&sample, workbook).unwrap();
     let out = run_cxlake(&["schema", "draft", "acme.report", sample.to_str().unwrap()], NO_ENV).await;
@@ -305,7 +317,11 @@ async fn a_refused_filter_stops_the_run_and_a_missing_column_is_reported() {
     });
     let inputs = tempfile::tempdir().unwrap();
     let file = inputs.path().join("report.xlsx");
-    std::fs::write(&file, cxlake::sources::r#loop::xlsx::workbook(&header, cells).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        cxlake::sources::r#loop::xlsx::workbook(&header, cells, chrono_tz::Tz::UTC).unwrap(),
+    )
+    .unwrap();
     let out = run_cxlake(
         &[
             "convert",
@@ -343,4 +359,36 @@ async fn an_export_whose_url_stays_expired_is_created_again() {
     assert_eq!((stats.exports_created, stats.expired_urls_refused, stats.downloads), (2, 4, 1), "{stats:?}");
     let rows = batch_rows(&read_source_partition(lake.path(), "loop", "report", date("2024-03-01")));
     assert!(rows == expected_for_day(emulator.config().synth, date("2024-03-01"), false));
+}
+
+/// A tenant reporting in New York time: each window is New York's day — 23 hours on the spring
+/// change — asked for with `timezone`, its times written as New York wall-clock times (with the
+/// offset in JSON, without any in XLSX), landing exactly the generator's rows for those local
+/// bounds, in UTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_in_a_time_zone_land_on_its_local_days_across_a_daylight_saving_change() {
+    let new_york: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let emulator = loop_emulator(loop_emulator_config()).await;
+    let windows = days("2024-03-09", 3);
+    for (format, xlsx) in [(LoopFormat::Json, false), (LoopFormat::Xlsx, true)] {
+        let lake = tempfile::tempdir().unwrap();
+        let source = loop_source_in(&emulator, format, Some(new_york));
+        let report = run_sync(&plan(source, lake.path(), windows.clone())).await.unwrap();
+        assert!(report.windows.iter().all(|w| w.outcome == WindowOutcome::Committed), "{report:?}");
+        let mut shifted = 0;
+        for w in &windows {
+            let (start, end) = (w.start_in(new_york), w.end_in(new_york));
+            let want = synth::report_rows(emulator.config().synth, start, end);
+            assert!(!want.is_empty());
+            shifted += want.iter().filter(|r| r.created_at.date_naive() != w.date).count();
+            let rows = batch_rows(&read_source_partition(lake.path(), "loop", "report", w.date));
+            let expected = expected_rows(want, xlsx);
+            assert_eq!(rows.len(), expected.len(), "{format:?} {}", w.date);
+            for (got, want) in rows.iter().zip(&expected) {
+                assert!(got == want, "{format:?} {}: {got:?}\n!=\n{want:?}", w.date);
+            }
+        }
+        assert!(shifted > 0, "some conversations of a New York day were created on another UTC date");
+        assert_eq!((windows[1].end_in(new_york) - windows[1].start_in(new_york)).num_hours(), 23);
+    }
 }

@@ -123,6 +123,8 @@ pub struct KhorosEmulatorStats {
     pub faults_injected: u64,
     /// Status answers whose `result` was a one-element array.
     pub array_results: u64,
+    /// The `timezone`, `timezoneOffset` and `locale` of each export created, in order.
+    pub created_in: Vec<(Option<String>, Option<String>, Option<String>)>,
 }
 
 /// One export job as the emulator keeps it.
@@ -322,6 +324,27 @@ async fn create(
             return shared.bad_request("locale must be one of en, es, fr, de, tr");
         }
     }
+    // `timezone` formats the export's times (a user export has durations only); the range
+    // itself is never adjusted. Our reading of the pair: an IANA id, and its offset from UTC at
+    // startTime in milliseconds, which must agree.
+    match (first(&params, "timezone"), first(&params, "timezoneOffset")) {
+        (None, None) => {}
+        (Some(zone), offset) => {
+            let Ok(tz) = zone.parse::<chrono_tz::Tz>() else {
+                return shared.bad_request(&format!("Unknown timezone: {zone}"));
+            };
+            let expected = DateTime::<Utc>::from_timestamp_millis(start_ms)
+                .map(|at| crate::sources::khoros::client::zone_offset_millis(tz, at));
+            if let Some(offset) = offset {
+                if offset.parse::<i64>().ok() != expected {
+                    return shared.bad_request(&format!(
+                        "timezoneOffset {offset} is not the offset of {zone} at startTime"
+                    ));
+                }
+            }
+        }
+        (None, Some(_)) => return shared.bad_request("timezoneOffset needs timezone"),
+    }
     let known = |metric: &str| synth::COLUMNS.iter().any(|(name, _)| name.eq_ignore_ascii_case(metric));
     if let Some((_, metric)) = params.iter().find(|(k, v)| k == "reportMetrics" && !known(v)) {
         return shared.bad_request(&format!("Unknown report metric: {metric}"));
@@ -331,6 +354,8 @@ async fn create(
         params.iter().filter(|(k, _)| k == "agentId").filter_map(|(_, v)| v.parse().ok()).collect();
     let mut inner = shared.inner.lock().expect("emulator lock");
     inner.stats.exports_created += 1;
+    let param = |name: &str| first(&params, name).map(str::to_string);
+    inner.stats.created_in.push((param("timezone"), param("timezoneOffset"), param("locale")));
     let n = inner.stats.exports_created;
     let workflow_id = format!("user-export-{n:06}");
     // Like the live API's: base64 with `+`, `/` and `=` in it.
@@ -431,14 +456,12 @@ async fn job_call(
 /// The rows a job reports: one per agent for each UTC day the range covers (the emulator's
 /// tenant aggregates by day, as cxlake asks for one day per export).
 fn report_rows(config: KhorosSynthConfig, job: &Job) -> Vec<synth::UserRow> {
-    let day = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.date_naive());
-    let (Some(first), Some(last)) = (day(job.start_ms), day(job.end_ms - 1)) else {
+    let at = DateTime::<Utc>::from_timestamp_millis;
+    let (Some(start), Some(end)) = (at(job.start_ms), at(job.end_ms)) else {
         return Vec::new();
     };
-    first
-        .iter_days()
-        .take_while(|d| *d <= last)
-        .flat_map(|d| synth::day_rows(config, d, job.include_disabled))
+    synth::report_rows(config, start, end, job.include_disabled)
+        .into_iter()
         .filter(|row| job.agent_ids.is_empty() || job.agent_ids.contains(&row.agent.id))
         .collect()
 }

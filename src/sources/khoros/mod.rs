@@ -1,9 +1,10 @@
 //! Khoros Care: the Analytics user export (an async export job, JSON or CSV), its client, its
 //! emulator and the synthetic tenant behind the emulator.
 //!
-//! One dataset, `khoros.user`: an aggregate per agent for each UTC-day window, one export per
-//! window through the shared [`export_job`](super::export_job) lifecycle. The report does not
-//! say which day it covers, so its `report_date` column is filled from the window.
+//! One dataset, `khoros.user`: an aggregate per agent for each day window (UTC days, or the
+//! company's days with `--timezone`), one export per window through the shared
+//! [`export_job`](super::export_job) lifecycle. The report does not say which day it covers, so
+//! its `report_date` column is filled from the window.
 
 pub mod client;
 pub mod emulator;
@@ -45,6 +46,10 @@ impl Source for Khoros {
 
     fn name(&self) -> &str {
         "khoros"
+    }
+
+    fn timezone(&self) -> Option<chrono_tz::Tz> {
+        self.client.config().request.timezone
     }
 
     async fn fetch_window<J: ExportJournal>(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use url::Url;
 
-use super::client::{KhorosClient, KhorosConfig, KhorosFormat, UserExportRequest};
+use super::client::{KhorosClient, KhorosConfig, KhorosFormat, KhorosLocale, UserExportRequest};
 use super::emulator::{self, KhorosEmulator, KhorosEmulatorConfig, KhorosFaultScenario};
 use super::synth::{self, KhorosSynthConfig};
 use super::Khoros;
@@ -43,6 +43,15 @@ pub struct KhorosArgs {
     /// Format the export is asked in (JSON adds the five *_MILLIS columns)
     #[arg(long, value_enum, default_value_t = KhorosFormat::Json)]
     pub khoros_format: KhorosFormat,
+
+    /// The zone the company counts its days in (IANA name): each window is that zone's day,
+    /// asked for with `timezone`/`timezoneOffset`; default UTC days
+    #[arg(long, env = "KHOROS_TIMEZONE", value_name = "ZONE", value_parser = crate::window::parse_zone)]
+    pub timezone: Option<chrono_tz::Tz>,
+
+    /// The export's locale (language and time formatting); the declaration is drawn for `en`
+    #[arg(long, value_enum, default_value_t = KhorosLocale::En)]
+    pub locale: KhorosLocale,
 
     /// Leave disabled agents out (by default they are in, so no agent silently disappears)
     #[arg(long)]
@@ -82,6 +91,9 @@ pub struct KhorosEmulatorArgs {
     /// Agents in the synthetic tenant (every fifth one disabled)
     #[arg(long, default_value_t = KhorosSynthConfig::default().agents)]
     pub agents: usize,
+    /// The zone the synthetic company works in: its days are this zone's days
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = crate::window::parse_zone)]
+    pub company_timezone: chrono_tz::Tz,
     /// Status polls answered RUNNING before an export closes
     #[arg(long, default_value_t = 2)]
     pub running_polls: u32,
@@ -94,6 +106,8 @@ impl KhorosArgs {
     fn request(&self) -> UserExportRequest {
         UserExportRequest {
             format: self.khoros_format,
+            locale: self.locale,
+            timezone: self.timezone,
             include_disabled: !self.exclude_disabled,
             agent_ids: self.agent_id.clone(),
             team_ids: self.team_id.clone(),
@@ -199,7 +213,11 @@ impl Platform for KhorosPlatform {
             username: args.username.clone(),
             password: args.password.clone(),
             company_key: args.company_key.clone(),
-            synth: KhorosSynthConfig { agents: args.agents, ..KhorosSynthConfig::default() },
+            synth: KhorosSynthConfig {
+                agents: args.agents,
+                zone: args.company_timezone,
+                ..KhorosSynthConfig::default()
+            },
             running_polls: args.running_polls,
             faults,
             ..KhorosEmulatorConfig::default()

@@ -1,12 +1,17 @@
 //! The deterministic Khoros Care tenant behind the emulator: a roster of agents (some disabled,
-//! some with names that need quoting) and, for every UTC day, one user-export row per agent
-//! whose values derive from the seed, the day and the agent alone — so a test can ask the
+//! some with names that need quoting) and, for every day of the company's zone, one shift per
+//! agent whose values derive from the seed, the day and the agent alone — so a test can ask the
 //! generator what any day must hold, independently of the client and the decoder.
+//!
+//! A report covers the shifts that *start* in its `[startTime, endTime)`, summed per agent
+//! ([`report_rows`]): asked for the company's whole local day it is exactly that day's rows
+//! ([`day_rows`]); asked for a UTC day of a company elsewhere it mixes two local days, which is
+//! what a client that ignores the company's zone gets from the live API.
 //!
 //! The rows are described as typed [`UserRow`]s; [`UserRow::fields`] spells them the way the
 //! export does (every value a string, durations `HH:MM:SS`, the `*_MILLIS` columns only in JSON).
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeZone, Utc};
 
 use crate::sources::synthetic::{person_name, Rng};
 
@@ -42,11 +47,18 @@ pub struct KhorosSynthConfig {
     pub seed: u64,
     pub agents: usize,
     pub tenant: KhorosTenant,
+    /// The zone the company works in: its days are this zone's days.
+    pub zone: chrono_tz::Tz,
 }
 
 impl Default for KhorosSynthConfig {
     fn default() -> Self {
-        KhorosSynthConfig { seed: 0x6b68_6f72, agents: 24, tenant: KhorosTenant::Documented }
+        KhorosSynthConfig {
+            seed: 0x6b68_6f72,
+            agents: 24,
+            tenant: KhorosTenant::Documented,
+            zone: chrono_tz::Tz::UTC,
+        }
     }
 }
 
@@ -185,6 +197,80 @@ pub fn day_rows(config: KhorosSynthConfig, day: NaiveDate, include_disabled: boo
         .collect()
 }
 
+/// When `agent`'s shift on local `day` starts: between 06:00 and 14:00 in the company's zone (a
+/// time a daylight-saving change skips moves an hour on).
+pub fn shift_start(config: KhorosSynthConfig, agent: &Agent, day: NaiveDate) -> DateTime<Utc> {
+    let mut rng = Rng::derive(&[config.seed, 3, agent.id as u64, day.num_days_from_ce() as u64]);
+    let minute = rng.range(6 * 60, 14 * 60 - 1) as i64;
+    let mut local = day.and_time(NaiveTime::MIN) + chrono::Duration::minutes(minute);
+    loop {
+        if let Some(t) = config.zone.from_local_datetime(&local).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        local += chrono::Duration::hours(1);
+    }
+}
+
+/// The export of `[start, end)`: per agent (in roster order), the shifts starting in the range
+/// summed — averages weighted by conversations handled — and an all-zero row for an agent with
+/// none, as the report lists every agent.
+pub fn report_rows(
+    config: KhorosSynthConfig,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    include_disabled: bool,
+) -> Vec<UserRow> {
+    let local = |t: DateTime<Utc>| t.with_timezone(&config.zone).date_naive();
+    let (Some(first), Some(last)) = (local(start).checked_sub_days(Days::new(1)), local(end).succ_opt())
+    else {
+        return Vec::new();
+    };
+    let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+    let per_day: Vec<Vec<UserRow>> = days.iter().map(|d| day_rows(config, *d, include_disabled)).collect();
+    let agents = per_day.first().map_or(0, Vec::len);
+    (0..agents)
+        .map(|i| {
+            let shifts: Vec<&UserRow> = days
+                .iter()
+                .zip(&per_day)
+                .map(|(day, rows)| (day, &rows[i]))
+                .filter(|(day, row)| (start..end).contains(&shift_start(config, &row.agent, **day)))
+                .map(|(_, row)| row)
+                .collect();
+            merge_shifts(&per_day[0][i], &shifts)
+        })
+        .collect()
+}
+
+/// One agent's shifts as one row (`template` gives the agent when there are none).
+fn merge_shifts(template: &UserRow, shifts: &[&UserRow]) -> UserRow {
+    if let [only] = shifts {
+        return (*only).clone();
+    }
+    let sum = |f: fn(&UserRow) -> i64| shifts.iter().map(|r| f(r)).sum::<i64>();
+    let handled = sum(|r| r.total_handled);
+    let weighted = |f: fn(&UserRow) -> Option<i64>| {
+        (handled > 0)
+            .then(|| shifts.iter().map(|r| f(r).unwrap_or(0) * r.total_handled).sum::<i64>() / handled)
+    };
+    UserRow {
+        agent: template.agent.clone(),
+        total_assigned: sum(|r| r.total_assigned),
+        total_handled: handled,
+        total_closed: sum(|r| r.total_closed),
+        total_replies: sum(|r| r.total_replies),
+        avg_handle_time_ms: weighted(|r| r.avg_handle_time_ms),
+        avg_first_response_time_ms: weighted(|r| r.avg_first_response_time_ms),
+        console_logged_in_ms: sum(|r| r.console_logged_in_ms),
+        green_ms: sum(|r| r.green_ms),
+        yellow_ms: sum(|r| r.yellow_ms),
+        red_ms: sum(|r| r.red_ms),
+        mobile_ms: sum(|r| r.mobile_ms),
+        custom_survey_responses: sum(|r| r.custom_survey_responses),
+        tenant: template.tenant,
+    }
+}
+
 /// `HH:MM:SS` of whole seconds (hours may exceed 24), as the export formats durations.
 pub fn hms(millis: i64) -> String {
     let seconds = millis / 1000;
@@ -263,6 +349,30 @@ pub fn render(rows: &[UserRow], json: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_of_the_companys_local_day_is_that_days_rows_and_a_utc_day_mixes_two() {
+        let brisbane: chrono_tz::Tz = "Australia/Brisbane".parse().unwrap();
+        let config = KhorosSynthConfig { zone: brisbane, ..KhorosSynthConfig::default() };
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let window = crate::window::Window::new(day);
+        let local = report_rows(config, window.start_in(brisbane), window.end_in(brisbane), true);
+        assert_eq!(local, day_rows(config, day, true));
+        // The UTC day 1 March is 10:00 1 March to 10:00 2 March in Brisbane: shifts start
+        // 06:00–14:00, so some agents' rows are the 1st's, some the 2nd's, some both summed.
+        let utc = report_rows(config, window.start(), window.end(), true);
+        assert_eq!(utc.len(), local.len());
+        assert_ne!(utc, local);
+        let next = day_rows(config, day.succ_opt().unwrap(), true);
+        let from_next = utc.iter().zip(&next).filter(|(u, n)| u == n).count();
+        assert!(from_next > 0, "some agents' UTC-day rows are their next local day's shift");
+        // In UTC the same company's report of a UTC day is that day.
+        let utc_company = KhorosSynthConfig::default();
+        assert_eq!(
+            report_rows(utc_company, window.start(), window.end(), true),
+            day_rows(utc_company, day, true)
+        );
+    }
 
     #[test]
     fn a_day_is_deterministic_and_disabled_agents_are_optional() {

@@ -49,6 +49,9 @@ impl LoopFormat {
 #[derive(Debug, Clone, Default)]
 pub struct ReportRequest {
     pub format: LoopFormat,
+    /// The zone the report is calculated in (`timezone`): each window is that zone's day and
+    /// the export's times are its wall-clock times. `None`: UTC.
+    pub timezone: Option<chrono_tz::Tz>,
     pub tag_ids: Vec<String>,
     pub team_ids: Vec<String>,
     /// E-mail addresses of teammates.
@@ -152,10 +155,11 @@ impl LoopClient {
     pub async fn create(&self, window: Window) -> Result<LoopJob, SourceError> {
         let url = self.config.base_url.join("api/v1/report/export").expect("a relative path joins");
         let r = &self.config.request;
+        let zone = r.timezone.unwrap_or(chrono_tz::Tz::UTC);
         let body = serde_json::json!({
-            "timezone": "UTC",
-            "start": window.start().timestamp(),
-            "end": window.end().timestamp(),
+            "timezone": zone.name(),
+            "start": window.start_in(zone).timestamp(),
+            "end": window.end_in(zone).timestamp(),
             "resultFormat": r.format.api_name(),
             "tagIds": r.tag_ids,
             "teamIds": r.team_ids,

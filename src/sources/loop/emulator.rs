@@ -136,6 +136,8 @@ enum JobState {
 struct Job {
     start: i64,
     end: i64,
+    /// The zone the report is calculated in: its times are written as this zone's.
+    zone: chrono_tz::Tz,
     xlsx: bool,
     filter: Filter,
     polls: u32,
@@ -349,9 +351,9 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         return shared.bad_request("The range may span at most 31 days");
     }
     let timezone = body.timezone.unwrap_or_else(|| "UTC".into());
-    if timezone != "UTC" && !timezone.contains('/') {
+    let Ok(zone) = timezone.parse::<chrono_tz::Tz>() else {
         return shared.bad_request("timezone must be an IANA time zone");
-    }
+    };
     let xlsx = match body.result_format.as_deref().unwrap_or("Json") {
         "Json" => false,
         "Xlsx" => true,
@@ -367,6 +369,7 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let job = Job {
         start: body.start,
         end: body.end,
+        zone,
         xlsx,
         filter: body.filter,
         polls: 0,
@@ -448,12 +451,12 @@ async fn download(
     let rows = report_rows(shared.config.synth, &job);
     let body = if job.xlsx {
         let header: Vec<&str> = synth::columns(shared.config.synth.tenant).iter().map(|(_, h)| *h).collect();
-        match xlsx::workbook(&header, rows.iter().map(ReportRow::cells)) {
+        match xlsx::workbook(&header, rows.iter().map(ReportRow::cells), job.zone) {
             Ok(bytes) => bytes,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal", &e.to_string()),
         }
     } else {
-        synth::render_json(&rows)
+        synth::render_json(&rows, job.zone)
     };
     let reset_after = match fault {
         Some(LoopFaultKind::Reset { bytes }) => Some(bytes as usize),
@@ -482,16 +485,11 @@ async fn download(
         .expect("a valid response")
 }
 
-/// The rows of an export: each UTC day of its range, filtered.
+/// The rows of an export: the conversations with activity in its range, filtered.
 fn report_rows(config: LoopSynthConfig, job: &Job) -> Vec<ReportRow> {
-    let day = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).map(|t| t.date_naive());
-    let (Some(first), Some(last)) = (day(job.start), day(job.end - 1)) else {
+    let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0);
+    let (Some(start), Some(end)) = (at(job.start), at(job.end)) else {
         return Vec::new();
     };
-    first
-        .iter_days()
-        .take_while(|d| *d <= last)
-        .flat_map(|d| synth::day_rows(config, d))
-        .filter(|row| job.filter.keeps(row))
-        .collect()
+    synth::report_rows(config, start, end).into_iter().filter(|row| job.filter.keeps(row)).collect()
 }

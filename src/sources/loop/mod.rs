@@ -1,7 +1,8 @@
 //! Loop (intheloop.io): the report export (an async export job, JSON or XLSX from a signed,
 //! expiring URL), its client, its emulator and the synthetic tenant behind the emulator.
 //!
-//! One dataset, `loop.report`: one row per conversation with activity in the UTC-day window; a
+//! One dataset, `loop.report`: one row per conversation with activity in the window's day (UTC,
+//! or the `--timezone` zone's day, whose local times the export then writes); a
 //! conversation that changes later is reported again, so its current table keeps the latest.
 //! Both formats land the same rows: the XLSX decoder hands sheet rows to the JSON decoder.
 
@@ -42,6 +43,10 @@ impl Source for Loop {
 
     fn name(&self) -> &str {
         "loop"
+    }
+
+    fn timezone(&self) -> Option<chrono_tz::Tz> {
+        self.client.config().request.timezone
     }
 
     async fn fetch_window<J: ExportJournal>(

@@ -35,6 +35,11 @@ pub struct LoopArgs {
     #[arg(long, value_enum, default_value_t = LoopFormat::Json)]
     pub loop_format: LoopFormat,
 
+    /// The zone the reports are calculated in (IANA name): each window is that zone's day and
+    /// the export's times are its local times; default UTC
+    #[arg(long, env = "LOOP_TIMEZONE", value_name = "ZONE", value_parser = crate::window::parse_zone)]
+    pub timezone: Option<chrono_tz::Tz>,
+
     /// Only conversations with this tag id (repeatable): a filtered export
     #[arg(long, value_name = "ID")]
     pub tag: Vec<String>,
@@ -88,6 +93,7 @@ impl LoopArgs {
     fn request(&self) -> ReportRequest {
         ReportRequest {
             format: self.loop_format,
+            timezone: self.timezone,
             tag_ids: self.tag.clone(),
             team_ids: self.team.clone(),
             teammate_ids: self.teammate.clone(),
@@ -218,7 +224,7 @@ impl Platform for LoopPlatform {
             ..LoopSynthConfig::default()
         };
         let rows = synth::day_rows(config, date);
-        out.write_all(&synth::render_json(&rows))
+        out.write_all(&synth::render_json(&rows, chrono_tz::Tz::UTC))
             .map_err(|e| SetupError(format!("writing the synthetic data: {e}")))?;
         Ok(rows.len() as u64)
     }

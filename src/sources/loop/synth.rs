@@ -231,6 +231,36 @@ pub fn day_rows(config: LoopSynthConfig, day: NaiveDate) -> Vec<ReportRow> {
     created.chain(updated).collect()
 }
 
+/// The report of `[start, end)`, whatever zone its bounds are midnights of: each conversation
+/// created or updated in the range once, as it stood at the range's end — those created in it
+/// first (by creation day, then number), then those only updated in it. For a UTC day this is
+/// [`day_rows`].
+pub fn report_rows(config: LoopSynthConfig, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<ReportRow> {
+    let (Some(first), Some(last)) = (start.date_naive().pred_opt(), end.date_naive().succ_opt()) else {
+        return Vec::new();
+    };
+    let inside = |t: DateTime<Utc>| start <= t && t < end;
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    for day in first.iter_days().take_while(|d| *d <= last) {
+        for n in 0..config.conversations_per_day {
+            let original = conversation(config, day, n, 0);
+            let update = updated_next_day(config, day, n).then(|| conversation(config, day, n, 1));
+            let update_inside = update.as_ref().is_some_and(|u| inside(u.updated_at));
+            if inside(original.created_at) {
+                match update {
+                    Some(u) if u.updated_at < end => created.push(u),
+                    _ => created.push(original),
+                }
+            } else if update_inside {
+                updated.extend(update);
+            }
+        }
+    }
+    created.extend(updated);
+    created
+}
+
 impl ReportRow {
     /// The row's cells in [`columns`] order for its tenant.
     pub fn cells(&self) -> Vec<Value> {
@@ -284,8 +314,9 @@ impl ReportRow {
     }
 }
 
-/// The report as a JSON array: camelCase keys, RFC 3339 times, `null` for no value.
-pub fn render_json(rows: &[ReportRow]) -> Vec<u8> {
+/// The report as a JSON array: camelCase keys, RFC 3339 times with `zone`'s offset, `null` for
+/// no value.
+pub fn render_json(rows: &[ReportRow], zone: chrono_tz::Tz) -> Vec<u8> {
     let records: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
@@ -296,7 +327,9 @@ pub fn render_json(rows: &[ReportRow]) -> Vec<u8> {
                     Value::Int(i) => i.into(),
                     Value::Float(f) => f.into(),
                     Value::Bool(b) => b.into(),
-                    Value::Time(t) => t.format("%Y-%m-%dT%H:%M:%S%:z").to_string().into(),
+                    Value::Time(t) => {
+                        t.with_timezone(&zone).format("%Y-%m-%dT%H:%M:%S%:z").to_string().into()
+                    }
                     Value::List(items) => items.into(),
                 };
                 (key.to_string(), json)
@@ -315,4 +348,25 @@ pub fn tag_id(tag: &str) -> String {
 /// The id Loop gives a shared inbox (the emulator's tenant: `inbox-<n>`).
 pub fn inbox_id(inbox: &str) -> String {
     format!("inbox-{}", INBOXES.iter().position(|i| *i == inbox).unwrap_or(usize::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_of_a_utc_day_is_that_days_rows_and_a_zoned_day_reports_each_conversation_once() {
+        let config = LoopSynthConfig::default();
+        let day = NaiveDate::from_ymd_opt(2024, 3, 10).unwrap();
+        let window = crate::window::Window::new(day);
+        assert_eq!(report_rows(config, window.start(), window.end()), day_rows(config, day));
+        let tokyo: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
+        let (start, end) = (window.start_in(tokyo), window.end_in(tokyo));
+        let rows = report_rows(config, start, end);
+        let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.conversation_id.as_str()).collect();
+        assert_eq!(ids.len(), rows.len(), "each conversation once");
+        let inside = |t: DateTime<Utc>| start <= t && t < end;
+        assert!(rows.iter().all(|r| inside(r.created_at) || inside(r.updated_at)));
+        assert!(rows.iter().all(|r| r.updated_at < end), "as it stood at the range's end");
+    }
 }

@@ -24,11 +24,12 @@ const WORKBOOK_RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="
 const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts><fills count="1"><fill><patternFill patternType="none"/></fill></fills><borders count="1"><border/></borders><cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/><xf numFmtId="22" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs></styleSheet>"#;
 
-/// Excel's serial of an instant: days since 1899-12-30 (the 1900 system), the time as a fraction.
-pub fn excel_serial(t: DateTime<Utc>) -> f64 {
+/// Excel's serial of an instant as a wall-clock time of `zone`: days since 1899-12-30 (the 1900
+/// system), the time as a fraction. A workbook has no offsets.
+pub fn excel_serial(t: DateTime<Utc>, zone: chrono_tz::Tz) -> f64 {
     let epoch =
         NaiveDate::from_ymd_opt(1899, 12, 30).expect("a date").and_hms_opt(0, 0, 0).expect("midnight");
-    (t.naive_utc() - epoch).num_milliseconds() as f64 / 86_400_000.0
+    (t.with_timezone(&zone).naive_local() - epoch).num_milliseconds() as f64 / 86_400_000.0
 }
 
 fn escape(text: &str, out: &mut String) {
@@ -59,7 +60,7 @@ fn column_letters(mut column: usize) -> String {
     letters.iter().rev().collect()
 }
 
-fn cell(reference: &str, value: &Value, out: &mut String) {
+fn cell(reference: &str, value: &Value, zone: chrono_tz::Tz, out: &mut String) {
     match value {
         Value::Null => {}
         Value::Text(text) => {
@@ -71,17 +72,21 @@ fn cell(reference: &str, value: &Value, out: &mut String) {
         Value::Float(f) => out.push_str(&format!(r#"<c r="{reference}"><v>{f}</v></c>"#)),
         Value::Bool(b) => out.push_str(&format!(r#"<c r="{reference}" t="b"><v>{}</v></c>"#, u8::from(*b))),
         Value::Time(t) => {
-            out.push_str(&format!(r#"<c r="{reference}" s="1"><v>{}</v></c>"#, excel_serial(*t)))
+            out.push_str(&format!(r#"<c r="{reference}" s="1"><v>{}</v></c>"#, excel_serial(*t, zone)))
         }
         Value::List(items) => {
             let text = serde_json::to_string(items).expect("a list of strings serialises");
-            cell(reference, &Value::Text(text), out)
+            cell(reference, &Value::Text(text), zone, out)
         }
     }
 }
 
-/// The workbook of `header` and `rows` (cells in header order).
-pub fn workbook(header: &[&str], rows: impl Iterator<Item = Vec<Value>>) -> std::io::Result<Vec<u8>> {
+/// The workbook of `header` and `rows` (cells in header order), times as wall-clock times of `zone`.
+pub fn workbook(
+    header: &[&str],
+    rows: impl Iterator<Item = Vec<Value>>,
+    zone: chrono_tz::Tz,
+) -> std::io::Result<Vec<u8>> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, text) in [
@@ -105,7 +110,7 @@ pub fn workbook(header: &[&str], rows: impl Iterator<Item = Vec<Value>>) -> std:
         let row_number = index + 1;
         let mut xml = format!(r#"<row r="{row_number}">"#);
         for (value, letter) in cells.iter().zip(&letters) {
-            cell(&format!("{letter}{row_number}"), value, &mut xml);
+            cell(&format!("{letter}{row_number}"), value, zone, &mut xml);
         }
         xml.push_str("</row>");
         zip.write_all(xml.as_bytes())?;
@@ -125,6 +130,8 @@ mod tests {
         assert_eq!(column_letters(26), "AA");
         assert_eq!(column_letters(27 * 26), "AAA");
         let t = DateTime::parse_from_rfc3339("2024-03-01T12:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(excel_serial(t), 45352.5);
+        assert_eq!(excel_serial(t, chrono_tz::Tz::UTC), 45352.5);
+        let brussels: chrono_tz::Tz = "Europe/Brussels".parse().unwrap();
+        assert_eq!(excel_serial(t, brussels), 45352.5 + 1.0 / 24.0);
     }
 }
