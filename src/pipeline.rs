@@ -32,7 +32,9 @@ use crate::sink::lease::{Lease, LeaseName, LockError, Locked, RunGuard};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::raw::{self, RawFile, RawPolicy};
 use crate::sink::{Destination, OutputFormat, SinkError};
-use crate::sources::{ExportJournal, FailureScope, FetchedFile, PreviousExport, Source, SourceError};
+use crate::sources::{
+    CreationCap, ExportJournal, FailureScope, FetchedFile, PreviousExport, Source, SourceError,
+};
 use crate::state::{
     DatasetRecord, ExportIntent, StateStore, WindowRecord, WindowStatus, STATE_FORMAT_VERSION,
 };
@@ -629,7 +631,7 @@ async fn run_window<S: Source>(
     .map_err(WindowError::Spool)?;
     let names: Vec<String> = plan.datasets.iter().map(|d| d.dataset.clone()).collect();
     let source = plan.source.name();
-    let journal = StateJournal { plan, state, source, datasets: names.clone() };
+    let journal = StateJournal { plan, state, source, datasets: names.clone(), turn: Default::default() };
     let fetched = plan.source.fetch_window(window, &names, spool.path(), &journal).await?;
     crate::progress::downloaded(fetched.files.iter().map(|f| f.bytes).sum());
     crate::progress::export_state(&window, "converting");
@@ -683,6 +685,8 @@ struct StateJournal<'a, S> {
     state: &'a StateStore,
     source: &'a str,
     datasets: Vec<String>,
+    /// The lake's creation turn while this window creates an export under a cap.
+    turn: std::sync::Mutex<Option<Lease>>,
 }
 
 impl<S: Sync> ExportJournal for StateJournal<'_, S> {
@@ -721,6 +725,37 @@ impl<S: Sync> ExportJournal for StateJournal<'_, S> {
     async fn forget(&self, window: Window) {
         if let Err(e) = self.state.clear_export_intent(self.source, window.date).await {
             tracing::warn!(error = %e, "Could not clear the export journal entry; a later run may try to adopt that export");
+        }
+    }
+
+    async fn begin_creation(&self, window: Window, cap: Option<CreationCap>) {
+        let Some(cap) = cap else { return };
+        match crate::creations::begin(&self.plan.dest, self.source, &self.plan.run_id, window.date, cap).await
+        {
+            Ok(turn) => *self.turn.lock().expect("turn lock") = Some(turn),
+            // The cap is etiquette kept through the lake: a lake that cannot be read now fails
+            // the window's publishing anyway, so the creation goes ahead rather than hang.
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not take the lake's export creation turn; creating without the shared cap")
+            }
+        }
+    }
+
+    async fn end_creation(&self, window: Window, export_id: Option<&str>) {
+        let turn = self.turn.lock().expect("turn lock").take();
+        if let Some(turn) = turn {
+            if let Err(e) = crate::creations::end(
+                &self.plan.dest,
+                turn,
+                self.source,
+                &self.plan.run_id,
+                window.date,
+                export_id,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "Could not log the export creation in the lake; the shared cap may allow one more");
+            }
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - `<source>/window/date=D`: one window of a source — its export, decoding, publishing and
 //!   record. The window record holds every dataset of the source, so the window is the unit.
 //! - `<source>/current`: the source's current tables; `views`: `_cxlake/views.sql`.
+//! - `<source>/creations`: the turn to create an export, held from counting the source's
+//!   creations against its cap to logging the new one ([`crate::creations`]).
 //! - `runs/<run-id>`: a run's presence, held for its whole life. Staging belongs to runs;
 //!   staging of a run without a live presence is swept ([`sweep_dead_staging`]).
 //! - `lake`: taken by lake-wide rewrites (`forget`, `vacuum --raw-older-than`), which then wait
@@ -80,6 +82,12 @@ impl LeaseName {
     pub fn current(source: &str) -> LeaseName {
         debug_assert!(layout::is_identifier(source));
         LeaseName(format!("{source}/current"))
+    }
+
+    /// The turn to create an export of a source (its creation cap holds across workers).
+    pub fn creations(source: &str) -> LeaseName {
+        debug_assert!(layout::is_identifier(source));
+        LeaseName(format!("{source}/creations"))
     }
 
     /// The lake's views file.

@@ -53,6 +53,11 @@ pub trait ExportJobApi: Send + Sync {
     type Ready: Send;
     type Error: From<JobEnd> + std::fmt::Display + Send;
 
+    /// The platform's limit on creating exports, kept across the lake's workers.
+    fn creation_cap(&self) -> Option<super::CreationCap> {
+        None
+    }
+
     /// Creates the export of `datasets` for `window`.
     fn create(
         &self,
@@ -237,9 +242,16 @@ pub async fn completed<A: ExportJobApi, J: ExportJournal>(
     }
     let mut retries = 0;
     loop {
-        let job = api.create(window, datasets).await?;
+        // Journalled inside the turn, so the next worker to count sees it in flight.
+        journal.begin_creation(window, api.creation_cap()).await;
+        let created = api.create(window, datasets).await;
+        let export_id = created.as_ref().ok().map(|job| api.job_id(job));
+        if let Some(export_id) = &export_id {
+            journal.record(window, export_id).await;
+        }
+        journal.end_creation(window, export_id.as_deref()).await;
+        let job = created?;
         let export_id = api.job_id(&job);
-        journal.record(window, &export_id).await;
         tracing::info!(window = %window, export_id = %export_id, "Export created; waiting for it to complete");
         crate::progress::export_state(&window, "export created");
         match poll_until_ready(api, &job).await {

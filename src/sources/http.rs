@@ -179,6 +179,14 @@ impl From<HttpError> for DownloadError {
     }
 }
 
+/// What became of a request sent with [`HttpClient::call_unrepeatable`].
+#[derive(Debug)]
+pub enum Sent {
+    Answered(Answer),
+    /// The platform may have acted on it, but its answer never arrived (why, as text).
+    AnswerLost(String),
+}
+
 /// A reqwest client with our retry policy, an optional bearer credential and optional pacing.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -278,6 +286,49 @@ impl HttpClient {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => self.wait_before_retry(context, attempt, failure).await?,
             }
+        }
+    }
+
+    /// Sends a request that must not be repeated blindly, because it creates something (an
+    /// export). It is sent again only when the platform certainly did not act on it: the
+    /// connection was never made, or the answer was a refusal (429, 503; their `Retry-After`
+    /// honoured). When it may have been acted on and the answer never arrived — a timeout or a
+    /// broken connection after sending, a 500, 502 or 504 (a gateway that gave up while the
+    /// platform worked) — the caller gets [`Sent::AnswerLost`] and must find out what happened
+    /// before sending it again.
+    pub async fn call_unrepeatable(
+        &self,
+        context: &str,
+        request: impl Fn() -> RequestBuilder,
+    ) -> Result<Sent, HttpError> {
+        let retry = self.config.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.paced().await;
+            let failure = match self.authorised(request()).send().await {
+                Err(e) if e.is_connect() => Attempt::Transport(describe_transport(e)),
+                Err(e) => return Ok(Sent::AnswerLost(describe_transport(e))),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = header_text(response.headers(), RETRY_AFTER);
+                    let body = match response.bytes().await {
+                        Err(e) => return Ok(Sent::AnswerLost(describe_transport(e))),
+                        Ok(body) => body,
+                    };
+                    match status.as_u16() {
+                        500 | 502 | 504 => return Ok(Sent::AnswerLost(format!("HTTP {}", status.as_u16()))),
+                        429 | 503
+                            if retry.for_status(status, retry_after.as_deref(), Utc::now())
+                                != Decision::GiveUp =>
+                        {
+                            Attempt::Status(status, retry_after)
+                        }
+                        _ => return Ok(Sent::Answered(Answer { status, body })),
+                    }
+                }
+            };
+            self.wait_before_retry(context, attempt, failure).await?;
         }
     }
 

@@ -94,6 +94,33 @@ pub struct PreviousExport {
     pub run_id: String,
 }
 
+/// A platform's limit on creating exports, kept by every worker syncing one lake together: at
+/// most `per_period` created in any `period`, and at most `in_flight` created and not yet
+/// landed (an export a failed window left behind counts until it is an hour old: the next
+/// run may adopt it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreationCap {
+    pub per_period: u32,
+    pub period: std::time::Duration,
+    pub in_flight: u32,
+}
+
+impl CreationCap {
+    /// Parses `N/DURATION` (`60/1h`, `3/10s`) for the rate.
+    pub fn parse_rate(text: &str) -> Result<(u32, std::time::Duration), String> {
+        let (count, period) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}`: write the rate as N/DURATION, e.g. 60/1h"))?;
+        let count: u32 =
+            count.trim().parse().map_err(|_| format!("`{text}`: `{count}` is not a whole number"))?;
+        let period = crate::units::parse_duration(period.trim()).map_err(|e| format!("`{text}`: {e}"))?;
+        if count == 0 || period.is_zero() {
+            return Err(format!("`{text}`: the rate must allow at least one export per non-zero period"));
+        }
+        Ok((count, period))
+    }
+}
+
 /// Where async-export sources remember the exports they create, so that a run which crashed
 /// after creating one is followed by a run that adopts it instead of creating a duplicate.
 /// Journal problems are never fatal: at worst an export is created again.
@@ -104,6 +131,13 @@ pub trait ExportJournal: Send + Sync {
     fn record(&self, window: Window, export_id: &str) -> impl Future<Output = ()> + Send;
     /// Forgets the export recorded for `window` (it is gone): the next attempt creates one.
     fn forget(&self, window: Window) -> impl Future<Output = ()> + Send;
+    /// Waits until `cap` allows creating an export for `window`, then holds the lake's creation
+    /// turn — no other worker on the lake creates one — until [`ExportJournal::end_creation`].
+    /// Without a cap it returns at once.
+    fn begin_creation(&self, window: Window, cap: Option<CreationCap>) -> impl Future<Output = ()> + Send;
+    /// Ends the turn: `export_id` is the export created (counted against the cap), `None` if
+    /// the creation failed.
+    fn end_creation(&self, window: Window, export_id: Option<&str>) -> impl Future<Output = ()> + Send;
 }
 
 /// A platform that can deliver a window of data as files.
@@ -115,6 +149,11 @@ pub trait Source: Send + Sync {
     /// zone's days (Khoros, Loop with `--timezone`), and local times without an offset in its
     /// files are in it (Sparkcentral). Recorded with each window and shown by `status`.
     fn timezone(&self) -> Option<chrono_tz::Tz> {
+        None
+    }
+
+    /// The platform's limit on creating exports, if it asks for one (Salted CX).
+    fn creation_cap(&self) -> Option<CreationCap> {
         None
     }
 

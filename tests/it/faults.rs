@@ -169,3 +169,24 @@ async fn a_sync_through_every_kind_of_fault_lands_exactly_the_emulators_rows() {
     }
     assert_eq!(emulator.stats().faults_injected, 13);
 }
+
+/// A creation whose answer is lost after the platform created the export (the connection
+/// breaks) is found in the history and adopted: one export, not two. One lost before the
+/// platform acted (a 502 from the fault layer) is sent again: still one export. Either way the
+/// data is the day's.
+#[tokio::test]
+async fn a_lost_creation_answer_leaves_one_export_not_two() {
+    for (kind, why) in [
+        (FaultKind::Reset, "connection broken after the export was created"),
+        (FaultKind::Status { code: 502 }, "gateway error before the platform acted"),
+    ] {
+        let emulator = faulty(vec![fault(Endpoint::Create, kind.clone(), 1)]).await;
+        let mut config = client_config(&emulator);
+        config.http.read_timeout = Duration::from_millis(600);
+        let client = SaltedCxClient::new(config).unwrap();
+        let bytes = export_turns(&client).await.unwrap_or_else(|e| panic!("{why}: {e}"));
+        assert_eq!(bytes, expected_turns(&emulator), "{why}");
+        assert_eq!(emulator.stats().exports_created, 1, "{why}: {kind:?}");
+        assert_eq!(emulator.stats().faults_injected, 1, "{why}");
+    }
+}

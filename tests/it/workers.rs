@@ -206,3 +206,81 @@ async fn four_workers_on_overlapping_ranges_two_killed_and_restarted_leave_the_e
 async fn four_workers_on_overlapping_ranges_two_killed_and_restarted_leave_the_exact_delta_lake() {
     four_workers_two_killed("delta").await;
 }
+
+/// Four shard workers share one creation cap through the lake: as the platform saw it, never
+/// more than two exports created in any second nor more than one in flight (created and not
+/// yet downloaded), and every window landed with exactly one export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_set_of_four_workers_never_exceeds_the_creation_cap() {
+    let emulator = emulator(EmulatorConfig { processing_polls: 2, ..emulator_config() }).await;
+    let env: Vec<(&str, String)> = api_env(&emulator);
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap().to_string();
+    let spawn = |index: usize| {
+        let shard = format!("{index}/4");
+        std::process::Command::new(cxlake_bin())
+            .args([
+                "sync",
+                "saltedcx",
+                "--dest",
+                &dest,
+                "--from",
+                "2024-03-01",
+                "--to",
+                "2024-03-09",
+                "--shard",
+                &shard,
+                "--poll-interval",
+                "20ms",
+                "--max-export-rate",
+                "2/1s",
+                "--max-exports-in-flight",
+                "1",
+                "--log",
+                "warn",
+            ])
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers: Vec<std::process::Child> = (0..4).map(spawn).collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        workers.into_iter().map(|c| c.wait_with_output().unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for out in &outputs {
+        assert_eq!(out.status.code(), Some(0), "stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stats = emulator.stats();
+    assert_eq!(stats.exports_created, 8, "one export per window");
+    let mut created: Vec<_> = stats.lifetimes.values().map(|(c, _)| *c).collect();
+    created.sort();
+    // Timestamps are the platform's, a few milliseconds after the lake logged each creation.
+    let slack = chrono::Duration::milliseconds(150);
+    for three in created.windows(3) {
+        assert!(
+            three[2] - three[0] >= chrono::Duration::seconds(1) - slack,
+            "three creations within 1 s: {created:?}"
+        );
+    }
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, i32)> = Vec::new();
+    for (start, end) in stats.lifetimes.values() {
+        events.push((*start, 1));
+        events.push((end.expect("every export was downloaded"), -1));
+    }
+    events.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, change) in events {
+        now += change;
+        most = most.max(now);
+    }
+    assert!(most <= 1, "{most} exports in flight at once");
+    for day in 1..=8 {
+        let date = date(&format!("2024-03-{day:02}"));
+        let rows = batch_rows(&read_partition(lake.path(), "agent", date));
+        assert!(!rows.is_empty(), "{date} landed");
+    }
+}

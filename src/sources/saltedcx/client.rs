@@ -11,7 +11,12 @@
 //! Retries, resumable checked downloads, URL checks and scrubbing are the shared HTTP layer's
 //! ([`crate::sources::http`]); this module is what is Salted-CX-specific: endpoints, the status
 //! URL check, presigned URL refreshes, and the mapping of answers onto [`ClientError`].
+//!
+//! Creating an export is not repeatable: a POST whose answer was lost may have created one. The
+//! client reads the history before each creation and, after a lost answer, adopts the export
+//! that appeared in it instead of creating a second.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -20,7 +25,7 @@ use url::Url;
 
 use super::api::{self, ApiError, CreatedExport, ExportState, ExportStatus};
 use crate::sources::export_job::{self, ExportJobApi, JobEnd, JobState};
-use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError};
+use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError, Sent};
 use crate::sources::poll::PollConfig;
 use crate::window::Window;
 
@@ -190,12 +195,84 @@ impl SaltedCxClient {
             from.format("%Y-%m-%dT%H:%M:%SZ"),
             to.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        let answer = self.call(&context, || self.api.inner().post(url.clone())).await?;
-        let created: CreatedExport = self.json(answer, &context, None)?;
-        if created.export_id.is_empty() || created.status_url.is_empty() {
-            return Err(ClientError::Protocol { context, message: "empty exportId or statusUrl".into() });
+        // What the history holds before: after a lost answer, an export that appears in it
+        // since is the one this POST created (the lake's creation turn keeps other workers from
+        // creating meanwhile).
+        let before: BTreeSet<String> = self.history().await?.into_iter().map(|e| e.export_id).collect();
+        let retry = self.config.http.retry;
+        let mut lost = 0;
+        loop {
+            let answer = match self
+                .api
+                .call_unrepeatable(&context, || self.api.inner().post(url.clone()))
+                .await?
+            {
+                Sent::Answered(answer) => answer,
+                Sent::AnswerLost(why) => {
+                    lost += 1;
+                    if let Some(found) = self.created_meanwhile(&before, &context, &why).await? {
+                        return Ok(found);
+                    }
+                    if lost >= retry.max_attempts {
+                        return Err(ClientError::RetriesExhausted { context, attempts: lost, last: why });
+                    }
+                    tracing::warn!(what = %context, why = %why, attempt = lost, "The export's creation got no answer and the history shows no new export; creating it again");
+                    tokio::time::sleep(retry.backoff(lost)).await;
+                    continue;
+                }
+            };
+            let created: CreatedExport = self.json(answer, &context, None)?;
+            if created.export_id.is_empty() || created.status_url.is_empty() {
+                return Err(ClientError::Protocol { context, message: "empty exportId or statusUrl".into() });
+            }
+            return Ok(created);
         }
-        Ok(created)
+    }
+
+    /// After a creation whose answer was lost: the export that appeared in the history since
+    /// `before` (looked for twice, a moment apart, as a listing may lag), or `None` when none
+    /// did — the POST never reached the platform. Several new ones mean another client of the
+    /// account created exports meanwhile: which is ours cannot be told, and guessing could
+    /// land another window's data, so the window fails with what happened.
+    async fn created_meanwhile(
+        &self,
+        before: &BTreeSet<String>,
+        context: &str,
+        why: &str,
+    ) -> Result<Option<CreatedExport>, ClientError> {
+        for look in 0..3u32 {
+            if look > 0 {
+                let wait = self.config.poll.initial_interval * look;
+                tokio::time::sleep(wait.min(std::time::Duration::from_secs(5))).await;
+            }
+            let new: Vec<String> = self
+                .history()
+                .await?
+                .into_iter()
+                .map(|e| e.export_id)
+                .filter(|id| !id.is_empty() && !before.contains(id))
+                .collect();
+            match new.as_slice() {
+                [] => {}
+                [id] => {
+                    tracing::warn!(what = %context, why = %why, export_id = %id, "The export's creation got no answer; adopted the export it created, found in the history");
+                    return Ok(Some(CreatedExport {
+                        status_url: SaltedCxClient::status_url_for(id),
+                        export_id: id.clone(),
+                    }));
+                }
+                several => {
+                    return Err(ClientError::Protocol {
+                        context: context.to_string(),
+                        message: format!(
+                            "the answer was lost ({why}) and {} exports appeared in the history meanwhile (another client of this account?); which one is this window's cannot be told — rerun the window",
+                            several.len()
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Resolves a status URL and checks it is exactly `<base>api/v1/export/<one segment>/status`:
@@ -247,7 +324,7 @@ impl SaltedCxClient {
 
     /// Polls until the export is COMPLETED, with a growing interval and an overall deadline.
     pub async fn wait_completed(&self, created: &CreatedExport) -> Result<ExportStatus, ClientError> {
-        export_job::wait(&SaltedCxJobs { client: self, contact: None }, created).await
+        export_job::wait(&SaltedCxJobs { client: self, contact: None, cap: None }, created).await
     }
 
     /// `GET /api/v1/export/history`: the most recent exports (up to 100).
@@ -347,6 +424,7 @@ impl SaltedCxClient {
 pub struct SaltedCxJobs<'a> {
     pub client: &'a SaltedCxClient,
     pub contact: Option<&'a str>,
+    pub cap: Option<crate::sources::CreationCap>,
 }
 
 impl From<JobEnd> for ClientError {
@@ -366,6 +444,10 @@ impl ExportJobApi for SaltedCxJobs<'_> {
     type Job = CreatedExport;
     type Ready = ExportStatus;
     type Error = ClientError;
+
+    fn creation_cap(&self) -> Option<crate::sources::CreationCap> {
+        self.cap
+    }
 
     async fn create(&self, window: Window, datasets: &[String]) -> Result<CreatedExport, ClientError> {
         self.client.create_export(window.start(), window.end(), datasets, self.contact).await

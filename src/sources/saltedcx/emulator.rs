@@ -134,6 +134,9 @@ pub struct EmulatorStats {
     pub faults_injected: u64,
     /// Download requests that asked for a byte range (resumed downloads).
     pub range_requests: u64,
+    /// Each export's creation and the start of its latest download, by export id: how long it
+    /// was in flight as the platform sees it.
+    pub lifetimes: std::collections::BTreeMap<String, (DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 struct Job {
@@ -369,6 +372,7 @@ async fn create_export(
     let created = CreatedExport { export_id: id.clone(), status_url: format!("api/v1/export/{id}/status") };
     let mut inner = shared.inner.lock().expect("emulator lock");
     inner.stats.exports_created += 1;
+    inner.stats.lifetimes.insert(id.clone(), (Utc::now(), None));
     let doomed = inner.stats.exports_created <= u64::from(shared.config.fail_first);
     inner.order.push(id.clone());
     inner.jobs.insert(
@@ -506,6 +510,9 @@ async fn download(
         };
         let found = (dataset.clone(), job.from, job.to, job.only_customer);
         inner.stats.downloads_served += 1;
+        if let Some(lifetime) = inner.stats.lifetimes.get_mut(&id) {
+            lifetime.1 = Some(Utc::now());
+        }
         found
     };
     let (dataset, from, to, only_customer) = job;

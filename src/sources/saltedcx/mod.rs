@@ -12,7 +12,7 @@ use futures::future::try_join_all;
 
 use self::client::{ClientError, SaltedCxClient, SaltedCxJobs};
 use super::export_job;
-use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
+use super::{CreationCap, ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
 pub use crate::sources::export_job::ExportPolicy;
@@ -24,11 +24,19 @@ pub struct SaltedCx {
     /// `--contact`: export one customer profile only.
     contact: Option<String>,
     policy: ExportPolicy,
+    /// The cap on creating exports, kept across the lake's workers.
+    cap: Option<CreationCap>,
 }
 
 impl SaltedCx {
     pub fn new(client: SaltedCxClient, contact: Option<String>) -> SaltedCx {
-        SaltedCx { client, contact, policy: ExportPolicy::default() }
+        SaltedCx { client, contact, policy: ExportPolicy::default(), cap: None }
+    }
+
+    /// Creates exports under `cap` (shared through the lake by every worker syncing it).
+    pub fn with_cap(mut self, cap: Option<CreationCap>) -> SaltedCx {
+        self.cap = cap;
+        self
     }
 
     pub fn with_policy(mut self, policy: ExportPolicy) -> SaltedCx {
@@ -63,6 +71,10 @@ impl Source for SaltedCx {
         "saltedcx"
     }
 
+    fn creation_cap(&self) -> Option<CreationCap> {
+        self.cap
+    }
+
     async fn fetch_window<J: ExportJournal>(
         &self,
         window: Window,
@@ -70,7 +82,7 @@ impl Source for SaltedCx {
         spool: &Path,
         journal: &J,
     ) -> Result<FetchedWindow, SourceError> {
-        let jobs = SaltedCxJobs { client: &self.client, contact: self.contact.as_deref() };
+        let jobs = SaltedCxJobs { client: &self.client, contact: self.contact.as_deref(), cap: self.cap };
         let (created, status) = export_job::completed(&jobs, &self.policy, window, datasets, journal).await?;
         let downloads = datasets.iter().map(|dataset| {
             let file_name = api::file_name(dataset).unwrap_or("unknown.csv").to_string();

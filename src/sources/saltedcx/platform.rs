@@ -14,7 +14,7 @@ use super::{api, SaltedCx};
 use crate::sources::export_job::ExportJobArgs;
 use crate::sources::http::{load_secret, HttpArgs};
 use crate::sources::loopback;
-use crate::sources::{Platform, RunningEmulator, SetupError, SourceError};
+use crate::sources::{CreationCap, Platform, RunningEmulator, SetupError, SourceError};
 use crate::window::Window;
 
 /// `cxlake sync saltedcx` / `cxlake history saltedcx` options.
@@ -37,6 +37,15 @@ pub struct SaltedCxArgs {
 
     #[command(flatten)]
     pub job: ExportJobArgs,
+
+    /// At most N exports created per DURATION by all workers syncing the lake (Salted CX asks
+    /// for low-frequency batch use)
+    #[arg(long, default_value = "60/1h", value_name = "N/DURATION")]
+    pub max_export_rate: String,
+
+    /// At most this many exports created and not yet landed, across the lake's workers
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_exports_in_flight: u32,
 }
 
 /// `cxlake emulator saltedcx` options.
@@ -111,7 +120,15 @@ impl Platform for SaltedCxPlatform {
     type Emulator = Emulator;
 
     fn source(args: &SaltedCxArgs) -> Result<SaltedCx, SetupError> {
-        Ok(SaltedCx::new(args.client()?, args.contact.clone()).with_policy(args.job.policy()?))
+        let (per_period, period) = CreationCap::parse_rate(&args.max_export_rate)
+            .map_err(|e| SetupError(format!("--max-export-rate {e}")))?;
+        if args.max_exports_in_flight == 0 {
+            return Err(SetupError("--max-exports-in-flight must be at least 1".into()));
+        }
+        let cap = CreationCap { per_period, period, in_flight: args.max_exports_in_flight };
+        Ok(SaltedCx::new(args.client()?, args.contact.clone())
+            .with_policy(args.job.policy()?)
+            .with_cap(Some(cap)))
     }
 
     fn filter(args: &SaltedCxArgs) -> Option<String> {
