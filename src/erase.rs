@@ -1012,9 +1012,16 @@ impl Erasure<'_> {
                     rewritten += 1;
                     if !self.dry_run {
                         let name = file.path.rsplit('/').next().unwrap_or(&file.path).to_string();
-                        let staged =
-                            raw::stage(self.dest, &staging, &name, &file.file_name, &filtered, file.fold)
-                                .await?;
+                        let staged = raw::stage(
+                            self.dest,
+                            &staging,
+                            &name,
+                            &file.file_name,
+                            &filtered,
+                            file.fold,
+                            file.facts.clone(),
+                        )
+                        .await?;
                         kept.push(RawFile { fetched_at: file.fetched_at, ..staged });
                     }
                 }

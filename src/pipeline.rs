@@ -798,7 +798,9 @@ pub async fn stage_files<S>(
                 // One part file per source file: a replaced or late file maps to its own part.
                 writer.roll().await?;
             }
-            let context = FileContext { fold: file.fold, ..context };
+            // An export configured in its own zone reads its local times in it.
+            let zone = file.facts.as_ref().and_then(|f| f.timezone.as_deref()).and_then(|z| z.parse().ok());
+            let context = FileContext { fold: file.fold, timezone: zone.or(context.timezone), ..context };
             let checked =
                 match write_file(&mut writer, &mut rejects, schema.clone(), context, &pii, file).await {
                     Ok((stats, drift)) => {
@@ -863,7 +865,10 @@ async fn stage_raw<S>(
         let taken: Vec<String> =
             staged.iter().map(|f| f.path.rsplit('/').next().unwrap_or_default().to_string()).collect();
         let name = raw::archive_name(&file.file_name, &taken);
-        staged.push(raw::stage(&plan.dest, &dir, &name, &file.file_name, &file.path, file.fold).await?);
+        staged.push(
+            raw::stage(&plan.dest, &dir, &name, &file.file_name, &file.path, file.fold, file.facts.clone())
+                .await?,
+        );
     }
     Ok(staged)
 }
@@ -880,6 +885,7 @@ async fn write_file(
     file: &FetchedFile,
 ) -> Result<(DecodeStats, Drift), WindowError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let declared = schema.clone();
     let (path, file_name) = (file.path.clone(), file.file_name.clone());
     let decoder = tokio::task::spawn_blocking(move || decode_file(&path, schema, file_name, context, tx));
     let mut write_error = None;
@@ -889,6 +895,7 @@ async fn write_file(
             write_error = Some(e);
             break;
         }
+        let batch = crate::decode::fill_per_file(batch, &declared, file.facts.as_ref());
         if let Err(e) = writer.write(&pii.apply(batch)).await {
             write_error = Some(e);
             break;

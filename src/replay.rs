@@ -141,6 +141,7 @@ impl Source for Replay {
                     .map_err(|e| SourceError::Local(format!("restoring {}: {e}", file.path)))?;
                 files.push(FetchedFile {
                     fold: file.fold,
+                    facts: file.facts.clone(),
                     ..FetchedFile::new(dataset.clone(), file.file_name.clone(), local, file.bytes)
                 });
             }

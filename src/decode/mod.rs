@@ -26,11 +26,12 @@ pub use drift::{Coercion, Drift, FieldCount};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
 
 use chrono::Datelike;
 
-use crate::schema::{DatasetSchema, FileFormat, Fill};
+use crate::schema::{DatasetSchema, FileFacts, FileFormat, Fill};
 use crate::window::Window;
 
 /// What one call to [`BatchDecoder::next_batch`] produced.
@@ -186,9 +187,46 @@ pub fn fill_values(
                 ),
                 Fill::WindowStart => window.start_in(zone).timestamp_micros(),
                 Fill::WindowEnd => window.end_in(zone).timestamp_micros(),
+                // Filled per file after decoding, from what the source knows of it (`pipeline`).
+                Fill::ExportId | Fill::ExportFrequency | Fill::PeriodFrom | Fill::PeriodTo => return None,
             })
         })
         .collect()
+}
+
+/// `batch` with the columns declared with a per-file fill (`export_id`, `export_frequency`,
+/// `period_from`, `period_to`) set to `facts`'s values on every row; without facts (a file
+/// converted by hand) they stay null.
+pub fn fill_per_file(batch: RecordBatch, schema: &DatasetSchema, facts: Option<&FileFacts>) -> RecordBatch {
+    let Some(facts) = facts else { return batch };
+    let filled: Vec<(usize, Fill)> = schema
+        .columns
+        .iter()
+        .filter_map(|c| Some((batch.schema().index_of(&c.name).ok()?, c.fill.filter(|f| f.is_per_file())?)))
+        .collect();
+    if filled.is_empty() {
+        return batch;
+    }
+    let rows = batch.num_rows();
+    let mut columns = batch.columns().to_vec();
+    for (index, fill) in filled {
+        let text = |value: &str| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![value; rows])) };
+        let time = |t: chrono::DateTime<chrono::Utc>| -> ArrayRef {
+            Arc::new(
+                arrow::array::TimestampMicrosecondArray::from(vec![t.timestamp_micros(); rows])
+                    .with_timezone("UTC"),
+            )
+        };
+        columns[index] = match fill {
+            Fill::ExportId => text(&facts.export_id),
+            Fill::ExportFrequency => text(&facts.frequency),
+            Fill::PeriodFrom => time(facts.period_from),
+            Fill::PeriodTo => time(facts.period_to),
+            Fill::WindowDate | Fill::WindowStart | Fill::WindowEnd => continue,
+        };
+    }
+    RecordBatch::try_new(batch.schema(), columns)
+        .expect("each filled column has its declared type and the batch's length")
 }
 
 /// One input row that did not fit the schema.

@@ -15,9 +15,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::value;
-use super::{
-    snake_case, Column, ColumnType, DatasetKind, DatasetSchema, Encoding, FileFormat, Fill, EXTRA_COLUMN,
-};
+use super::{snake_case, Column, ColumnType, DatasetKind, DatasetSchema, Encoding, FileFormat, EXTRA_COLUMN};
 
 /// What the sampled values of one column allow.
 #[derive(Debug, Clone)]
@@ -499,12 +497,7 @@ fn emit_column(
         let _ = writeln!(out, "deprecated = true");
     }
     if let Some(fill) = column.fill {
-        let fill = match fill {
-            Fill::WindowDate => "window_date",
-            Fill::WindowStart => "window_start",
-            Fill::WindowEnd => "window_end",
-        };
-        let _ = writeln!(out, "fill = \"{fill}\"");
+        let _ = writeln!(out, "fill = \"{}\"", fill.as_str());
     }
     for (key, value) in [
         ("separator", &column.separator),

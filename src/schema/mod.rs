@@ -115,8 +115,10 @@ pub enum Encoding {
     LocalTimeOfDay,
 }
 
-/// A column the file does not carry, filled from the window the file was exported for: a
-/// per-day aggregate (one row per agent) only says which day it is about through its window.
+/// A column the file does not carry, filled from the window the file was exported for (a
+/// per-day aggregate, one row per agent, only says which day it is about through its window),
+/// or from what the file's source knows about the file itself ([`FileFacts`]: which scheduled
+/// export wrote it and the period it covers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fill {
@@ -126,6 +128,65 @@ pub enum Fill {
     WindowStart,
     /// The instant just after the window (UTC timestamp).
     WindowEnd,
+    /// The export that wrote the file (Utf8).
+    ExportId,
+    /// How often that export runs: `hourly`, `daily`, `weekly`, `snapshot` or `custom` (Utf8).
+    ExportFrequency,
+    /// The first instant the file covers (UTC timestamp; a snapshot's moment).
+    PeriodFrom,
+    /// The instant just after the period the file covers (UTC timestamp; a snapshot's moment).
+    PeriodTo,
+}
+
+impl Fill {
+    /// The name a declaration writes (`fill = "window_date"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fill::WindowDate => "window_date",
+            Fill::WindowStart => "window_start",
+            Fill::WindowEnd => "window_end",
+            Fill::ExportId => "export_id",
+            Fill::ExportFrequency => "export_frequency",
+            Fill::PeriodFrom => "period_from",
+            Fill::PeriodTo => "period_to",
+        }
+    }
+
+    /// Whether the value comes from the file's [`FileFacts`] rather than its window.
+    pub fn is_per_file(self) -> bool {
+        matches!(self, Fill::ExportId | Fill::ExportFrequency | Fill::PeriodFrom | Fill::PeriodTo)
+    }
+}
+
+/// What a source knows about one file beyond its rows: the scheduled export that wrote it and
+/// the period it covers. Carried with the file into the raw archive, so a replay fills the same.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct FileFacts {
+    pub export_id: String,
+    pub frequency: String,
+    pub period_from: chrono::DateTime<chrono::Utc>,
+    pub period_to: chrono::DateTime<chrono::Utc>,
+    /// The zone the file's local times are in, when the source configures one per export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+impl FileFacts {
+    /// The frequency a period's length implies: within an hour of 1 h, 1 day or 7 days (a DST
+    /// change makes a local day 23 or 25 hours), a snapshot for none.
+    pub fn frequency_of(
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> &'static str {
+        let hours = (to - from).num_minutes() as f64 / 60.0;
+        match hours {
+            h if h == 0.0 => "snapshot",
+            h if h <= 1.0 => "hourly",
+            h if (23.0..=25.0).contains(&h) => "daily",
+            h if (167.0..=169.0).contains(&h) => "weekly",
+            _ => "custom",
+        }
+    }
 }
 
 /// The types the decoders know how to produce.
@@ -672,10 +733,15 @@ pub fn parse_schema(origin: &str, text: &str) -> Result<DatasetSchema, SchemaErr
         let column = parse_column(c, &name).map_err(invalid)?;
         match (column.fill, &column.column_type) {
             (None, _) | (Some(Fill::WindowDate), ColumnType::Date32) => {}
-            (Some(Fill::WindowStart | Fill::WindowEnd), ColumnType::TimestampUtc) => {}
+            (
+                Some(Fill::WindowStart | Fill::WindowEnd | Fill::PeriodFrom | Fill::PeriodTo),
+                ColumnType::TimestampUtc,
+            ) => {}
+            (Some(Fill::ExportId | Fill::ExportFrequency), ColumnType::Utf8) => {}
             (Some(fill), other) => {
                 return Err(invalid(format!(
-                    "column `{name}`: fill {fill:?} cannot fill a {other} column (window_date is a Date32, window_start/window_end are timestamps)"
+                    "column `{name}`: fill {} cannot fill a {other} column (window_date is a Date32; window_start, window_end, period_from and period_to are timestamps; export_id and export_frequency are Utf8)",
+                    fill.as_str()
                 )))
             }
         }
@@ -925,6 +991,12 @@ mod tests {
                 "sparkcentral.resolved_conversation",
                 "sparkcentral.response_times",
                 "sparkcentral.user_presence",
+                // Aggregates per export and period.
+                "sparkcentral.team",
+                "sparkcentral.user",
+                "sparkcentral.topic",
+                "sparkcentral.tag",
+                "sparkcentral.virtual_agent",
             ]
             .contains(&name.as_str());
             assert_eq!(kind == DatasetKind::Events, events, "{name}");

@@ -35,6 +35,9 @@ pub struct RawFile {
     /// The occurrence of a repeated DST hour the file holds, when its source said.
     #[serde(default, skip_serializing_if = "is_unknown")]
     pub fold: Fold,
+    /// The export and period the file covers, when its source said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<crate::schema::FileFacts>,
 }
 
 fn is_unknown(fold: &Fold) -> bool {
@@ -89,6 +92,7 @@ pub async fn stage(
     file_name: &str,
     local: &LocalPath,
     fold: Fold,
+    facts: Option<crate::schema::FileFacts>,
 ) -> Result<RawFile, SinkError> {
     let compressed = compressed_beside(local);
     let (input, output) = (local.to_path_buf(), compressed.clone());
@@ -108,6 +112,7 @@ pub async fn stage(
         stored_bytes: stored_bytes?,
         fetched_at: Utc::now(),
         fold,
+        facts,
     })
 }
 
@@ -273,6 +278,7 @@ mod tests {
             "turns.csv",
             &original,
             Fold::Later,
+            None,
         )
         .await
         .unwrap();

@@ -40,6 +40,9 @@ pub struct FetchedFile {
     /// Which occurrence of a repeated autumn hour the file's local times belong to, when the
     /// platform's file says (see [`crate::schema::local_time::Fold`]).
     pub fold: crate::schema::local_time::Fold,
+    /// The export that wrote the file and the period it covers, for sources whose files each
+    /// say so (Sparkcentral): filled into the columns declared with a per-file `fill`.
+    pub facts: Option<crate::schema::FileFacts>,
 }
 
 impl FetchedFile {
@@ -55,6 +58,7 @@ impl FetchedFile {
             path,
             bytes,
             fold: Default::default(),
+            facts: None,
         }
     }
 }

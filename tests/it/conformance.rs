@@ -442,9 +442,11 @@ impl SourceUnderTest for SparkcentralUnderTest {
         if faults {
             let not_an_export = dir.path().join("message/notes.csv");
             std::fs::write(&not_an_export, "not an export").unwrap();
-            let wrong_folder = dir.path().join("tag/5512_team_01032024000000_02032024000000_x.csv");
-            std::fs::write(&wrong_folder, "Team ID\r\n").unwrap();
-            junk.extend([not_an_export, wrong_folder]);
+            // A name that names no export type, in a folder configured for none.
+            std::fs::create_dir_all(dir.path().join("misc")).unwrap();
+            let untyped = dir.path().join("misc/5512_01032024000000_02032024000000_x.csv");
+            std::fs::write(&untyped, "Team ID\r\n").unwrap();
+            junk.extend([not_an_export, untyped]);
         }
         DropTreeUnderTest { _dir: dir, url, junk }
     }

@@ -102,11 +102,13 @@ async fn three_days_of_every_type_land_exactly_over_sftp_and_duckdb_reads_the_de
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
 
-    // A corrected file for the first day's tags (same span, a new uuid) replaces that day's rows.
+    // A corrected file for the first day's tags (the same export: its uuid series, another
+    // suffix; the same span) replaces that day's rows.
     let day = date(FIRST);
     let config = SparkcentralSynthConfig { seed: 7, ..SparkcentralSynthConfig::default() };
     let corrected = synth::day_rows(config, "tag", day, zone(), 0);
-    let name = synth::file_name(SparkcentralSynthConfig::default(), "tag", day, "ffffffff-corrected");
+    let uuid = format!("{}-corrected", synth::export_uuid(SparkcentralSynthConfig::default(), "tag"));
+    let name = synth::file_name(SparkcentralSynthConfig::default(), "tag", day, &uuid);
     let path = tree.path().join("tag").join(name);
     std::fs::write(&path, synth::render("tag", &corrected, zone())).unwrap();
     set_modified(&path, SystemTime::now() - Duration::from_secs(120));
@@ -243,7 +245,7 @@ async fn a_file_still_growing_is_left_for_the_next_run_whatever_its_clock_says()
         SparkcentralSynthConfig::default(),
         "contact",
         day,
-        &format!("{:08x}-0000-4000-8000-{:012x}", 0, SparkcentralSynthConfig::default().seed % 1_000_000),
+        &synth::export_uuid(SparkcentralSynthConfig::default(), "contact"),
     );
     let path = tree.path().join("contact").join(name);
     let full = std::fs::read(&path).expect("the generator's contact file");

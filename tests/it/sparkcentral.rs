@@ -125,10 +125,19 @@ pub fn expected_named(
 ) -> Vec<Vec<(String, Cell)>> {
     use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value};
     let export = synth::export_type(dataset).unwrap();
-    synth::expected_rows(SparkcentralSynthConfig::default(), dataset, day, first, zone)
+    let config = SparkcentralSynthConfig::default();
+    synth::expected_rows(config, dataset, day, first, zone)
         .into_iter()
         .map(|row| {
             let whole = row.clone();
+            // Which export and period the row's file is: filled into every row.
+            let (export_id, frequency, from, to) = synth::row_period(config, dataset, day, &whole, zone);
+            let facts = [
+                ("export_id".to_string(), Cell::Text(export_id)),
+                ("export_frequency".to_string(), Cell::Text(frequency.to_string())),
+                ("period_from".to_string(), Cell::Int(from.timestamp_micros())),
+                ("period_to".to_string(), Cell::Int(to.timestamp_micros())),
+            ];
             export
                 .columns
                 .iter()
@@ -148,6 +157,7 @@ pub fn expected_named(
                     };
                     (column.to_string(), cell)
                 })
+                .chain(facts)
                 .collect()
         })
         .collect()
@@ -215,20 +225,17 @@ mod drop_tree {
         let (tree, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         synth::write_drop_tree(SparkcentralSynthConfig::default(), tree.path(), date(FIRST), 4, zone())
             .unwrap();
-        // A scheduled export type cxlake has no schema for.
-        std::fs::create_dir(tree.path().join("virtual-agents")).unwrap();
-        std::fs::write(
-            tree.path().join("virtual-agents/5512_virtual-agents_26102024000000_27102024000000_v.csv"),
-            "x\r\n",
-        )
-        .unwrap();
+        // A file whose name names no export type, in a folder of none: refused by name, left alone.
+        std::fs::create_dir(tree.path().join("misc")).unwrap();
+        std::fs::write(tree.path().join("misc/5512_26102024000000_27102024000000_v.csv"), "x\r\n").unwrap();
         let out = sync(tree.path(), lake.path(), &[]).await;
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
         assert!(
-            out.stderr.contains("no export type cxlake knows") && out.stderr.contains("virtual-agents"),
+            out.stderr.contains("no export type in it") && out.stderr.contains("misc/5512_"),
             "{}",
             out.stderr
         );
+        assert_eq!(TYPES.len(), 12, "every export type of the document");
         let mut rows = 0;
         for export in TYPES {
             for offset in 0..4 {
@@ -275,12 +282,18 @@ mod drop_tree {
         let day = date(FIRST);
         let config = SparkcentralSynthConfig { seed: 99, ..SparkcentralSynthConfig::default() };
         let rows = synth::day_rows(config, "tag", day, zone(), 0);
-        let name = synth::file_name(SparkcentralSynthConfig::default(), "tag", day, "ffffffff-late");
+        // The same scheduled export (its uuid series), delivered again.
+        let uuid = format!("{}-late", synth::export_uuid(SparkcentralSynthConfig::default(), "tag"));
+        let name = synth::file_name(SparkcentralSynthConfig::default(), "tag", day, &uuid);
         std::fs::write(tree.path().join("tag").join(&name), synth::render("tag", &rows, zone())).unwrap();
         let waiting = sync(tree.path(), lake.path(), &[]).await;
         assert_eq!(waiting.code, 0, "{}", waiting.stderr);
         assert!(waiting.stderr.contains("waits for the next run"), "{}", waiting.stderr);
-        assert_eq!(landed(lake.path(), "tag", day), expected("tag", day), "the old rows stay meanwhile");
+        assert_landed_as_expected(
+            &landed(lake.path(), "tag", day),
+            &expected("tag", day),
+            "the old rows stay meanwhile",
+        );
         let settled = sync(tree.path(), lake.path(), &["--settle", "0s"]).await;
         assert_eq!(settled.code, 0, "{}", settled.stderr);
         assert!(
@@ -328,12 +341,33 @@ async fn both_hourly_files_of_the_repeated_autumn_hour_land_at_their_own_instant
         .unwrap();
     // (file, the true instant of its one message, age in seconds): written as local times,
     // 01:15 (summer time), then 02:30 twice: 00:30Z before the clocks went back, 01:30Z after.
+    // One hourly export: its uuid series in every name, a suffix per file.
     let files = [
-        ("5512_message_27102024010000_27102024020000_c1.csv", "2024-10-26T23:15:00Z", 3000),
-        ("5512_message_27102024020000_27102024030000_b2.csv", "2024-10-27T00:30:00Z", 2000),
-        ("5512_message_27102024020000_27102024030000_a3.csv", "2024-10-27T01:30:00Z", 1000),
-        ("5512_message_29102023020000_29102023020000_x1.csv", "2023-10-29T00:30:00Z", 1000),
-        ("5512_message_29102023020000_29102023030000_x2.csv", "2023-10-29T01:30:00Z", 3000),
+        (
+            "5512_message_27102024010000_27102024020000_9d3c1a9e-5b7d-4c1e-9a0b-2d4e6f8a0c1e-c1.csv",
+            "2024-10-26T23:15:00Z",
+            3000,
+        ),
+        (
+            "5512_message_27102024020000_27102024030000_9d3c1a9e-5b7d-4c1e-9a0b-2d4e6f8a0c1e-b2.csv",
+            "2024-10-27T00:30:00Z",
+            2000,
+        ),
+        (
+            "5512_message_27102024020000_27102024030000_9d3c1a9e-5b7d-4c1e-9a0b-2d4e6f8a0c1e-a3.csv",
+            "2024-10-27T01:30:00Z",
+            1000,
+        ),
+        (
+            "5512_message_29102023020000_29102023020000_9d3c1a9e-5b7d-4c1e-9a0b-2d4e6f8a0c1e-x1.csv",
+            "2023-10-29T00:30:00Z",
+            1000,
+        ),
+        (
+            "5512_message_29102023020000_29102023030000_9d3c1a9e-5b7d-4c1e-9a0b-2d4e6f8a0c1e-x2.csv",
+            "2023-10-29T01:30:00Z",
+            3000,
+        ),
     ];
     for (name, instant, age) in files {
         let mut row = template.clone();

@@ -8,11 +8,18 @@
 //! or 14 digits after it (two-, three- or four-digit years), the uuid is what follows. A name
 //! that does not end in `.csv` (a `.part` upload, a temporary name) is not an export and is
 //! ignored; a `.csv` whose parts cannot be found is refused with a message naming it.
+//!
+//! The type comes from the name, so a file lands wherever it sits: in the document's per-type
+//! folders or in a subdirectory per scheduled export. Two types the document's path table
+//! omits (Virtual Agents, Contact Attributes) are recognised by `virtual-agent(s)` and
+//! `contact-attribute(s)`; a name with no type at all is read as its folder's type when the
+//! folder is configured for one.
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-/// The ten export types: (folder under `/export`, dataset).
-pub const EXPORT_TYPES: [(&str, &str); 10] = [
+/// The twelve export types: (folder of the document's path table, dataset). The last two are
+/// not in that table: their folders are our guess (configurable).
+pub const EXPORT_TYPES: [(&str, &str); 12] = [
     ("resolved-conversation", "resolved_conversation"),
     ("open-conversation", "open_conversation"),
     ("contact", "contact"),
@@ -23,7 +30,23 @@ pub const EXPORT_TYPES: [(&str, &str); 10] = [
     ("topic", "topic"),
     ("user", "user"),
     ("user-presence", "user_presence"),
+    ("virtual-agent", "virtual_agent"),
+    ("contact-attribute", "contact_attribute"),
 ];
+
+/// Other spellings of a type in file names: plurals of the two types the path table omits.
+const ALIASES: [(&str, &str); 2] =
+    [("virtual-agents", "virtual_agent"), ("contact-attributes", "contact_attribute")];
+
+/// The folder of the document's path table (or our guess) for `dataset`.
+pub fn type_folder(dataset: &str) -> Option<&'static str> {
+    EXPORT_TYPES.iter().find(|(_, d)| *d == dataset).map(|(folder, _)| *folder)
+}
+
+/// The dataset a folder of the path table holds, if it is one.
+pub fn dataset_of_folder(folder: &str) -> Option<&'static str> {
+    EXPORT_TYPES.iter().find(|(f, _)| *f == folder).map(|(_, dataset)| *dataset)
+}
 
 /// What a file covers, in the export's local time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,6 +77,30 @@ pub struct ExportFile {
     pub uuid: String,
 }
 
+impl ExportFile {
+    /// The scheduled export's series: the uuid's canonical `8-4-4-4-12` part when it has one
+    /// (whatever follows it tells files of one export apart), else the whole uuid.
+    pub fn series(&self) -> &str {
+        let uuid = self.uuid.as_str();
+        let groups = [8, 4, 4, 4, 12];
+        let mut at = 0;
+        for (i, len) in groups.iter().enumerate() {
+            let Some(part) = uuid.get(at..at + len) else { return uuid };
+            if !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return uuid;
+            }
+            at += len;
+            if i < groups.len() - 1 {
+                if uuid.as_bytes().get(at) != Some(&b'-') {
+                    return uuid;
+                }
+                at += 1;
+            }
+        }
+        &uuid[..at]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot read export file name `{name}`: {reason}; expected [orgId][exportType][from ddMMyyyyHHmmss][to ddMMyyyyHHmmss][uuid].csv")]
 pub struct NameError {
@@ -63,6 +110,15 @@ pub struct NameError {
 
 /// Parses a file name; `Ok(None)` for a name that is not a finished export (not `.csv`).
 pub fn parse_file_name(name: &str) -> Result<Option<ExportFile>, NameError> {
+    parse_file_name_in(name, None)
+}
+
+/// Parses a file name found in a folder configured for `folder_dataset`: a name that names no
+/// export type is read as that type (`[orgId][from][to][uuid].csv`).
+pub fn parse_file_name_in(
+    name: &str,
+    folder_dataset: Option<&'static str>,
+) -> Result<Option<ExportFile>, NameError> {
     let Some(stem) = name.strip_suffix(".csv").or_else(|| name.strip_suffix(".CSV")) else {
         return Ok(None);
     };
@@ -70,16 +126,25 @@ pub fn parse_file_name(name: &str) -> Result<Option<ExportFile>, NameError> {
     // Compare with `-` and `_` as one separator and without case.
     let folded: String = stem.chars().map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() }).collect();
     // The longest type name that occurs wins (`user-presence` over `user`).
-    let (start, folder, dataset) = EXPORT_TYPES
+    let named = EXPORT_TYPES
         .iter()
-        .filter_map(|(folder, dataset)| folded.find(folder).map(|at| (at, *folder, *dataset)))
-        .max_by_key(|(at, folder, _)| (folder.len(), usize::MAX - at))
-        .ok_or_else(|| fail("no export type in it"))?;
-    let org_id = stem[..start].trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+        .chain(ALIASES.iter())
+        .filter_map(|(spelling, dataset)| folded.find(spelling).map(|at| (at, spelling.len(), *dataset)))
+        .max_by_key(|(at, len, _)| (*len, usize::MAX - at));
+    let (org_id, dataset, rest) = match (named, folder_dataset) {
+        (Some((start, len, dataset)), _) => {
+            let org_id = stem[..start].trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+            (org_id, dataset, &stem[start + len..])
+        }
+        (None, Some(dataset)) => {
+            let org_len = stem.bytes().take_while(|b| b.is_ascii_alphanumeric()).count();
+            (stem[..org_len].to_string(), dataset, &stem[org_len..])
+        }
+        (None, None) => return Err(fail("no export type in it")),
+    };
     if org_id.is_empty() {
         return Err(fail("no organisation id before the export type"));
     }
-    let rest = &stem[start + folder.len()..];
     let mut stamps = Vec::new();
     let mut position = 0;
     let bytes = rest.as_bytes();
@@ -132,6 +197,28 @@ fn parse_stamp(digits: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_two_types_the_path_table_omits_and_a_folder_fallback_and_the_uuid_series() {
+        let va =
+            parse_file_name("5512_virtual-agents_01032024000000_02032024000000_ab.csv").unwrap().unwrap();
+        assert_eq!(va.dataset, "virtual_agent");
+        let ca =
+            parse_file_name("5512_contact_attribute_01032024000000_02032024000000_ab.csv").unwrap().unwrap();
+        assert_eq!(ca.dataset, "contact_attribute", "the longer type wins over `contact`");
+        assert!(parse_file_name("5512_01032024000000_02032024000000_ab.csv").is_err());
+        let bots = parse_file_name_in("5512_01032024000000_02032024000000_ab.csv", Some("virtual_agent"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((bots.dataset, bots.org_id.as_str(), bots.uuid.as_str()), ("virtual_agent", "5512", "ab"));
+        let uuid = "3f2c1a9e-5b7d-4c1e-9a0b-2d4e6f8a0c1e";
+        let hourly = parse_file_name(&format!("1_message_01032024010000_01032024020000_{uuid}-h01.csv"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(hourly.series(), uuid);
+        let plain = parse_file_name("1_message_01032024010000_01032024020000_abc-1.csv").unwrap().unwrap();
+        assert_eq!(plain.series(), "abc-1", "no canonical uuid: the whole of it");
+    }
 
     fn at(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap()

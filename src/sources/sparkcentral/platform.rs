@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate, Utc};
 use url::Url;
 
-use super::drop::DropStore;
+use super::drop::{DropStore, TreeConfig};
 use super::sftp::{Credential, SftpConfig, SftpDrop, SftpTarget};
 use super::source::Settling;
 use super::synth::{self, SparkcentralSynthConfig};
@@ -45,9 +45,20 @@ pub struct SparkcentralArgs {
     )]
     pub known_hosts: String,
 
-    /// The zone the scheduled exports were configured with (IANA name): every time in them is local to it
+    /// The zone the scheduled exports were configured with (IANA name): every time in them is
+    /// local to it (the default for exports not given one with --export-timezone)
     #[arg(long, env = "SPARKCENTRAL_TIMEZONE", value_name = "ZONE")]
     pub timezone: String,
+
+    /// An export configured in another zone (repeatable): KEY is its folder under the root or the
+    /// uuid in its file names, e.g. us-daily=America/New_York
+    #[arg(long, value_name = "KEY=ZONE")]
+    pub export_timezone: Vec<String>,
+
+    /// A folder holding one type whose file names do not name it (repeatable), e.g.
+    /// virtual_agent=bots; the document's folders (and virtual-agent, contact-attribute) need none
+    #[arg(long, value_name = "DATASET=FOLDER")]
+    pub type_folder: Vec<String>,
 
     /// A file changed more recently than this is still being written: its day waits for the next run
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -140,6 +151,36 @@ fn sftp_config(args: &SparkcentralArgs) -> Result<SftpConfig, SetupError> {
     Ok(SftpConfig { target, credential, known_hosts })
 }
 
+/// The zones and folder types `--export-timezone` and `--type-folder` give.
+fn tree_config(args: &SparkcentralArgs, zone: chrono_tz::Tz) -> Result<TreeConfig, SetupError> {
+    let mut tree = TreeConfig::new(zone);
+    for pair in &args.export_timezone {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            SetupError(format!("--export-timezone `{pair}`: write FOLDER=ZONE or UUID=ZONE"))
+        })?;
+        let zone =
+            crate::window::parse_zone(value).map_err(|e| SetupError(format!("--export-timezone: {e}")))?;
+        tree.zones.insert(key.trim().trim_matches('/').to_string(), zone);
+    }
+    for pair in &args.type_folder {
+        let (dataset, folder) = pair.split_once('=').ok_or_else(|| {
+            SetupError(format!("--type-folder `{pair}`: write DATASET=FOLDER, e.g. virtual_agent=bots"))
+        })?;
+        let dataset =
+            super::files::EXPORT_TYPES.iter().map(|(_, d)| *d).find(|d| *d == dataset.trim()).ok_or_else(
+                || {
+                    let known: Vec<&str> = super::files::EXPORT_TYPES.iter().map(|(_, d)| *d).collect();
+                    SetupError(format!(
+                        "--type-folder `{pair}`: `{dataset}` is not a Sparkcentral dataset; valid: {}",
+                        known.join(", ")
+                    ))
+                },
+            )?;
+        tree.type_folders.insert(folder.trim().trim_matches('/').to_string(), dataset);
+    }
+    Ok(tree)
+}
+
 fn zone() -> chrono_tz::Tz {
     EMULATOR_TIMEZONE.parse().expect("a valid zone")
 }
@@ -179,7 +220,7 @@ impl Platform for SparkcentralPlatform {
         let settle = parse_duration(&args.settle).map_err(|e| SetupError(format!("--settle: {e}")))?;
         let recheck_after =
             parse_duration(&args.recheck_after).map_err(|e| SetupError(format!("--recheck-after: {e}")))?;
-        Ok(Sparkcentral::new(store, zone, Settling { settle, recheck_after }))
+        Ok(Sparkcentral::new(store, tree_config(args, zone)?, Settling { settle, recheck_after }))
     }
 
     async fn start_emulator(args: &SparkcentralEmulatorArgs, _port: u16) -> Result<DropTree, SetupError> {
@@ -200,7 +241,8 @@ impl Platform for SparkcentralPlatform {
         synth::write_drop_tree(SparkcentralSynthConfig::default(), temp.path(), first, 3, zone())
             .map_err(|e| SetupError(format!("writing the demo drop tree: {e}")))?;
         let settling = Settling { settle: Duration::from_secs(60), recheck_after: Duration::ZERO };
-        let source = Sparkcentral::new(DropStore::Local(temp.path().to_path_buf()), zone(), settling);
+        let source =
+            Sparkcentral::new(DropStore::Local(temp.path().to_path_buf()), TreeConfig::new(zone()), settling);
         Ok((DropTree { root: temp.path().to_path_buf(), _temp: Some(temp) }, source))
     }
 

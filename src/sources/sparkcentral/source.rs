@@ -1,5 +1,7 @@
 //! Sparkcentral as a [`Source`]: a window is a local day of the drop folder, its files those
-//! whose `from` (or snapshot stamp) falls on it, one part file each. Days are planned from the
+//! whose `from` (or snapshot stamp) falls on it — each in its own export's zone — one part file
+//! each, every row carrying its export and period (`export_id`, `period_from`, `period_to`,
+//! `export_frequency`). Days are planned from the
 //! listing: a day whose files are the ones the lake recorded is skipped, a day with a file
 //! still being written (changed within `--settle`, or different in a second listing
 //! `--recheck-after` later) waits for the next run, and an export type with no file that day
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use super::drop::{DropFile, DropStore, Listing};
+use super::drop::{DropFile, DropStore, Listing, TreeConfig};
 use crate::sources::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
 use crate::window::Window;
 
@@ -30,8 +32,8 @@ pub struct Settling {
 pub struct Sparkcentral {
     /// The `/export` tree: on the SFTP server or a local mirror.
     store: Arc<DropStore>,
-    /// The zone the exports were configured with: their times are local to it.
-    zone: chrono_tz::Tz,
+    /// The exports' zones (a default and per folder or series) and folder types.
+    tree: TreeConfig,
     settling: Settling,
     /// The files of each day planned, as listed (and found settled) when planning: the window
     /// fetches exactly those, and the tree is listed once per run, not once per day.
@@ -39,12 +41,12 @@ pub struct Sparkcentral {
 }
 
 impl Sparkcentral {
-    pub fn new(store: DropStore, zone: chrono_tz::Tz, settling: Settling) -> Sparkcentral {
-        Sparkcentral { store: Arc::new(store), zone, settling, planned: Arc::default() }
+    pub fn new(store: DropStore, tree: TreeConfig, settling: Settling) -> Sparkcentral {
+        Sparkcentral { store: Arc::new(store), tree, settling, planned: Arc::default() }
     }
 
     async fn list(&self, datasets: &[String]) -> Result<Listing, SourceError> {
-        let listing = self.store.list(datasets, self.zone).await?;
+        let listing = self.store.list(datasets, &self.tree).await?;
         for refused in &listing.refused {
             tracing::warn!(file = %refused, "Not an export file cxlake can place; left alone");
         }
@@ -54,8 +56,8 @@ impl Sparkcentral {
 
 impl Source for Sparkcentral {
     async fn probe(&self) -> Result<String, SourceError> {
-        let unknown = self.store.unknown_folders().await?;
-        Ok(format!("logged in and listed the export root ({} unexpected folder(s))", unknown.len()))
+        let folders = self.store.folders().await?;
+        Ok(format!("logged in and listed the export root ({} folder(s))", folders.len()))
     }
 
     fn name(&self) -> &str {
@@ -63,7 +65,7 @@ impl Source for Sparkcentral {
     }
 
     fn timezone(&self) -> Option<chrono_tz::Tz> {
-        Some(self.zone)
+        Some(self.tree.default_zone)
     }
 
     async fn plan_windows(
@@ -73,9 +75,6 @@ impl Source for Sparkcentral {
         datasets: &[String],
         done: &BTreeMap<NaiveDate, String>,
     ) -> Result<Option<Vec<Window>>, SourceError> {
-        for folder in self.store.unknown_folders().await? {
-            tracing::warn!(folder = %folder, "A folder that is no export type cxlake knows; its files are left alone (a schema under schemas/sparkcentral/ would be needed)");
-        }
         let listing = self.list(datasets).await?;
         let mut candidates = BTreeMap::new();
         for (day, files) in listing.days {
@@ -121,11 +120,13 @@ impl Source for Sparkcentral {
         };
         let export_id = Listing::fingerprint(&files);
         let mut fetched = Vec::with_capacity(files.len());
-        for file in &files {
-            let path = spool.join(&file.name);
+        for (index, file) in files.iter().enumerate() {
+            // Two folders may hold files of one name: each gets its own spool path.
+            let path = spool.join(format!("{index:05}-{}", file.name));
             let bytes = self.store.fetch(file, &path).await?;
             fetched.push(FetchedFile {
                 fold: file.fold,
+                facts: Some(file.facts(self.tree.default_zone)),
                 ..FetchedFile::new(file.parsed.dataset, file.name.clone(), path, bytes)
             });
         }

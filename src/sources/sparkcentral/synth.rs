@@ -272,6 +272,37 @@ pub const TYPES: &[ExportType] = &[
             ("Tags Added", "tags_added", Kind::Count),
         ],
     },
+    ExportType {
+        dataset: "virtual_agent",
+        folder: "virtual-agent",
+        columns: &[
+            ("Agent ID", "agent_id", Kind::Id),
+            ("Agent Name", "agent_name", Kind::Label),
+            ("Medium", "medium", Kind::Label),
+            ("Channel", "channel", Kind::Label),
+            ("Channel Display Name", "channel_display_name", Kind::Label),
+            ("Total Conversations", "total_conversations", Kind::Count),
+            ("Handover to Agent", "handover_to_agent", Kind::Count),
+            ("Handover due to error", "handover_due_to_error", Kind::Count),
+            ("Resolved", "resolved", Kind::Count),
+            ("Total Conversations with Topic", "total_conversations_with_topic", Kind::Count),
+            ("Total Messages Tagged", "total_messages_tagged", Kind::Count),
+            ("Total Tags Applied", "total_tags_applied", Kind::Count),
+        ],
+    },
+    ExportType {
+        dataset: "contact_attribute",
+        folder: "contact-attribute",
+        columns: &[
+            ("Contact Profile ID", "contact_profile_id", Kind::Id),
+            ("Contact Primary Identifier", "contact_primary_identifier", Kind::FreeText),
+            ("Contact Secondary Identifier", "contact_secondary_identifier", Kind::FreeText),
+            ("Attribute ID", "attribute_id", Kind::Id),
+            ("Attribute Name", "attribute_name", Kind::Label),
+            ("Attribute Value", "attribute_value", Kind::FreeText),
+            ("Attribute Type", "attribute_type", Kind::Label),
+        ],
+    },
 ];
 
 /// Key columns: never empty, and for entity types the same ids every day (snapshots).
@@ -287,8 +318,11 @@ const KEYS: &[&str] = &[
     "type",
     "from",
     "channel",
+    "agent_id",
+    "attribute_id",
 ];
-const ENTITIES: &[&str] = &["open_conversation", "contact", "team", "topic", "tag", "user"];
+const ENTITIES: &[&str] =
+    &["open_conversation", "contact", "team", "topic", "tag", "user", "virtual_agent", "contact_attribute"];
 const LABELS: &[&str] = &["Alpha", "Beta, Inc.", "Gamma \"G\"", "Δelta", "Échange", "チーム", "Ops  Team "];
 
 /// A generated value: what the file says, and what the lake must hold.
@@ -486,6 +520,13 @@ pub fn file_name(config: SparkcentralSynthConfig, dataset: &str, day: NaiveDate,
     }
 }
 
+/// The uuid of the tenant's scheduled export of `dataset`: the same in each of its files (a
+/// series; a suffix tells files of one span apart).
+pub fn export_uuid(config: SparkcentralSynthConfig, dataset: &str) -> String {
+    let index = TYPES.iter().position(|t| t.dataset == dataset).unwrap_or(usize::MAX);
+    format!("{index:08x}-0000-4000-8000-{:012x}", config.seed % 1_000_000)
+}
+
 /// The export type the tenant schedules hourly (the others run daily).
 pub const HOURLY: &str = "message";
 
@@ -493,6 +534,35 @@ pub const HOURLY: &str = "message";
 /// occurrence they hold).
 pub fn is_hourly(dataset: &str) -> bool {
     dataset == HOURLY
+}
+
+/// The export and period of the drop tree's file that holds `row` of `dataset`'s local `day`, as
+/// the lake must carry them: (export id, frequency, period from, period to), instants in UTC.
+pub fn row_period(
+    config: SparkcentralSynthConfig,
+    dataset: &str,
+    day: NaiveDate,
+    row: &[Value],
+    zone: Tz,
+) -> (String, &'static str, DateTime<Utc>, DateTime<Utc>) {
+    let folder = export_type(dataset).map_or("", |t| t.folder);
+    let export_id = format!("{folder}/{}", export_uuid(config, dataset));
+    let start = local_midnight(day, zone);
+    let end = local_midnight(day.succ_opt().expect("a next day"), zone);
+    if dataset == "open_conversation" {
+        let noon = start + Duration::hours(12);
+        let noon = match zone.from_local_datetime(&day.and_hms_opt(12, 0, 0).expect("noon")) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+            LocalResult::None => noon,
+        };
+        return (export_id, "snapshot", noon, noon);
+    }
+    if is_hourly(dataset) {
+        let hours = (end - start).num_hours();
+        let from = start + Duration::hours(hour_of(dataset, row, day, zone).clamp(0, hours - 1));
+        return (export_id, "hourly", from, from + Duration::hours(1));
+    }
+    (export_id, "daily", start, end)
 }
 
 /// The hour of the local day (counted in real hours from local midnight: 23 or 25 on a DST
@@ -566,7 +636,7 @@ pub fn write_drop_tree(
         for export in TYPES {
             let dir = root.join(export.folder);
             std::fs::create_dir_all(&dir)?;
-            let uuid = format!("{:08x}-0000-4000-8000-{:012x}", offset, config.seed % 1_000_000);
+            let uuid = export_uuid(config, export.dataset);
             if offset == 1 && export.dataset == "team" {
                 // The first version, then the one that replaces it (newer, another uuid).
                 let older = day_rows(config, export.dataset, day, zone, 0);
