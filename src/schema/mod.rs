@@ -178,12 +178,11 @@ impl FileFacts {
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     ) -> &'static str {
-        let hours = (to - from).num_minutes() as f64 / 60.0;
-        match hours {
-            h if h == 0.0 => "snapshot",
-            h if h <= 1.0 => "hourly",
-            h if (23.0..=25.0).contains(&h) => "daily",
-            h if (167.0..=169.0).contains(&h) => "weekly",
+        match (to - from).num_minutes() {
+            0 => "snapshot",
+            1..=60 => "hourly",
+            1380..=1500 => "daily",
+            10_020..=10_140 => "weekly",
             _ => "custom",
         }
     }
