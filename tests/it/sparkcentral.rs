@@ -411,3 +411,285 @@ async fn both_hourly_files_of_the_repeated_autumn_hour_land_at_their_own_instant
     let parts = std::fs::read_dir(lake.path().join("sparkcentral/message/date=2024-10-27")).unwrap().count();
     assert_eq!(parts, 3, "one part per source file");
 }
+
+/// Many scheduled exports in one tree, as the document lets a tenant set them up: two exports of
+/// one type and span (two channel sets) in the path table's folder, told apart by their uuid;
+/// an hourly and a daily export of users, each in a subdirectory of its own; two exports of
+/// resolved conversations in different zones; virtual agents in a folder whose names carry no
+/// type (`--type-folder`); contact attributes in our folder for them. Every row lands once,
+/// with its export and period, and a re-delivery of one export's span replaces only its rows.
+mod scheduled_exports {
+    use super::*;
+    use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value};
+
+    struct Export {
+        folder: &'static str,
+        dataset: &'static str,
+        uuid: &'static str,
+        zone: &'static str,
+        hours: i64,
+        /// Names without the export type (a folder configured for it).
+        untyped: bool,
+    }
+
+    const EXPORTS: &[Export] = &[
+        Export {
+            folder: "team",
+            dataset: "team",
+            uuid: "a0000000-0000-4000-8000-00000000000a",
+            zone: "Europe/Brussels",
+            hours: 24,
+            untyped: false,
+        },
+        Export {
+            folder: "team",
+            dataset: "team",
+            uuid: "b0000000-0000-4000-8000-00000000000b",
+            zone: "Europe/Brussels",
+            hours: 24,
+            untyped: false,
+        },
+        Export {
+            folder: "users-hourly",
+            dataset: "user",
+            uuid: "c0000000-0000-4000-8000-00000000000c",
+            zone: "Europe/Brussels",
+            hours: 1,
+            untyped: false,
+        },
+        Export {
+            folder: "users-daily",
+            dataset: "user",
+            uuid: "d0000000-0000-4000-8000-00000000000d",
+            zone: "Europe/Brussels",
+            hours: 24,
+            untyped: false,
+        },
+        Export {
+            folder: "resolved-eu",
+            dataset: "resolved_conversation",
+            uuid: "e0000000-0000-4000-8000-00000000000e",
+            zone: "Europe/Brussels",
+            hours: 24,
+            untyped: false,
+        },
+        Export {
+            folder: "resolved-us",
+            dataset: "resolved_conversation",
+            uuid: "f0000000-0000-4000-8000-00000000000f",
+            zone: "America/New_York",
+            hours: 24,
+            untyped: false,
+        },
+        Export {
+            folder: "bots",
+            dataset: "virtual_agent",
+            uuid: "10000000-0000-4000-8000-000000000010",
+            zone: "Europe/Brussels",
+            hours: 24,
+            untyped: true,
+        },
+        Export {
+            folder: "contact-attribute",
+            dataset: "contact_attribute",
+            uuid: "11000000-0000-4000-8000-000000000011",
+            zone: "Europe/Brussels",
+            hours: 24,
+            untyped: false,
+        },
+    ];
+
+    fn config(index: usize) -> SparkcentralSynthConfig {
+        SparkcentralSynthConfig {
+            seed: 1000 + index as u64,
+            rows_per_file: 4,
+            ..SparkcentralSynthConfig::default()
+        }
+    }
+
+    /// The export's id as the lake must carry it: its folder when it has one of its own, else
+    /// folder/uuid (the path table's folders, ours, and configured ones are shared).
+    fn export_id(export: &Export) -> String {
+        match export.folder {
+            "team" | "bots" | "contact-attribute" => format!("{}/{}", export.folder, export.uuid),
+            own => own.to_string(),
+        }
+    }
+
+    /// One file of `export`: its name, its rows, and the (column, cell)s the lake must hold.
+    fn file(
+        index: usize,
+        export: &Export,
+        day: chrono::NaiveDate,
+        hour: i64,
+        revision: u64,
+    ) -> (String, Vec<u8>, Vec<Vec<(String, Cell)>>) {
+        let zone: chrono_tz::Tz = export.zone.parse().unwrap();
+        let start = synth::local_midnight(day, zone) + chrono::Duration::hours(hour);
+        let end = start + chrono::Duration::hours(export.hours);
+        let stream =
+            chrono::Datelike::num_days_from_ce(&day) as u64 * 100 + hour as u64 + 1_000_000 * index as u64;
+        let rows = synth::rows_between(config(index), export.dataset, start, end, stream, revision);
+        let stamp =
+            |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&zone).format("%d%m%Y%H%M%S").to_string();
+        let kind = synth::export_type(export.dataset).unwrap().folder;
+        let typed = if export.untyped { String::new() } else { format!("{kind}_") };
+        let suffix = if revision > 0 { "-redelivered" } else { "" };
+        let name =
+            format!("5512_{typed}{}_{}_{}-h{hour:02}{suffix}.csv", stamp(start), stamp(end), export.uuid);
+        let frequency = if export.hours == 1 { "hourly" } else { "daily" };
+        let columns = synth::export_type(export.dataset).unwrap().columns;
+        let expected = rows
+            .iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .zip(row)
+                    .map(|((_, column, kind), value)| {
+                        let cell = match value.clone() {
+                            Value::Null => Cell::Null,
+                            Value::Text(t) => Cell::Text(t),
+                            Value::Int(i) => Cell::Int(i),
+                            Value::Float(f) => Cell::Float(f.to_bits()),
+                            Value::List(items) if items.is_empty() => Cell::Null,
+                            Value::List(items) => Cell::List(items.into_iter().map(Cell::Text).collect()),
+                            Value::Time(t) if *kind == Kind::LocalTime => {
+                                Cell::Int(synth::as_read_back(t, zone).timestamp_micros())
+                            }
+                            Value::Time(t) => Cell::Int(t.timestamp_micros()),
+                        };
+                        (column.to_string(), cell)
+                    })
+                    .chain([
+                        ("export_id".to_string(), Cell::Text(export_id(export))),
+                        ("export_frequency".to_string(), Cell::Text(frequency.to_string())),
+                        ("period_from".to_string(), Cell::Int(start.timestamp_micros())),
+                        ("period_to".to_string(), Cell::Int(end.timestamp_micros())),
+                    ])
+                    .collect()
+            })
+            .collect();
+        (name, synth::render(export.dataset, &rows, zone), expected)
+    }
+
+    /// Every row of `dataset` in the lake, all partitions, as (column, cell) for `columns`.
+    fn all_landed(lake: &std::path::Path, dataset: &str, columns: &[String]) -> Vec<String> {
+        let dir = lake.join(format!("sparkcentral/{dataset}"));
+        let mut rows = Vec::new();
+        for partition in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = partition.file_name().to_string_lossy().into_owned();
+            let Some(day) = name.strip_prefix("date=") else { continue };
+            for row in landed(lake, dataset, date(day)) {
+                let kept: Vec<&(String, Cell)> = row.iter().filter(|(c, _)| columns.contains(c)).collect();
+                rows.push(format!("{kept:?}"));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_export_lands_as_its_own_stream_with_its_period_and_zone() {
+        let (tree, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let days = [date("2024-03-04"), date("2024-03-05")];
+        let mut expected: std::collections::BTreeMap<&str, Vec<Vec<(String, Cell)>>> = Default::default();
+        let write = |folder: &str, name: &str, bytes: &[u8], age: u64| {
+            let dir = tree.path().join(folder);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let modified = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+        };
+        for (index, export) in EXPORTS.iter().enumerate() {
+            for day in days {
+                for hour in (0..24).step_by(export.hours as usize) {
+                    let (name, bytes, rows) = file(index, export, day, hour, 0);
+                    write(export.folder, &name, &bytes, 600);
+                    // The first team export's first day is delivered again, corrected: only its
+                    // rows are replaced.
+                    if index == 0 && day == days[0] {
+                        let (name, bytes, rows) = file(index, export, day, hour, 1);
+                        write(export.folder, &name, &bytes, 300);
+                        expected.entry(export.dataset).or_default().extend(rows);
+                        continue;
+                    }
+                    expected.entry(export.dataset).or_default().extend(rows);
+                }
+            }
+        }
+        let args = [
+            "sync",
+            "sparkcentral",
+            "--dest",
+            lake.path().to_str().unwrap(),
+            "--source",
+            tree.path().to_str().unwrap(),
+            "--timezone",
+            "Europe/Brussels",
+            "--export-timezone",
+            "resolved-us=America/New_York",
+            "--type-folder",
+            "virtual_agent=bots",
+            "--from",
+            "2024-03-04",
+            "--to",
+            "2024-03-06",
+            "--settle",
+            "0s",
+            "--recheck-after",
+            "0s",
+        ];
+        let out = run_cxlake(&args, NO_ENV).await;
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("Several scheduled exports of one type write into one folder"),
+            "{}",
+            out.stderr
+        );
+        for (dataset, rows) in &expected {
+            let columns: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
+            let mut want: Vec<String> =
+                rows.iter().map(|row| format!("{:?}", row.iter().collect::<Vec<_>>())).collect();
+            want.sort();
+            let got = all_landed(lake.path(), dataset, &columns);
+            assert_eq!(got.len(), want.len(), "{dataset}: every row once");
+            assert!(got == want, "{dataset}: every value, export and period");
+        }
+        // Queried per frequency, the users of one day are the hourly export's 24 files or the
+        // daily export's one, never both.
+        let users = landed(lake.path(), "user", days[0]);
+        let frequency =
+            |row: &Vec<(String, Cell)>| row.iter().find(|(c, _)| c == "export_frequency").unwrap().1.clone();
+        let hourly = users.iter().filter(|r| frequency(r) == Cell::Text("hourly".into())).count();
+        let daily = users.iter().filter(|r| frequency(r) == Cell::Text("daily".into())).count();
+        assert_eq!((hourly, daily), (24 * 4, 4));
+        // New York's day 4 March starts at 05:00 UTC and sits in the date=2024-03-04 partition.
+        let us: Vec<Cell> = landed(lake.path(), "resolved_conversation", days[0])
+            .into_iter()
+            .filter(|row| row.iter().any(|(c, v)| c == "export_id" && *v == Cell::Text("resolved-us".into())))
+            .map(|row| row.into_iter().find(|(c, _)| c == "period_from").unwrap().1)
+            .collect();
+        assert_eq!(us, vec![micros("2024-03-04T05:00:00Z"); 4]);
+
+        // A replay from the raw archive fills the same exports, periods and zones.
+        let before: Vec<Vec<String>> = expected
+            .iter()
+            .map(|(dataset, rows)| {
+                let columns: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
+                all_landed(lake.path(), dataset, &columns)
+            })
+            .collect();
+        let replay =
+            run_cxlake(&["replay", "sparkcentral", "--dest", lake.path().to_str().unwrap()], NO_ENV).await;
+        assert_eq!(replay.code, 0, "{}\n{}", replay.stdout, replay.stderr);
+        let after: Vec<Vec<String>> = expected
+            .iter()
+            .map(|(dataset, rows)| {
+                let columns: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
+                all_landed(lake.path(), dataset, &columns)
+            })
+            .collect();
+        assert!(before == after, "the replay lands the same rows, exports and periods");
+    }
+}

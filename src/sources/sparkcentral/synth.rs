@@ -406,19 +406,28 @@ pub fn day_rows(
     zone: Tz,
     revision: u64,
 ) -> Vec<Vec<Value>> {
-    let Some(export) = export_type(dataset) else { return Vec::new() };
     let start = local_midnight(day, zone);
-    let length = (local_midnight(day.succ_opt().expect("a next day"), zone) - start).num_milliseconds();
+    let end = local_midnight(day.succ_opt().expect("a next day"), zone);
+    rows_between(config, dataset, start, end, day.num_days_from_ce_u64(), revision)
+}
+
+/// The rows of a `dataset` file covering `[start, end)`: every local time inside it. `stream`
+/// and `revision` seed the values (a day's number for the drop tree; any number for another
+/// export's file), `stream` also the ids of event rows.
+pub fn rows_between(
+    config: SparkcentralSynthConfig,
+    dataset: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    stream: u64,
+    revision: u64,
+) -> Vec<Vec<Value>> {
+    let Some(export) = export_type(dataset) else { return Vec::new() };
+    let length = (end - start).num_milliseconds().max(1);
     let entity = ENTITIES.contains(&dataset);
     (0..config.rows_per_file)
         .map(|row| {
-            let mut rng = Rng::derive(&[
-                config.seed,
-                day.num_days_from_ce_u64(),
-                row as u64,
-                revision,
-                dataset.len() as u64,
-            ]);
+            let mut rng = Rng::derive(&[config.seed, stream, row as u64, revision, dataset.len() as u64]);
             let to = start + Duration::milliseconds(rng.below(length as u64) as i64);
             let response_ms = rng.range(1, 7_200_000) as i64;
             export
@@ -427,11 +436,7 @@ pub fn day_rows(
                 .map(|(_, column, kind)| {
                     let key = KEYS.contains(column);
                     let nullable = !key && rng.chance(8);
-                    let n = if entity && key {
-                        row as u64
-                    } else {
-                        day.num_days_from_ce_u64() * 1000 + row as u64
-                    };
+                    let n = if entity && key { row as u64 } else { stream * 1000 + row as u64 };
                     match kind {
                         Kind::Id => Value::Text(format!("{}-{n}", &column[..column.len().min(4)])),
                         _ if nullable
