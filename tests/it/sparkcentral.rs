@@ -422,6 +422,9 @@ mod scheduled_exports {
     use super::*;
     use cxlake::sources::sparkcentral::synth::{self, Kind, SparkcentralSynthConfig, Value};
 
+    /// A row as (column, cell).
+    type Named = Vec<(String, Cell)>;
+
     struct Export {
         folder: &'static str,
         dataset: &'static str,
@@ -523,7 +526,7 @@ mod scheduled_exports {
         day: chrono::NaiveDate,
         hour: i64,
         revision: u64,
-    ) -> (String, Vec<u8>, Vec<Vec<(String, Cell)>>) {
+    ) -> (String, Vec<u8>, Vec<Named>) {
         let zone: chrono_tz::Tz = export.zone.parse().unwrap();
         let start = synth::local_midnight(day, zone) + chrono::Duration::hours(hour);
         let end = start + chrono::Duration::hours(export.hours);
