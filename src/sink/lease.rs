@@ -561,6 +561,17 @@ pub async fn sweep_dead_staging(dest: &Destination) {
     runs.extend(
         uploads.iter().filter(|u| u.initiated.is_none_or(|t| t < began)).filter_map(|u| upload_run(&u.key)),
     );
+    // On disk, a run killed in the middle of a put leaves the store's temporary file (`name#N`),
+    // which a listing does not show: the run directories themselves are looked at too.
+    if let Some(dir) = &dest.local_dir {
+        let before = std::time::SystemTime::from(began);
+        for entry in std::fs::read_dir(dir.join(&root)).into_iter().flatten().flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < before);
+            if old && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                runs.insert(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
     let (mut files, mut aborted) = (0, 0);
     for run in runs {
         match latest(dest, &LeaseName::run(&run)).await {

@@ -177,3 +177,21 @@ async fn concurrent_runs_on_s3_share_the_windows_through_conditional_writes() {
     assert_eq!(committed(&a) + committed(&b), 3, "a:\n{}\nb:\n{}", a.stdout, b.stdout);
     assert_eq!(emulator.stats().exports_created, 3);
 }
+
+/// A run killed in the middle of writing a file on disk leaves the store's temporary file
+/// (`name#N`), which no listing shows: the next run's sweep removes it with the dead run's staging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_written_temporary_file_in_a_dead_runs_staging_is_swept() {
+    let lake = tempfile::tempdir().unwrap();
+    let dead = lake.path().join("_cxlake/staging/20240101T000000Z-deadbeef/saltedcx/turn/date=2024-03-01");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("part-00000.parquet#1"), b"half").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for dir in dead.ancestors().take(4) {
+        std::fs::File::open(dir).unwrap().set_modified(an_hour_ago).unwrap();
+    }
+    let dest = cxlake::sink::Destination::parse(lake.path().to_str().unwrap()).unwrap();
+    cxlake::sink::lease::sweep_dead_staging(&dest).await;
+    assert!(files_under(&lake.path().join("_cxlake/staging")).is_empty());
+    assert!(!lake.path().join("_cxlake/staging/20240101T000000Z-deadbeef").exists());
+}
