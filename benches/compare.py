@@ -66,6 +66,23 @@ def run(cmd, env=None):
     return seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
+def cxlake_variants(qualified, path, out_dir, env, output):
+    """cxlake with default flags (the raw archive on), with `--raw off`, and with `--raw off` on
+    one core (`taskset`, `--threads 1`) for the scaling figure."""
+    def command(name, *extra, cores=None):
+        cmd = [CXLAKE, "convert", qualified, "--date", DATE, "--dest", f"{out_dir}/{name}", path,
+               "--log", "warn", "--no-current-tables", *extra]
+        if cores:
+            cmd = ["taskset", "-c", cores] + cmd
+        return (cmd, env, f"{out_dir}/{name}/{output}")
+
+    return {
+        "cxlake": command("cxlake"),
+        "cxlake-raw-off": command("cxlake-raw-off", "--raw", "off"),
+        "cxlake-1-core": command("cxlake-1-core", "--raw", "off", "--threads", "1", cores="0"),
+    }
+
+
 def tools(dataset, csv_path, out_dir):
     columns = declared_columns(dataset)
     duck_columns = "{" + ", ".join(f"'{n}': '{duck_type(t)}'" for n, t in columns) + "}"
@@ -80,8 +97,7 @@ def tools(dataset, csv_path, out_dir):
     )
     env = dict(os.environ, POLARS_MAX_THREADS=THREADS, RAYON_NUM_THREADS=THREADS)
     return {
-        "cxlake": ([CXLAKE, "convert", f"saltedcx.{dataset}", "--date", DATE, "--dest", f"{out_dir}/cxlake", csv_path,
-                    "--log", "warn", "--no-current-tables"], env, f"{out_dir}/cxlake/saltedcx/{dataset}"),
+        **cxlake_variants(f"saltedcx.{dataset}", csv_path, out_dir, env, f"saltedcx/{dataset}"),
         "duckdb": ([PYTHON, "-c", f"import duckdb; duckdb.connect().execute({duck_sql!r})"], env, f"{out_dir}/duckdb.parquet"),
         "polars": ([PYTHON, "-c", polars_code], env, f"{out_dir}/polars.parquet"),
     }
@@ -145,8 +161,7 @@ def json_tools(qualified, json_path, ndjson_path, out_dir):
     )
     env = dict(os.environ, POLARS_MAX_THREADS=THREADS, RAYON_NUM_THREADS=THREADS)
     return {
-        "cxlake": ([CXLAKE, "convert", qualified, "--date", DATE, "--dest", f"{out_dir}/cxlake", json_path,
-                    "--log", "warn", "--no-current-tables"], env, f"{out_dir}/cxlake/dixa"),
+        **cxlake_variants(qualified, json_path, out_dir, env, "dixa"),
         "duckdb": ([PYTHON, "-c", f"import duckdb; duckdb.connect().execute({duck_sql!r})"], env, f"{out_dir}/duckdb.parquet"),
         "polars": ([PYTHON, "-c", polars_array], env, f"{out_dir}/polars.parquet"),
         "polars-ndjson": ([PYTHON, "-c", polars_ndjson], env, f"{out_dir}/polars-ndjson.parquet"),
@@ -224,13 +239,16 @@ def main():
             row = {"dataset": dataset, "tool": name, "csv_mb": mb, "seconds": seconds, "mb_per_s": mb / seconds,
                    "peak_rss_mib": rss / 2**20, "output_mb": sizes[name] / 1e6}
             rows.append(row)
-            if name != "cxlake" and (best_peer is None or row["mb_per_s"] > best_peer["mb_per_s"]):
+            if not name.startswith("cxlake") and (best_peer is None or row["mb_per_s"] > best_peer["mb_per_s"]):
                 best_peer = row
-        ours = next(r for r in rows if r["dataset"] == dataset and r["tool"] == "cxlake")
-        ours["ratio_to_best_peer"] = ours["mb_per_s"] / best_peer["mb_per_s"]
-        ours["best_peer"] = best_peer["tool"]
         duck = next(r for r in rows if r["dataset"] == dataset and r["tool"] == "duckdb")
-        ours["size_vs_duckdb"] = ours["output_mb"] / duck["output_mb"]
+        one_core = next(r for r in rows if r["dataset"] == dataset and r["tool"] == "cxlake-1-core")
+        for ours in (r for r in rows if r["dataset"] == dataset and r["tool"] in ("cxlake", "cxlake-raw-off")):
+            ours["ratio_to_best_peer"] = ours["mb_per_s"] / best_peer["mb_per_s"]
+            ours["best_peer"] = best_peer["tool"]
+            ours["size_vs_duckdb"] = ours["output_mb"] / duck["output_mb"]
+            if ours["tool"] == "cxlake-raw-off":
+                ours["scaling"] = ours["mb_per_s"] / one_core["mb_per_s"]
 
     if CONVERT_ONLY:
         path = os.path.join(DATA, "last-bench.json")
@@ -459,11 +477,13 @@ def write_report(rows, sync_rows=None, nightly_rows=None, worker_rows=None):
     import duckdb
     import polars
 
-    header = f"{'dataset':<12} {'tool':<13} {'in MB':>8} {'secs':>7} {'MB/s':>7} {'peak RSS MiB':>13} {'out MB':>8}  vs best peer"
+    header = f"{'dataset':<12} {'tool':<15} {'in MB':>8} {'secs':>7} {'MB/s':>7} {'peak RSS MiB':>13} {'out MB':>8}  vs best peer"
     lines = [header]
     for r in rows:
         extra = f"{r['ratio_to_best_peer']:.2f}x {r['best_peer']}, size {r['size_vs_duckdb']:.2f}x duckdb" if "ratio_to_best_peer" in r else ""
-        lines.append(f"{r['dataset']:<12} {r['tool']:<13} {r['csv_mb']:>8.0f} {r['seconds']:>7.2f} {r['mb_per_s']:>7.1f} "
+        if "scaling" in r:
+            extra += f", {r['scaling']:.2f}x its 1 core"
+        lines.append(f"{r['dataset']:<12} {r['tool']:<15} {r['csv_mb']:>8.0f} {r['seconds']:>7.2f} {r['mb_per_s']:>7.1f} "
                      f"{r['peak_rss_mib']:>13.0f} {r['output_mb']:>8.1f}  {extra}")
     table = "\n".join(lines)
     print(table)

@@ -75,6 +75,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "CXLAKE_METRICS_FILE", value_name = "PATH.prom")]
     pub metrics_file: Option<PathBuf>,
 
+    /// Worker threads for decoding and Parquet encoding (default: the cores this process may
+    /// use, a container's CPU quota included)
+    #[arg(long, global = true, env = "CXLAKE_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+
     /// The config file: destination, output options and sources (see `cxlake config show`)
     #[arg(long, global = true, env = "CXLAKE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -819,6 +824,9 @@ pub struct DemoArgs {
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
+    if let Some(threads) = cli.threads {
+        crate::cores::configure(usize::from(threads));
+    }
     // Only commands that land windows have metrics to write.
     let metrics_file = cli
         .metrics_file

@@ -7,7 +7,7 @@
 //! environment variable is set is left out).
 //!
 //! ```toml
-//! log_format = "json"                    # global flags at the top: log, log_format, progress, metrics_file
+//! log_format = "json"                    # global flags at the top: log, log_format, progress, metrics_file, threads
 //! [destination]
 //! url = "s3://lake/contact-center"       # --dest
 //! format = "delta"
@@ -67,7 +67,7 @@ impl Origin {
     }
 }
 
-const GLOBAL_KEYS: &[&str] = &["log", "log_format", "progress", "metrics_file"];
+const GLOBAL_KEYS: &[&str] = &["log", "log_format", "progress", "metrics_file", "threads"];
 const SECRET_WORDS: &[&str] = &["key", "token", "password", "secret", "passphrase"];
 
 /// Whether a flag takes a local path (its value name says DIR, PATH or FILE).

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod cores;
 pub mod creations;
 pub mod current;
 pub mod declaration;

@@ -8,6 +8,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    cxlake::cores::limit_allocator_arenas();
     let cli = cxlake::cli::parse(std::env::args_os().collect());
     cxlake::logging::init(&cli);
     let runtime =

@@ -11,10 +11,8 @@
 //! null) go into `_extra` as `{"HEADER": "text"}`, in header order, and are counted in the file's
 //! [`Drift`]. Elsewhere a value that does not parse quarantines its row, as the policy says.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Read;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -24,15 +22,14 @@ use arrow::array::{
 use arrow::record_batch::RecordBatch;
 
 use super::drift::{push_json_string, Coercion};
+use super::parallel::{ChunkDecoder, ChunkOutcome, ChunkReader, ParallelDecoder};
 use super::{DecodeError, DecodeStats, Drift, RejectedRow, TypeMismatchPolicy};
 use crate::schema::local_time;
 use crate::schema::value::{self, InvalidValue};
 use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
 
-/// Rows per batch unless the text in them grows past [`MAX_BATCH_TEXT_BYTES`] first.
+/// Rows per batch unless their records grow past [`MAX_CHUNK_BYTES`] first.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
-/// Long chat transcripts make rows big; cap the text held per batch to keep memory flat.
-const MAX_BATCH_TEXT_BYTES: usize = 32 << 20;
 
 enum Builder {
     Utf8(StringBuilder),
@@ -149,42 +146,441 @@ struct RowNotes {
 }
 
 /// Reads a CSV stream batch by batch. Create with [`CsvDecoder::new`], then call
-/// [`CsvDecoder::next_batch`] until it returns `None`.
+/// [`CsvDecoder::next_batch`] until it returns `None`. Records are tokenised on the calling
+/// thread (the csv crate's reader, so quoting is exactly RFC 4180 as it reads it) and handed in
+/// chunks to the CPU workers, which parse and append them ([`super::parallel`]); batches come
+/// back in order.
 pub struct CsvDecoder<R: Read> {
-    schema: Arc<DatasetSchema>,
-    file: String,
-    reader: ::csv::Reader<LineCounting<R>>,
-    lines: Rc<RefCell<LineIndex>>,
-    /// For each declared column, its position in the CSV record (None: absent, all nulls).
-    positions: Vec<Option<usize>>,
-    /// For each declared column filled from the window, its value (days or microseconds).
-    fills: Vec<Option<i64>>,
-    /// Header columns the schema does not declare: (record position, name).
-    undeclared: Vec<(usize, String)>,
-    /// `_extra`, when the schema keeps one: undeclared columns and values that do not fit.
-    extra: Option<KeptColumns>,
-    /// The header's names, by record position.
-    names: Vec<String>,
-    policy: TypeMismatchPolicy,
-    notes: RowNotes,
-    /// Where local times are (zone, the file's day) and how many a DST change made ambiguous.
-    local: LocalParse,
-    /// `local_time_of_day` intervals: (start column, end column, seconds column).
-    intervals: Vec<(usize, usize, Option<usize>)>,
-    /// Whether any column is a local time of day (placed after the row is parsed).
-    times_of_day: bool,
-    header_len: usize,
+    spec: RowSpec,
+    reader: Option<RecordReader<R>>,
+    running: Option<ParallelDecoder<RecordReader<R>, RowParser>>,
+    /// The header's drift (absent columns), then every chunk's.
     drift: Drift,
-    builders: Vec<Builder>,
-    batch_rows: usize,
-    record: ::csv::ByteRecord,
     stats: DecodeStats,
     done: bool,
 }
 
+/// What every worker's [`RowParser`] of one file shares: the header's mapping onto the schema.
+#[derive(Clone)]
+struct RowSpec {
+    schema: Arc<DatasetSchema>,
+    file: String,
+    /// For each declared column, its position in the CSV record (None: absent, all nulls).
+    positions: Arc<Vec<Option<usize>>>,
+    /// For each declared column filled from the window, its value (days or microseconds).
+    fills: Vec<Option<i64>>,
+    /// Header columns the schema does not declare: (record position, name).
+    undeclared: Arc<Vec<(usize, String)>>,
+    /// `_extra`'s index, when the schema keeps one: undeclared columns and values that do not fit.
+    extra_index: Option<usize>,
+    /// The header's names, by record position.
+    names: Arc<Vec<String>>,
+    policy: TypeMismatchPolicy,
+    /// Local times: the zone, the fold rule and the file's day.
+    zone: Option<chrono_tz::Tz>,
+    fold: local_time::Fold,
+    day: Option<chrono::NaiveDate>,
+    /// `local_time_of_day` intervals: (start column, end column, seconds column).
+    intervals: Arc<Vec<(usize, usize, Option<usize>)>>,
+    /// Whether any column is a local time of day (placed after the row is parsed).
+    times_of_day: bool,
+    header_len: usize,
+    batch_rows: usize,
+}
+
+/// Whole records of the file, as bytes: where they start in the file and on which line.
+struct RawRecords {
+    bytes: Vec<u8>,
+    /// Offset of `bytes[0]` in the file.
+    offset: u64,
+    /// Newlines before `bytes[0]`.
+    lines_before: u64,
+}
+
+/// Bytes per chunk (whole records; a record longer than this is one chunk of its own).
+const CHUNK_BYTES: usize = 4 << 20;
+/// Bytes read from the input at a time.
+const READ_BYTES: usize = 1 << 20;
+
+/// Cuts the file into [`RawRecords`] at record ends, found by [`RecordEnds`] without tokenising:
+/// the workers tokenise their own chunks.
+struct RecordReader<R: Read> {
+    file: String,
+    input: R,
+    ends: RecordEnds,
+    /// Read bytes not yet handed out, all scanned; `carry[..last_end]` are whole records.
+    carry: Vec<u8>,
+    last_end: usize,
+    offset: u64,
+    lines_before: u64,
+    eof: bool,
+    spare: Vec<Vec<u8>>,
+}
+
+impl<R: Read> RecordReader<R> {
+    fn new(file: String, input: R) -> RecordReader<R> {
+        RecordReader {
+            file,
+            input,
+            ends: RecordEnds::default(),
+            carry: Vec::with_capacity(CHUNK_BYTES + READ_BYTES),
+            last_end: 0,
+            offset: 0,
+            lines_before: 0,
+            eof: false,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Reads and scans one more block; `false` at the end of the input.
+    fn fill(&mut self) -> Result<bool, DecodeError> {
+        if self.eof {
+            return Ok(false);
+        }
+        let scanned = self.carry.len();
+        // `read_to_end` reads into the spare capacity without zeroing it first.
+        let n = match (&mut self.input).take(READ_BYTES as u64).read_to_end(&mut self.carry) {
+            Ok(n) => n,
+            Err(e) => {
+                self.carry.truncate(scanned);
+                let line = self.lines_before + memchr::memchr_iter(b'\n', &self.carry).count() as u64 + 1;
+                return Err(DecodeError::Read { file: self.file.clone(), line, message: e.to_string() });
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        if let Some(end) = self.ends.scan(&self.carry) {
+            self.last_end = end;
+        }
+        Ok(true)
+    }
+
+    /// The next `len` bytes as a chunk of their own.
+    fn cut(&mut self, len: usize) -> RawRecords {
+        let mut rest = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + READ_BYTES));
+        rest.clear();
+        rest.extend_from_slice(&self.carry[len..]);
+        let mut bytes = std::mem::replace(&mut self.carry, rest);
+        bytes.truncate(len);
+        let chunk = RawRecords { offset: self.offset, lines_before: self.lines_before, bytes };
+        self.offset += len as u64;
+        self.lines_before += memchr::memchr_iter(b'\n', &chunk.bytes).count() as u64;
+        self.last_end = 0;
+        self.ends.rebase(len);
+        chunk
+    }
+
+    /// The header record's bytes (`None` for an empty file).
+    fn header(&mut self) -> Result<Option<RawRecords>, DecodeError> {
+        loop {
+            if let Some(end) = self.ends.first_end() {
+                return Ok(Some(self.cut(end)));
+            }
+            if !self.fill()? {
+                return Ok((!self.carry.is_empty()).then(|| self.cut(self.carry.len())));
+            }
+        }
+    }
+}
+
+impl<R: Read> ChunkReader for RecordReader<R> {
+    type Chunk = RawRecords;
+
+    fn next_chunk(&mut self) -> Result<Option<RawRecords>, DecodeError> {
+        while self.carry.len() < CHUNK_BYTES || self.last_end == 0 {
+            if !self.fill()? {
+                break;
+            }
+        }
+        if self.carry.is_empty() {
+            return Ok(None);
+        }
+        let len = if self.eof { self.carry.len() } else { self.last_end };
+        Ok(Some(self.cut(len)))
+    }
+
+    fn recycle(&mut self, chunk: RawRecords) {
+        self.spare.push(chunk.bytes);
+    }
+}
+
+/// Where records end, found with the csv crate's own quoting rules (RFC 4180: a `"` opens a
+/// quoted field only at a field's start, `""` inside one is a quote, line breaks inside one are
+/// text, empty lines between records are skipped) but without tokenising: outside quotes only
+/// `"`, `\n` and `\r` are looked at (memchr), inside quotes only `"`. A `"` opens a quoted field
+/// when the byte before it ends a field or a record. The state is kept across calls, so the
+/// input can arrive in any blocks.
+#[derive(Debug, Default)]
+struct RecordEnds {
+    state: Quoting,
+    /// Bytes of the current buffer already scanned.
+    scanned: usize,
+    /// Whether the record being scanned has a byte yet (a line break before any is skipped).
+    in_record: bool,
+    /// The first record end ever found (the header's), relative to the current buffer.
+    first: Option<usize>,
+    /// Whether `first` was already taken.
+    first_taken: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// Outside a quoted field.
+    #[default]
+    Outside,
+    /// Inside a quoted field.
+    Quoted,
+    /// A `"` inside a quoted field: a second one is a quote, anything else closes the field.
+    QuoteInQuoted,
+}
+
+impl RecordEnds {
+    /// Scans what `buffer` holds past the bytes already scanned; returns the offset just past the
+    /// last record end in it. A `\r` as the buffer's last byte waits for the next byte.
+    fn scan(&mut self, buffer: &[u8]) -> Option<usize> {
+        let mut i = self.scanned;
+        let mut last = None;
+        while i < buffer.len() {
+            match self.state {
+                Quoting::Quoted => match memchr::memchr(b'"', &buffer[i..]) {
+                    Some(at) => {
+                        i += at + 1;
+                        self.state = Quoting::QuoteInQuoted;
+                    }
+                    None => i = buffer.len(),
+                },
+                Quoting::QuoteInQuoted => {
+                    // `""` is a quote; anything else closes the field and is read outside.
+                    if buffer[i] == b'"' {
+                        self.state = Quoting::Quoted;
+                        i += 1;
+                    } else {
+                        self.state = Quoting::Outside;
+                    }
+                }
+                Quoting::Outside => {
+                    let Some(at) = memchr::memchr3(b'"', b'\n', b'\r', &buffer[i..]) else {
+                        if i < buffer.len() {
+                            self.in_record = true;
+                        }
+                        i = buffer.len();
+                        continue;
+                    };
+                    let at = i + at;
+                    if at > i {
+                        self.in_record = true;
+                    }
+                    match buffer[at] {
+                        b'"' => {
+                            // Opens a quoted field at a field's start; elsewhere it is text.
+                            let field_start =
+                                !self.in_record || at == 0 || matches!(buffer[at - 1], b',' | b'\n' | b'\r');
+                            if field_start {
+                                self.state = Quoting::Quoted;
+                            }
+                            self.in_record = true;
+                            i = at + 1;
+                        }
+                        b'\r' if at + 1 == buffer.len() => {
+                            // Half of a `\r\n`? Known with the next byte.
+                            i = at;
+                            break;
+                        }
+                        b'\r' if buffer[at + 1] == b'\n' => i = at + 1,
+                        _ => {
+                            i = at + 1;
+                            if self.in_record {
+                                self.in_record = false;
+                                last = Some(i);
+                                if self.first.is_none() && !self.first_taken {
+                                    self.first = Some(i);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.scanned = i;
+        last
+    }
+
+    /// The header's end, once found (taken once).
+    fn first_end(&mut self) -> Option<usize> {
+        let first = self.first.take()?;
+        self.first_taken = true;
+        Some(first)
+    }
+
+    /// The first `len` bytes of the buffer were handed out.
+    fn rebase(&mut self, len: usize) {
+        self.scanned -= len.min(self.scanned);
+    }
+}
+
+/// Parses records into one batch: what one worker holds.
+struct RowParser {
+    spec: RowSpec,
+    record: ::csv::ByteRecord,
+    extra: Option<KeptColumns>,
+    notes: RowNotes,
+    /// Where local times are (zone, the file's day) and how many a DST change made ambiguous.
+    local: LocalParse,
+    builders: Vec<Builder>,
+    drift: Drift,
+}
+
+impl RowParser {
+    fn new(spec: RowSpec) -> RowParser {
+        RowParser {
+            extra: spec.extra_index.map(|index| KeptColumns {
+                index,
+                columns: spec.undeclared.to_vec(),
+                text: String::new(),
+                entries: Vec::new(),
+            }),
+            notes: RowNotes::default(),
+            local: LocalParse { zone: spec.zone, fold: spec.fold, day: spec.day, ..LocalParse::default() },
+            builders: spec.schema.columns.iter().map(|c| Builder::new(c, spec.batch_rows)).collect(),
+            drift: Drift::default(),
+            record: ::csv::ByteRecord::new(),
+            spec,
+        }
+    }
+}
+
+impl ChunkDecoder for RowParser {
+    type Chunk = RawRecords;
+
+    fn decode(&mut self, chunk: &RawRecords) -> Result<ChunkOutcome, DecodeError> {
+        let spec = &self.spec;
+        let mut stats = DecodeStats::default();
+        let mut rejects = Vec::new();
+        let mut spare: Vec<Parsed<'static>> = Vec::with_capacity(spec.positions.len());
+        let mut reader = csv_reader(chunk.bytes.as_slice());
+        // Batches of at most `batch_rows` rows (rows read, rejects included).
+        let mut decoded = Vec::new();
+        let mut batched = 0u64;
+        let mut lines = LineIndex {
+            pending: memchr::memchr_iter(b'\n', &chunk.bytes).map(|i| chunk.offset + i as u64).collect(),
+            passed: chunk.lines_before,
+        };
+        let record = &mut self.record;
+        loop {
+            let more = reader.read_byte_record(record).map_err(|e| DecodeError::Read {
+                file: spec.file.clone(),
+                line: e.position().map(|p| lines.line_at(chunk.offset + p.byte())).unwrap_or(0),
+                message: e.to_string(),
+            })?;
+            if !more {
+                break;
+            }
+            // A blank line between records is not a row.
+            if record.len() == 1 && record[0].is_empty() && spec.header_len != 1 {
+                continue;
+            }
+            // The csv crate's own line count is one short for records after a CRLF (it notes a
+            // record's start between the `\r` and the `\n`), so lines are counted from the bytes.
+            let line = record.position().map(|p| lines.line_at(chunk.offset + p.byte())).unwrap_or(0);
+            let record = &*record;
+            stats.rows_read += 1;
+            let mut parsed = recycle(std::mem::take(&mut spare));
+            let notes = &mut self.notes;
+            notes.misfits.clear();
+            notes.misfit_reasons.clear();
+            notes.whole_numbers.clear();
+            let mut outcome = parse_row(
+                &spec.schema,
+                &spec.positions,
+                &spec.fills,
+                spec.header_len,
+                record,
+                &mut parsed,
+                &mut self.local,
+                notes,
+                spec.policy == TypeMismatchPolicy::Extra,
+            );
+            if let (Ok(_), true) = (&outcome, spec.times_of_day) {
+                if let Err(fault) =
+                    resolve_intervals(&spec.intervals, &spec.schema, &mut parsed, &mut self.local)
+                {
+                    outcome = Err(fault);
+                }
+            }
+            let keeps_extra = self.extra.is_some();
+            if let (Ok(_), Some(kept)) = (&outcome, &mut self.extra) {
+                let positions: Vec<usize> = self.notes.misfits.iter().map(|(_, p)| *p).collect();
+                if let Err(fault) = kept.collect(record, &positions, &spec.names) {
+                    outcome = Err(fault);
+                } else if !kept.text.is_empty() {
+                    parsed[kept.index] = Parsed::Text(&kept.text);
+                }
+            }
+            match outcome {
+                Ok(_) => {
+                    append_row(&mut self.builders, &parsed);
+                    stats.rows_written += 1;
+                    for (position, name) in spec.undeclared.iter() {
+                        if !record.get(*position).unwrap_or_default().is_empty() {
+                            self.drift.undeclared(name, || name.clone(), keeps_extra);
+                        }
+                    }
+                    for ((_, position), reason) in self.notes.misfits.iter().zip(&self.notes.misfit_reasons) {
+                        // By the header's name, as `_extra` keys it.
+                        let name = &spec.names[*position];
+                        self.drift.kept(name, || format!("{name} (line {line}): {reason}"));
+                    }
+                    for column in &self.notes.whole_numbers {
+                        self.drift.coerced(&spec.schema.columns[*column].name, Coercion::WholeNumber);
+                    }
+                }
+                Err((Some(column), reason))
+                    if spec.policy == TypeMismatchPolicy::Fail
+                        && !reason.starts_with("required")
+                        && !reason.starts_with("invalid UTF-8") =>
+                {
+                    return Err(DecodeError::TypeMismatch {
+                        file: spec.file.clone(),
+                        line,
+                        path: column,
+                        reason,
+                    });
+                }
+                Err((column, reason)) => {
+                    stats.rows_rejected += 1;
+                    rejects.push(RejectedRow {
+                        file: spec.file.clone(),
+                        line,
+                        column,
+                        reason,
+                        raw: encode_record(record),
+                    });
+                }
+            }
+            spare = recycle(parsed);
+            if stats.rows_read - batched == spec.batch_rows as u64 {
+                batched = stats.rows_read;
+                let columns: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+                let batch = RecordBatch::try_new(spec.schema.arrow_schema(), columns)?;
+                decoded.push(DecodedBatch { batch, rejects: std::mem::take(&mut rejects) });
+            }
+        }
+        if stats.rows_read > batched {
+            let columns: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+            let batch = RecordBatch::try_new(spec.schema.arrow_schema(), columns)?;
+            decoded.push(DecodedBatch { batch, rejects });
+        }
+        let mut drift = std::mem::take(&mut self.drift);
+        drift.local_times = std::mem::take(&mut self.local.counts);
+        Ok(ChunkOutcome { decoded, stats, drift })
+    }
+}
+
 impl<R: Read> std::fmt::Debug for CsvDecoder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvDecoder").field("file", &self.file).field("stats", &self.stats).finish()
+        f.debug_struct("CsvDecoder").field("file", &self.spec.file).field("stats", &self.stats).finish()
     }
 }
 
@@ -217,16 +613,18 @@ impl<R: Read> CsvDecoder<R> {
         batch_rows: usize,
     ) -> Result<Self, DecodeError> {
         let file = file.into();
-        let mut reader = ::csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .trim(::csv::Trim::None)
-            .from_reader(LineCounting { inner: input, index: Rc::new(RefCell::new(LineIndex::default())) });
-        let lines = reader.get_ref().index.clone();
+        let mut reader = RecordReader::new(file.clone(), input);
+        let header_bytes = reader.header()?;
         let mut header = ::csv::ByteRecord::new();
-        let has_header = reader
-            .read_byte_record(&mut header)
-            .map_err(|e| DecodeError::Header { file: file.clone(), message: e.to_string() })?;
+        let has_header = match &header_bytes {
+            Some(chunk) => csv_reader(&chunk.bytes)
+                .read_byte_record(&mut header)
+                .map_err(|e| DecodeError::Header { file: file.clone(), message: e.to_string() })?,
+            None => false,
+        };
+        if let Some(chunk) = header_bytes {
+            reader.recycle(chunk);
+        }
         let mut names = Vec::with_capacity(header.len());
         if has_header {
             for (i, raw) in header.iter().enumerate() {
@@ -266,20 +664,12 @@ impl<R: Read> CsvDecoder<R> {
             }
             positions.push(position);
         }
-        let extra_index = schema.extra_index();
-        let kept: Vec<(usize, String)> = names
+        let undeclared: Vec<(usize, String)> = names
             .iter()
             .enumerate()
             .filter(|(i, _)| !positions.contains(&Some(*i)))
             .map(|(i, name)| (i, name.clone()))
             .collect();
-        let extra = extra_index.map(|index| KeptColumns {
-            index,
-            columns: kept.clone(),
-            text: String::new(),
-            entries: Vec::new(),
-        });
-        let undeclared = kept;
         if let Some(column) = schema.columns.iter().find(|c| !c.fits_csv()) {
             return Err(DecodeError::Header {
                 file,
@@ -291,36 +681,40 @@ impl<R: Read> CsvDecoder<R> {
                 ),
             });
         }
-        let builders = schema.columns.iter().map(|c| Builder::new(c, batch_rows)).collect();
+        let batch_rows = batch_rows.max(1);
+        let header_len = names.len();
         Ok(CsvDecoder {
-            undeclared,
-            policy: TypeMismatchPolicy::Extra.for_schema(&schema),
-            notes: RowNotes::default(),
-            header_len: names.len(),
+            spec: RowSpec {
+                undeclared: Arc::new(undeclared),
+                extra_index: schema.extra_index(),
+                policy: TypeMismatchPolicy::Extra.for_schema(&schema),
+                header_len,
+                fills: vec![None; schema.columns.len()],
+                zone: None,
+                fold: local_time::Fold::default(),
+                day: None,
+                times_of_day: schema.columns.iter().any(|c| c.encoding == Encoding::LocalTimeOfDay),
+                intervals: Arc::new(
+                    schema
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, c)| {
+                            let end = schema.column_index(c.interval_end.as_deref()?)?;
+                            Some((i, end, c.interval_seconds.as_deref().and_then(|s| schema.column_index(s))))
+                        })
+                        .collect(),
+                ),
+                schema,
+                file: file.clone(),
+                names: Arc::new(names),
+                positions: Arc::new(positions),
+                batch_rows,
+            },
+            reader: Some(reader),
+            running: None,
             done: !has_header,
-            fills: vec![None; schema.columns.len()],
-            extra,
-            local: LocalParse::default(),
-            times_of_day: schema.columns.iter().any(|c| c.encoding == Encoding::LocalTimeOfDay),
-            intervals: schema
-                .columns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let end = schema.column_index(c.interval_end.as_deref()?)?;
-                    Some((i, end, c.interval_seconds.as_deref().and_then(|s| schema.column_index(s))))
-                })
-                .collect(),
-            schema,
-            file,
-            reader,
-            lines,
-            names,
-            positions,
             drift,
-            builders,
-            batch_rows: batch_rows.max(1),
-            record: ::csv::ByteRecord::new(),
             stats: DecodeStats::default(),
         })
     }
@@ -328,14 +722,11 @@ impl<R: Read> CsvDecoder<R> {
     /// Fills the schema's window columns (`fill = "window_date"` …) from the context's window,
     /// and reads local times in its zone (a time of day on the window's day).
     pub fn with_context(mut self, context: super::FileContext) -> Self {
-        self.fills = super::fill_values(&self.schema, context.window, context.timezone);
-        self.policy = context.on_type_mismatch.for_schema(&self.schema);
-        self.local = LocalParse {
-            zone: context.timezone,
-            fold: context.fold,
-            day: context.window.map(|w| w.date),
-            ..LocalParse::default()
-        };
+        self.spec.fills = super::fill_values(&self.spec.schema, context.window, context.timezone);
+        self.spec.policy = context.on_type_mismatch.for_schema(&self.spec.schema);
+        self.spec.zone = context.timezone;
+        self.spec.fold = context.fold;
+        self.spec.day = context.window.map(|w| w.date);
         self
     }
 
@@ -349,7 +740,7 @@ impl<R: Read> CsvDecoder<R> {
     }
 
     pub fn file(&self) -> &str {
-        &self.file
+        &self.spec.file
     }
 
     /// The next batch of decoded rows and the rows rejected while reading it; `None` at the end.
@@ -357,124 +748,21 @@ impl<R: Read> CsvDecoder<R> {
         if self.done {
             return Ok(None);
         }
-        let mut rejects = Vec::new();
-        let mut rows = 0usize;
-        let mut text_bytes = 0usize;
-        let mut spare: Vec<Parsed<'static>> = Vec::with_capacity(self.positions.len());
-        while rows < self.batch_rows && text_bytes < MAX_BATCH_TEXT_BYTES {
-            let lines = &self.lines;
-            let more = self.reader.read_byte_record(&mut self.record).map_err(|e| DecodeError::Read {
-                file: self.file.clone(),
-                line: e.position().map(|p| lines.borrow_mut().line_at(p.byte())).unwrap_or(0),
-                message: e.to_string(),
-            })?;
-            if !more {
-                self.done = true;
-                self.drift.local_times = self.local.counts;
-                break;
-            }
-            let record = &self.record;
-            // The csv crate's own line count is one short for records after a CRLF (it notes a
-            // record's start between the `\r` and the `\n`), so lines are counted from the bytes.
-            let line = record.position().map(|p| self.lines.borrow_mut().line_at(p.byte())).unwrap_or(0);
-            // A blank line between records is not a row.
-            if record.len() == 1 && record[0].is_empty() && self.header_len != 1 {
-                continue;
-            }
-            self.stats.rows_read += 1;
-            let mut parsed = recycle(std::mem::take(&mut spare));
-            let notes = &mut self.notes;
-            notes.misfits.clear();
-            notes.misfit_reasons.clear();
-            notes.whole_numbers.clear();
-            let mut outcome = parse_row(
-                &self.schema,
-                &self.positions,
-                &self.fills,
-                self.header_len,
-                record,
-                &mut parsed,
-                &mut self.local,
-                notes,
-                self.policy == TypeMismatchPolicy::Extra,
-            );
-            if let (Ok(_), true) = (&outcome, self.times_of_day) {
-                if let Err(fault) =
-                    resolve_intervals(&self.intervals, &self.schema, &mut parsed, &mut self.local)
-                {
-                    outcome = Err(fault);
-                }
-            }
-            let keeps_extra = self.extra.is_some();
-            if let (Ok(_), Some(kept)) = (&outcome, &mut self.extra) {
-                let positions: Vec<usize> = self.notes.misfits.iter().map(|(_, p)| *p).collect();
-                if let Err(fault) = kept.collect(record, &positions, &self.names) {
-                    outcome = Err(fault);
-                } else if !kept.text.is_empty() {
-                    parsed[kept.index] = Parsed::Text(&kept.text);
-                }
-            }
-            match outcome {
-                Ok(row_text) => {
-                    append_row(&mut self.builders, &parsed);
-                    text_bytes += row_text;
-                    rows += 1;
-                    self.stats.rows_written += 1;
-                    for (position, name) in &self.undeclared {
-                        if !record.get(*position).unwrap_or_default().is_empty() {
-                            self.drift.undeclared(name, || name.clone(), keeps_extra);
-                        }
-                    }
-                    for ((_, position), reason) in self.notes.misfits.iter().zip(&self.notes.misfit_reasons) {
-                        // By the header's name, as `_extra` keys it.
-                        let name = &self.names[*position];
-                        self.drift.kept(name, || format!("{name} (line {line}): {reason}"));
-                    }
-                    for column in &self.notes.whole_numbers {
-                        self.drift.coerced(&self.schema.columns[*column].name, Coercion::WholeNumber);
-                    }
-                }
-                Err((Some(column), reason))
-                    if self.policy == TypeMismatchPolicy::Fail
-                        && !reason.starts_with("required")
-                        && !reason.starts_with("invalid UTF-8") =>
-                {
-                    return Err(DecodeError::TypeMismatch {
-                        file: self.file.clone(),
-                        line,
-                        path: column,
-                        reason,
-                    });
-                }
-                Err((column, reason)) => {
-                    self.stats.rows_rejected += 1;
-                    rejects.push(RejectedRow {
-                        file: self.file.clone(),
-                        line,
-                        column,
-                        reason,
-                        raw: encode_record(record),
-                    });
-                }
-            }
-            spare = recycle(parsed);
+        if let Some(reader) = self.reader.take() {
+            let spec = self.spec.clone();
+            self.running = Some(ParallelDecoder::new(reader, move || RowParser::new(spec.clone())));
         }
-        if rows == 0 && rejects.is_empty() {
-            return Ok(None);
-        }
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
-        let batch = RecordBatch::try_new(self.schema.arrow_schema(), columns)?;
-        Ok(Some(DecodedBatch { batch, rejects }))
+        let running = self.running.as_mut().expect("started above");
+        // The header's absent columns stand: chunks add counts, never absences.
+        let batch = running.next_batch(&mut self.stats, &mut self.drift)?;
+        self.done = batch.is_none();
+        Ok(batch)
     }
 }
 
-/// Newline offsets of the input seen by the csv reader but not yet behind a record start.
-/// Records are read in order and the reader only reads ahead by its buffer, so this stays small.
-#[derive(Default)]
+/// Newline offsets of a chunk not yet behind a record start asked about.
 struct LineIndex {
-    /// Bytes passed to the csv reader so far.
-    offset: u64,
-    /// Offsets of `\n` bytes not yet before any record start asked about.
+    /// Offsets (in the file) of `\n` bytes not yet before any record start asked about.
     pending: VecDeque<u64>,
     /// `\n` bytes before the last record start asked about.
     passed: u64,
@@ -493,21 +781,10 @@ impl LineIndex {
     }
 }
 
-/// A reader that notes where the newlines are as bytes pass through to the csv reader.
-struct LineCounting<R> {
-    inner: R,
-    index: Rc<RefCell<LineIndex>>,
-}
-
-impl<R: Read> Read for LineCounting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut index = self.index.borrow_mut();
-        let base = index.offset;
-        index.pending.extend(memchr::memchr_iter(b'\n', &buf[..n]).map(|i| base + i as u64));
-        index.offset += n as u64;
-        Ok(n)
-    }
+/// The csv crate's reader as every chunk (and the header) is tokenised: RFC 4180, no trimming,
+/// any number of fields (a short or long row is the decoder's to reject, with its line).
+fn csv_reader(bytes: &[u8]) -> ::csv::Reader<&[u8]> {
+    ::csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(::csv::Trim::None).from_reader(bytes)
 }
 
 /// Checks one record against the schema; returns the text bytes it holds, or the fault. With
@@ -753,6 +1030,98 @@ mod tests {
     use crate::schema::SchemaRegistry;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+
+    /// Every record end `RecordEnds` finds, feeding `bytes` in blocks of `block` bytes.
+    fn record_ends(bytes: &[u8], block: usize) -> Vec<usize> {
+        let mut ends = RecordEnds::default();
+        let mut found = Vec::new();
+        let mut fed = 0;
+        while fed < bytes.len() {
+            fed = (fed + block).min(bytes.len());
+            // One byte at a time finds every end; larger blocks report the last end in each.
+            if let Some(end) = ends.scan(&bytes[..fed]) {
+                found.push(end);
+            }
+        }
+        found
+    }
+
+    fn records_of(bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        let mut reader = csv_reader(bytes);
+        let mut record = ::csv::ByteRecord::new();
+        let mut out = Vec::new();
+        while reader.read_byte_record(&mut record).unwrap() {
+            out.push(record.iter().map(<[u8]>::to_vec).collect());
+        }
+        out
+    }
+
+    #[test]
+    fn record_ends_are_where_the_csv_reader_ends_records() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = [b'a', b'b', b',', b'"', b'"', b'\r', b'\n', b' '];
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let bytes: Vec<u8> =
+                (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            let whole = records_of(&bytes);
+            let every = record_ends(&bytes, 1);
+            for block in [2, 3, 7, 64] {
+                let some = record_ends(&bytes, block);
+                assert!(some.iter().all(|e| every.contains(e)), "{bytes:?}: {some:?} not in {every:?}");
+            }
+            // Read part by part, cut at every end found, the records are the same.
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for &end in every.iter().chain(std::iter::once(&bytes.len())) {
+                parts.extend(records_of(&bytes[from..end]));
+                from = end;
+            }
+            assert_eq!(parts, whole, "{:?} cut at {every:?}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
+    fn a_large_file_is_decoded_in_chunks_with_the_lines_of_one_pass() {
+        // Quoted line breaks (LF and CRLF) and blank lines across many 4 MiB chunks.
+        let mut csv = String::from("pid,name,hourly_cost\r\n");
+        let mut expected = Vec::new();
+        let mut line = 2u64;
+        for i in 0..500_000u64 {
+            if i % 1000 == 999 {
+                csv.push_str("\r\n");
+                line += 1;
+            }
+            let name = if i % 3 == 0 {
+                format!("\"Agent \r\n{i}, \"\"the\"\" best\"")
+            } else {
+                format!("Agent {i}")
+            };
+            let breaks = if i % 3 == 0 { 1 } else { 0 };
+            let pid = if i % 20000 == 17 { String::new() } else { format!("a{i}") };
+            csv.push_str(&format!("{pid},{name},12.5\r\n"));
+            expected.push((line, i % 20000 == 17));
+            line += 1 + breaks;
+        }
+        assert!(csv.len() > 3 * CHUNK_BYTES, "{} bytes", csv.len());
+        let mut decoder = CsvDecoder::new(agent_schema(), "agents.csv", csv.as_bytes()).unwrap();
+        let (mut rows, mut rejects) = (0, vec![]);
+        while let Some(out) = decoder.next_batch().unwrap() {
+            assert!(out.batch.num_rows() <= DEFAULT_BATCH_ROWS);
+            rows += out.batch.num_rows();
+            rejects.extend(out.rejects);
+        }
+        let lines: Vec<u64> = rejects.iter().map(|r| r.line).collect();
+        let expected_rejects: Vec<u64> = expected.iter().filter(|(_, bad)| *bad).map(|(l, _)| *l).collect();
+        assert_eq!(rows + rejects.len(), 500_000);
+        assert_eq!(lines, expected_rejects);
+    }
 
     fn agent_schema() -> Arc<DatasetSchema> {
         SchemaRegistry::embedded().unwrap().get("saltedcx.agent").unwrap()

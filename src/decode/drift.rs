@@ -134,29 +134,29 @@ impl Drift {
     /// Adds another file's drift of the same dataset: counts add up; a column is absent only if
     /// it was absent from every file (`first` says `self` holds nothing yet).
     pub fn merge(&mut self, other: &Drift, first: bool) {
-        for (path, seen) in &other.undeclared {
-            let entry = self.undeclared.entry(path.clone()).or_insert_with(|| FieldCount {
-                values: 0,
-                example: seen.example.clone(),
-                kept: seen.kept,
-            });
-            entry.values += seen.values;
-        }
-        for (path, seen) in &other.kept_in_extra {
-            let entry = self.kept_in_extra.entry(path.clone()).or_insert_with(|| FieldCount {
-                values: 0,
-                example: seen.example.clone(),
-                kept: true,
-            });
-            entry.values += seen.values;
-        }
-        for (path, coerced) in &other.coerced {
-            self.coerced.entry(path.clone()).or_default().add(coerced);
-        }
+        self.add_counts(other);
         if first {
             self.absent = other.absent.clone();
         } else {
             self.absent = self.absent.intersection(&other.absent).cloned().collect();
+        }
+    }
+
+    /// Adds another part of the same file (a chunk decoded on another worker): counts add up,
+    /// the first example of a path stays, absent columns are left as they are.
+    pub fn add_counts(&mut self, other: &Drift) {
+        for (path, seen) in &other.undeclared {
+            count_many(&mut self.undeclared, &mut self.truncated, path, seen);
+        }
+        for (path, seen) in &other.kept_in_extra {
+            count_many(&mut self.kept_in_extra, &mut self.truncated, path, seen);
+        }
+        for (path, coerced) in &other.coerced {
+            if !self.coerced.contains_key(path) && self.coerced.len() >= MAX_PATHS {
+                self.truncated = true;
+                continue;
+            }
+            self.coerced.entry(path.clone()).or_default().add(coerced);
         }
         self.local_times.ambiguous += other.local_times.ambiguous;
         self.local_times.skipped += other.local_times.skipped;
@@ -215,6 +215,22 @@ fn count(
         *truncated = true;
     } else {
         map.insert(generic.to_string(), FieldCount { values: 1, example: example(), kept });
+    }
+}
+
+/// Adds another part's count of one path (its example kept only if the path is new here).
+fn count_many(
+    map: &mut BTreeMap<String, FieldCount>,
+    truncated: &mut bool,
+    generic: &str,
+    seen: &FieldCount,
+) {
+    if let Some(entry) = map.get_mut(generic) {
+        entry.values += seen.values;
+    } else if map.len() >= MAX_PATHS {
+        *truncated = true;
+    } else {
+        map.insert(generic.to_string(), seen.clone());
     }
 }
 

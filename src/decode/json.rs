@@ -34,6 +34,7 @@ use arrow::record_batch::RecordBatch;
 use super::drift::Coercion;
 use super::json_array::{ArrayScanner, ScanError};
 use super::json_tape::{self, Kind, Node, Tape};
+use super::parallel::{ChunkDecoder, ChunkOutcome, ChunkReader, ParallelDecoder};
 use super::{BatchDecoder, DecodeError, DecodeStats, DecodedBatch, Drift, RejectedRow, TypeMismatchPolicy};
 use crate::schema::value::{self, InvalidValue};
 use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, Fill, EXTRA_COLUMN};
@@ -55,9 +56,45 @@ struct Misfit {
 }
 
 /// Reads one JSON array batch by batch. Create with [`JsonDecoder::new`], then call
-/// [`BatchDecoder::next_batch`] until it returns `None`.
+/// [`BatchDecoder::next_batch`] until it returns `None`. The array is cut into chunks of whole
+/// elements on the calling thread; chunks are landed on the CPU workers
+/// ([`super::parallel`]), batches come back in order.
 pub struct JsonDecoder<R: Read> {
+    spec: LandingSpec,
+    /// The elements' reader until decoding starts.
+    reader: Option<ElementReader<R>>,
+    running: Option<ParallelDecoder<ElementReader<R>, Lander>>,
+    stats: DecodeStats,
+    drift: Drift,
+    /// Drift known before the rows (a workbook's header lacking declared columns).
+    header_drift: Option<Drift>,
+    done: bool,
+}
+
+/// What every worker's [`Lander`] of one file shares.
+#[derive(Clone)]
+struct LandingSpec {
     schema: Arc<DatasetSchema>,
+    file: String,
+    batch_rows: usize,
+    policy: TypeMismatchPolicy,
+    /// Declared columns by the name the file uses (not `_extra`, not filled), sorted.
+    columns_by_name: Arc<Vec<(String, usize)>>,
+    /// Columns that must have a value, in schema order.
+    required: Arc<Vec<usize>>,
+    /// The value of each column filled from the window (days or microseconds).
+    fills: Vec<Option<i64>>,
+}
+
+/// A run of whole elements of the array: their bytes, back to back, and where each starts,
+/// ends and which line it is on.
+struct Elements {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize, u64)>,
+}
+
+/// Cuts the array into [`Elements`] of at most `batch_rows` elements or [`MAX_BATCH_BYTES`].
+struct ElementReader<R: Read> {
     file: String,
     input: R,
     scanner: ArrayScanner,
@@ -67,52 +104,92 @@ pub struct JsonDecoder<R: Read> {
     filled: usize,
     eof: bool,
     batch_rows: usize,
-    stats: DecodeStats,
-    drift: Drift,
-    /// Drift known before the rows (a workbook's header lacking declared columns).
-    header_drift: Option<Drift>,
-    done: bool,
-    policy: TypeMismatchPolicy,
-    names: Names,
-    /// Columns that must have a value, in schema order.
-    required: Vec<usize>,
-    /// The value of each column filled from the window (days or microseconds).
-    fills: Vec<Option<i64>>,
+    /// The last chunk's buffers, handed back empty to be filled again.
+    spare: Vec<Elements>,
+}
+
+impl<R: Read> ElementReader<R> {
+    fn scan_error(&self, error: ScanError) -> DecodeError {
+        match error {
+            ScanError::Truncated { line } => DecodeError::Truncated { file: self.file.clone(), line },
+            ScanError::Syntax { line, message } => {
+                DecodeError::Read { file: self.file.clone(), line, message }
+            }
+        }
+    }
+
+    /// Appends the next element's bytes to `out`; returns its line, or `None` at the array's end.
+    fn next_element(&mut self, out: &mut Vec<u8>) -> Result<Option<u64>, DecodeError> {
+        loop {
+            if self.position < self.filled {
+                let found = self
+                    .scanner
+                    .scan(&self.buffer[..self.filled], self.position, Some(out))
+                    .map_err(|e| self.scan_error(e))?;
+                match found {
+                    Some(next) => {
+                        self.position = next;
+                        return Ok(Some(self.scanner.element_line()));
+                    }
+                    None => self.position = self.filled,
+                }
+            }
+            if self.eof {
+                self.scanner.finish().map_err(|e| self.scan_error(e))?;
+                return Ok(None);
+            }
+            let n = self.input.read(&mut self.buffer).map_err(|e| DecodeError::Read {
+                file: self.file.clone(),
+                line: self.scanner.element_line(),
+                message: e.to_string(),
+            })?;
+            self.position = 0;
+            self.filled = n;
+            self.eof = n == 0;
+        }
+    }
+}
+
+impl<R: Read> ChunkReader for ElementReader<R> {
+    type Chunk = Elements;
+
+    fn next_chunk(&mut self) -> Result<Option<Elements>, DecodeError> {
+        let mut chunk = self.spare.pop().unwrap_or_else(|| Elements {
+            bytes: Vec::with_capacity(MAX_BATCH_BYTES + (64 << 10)),
+            spans: Vec::with_capacity(self.batch_rows),
+        });
+        while chunk.spans.len() < self.batch_rows && chunk.bytes.len() < MAX_BATCH_BYTES {
+            let start = chunk.bytes.len();
+            match self.next_element(&mut chunk.bytes)? {
+                Some(line) => chunk.spans.push((start, chunk.bytes.len(), line)),
+                None => break,
+            }
+        }
+        Ok((!chunk.spans.is_empty()).then_some(chunk))
+    }
+
+    fn recycle(&mut self, mut chunk: Elements) {
+        chunk.bytes.clear();
+        chunk.spans.clear();
+        self.spare.push(chunk);
+    }
+}
+
+/// Lands elements as rows into one batch: what one worker holds.
+struct Lander {
+    spec: LandingSpec,
+    /// Fields not named exactly as a column, by what the snake_case rule made of them (cached:
+    /// `AGENT_NAME` → `agent_name`'s index, an undeclared field → `None`).
+    renamed: HashMap<String, Option<usize>>,
     extra_index: Option<usize>,
-    /// Whether each column's field was seen in any record of the file.
+    /// Whether each column's field was seen in any record this lander landed.
     seen: Vec<bool>,
     builders: Vec<ColumnBuilder>,
     /// Per row: for each column, the tape index of its key and of its value (`NONE` if absent).
     slots: Vec<(u32, u32)>,
     tape: Tape,
     row: RowState,
-}
-
-/// Where a record's fields land: declared columns by the name the file uses (not `_extra`, not
-/// filled), sorted, with their index in the schema; and fields not named exactly as a column, by
-/// what the snake_case rule made of them (cached: `AGENT_NAME` → `agent_name`'s index, an
-/// undeclared field → `None`).
-struct Names {
-    columns_by_name: Vec<(String, usize)>,
-    renamed: HashMap<String, Option<usize>>,
-}
-
-impl Names {
-    /// The column a field lands in: its exact (or `source_name`) name, else the snake_case rule.
-    fn column_of(&mut self, schema: &DatasetSchema, name: &str) -> Option<usize> {
-        if let Ok(found) = self.columns_by_name.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            return Some(self.columns_by_name[found].1);
-        }
-        if let Some(found) = self.renamed.get(name) {
-            return *found;
-        }
-        let found = schema.column_for_field(name);
-        // Bounded: a file with endless distinct keys costs a lookup each, not memory.
-        if self.renamed.len() < 10_000 {
-            self.renamed.insert(name.to_string(), found);
-        }
-        found
-    }
+    drift: Drift,
 }
 
 /// What one row collects besides its columns: `_extra`'s entries and the drift to count if the
@@ -140,7 +217,7 @@ impl RowState {
 
 impl<R: Read> std::fmt::Debug for JsonDecoder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonDecoder").field("file", &self.file).field("stats", &self.stats).finish()
+        f.debug_struct("JsonDecoder").field("file", &self.spec.file).field("stats", &self.stats).finish()
     }
 }
 
@@ -172,31 +249,33 @@ impl<R: Read> JsonDecoder<R> {
             .map(|(i, _)| i)
             .collect();
         let batch_rows = batch_rows.max(1);
-        let builders = schema.columns.iter().map(|c| ColumnBuilder::new(c, batch_rows)).collect();
+        let file = file.into();
         Ok(JsonDecoder {
-            names: Names { columns_by_name, renamed: HashMap::new() },
-            fills: vec![None; schema.columns.len()],
-            extra_index: schema.extra_index(),
-            seen: vec![false; schema.columns.len()],
-            slots: Vec::with_capacity(schema.columns.len()),
-            required,
-            builders,
-            policy: TypeMismatchPolicy::Extra.for_schema(&schema),
-            schema,
-            file: file.into(),
-            input,
-            scanner: ArrayScanner::new(),
-            buffer: vec![0; 1 << 20],
-            position: 0,
-            filled: 0,
-            eof: false,
-            batch_rows,
+            spec: LandingSpec {
+                fills: vec![None; schema.columns.len()],
+                policy: TypeMismatchPolicy::Extra.for_schema(&schema),
+                columns_by_name: Arc::new(columns_by_name),
+                required: Arc::new(required),
+                schema,
+                file: file.clone(),
+                batch_rows,
+            },
+            reader: Some(ElementReader {
+                file,
+                input,
+                scanner: ArrayScanner::new(),
+                buffer: vec![0; 1 << 20],
+                position: 0,
+                filled: 0,
+                eof: false,
+                batch_rows,
+                spare: Vec::new(),
+            }),
+            running: None,
             stats: DecodeStats::default(),
             drift: Drift::default(),
             header_drift: None,
             done: false,
-            tape: Tape::new(),
-            row: RowState::default(),
         })
     }
 
@@ -204,8 +283,8 @@ impl<R: Read> JsonDecoder<R> {
     /// and takes its policy for values of the wrong type. (Local times are a CSV matter: JSON
     /// platforms send offsets.)
     pub fn with_context(mut self, context: super::FileContext) -> Self {
-        self.fills = super::fill_values(&self.schema, context.window, context.timezone);
-        self.policy = context.on_type_mismatch.for_schema(&self.schema);
+        self.spec.fills = super::fill_values(&self.spec.schema, context.window, context.timezone);
+        self.spec.policy = context.on_type_mismatch.for_schema(&self.spec.schema);
         self
     }
 
@@ -216,43 +295,44 @@ impl<R: Read> JsonDecoder<R> {
         self
     }
 
-    /// The next element's bytes and line, or `None` at the end of the array.
-    fn next_element(&mut self, element: &mut Vec<u8>) -> Result<Option<u64>, DecodeError> {
-        loop {
-            if self.position < self.filled {
-                let found = self
-                    .scanner
-                    .scan(&self.buffer[..self.filled], self.position, Some(element))
-                    .map_err(|e| self.scan_error(e))?;
-                match found {
-                    Some(next) => {
-                        self.position = next;
-                        return Ok(Some(self.scanner.element_line()));
-                    }
-                    None => self.position = self.filled,
-                }
+    /// The file's drift once its last row is read: absent columns are the declared ones no
+    /// record had (or, for a workbook, the ones its header lacks).
+    fn finish_drift(&mut self) {
+        let absent = match (self.header_drift.take(), &self.running) {
+            (Some(header), _) => header.absent,
+            (None, _) if self.stats.rows_read == 0 => Default::default(),
+            (None, None) => Default::default(),
+            (None, Some(running)) => {
+                let landers = running.decoders();
+                let schema = &self.spec.schema;
+                schema
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, c)| {
+                        !landers.iter().any(|l| l.seen[*i]) && c.name != EXTRA_COLUMN && c.fill.is_none()
+                    })
+                    .map(|(_, c)| c.name.clone())
+                    .collect()
             }
-            if self.eof {
-                self.scanner.finish().map_err(|e| self.scan_error(e))?;
-                return Ok(None);
-            }
-            let n = self.input.read(&mut self.buffer).map_err(|e| DecodeError::Read {
-                file: self.file.clone(),
-                line: self.scanner.element_line(),
-                message: e.to_string(),
-            })?;
-            self.position = 0;
-            self.filled = n;
-            self.eof = n == 0;
-        }
+        };
+        self.drift.absent = absent;
     }
+}
 
-    fn scan_error(&self, error: ScanError) -> DecodeError {
-        match error {
-            ScanError::Truncated { line } => DecodeError::Truncated { file: self.file.clone(), line },
-            ScanError::Syntax { line, message } => {
-                DecodeError::Read { file: self.file.clone(), line, message }
-            }
+impl Lander {
+    fn new(spec: LandingSpec) -> Lander {
+        let schema = &spec.schema;
+        Lander {
+            renamed: HashMap::new(),
+            extra_index: schema.extra_index(),
+            seen: vec![false; schema.columns.len()],
+            builders: schema.columns.iter().map(|c| ColumnBuilder::new(c, spec.batch_rows)).collect(),
+            slots: Vec::with_capacity(schema.columns.len()),
+            tape: Tape::new(),
+            row: RowState::default(),
+            drift: Drift::default(),
+            spec,
         }
     }
 
@@ -272,30 +352,30 @@ impl<R: Read> JsonDecoder<R> {
         }
         self.row.clear();
         self.slots.clear();
-        self.slots.resize(self.schema.columns.len(), (NONE, NONE));
-        let tape = &self.tape;
-        let columns = &self.schema.columns;
-        let mut children = tape.children(0);
+        self.slots.resize(self.spec.schema.columns.len(), (NONE, NONE));
+        let mut children = self.tape.children(0);
         while let (Some(key), Some(value)) = (children.next(), children.next()) {
-            let key_node = tape.node(key);
-            let column = match json_tape::string_text(element, key_node) {
-                Some(name) => self.names.column_of(&self.schema, &name),
+            let key_node = *self.tape.node(key);
+            let column = match json_tape::string_text(element, &key_node) {
+                Some(name) => column_of(&self.spec, &mut self.renamed, &name),
                 None => None,
             };
             match column {
                 // A key given twice: the last one wins, as in any JSON parser's map.
                 Some(index) => self.slots[index] = (key as u32, value as u32),
                 None => {
-                    let raw = json_tape::raw_string_body(element, key_node);
-                    let node = tape.node(value);
+                    let raw = json_tape::raw_string_body(element, &key_node);
+                    let node = self.tape.node(value);
                     self.row.extra.push((node.start, raw.to_string(), node.start, node.end));
                     self.row.undeclared.push((Path::Field(raw).generic(), raw.to_string()));
                 }
             }
         }
-        let strict = self.policy != TypeMismatchPolicy::Extra;
+        let tape = &self.tape;
+        let columns = &self.spec.schema.columns;
+        let strict = self.spec.policy != TypeMismatchPolicy::Extra;
         let key_of = |slot: (u32, u32)| json_tape::raw_string_body(element, tape.node(slot.0 as usize));
-        for &index in &self.required {
+        for &index in self.spec.required.iter() {
             let column = &columns[index];
             let slot = self.slots[index];
             if slot.1 == NONE || tape.node(slot.1 as usize).kind == Kind::Null {
@@ -322,7 +402,7 @@ impl<R: Read> JsonDecoder<R> {
                 self.seen[index] = true;
                 let path = Path::Field(key_of(slot));
                 append(column, builder, tape, element, slot.1 as usize, &path, &mut self.row);
-            } else if let (Some(fill), Some(value)) = (column.fill, self.fills[index]) {
+            } else if let (Some(fill), Some(value)) = (column.fill, self.spec.fills[index]) {
                 builder.append_fill(fill, value);
             } else {
                 builder.append_null();
@@ -350,28 +430,66 @@ impl<R: Read> JsonDecoder<R> {
         }
         Ok(())
     }
+}
 
-    fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError> {
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
-        Ok(RecordBatch::try_new(self.schema.arrow_schema(), columns)?)
+/// The column a field lands in: its exact (or `source_name`) name, else the snake_case rule.
+fn column_of(spec: &LandingSpec, renamed: &mut HashMap<String, Option<usize>>, name: &str) -> Option<usize> {
+    let by_name = &spec.columns_by_name;
+    if let Ok(found) = by_name.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        return Some(by_name[found].1);
     }
+    if let Some(found) = renamed.get(name) {
+        return *found;
+    }
+    let found = spec.schema.column_for_field(name);
+    // Bounded: a file with endless distinct keys costs a lookup each, not memory.
+    if renamed.len() < 10_000 {
+        renamed.insert(name.to_string(), found);
+    }
+    found
+}
 
-    /// The file's drift once its last row is read: absent columns are the declared ones no
-    /// record had (or, for a workbook, the ones its header lacks).
-    fn finish_drift(&mut self) {
-        let absent = match self.header_drift.take() {
-            Some(header) => header.absent,
-            None if self.stats.rows_read == 0 => Default::default(),
-            None => self
-                .schema
-                .columns
-                .iter()
-                .zip(&self.seen)
-                .filter(|(c, seen)| !**seen && c.name != EXTRA_COLUMN && c.fill.is_none())
-                .map(|(c, _)| c.name.clone())
-                .collect(),
-        };
-        self.drift.absent = absent;
+impl ChunkDecoder for Lander {
+    type Chunk = Elements;
+
+    fn decode(&mut self, chunk: &Elements) -> Result<ChunkOutcome, DecodeError> {
+        let mut stats = DecodeStats::default();
+        let mut rejects = Vec::new();
+        for &(start, end, line) in &chunk.spans {
+            let element = &chunk.bytes[start..end];
+            stats.rows_read += 1;
+            match self.land(element, line) {
+                Ok(()) => stats.rows_written += 1,
+                Err(misfit) => {
+                    if self.spec.policy == TypeMismatchPolicy::Fail
+                        && !misfit.path.is_empty()
+                        && !misfit.required
+                    {
+                        return Err(DecodeError::TypeMismatch {
+                            file: self.spec.file.clone(),
+                            line,
+                            path: misfit.path,
+                            reason: misfit.reason,
+                        });
+                    }
+                    stats.rows_rejected += 1;
+                    rejects.push(RejectedRow {
+                        file: self.spec.file.clone(),
+                        line,
+                        column: (!misfit.path.is_empty()).then_some(misfit.path),
+                        reason: misfit.reason,
+                        raw: element.to_vec(),
+                    });
+                }
+            }
+        }
+        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        let batch = RecordBatch::try_new(self.spec.schema.arrow_schema(), columns)?;
+        Ok(ChunkOutcome {
+            decoded: vec![DecodedBatch { batch, rejects }],
+            stats,
+            drift: std::mem::take(&mut self.drift),
+        })
     }
 }
 
@@ -399,47 +517,17 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         if self.done {
             return Ok(None);
         }
-        let mut written = 0usize;
-        let mut rejects = Vec::new();
-        let mut bytes = 0usize;
-        let mut element = Vec::new();
-        while written < self.batch_rows && bytes < MAX_BATCH_BYTES {
-            let Some(line) = self.next_element(&mut element)? else {
-                self.done = true;
-                self.finish_drift();
-                break;
-            };
-            self.stats.rows_read += 1;
-            bytes += element.len();
-            match self.land(&element, line) {
-                Ok(()) => written += 1,
-                Err(misfit) => {
-                    if self.policy == TypeMismatchPolicy::Fail && !misfit.path.is_empty() && !misfit.required
-                    {
-                        return Err(DecodeError::TypeMismatch {
-                            file: self.file.clone(),
-                            line,
-                            path: misfit.path,
-                            reason: misfit.reason,
-                        });
-                    }
-                    self.stats.rows_rejected += 1;
-                    rejects.push(RejectedRow {
-                        file: self.file.clone(),
-                        line,
-                        column: (!misfit.path.is_empty()).then_some(misfit.path),
-                        reason: misfit.reason,
-                        raw: element.clone(),
-                    });
-                }
-            }
+        if let Some(reader) = self.reader.take() {
+            let spec = self.spec.clone();
+            self.running = Some(ParallelDecoder::new(reader, move || Lander::new(spec.clone())));
         }
-        if written == 0 && rejects.is_empty() {
-            return Ok(None);
+        let running = self.running.as_mut().expect("started above");
+        let batch = running.next_batch(&mut self.stats, &mut self.drift)?;
+        if batch.is_none() {
+            self.done = true;
+            self.finish_drift();
         }
-        self.stats.rows_written += written as u64;
-        let batch = self.finish_batch()?;
-        Ok(Some(DecodedBatch { batch, rejects }))
+        Ok(batch)
     }
 
     fn stats(&self) -> DecodeStats {

@@ -92,7 +92,7 @@ impl ArrayScanner {
     }
 
     /// Scans `chunk[start..]`, appending the bytes of the element being read to `element` (when
-    /// given). Returns `Some(position after the element)` when an element completes — the caller
+    /// given; the caller empties it, or keeps several elements back to back). Returns `Some(position after the element)` when an element completes — the caller
     /// takes it and calls again from there — or `None` when the chunk is used up.
     pub fn scan(
         &mut self,
@@ -140,9 +140,6 @@ impl ArrayScanner {
                         }
                         b => {
                             self.element_line = self.line;
-                            if let Some(e) = element.as_deref_mut() {
-                                e.clear();
-                            }
                             match b {
                                 b'{' | b'[' => {
                                     self.state = State::InContainer;
@@ -314,7 +311,7 @@ mod tests {
         for chunk in input.as_bytes().chunks(size.max(1)) {
             let mut at = 0;
             while let Some(next) = scanner.scan(chunk, at, Some(&mut element))? {
-                out.push((String::from_utf8(element.clone()).unwrap(), scanner.element_line()));
+                out.push((String::from_utf8(std::mem::take(&mut element)).unwrap(), scanner.element_line()));
                 at = next;
             }
         }

@@ -19,6 +19,7 @@ pub mod drift;
 pub mod json;
 pub mod json_array;
 pub mod json_tape;
+pub mod parallel;
 pub mod xlsx;
 
 pub use drift::{Coercion, Drift, FieldCount};
@@ -283,4 +284,6 @@ pub enum DecodeError {
     Open { path: PathBuf, source: std::io::Error },
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }

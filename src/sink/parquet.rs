@@ -19,14 +19,17 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
-use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
+use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use sha2::{Digest, Sha256};
 
 use super::layout;
+use super::row_groups::{EncodedRowGroup, RowGroupEncoder};
 use super::{Destination, SinkError};
 use crate::schema::DatasetSchema;
 
@@ -51,7 +54,8 @@ pub struct PartWriterConfig {
     pub target_file_bytes: usize,
     /// Close a row group at this many rows…
     pub row_group_rows: usize,
-    /// …or at this many (estimated, encoded) bytes, whichever comes first.
+    /// …or at this many bytes of Arrow data, whichever comes first (decided from the data alone,
+    /// so that row groups can be encoded in parallel: see [`super::row_groups`]).
     pub row_group_bytes: usize,
     pub zstd_level: i32,
     /// Bytes buffered before a file's upload turns multipart, and the size of each part.
@@ -63,7 +67,7 @@ impl Default for PartWriterConfig {
         PartWriterConfig {
             target_file_bytes: 256 << 20,
             row_group_rows: 1 << 20,
-            row_group_bytes: 48 << 20,
+            row_group_bytes: 64 << 20,
             zstd_level: 3,
             upload_chunk_bytes: 10 << 20,
         }
@@ -86,7 +90,6 @@ impl PartWriterConfig {
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.zstd_level).unwrap_or_default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
-            .set_max_row_group_bytes(Some(self.row_group_bytes))
             .set_data_page_size_limit(DATA_PAGE_BYTES)
             .set_created_by(format!("cxlake version {}", env!("CARGO_PKG_VERSION")))
             .build()
@@ -120,11 +123,45 @@ impl AsyncFileWriter for HashingWriter {
     }
 }
 
+/// A file's bytes as the Parquet writer produces them, taken out after each row group.
+#[derive(Clone, Default)]
+struct Spool(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("spool lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Spool {
+    fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(&mut *self.0.lock().expect("spool lock")))
+    }
+}
+
 struct OpenFile {
-    writer: AsyncArrowWriter<HashingWriter>,
+    writer: SerializedFileWriter<Spool>,
+    spool: Spool,
+    out: HashingWriter,
     path: Path,
     rows: u64,
     digest: Arc<Mutex<Digested>>,
+}
+
+impl OpenFile {
+    /// Sends what the writer produced so far on to the store.
+    async fn drain(&mut self) -> parquet::errors::Result<()> {
+        let bytes = self.spool.take();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.out.write(bytes).await
+    }
 }
 
 /// Writes one partition directory's worth of part files.
@@ -134,6 +171,7 @@ pub struct PartWriter {
     schema: SchemaRef,
     config: PartWriterConfig,
     properties: WriterProperties,
+    encoder: Option<RowGroupEncoder>,
     current: Option<OpenFile>,
     written: Vec<WrittenFile>,
 }
@@ -175,27 +213,70 @@ impl PartWriter {
         config: PartWriterConfig,
         properties: WriterProperties,
     ) -> PartWriter {
-        PartWriter { properties, dest, dir, schema, config, current: None, written: Vec::new() }
+        PartWriter {
+            properties,
+            dest,
+            dir,
+            schema,
+            config,
+            encoder: None,
+            current: None,
+            written: Vec::new(),
+        }
     }
 
+    fn parquet_error(&self, source: parquet::errors::ParquetError) -> SinkError {
+        let path = match &self.current {
+            Some(file) => file.path.to_string(),
+            None => self
+                .dest
+                .path(&format!("{}/{}", self.dir, layout::part_file_name(self.written.len())))
+                .to_string(),
+        };
+        SinkError::Parquet { path, source }
+    }
+
+    /// Queues `batch`; row groups are encoded on the CPU workers and appended in order.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        // Slices of at most one row group (zero-copy), so files roll close to their target size
-        // even when a decoded batch is larger than a row group.
-        let step = self.config.row_group_rows.max(1);
-        let mut offset = 0;
-        while offset < batch.num_rows() {
-            let slice = batch.slice(offset, step.min(batch.num_rows() - offset));
-            offset += slice.num_rows();
+        if self.encoder.is_none() {
+            let encoder = RowGroupEncoder::new(
+                self.schema.clone(),
+                self.properties.clone(),
+                self.config.row_group_rows,
+                self.config.row_group_bytes,
+            )
+            .map_err(|e| self.parquet_error(e))?;
+            self.encoder = Some(encoder);
+        }
+        let encoder = self.encoder.as_mut().expect("created above");
+        let finished = match encoder.write(batch).await {
+            Ok(finished) => finished,
+            Err(e) => return Err(self.parquet_error(e)),
+        };
+        self.append(finished).await
+    }
+
+    /// Appends finished row groups to the open file, rolling to the next file past the target size.
+    async fn append(&mut self, row_groups: Vec<EncodedRowGroup>) -> Result<(), SinkError> {
+        for row_group in row_groups {
             if self.current.is_none() {
                 self.current = Some(self.open_next()?);
             }
             let file = self.current.as_mut().expect("opened above");
-            file.writer
-                .write(&slice)
+            let parquet_error = |source| SinkError::Parquet { path: file.path.to_string(), source };
+            let appended = (|| {
+                let mut group = file.writer.next_row_group()?;
+                for chunk in row_group.chunks {
+                    chunk.append_to_row_group(&mut group)?;
+                }
+                group.close().map(|_| ())
+            })();
+            appended.map_err(parquet_error)?;
+            file.rows += row_group.rows as u64;
+            file.drain()
                 .await
                 .map_err(|source| SinkError::Parquet { path: file.path.to_string(), source })?;
-            file.rows += slice.num_rows() as u64;
-            if file.writer.bytes_written() + file.writer.in_progress_size() >= self.config.target_file_bytes {
+            if file.writer.bytes_written() >= self.config.target_file_bytes {
                 self.close_current().await?;
             }
         }
@@ -204,20 +285,26 @@ impl PartWriter {
 
     /// Closes the current file (if any), so the next rows start a new one.
     pub async fn roll(&mut self) -> Result<(), SinkError> {
+        if let Some(encoder) = self.encoder.as_mut() {
+            let finished = match encoder.flush().await {
+                Ok(finished) => finished,
+                Err(e) => return Err(self.parquet_error(e)),
+            };
+            self.append(finished).await?;
+        }
         self.close_current().await
     }
 
     /// Closes the last file and returns every file written. No rows means no files.
     pub async fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
-        self.close_current().await?;
+        self.roll().await?;
         Ok(self.written)
     }
 
     /// Abandons the current file, cancelling its upload, and returns what was completed before.
     pub async fn abort(mut self) -> Vec<WrittenFile> {
-        if let Some(file) = self.current.take() {
-            let mut inner = file.writer.into_inner();
-            let _ = inner.inner.abort().await;
+        if let Some(mut file) = self.current.take() {
+            let _ = file.out.inner.abort().await;
         }
         self.written
     }
@@ -228,17 +315,27 @@ impl PartWriter {
         let digest = Arc::new(Mutex::new(Digested::default()));
         let inner =
             BufWriter::with_capacity(self.dest.store.clone(), path.clone(), self.config.upload_chunk_bytes);
-        let sink = HashingWriter { inner, digest: digest.clone() };
-        let writer = AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(self.properties.clone()))
-            .map_err(|source| SinkError::Parquet { path: path.to_string(), source })?;
-        Ok(OpenFile { writer, path, rows: 0, digest })
+        let out = HashingWriter { inner, digest: digest.clone() };
+        let spool = Spool::default();
+        // `ArrowWriter` writes the header and the Arrow schema's metadata; row groups are
+        // appended to the lower-level writer it hands over.
+        let (writer, _) =
+            ArrowWriter::try_new(spool.clone(), self.schema.clone(), Some(self.properties.clone()))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|source| SinkError::Parquet { path: path.to_string(), source })?;
+        Ok(OpenFile { writer, spool, out, path, rows: 0, digest })
     }
 
     async fn close_current(&mut self) -> Result<(), SinkError> {
         let Some(mut file) = self.current.take() else {
             return Ok(());
         };
-        if let Err(source) = file.writer.finish().await {
+        let finished = async {
+            file.writer.finish()?;
+            file.drain().await?;
+            file.out.complete().await
+        };
+        if let Err(source) = finished.await {
             // No abort here: after a failed completion object_store's BufWriter may already be
             // shut down (aborting it then panics). An upload left open under staging is aborted
             // by the next run's sweep.

@@ -118,3 +118,157 @@ async fn synth_writes_the_emulators_data() {
     let (expected, _) = synth::dataset_csv(&small_tenant(), "agent", date("2024-03-01"), None).unwrap();
     assert_eq!(std::fs::read(out).unwrap(), expected);
 }
+
+/// Every file of a lake (bookkeeping included) whose name does not carry the run: its bytes by
+/// path. Rejects and records are named by run, so they are keyed by what follows the run id.
+fn lake_bytes(lake: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    files_under(lake)
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet") || f.contains("/rejects/"))
+        .map(|f| {
+            let bytes = std::fs::read(lake.join(&f)).unwrap();
+            // `…/rejects/…/<run>.csv`: the run id differs, the content must not.
+            let key = if f.contains("/rejects/") { f.rsplit_once('/').unwrap().0.to_string() } else { f };
+            (key, bytes)
+        })
+        .collect()
+}
+
+/// Converts `input` with `threads` workers into a new lake; returns the lake.
+async fn convert_with(dataset: &str, input: &str, threads: &str) -> tempfile::TempDir {
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap();
+    let out = run_cxlake(
+        &[
+            "convert",
+            dataset,
+            "--date",
+            "2024-03-01",
+            "--dest",
+            dest,
+            input,
+            "--threads",
+            threads,
+            "--max-rejects",
+            "100",
+            "--raw",
+            "off",
+            "--log",
+            "warn",
+            "--no-current-tables",
+        ],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    lake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_decoding_and_encoding_write_the_bytes_one_thread_writes() {
+    let inputs = tempfile::tempdir().unwrap();
+    // Turns: quoted chat text with commas, quotes and CR/LF inside fields, across many chunks
+    // (a chunk is 8,192 records), with malformed rows spread over them.
+    let turns = inputs.path().join("turns.csv");
+    let out = run_cxlake(
+        &[
+            "synth",
+            "saltedcx.turn",
+            "--date",
+            "2024-03-01",
+            "--engagements-per-day",
+            "2500",
+            "--out",
+            turns.to_str().unwrap(),
+        ],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read(&turns).unwrap();
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_slice());
+    let records: Vec<csv::ByteRecord> = reader.byte_records().map(|r| r.unwrap()).collect();
+    assert!(records.len() > 4 * 8192, "{} records: too few chunks", records.len());
+    let multi_line = records.iter().filter(|r| r.iter().any(|f| f.contains(&b'\n'))).count();
+    assert!(multi_line > 100, "quoted line breaks in {multi_line} records only");
+    let duration = records[0].iter().position(|f| f == b"duration").unwrap();
+    let mut writer =
+        csv::WriterBuilder::new().flexible(true).terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    let mut bad = 0;
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 && i % 7919 == 0 {
+            let mut broken = record.clone();
+            broken = broken
+                .iter()
+                .enumerate()
+                .map(|(j, f)| if j == duration { &b"12 minutes"[..] } else { f })
+                .collect();
+            writer.write_byte_record(&broken).unwrap();
+            bad += 1;
+        } else if i > 0 && i % 10007 == 0 {
+            writer.write_byte_record(&csv::ByteRecord::from(vec!["only", "three", "fields"])).unwrap();
+            bad += 1;
+        } else {
+            writer.write_byte_record(record).unwrap();
+        }
+    }
+    std::fs::write(&turns, writer.into_inner().unwrap()).unwrap();
+    let turns = turns.to_str().unwrap();
+    let one = convert_with("saltedcx.turn", turns, "1").await;
+    let three = convert_with("saltedcx.turn", turns, "3").await;
+    let (one, three) = (lake_bytes(one.path()), lake_bytes(three.path()));
+    assert_eq!(one.keys().collect::<Vec<_>>(), three.keys().collect::<Vec<_>>());
+    for (path, bytes) in &one {
+        assert!(bytes == &three[path], "{path} differs between 1 and 3 threads");
+    }
+    let rejects: Vec<&Vec<u8>> =
+        one.iter().filter(|(p, _)| p.contains("/rejects/")).map(|(_, b)| b).collect();
+    assert_eq!(rejects.len(), 1);
+    let mut quarantined = csv::Reader::from_reader(rejects[0].as_slice());
+    let lines: Vec<u64> = quarantined.records().map(|r| r.unwrap()[1].parse().unwrap()).collect();
+    assert_eq!(lines.len(), bad, "every malformed row quarantined once");
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "rejects in file order: {lines:?}");
+
+    // Dixa conversations: a JSON array cut into chunks of elements, with elements that cannot
+    // land (not an object, not JSON) among them.
+    let conversations = inputs.path().join("conversations.json");
+    let out = run_cxlake(
+        &[
+            "synth",
+            "dixa.conversation",
+            "--date",
+            "2024-03-01",
+            "--per-day",
+            "9000",
+            "--out",
+            conversations.to_str().unwrap(),
+        ],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let array = std::fs::read_to_string(&conversations).unwrap();
+    let elements: Vec<serde_json::Value> = serde_json::from_str(&array).unwrap();
+    assert!(elements.len() > 8192, "{} elements: one chunk only", elements.len());
+    let mut broken = String::from("[");
+    for (i, element) in elements.iter().enumerate() {
+        if i > 0 {
+            broken.push_str(",\n");
+        }
+        if i % 6007 == 5 {
+            broken.push_str("42,\n");
+        }
+        broken.push_str(&serde_json::to_string(element).unwrap());
+    }
+    broken.push(']');
+    std::fs::write(&conversations, broken).unwrap();
+    let conversations = conversations.to_str().unwrap();
+    let one = convert_with("dixa.conversation", conversations, "1").await;
+    let three = convert_with("dixa.conversation", conversations, "3").await;
+    let (one, three) = (lake_bytes(one.path()), lake_bytes(three.path()));
+    assert!(one.keys().any(|p| p.contains("/rejects/")));
+    assert_eq!(one.keys().collect::<Vec<_>>(), three.keys().collect::<Vec<_>>());
+    for (path, bytes) in &one {
+        assert!(bytes == &three[path], "{path} differs between 1 and 3 threads");
+    }
+}
