@@ -28,7 +28,7 @@ use crate::schema::local_time;
 use crate::schema::value::{self, InvalidValue};
 use crate::schema::{Column, ColumnType, DatasetSchema, Encoding, EXTRA_COLUMN};
 
-/// Rows per batch unless their records grow past [`MAX_CHUNK_BYTES`] first.
+/// Rows per batch at most (a chunk of [`CHUNK_BYTES`] may give several batches).
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
 
 enum Builder {
@@ -319,10 +319,9 @@ struct RecordEnds {
     scanned: usize,
     /// Whether the record being scanned has a byte yet (a line break before any is skipped).
     in_record: bool,
-    /// The first record end ever found (the header's), relative to the current buffer.
+    /// The first record end ever found (the header's): set once, read only by
+    /// [`RecordReader::header`] before anything is cut.
     first: Option<usize>,
-    /// Whether `first` was already taken.
-    first_taken: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -394,7 +393,7 @@ impl RecordEnds {
                             if self.in_record {
                                 self.in_record = false;
                                 last = Some(i);
-                                if self.first.is_none() && !self.first_taken {
+                                if self.first.is_none() {
                                     self.first = Some(i);
                                 }
                             }
@@ -407,11 +406,9 @@ impl RecordEnds {
         last
     }
 
-    /// The header's end, once found (taken once).
-    fn first_end(&mut self) -> Option<usize> {
-        let first = self.first.take()?;
-        self.first_taken = true;
-        Some(first)
+    /// The header's end, once found.
+    fn first_end(&self) -> Option<usize> {
+        self.first
     }
 
     /// The first `len` bytes of the buffer were handed out.

@@ -69,10 +69,6 @@ impl<R: ChunkReader, D: ChunkDecoder<Chunk = R::Chunk>> ParallelDecoder<R, D> {
         }
     }
 
-    pub fn reader(&self) -> &R {
-        &self.reader
-    }
-
     /// The next batch, in file order, with its chunk's counts and drift added to `stats` and
     /// `drift` (absent columns are the format's to decide); `None` at the end.
     pub fn next_batch(

@@ -138,25 +138,29 @@ fn local_error(local: &LocalPath) -> impl Fn(std::io::Error) -> SinkError + '_ {
 /// raw blocks: every zstd reader restores it, and no CPU is spent compressing it again.
 fn compress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, String)> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(input)?);
-    let mut buffer = vec![0u8; 1 << 20];
-    let first = read_full(&mut reader, &mut buffer)?;
+    // The first read is looked at, not consumed: its magic bytes choose the archive's form.
+    let stored = is_compressed(std::io::BufRead::fill_buf(&mut reader)?);
     let file = std::fs::File::create(output)?;
-    let mut out = if is_compressed(&buffer[..first]) {
+    let mut out = if stored {
         Archive::Stored(StoredFrame::new(std::io::BufWriter::with_capacity(1 << 20, file)))
     } else {
         Archive::Zstd(zstd::stream::write::Encoder::new(file, LEVEL)?)
     };
+    let sink: &mut dyn Write = match &mut out {
+        Archive::Zstd(encoder) => encoder,
+        Archive::Stored(frame) => frame,
+    };
     let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
-    let mut n = first;
-    while n > 0 {
-        hasher.update(&buffer[..n]);
-        match &mut out {
-            Archive::Zstd(encoder) => encoder.write_all(&buffer[..n])?,
-            Archive::Stored(frame) => frame.write_all(&buffer[..n])?,
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
         }
+        hasher.update(&buffer[..n]);
+        sink.write_all(&buffer[..n])?;
         bytes += n as u64;
-        n = reader.read(&mut buffer)?;
     }
     let file = match out {
         Archive::Zstd(encoder) => encoder.finish()?,
@@ -170,18 +174,6 @@ fn compress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, Stri
 enum Archive {
     Zstd(zstd::stream::write::Encoder<'static, std::fs::File>),
     Stored(StoredFrame<std::io::BufWriter<std::fs::File>>),
-}
-
-/// Reads until `buffer` is full or the input ends.
-fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// A zip (XLSX), gzip or zstd file, by its magic bytes.

@@ -280,6 +280,16 @@ pub async fn run_cxlake<A: AsRef<str>, K: AsRef<str>, V: AsRef<str>>(args: &[A],
     .unwrap()
 }
 
+/// `cxlake synth DATASET --date 2024-03-01 VOLUME_FLAG COUNT --out PATH` (the generators' day, on
+/// disk as a platform would send it); panics if it fails.
+pub async fn synth_file(dataset: &str, volume_flag: &str, count: &str, out: &Path) {
+    let out = out.to_str().unwrap();
+    let run =
+        run_cxlake(&["synth", dataset, "--date", "2024-03-01", volume_flag, count, "--out", out], NO_ENV)
+            .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
 /// Starts `cxlake args`, lets it run for `delay`, then SIGKILLs it: no destructor, no cleanup.
 pub async fn kill_after<K: AsRef<str>, V: AsRef<str>>(args: &[&str], env: &[(K, V)], delay: Duration) {
     let mut child = std::process::Command::new(cxlake_bin())

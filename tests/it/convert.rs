@@ -100,27 +100,13 @@ async fn convert_refuses_what_it_cannot_do_before_touching_the_lake() {
 async fn synth_writes_the_emulators_data() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("agents.csv");
-    let run = run_cxlake(
-        &[
-            "synth",
-            "saltedcx.agent",
-            "--date",
-            "2024-03-01",
-            "--engagements-per-day",
-            "60",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        NO_ENV,
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    synth_file("saltedcx.agent", "--engagements-per-day", "60", &out).await;
     let (expected, _) = synth::dataset_csv(&small_tenant(), "agent", date("2024-03-01"), None).unwrap();
     assert_eq!(std::fs::read(out).unwrap(), expected);
 }
 
-/// Every file of a lake (bookkeeping included) whose name does not carry the run: its bytes by
-/// path. Rejects and records are named by run, so they are keyed by what follows the run id.
+/// The lake's Parquet files by path, and its reject files by directory (a reject file is named
+/// by its run, which differs between two runs): their bytes.
 fn lake_bytes(lake: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     files_under(lake)
         .into_iter()
@@ -170,21 +156,7 @@ async fn parallel_decoding_and_encoding_write_the_bytes_one_thread_writes() {
     // Turns: quoted chat text with commas, quotes and CR/LF inside fields, across many chunks
     // (a chunk is 8,192 records), with malformed rows spread over them.
     let turns = inputs.path().join("turns.csv");
-    let out = run_cxlake(
-        &[
-            "synth",
-            "saltedcx.turn",
-            "--date",
-            "2024-03-01",
-            "--engagements-per-day",
-            "2500",
-            "--out",
-            turns.to_str().unwrap(),
-        ],
-        NO_ENV,
-    )
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    synth_file("saltedcx.turn", "--engagements-per-day", "2500", &turns).await;
     let text = std::fs::read(&turns).unwrap();
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_slice());
     let records: Vec<csv::ByteRecord> = reader.byte_records().map(|r| r.unwrap()).collect();
@@ -232,21 +204,7 @@ async fn parallel_decoding_and_encoding_write_the_bytes_one_thread_writes() {
     // Dixa conversations: a JSON array cut into chunks of elements, with elements that cannot
     // land (not an object, not JSON) among them.
     let conversations = inputs.path().join("conversations.json");
-    let out = run_cxlake(
-        &[
-            "synth",
-            "dixa.conversation",
-            "--date",
-            "2024-03-01",
-            "--per-day",
-            "9000",
-            "--out",
-            conversations.to_str().unwrap(),
-        ],
-        NO_ENV,
-    )
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    synth_file("dixa.conversation", "--per-day", "9000", &conversations).await;
     let array = std::fs::read_to_string(&conversations).unwrap();
     let elements: Vec<serde_json::Value> = serde_json::from_str(&array).unwrap();
     assert!(elements.len() > 8192, "{} elements: one chunk only", elements.len());

@@ -229,21 +229,7 @@ async fn events_get_no_second_copy_and_their_view_shows_a_late_re_export_once() 
     let lake_arg = lake.to_str().unwrap();
     // Day 1 of turns from the generator; day 2 re-exports day 1's first turn, edited.
     let day1 = dir.path().join("turns-1.csv");
-    let out = run_cxlake(
-        &[
-            "synth",
-            "saltedcx.turn",
-            "--date",
-            "2024-03-01",
-            "--per-day",
-            "3",
-            "--out",
-            day1.to_str().unwrap(),
-        ],
-        NO_ENV,
-    )
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    synth_file("saltedcx.turn", "--per-day", "3", &day1).await;
     let mut reader = csv::Reader::from_path(&day1).unwrap();
     let header = reader.headers().unwrap().clone();
     let mut first = reader.records().next().unwrap().unwrap().iter().map(str::to_string).collect::<Vec<_>>();
