@@ -395,6 +395,11 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
 
+    /// Memory for the work running at once: conversions across datasets and windows, current-table
+    /// builds (e.g. 256MiB, 1GiB); a large file's conversion takes up to 160 MiB, a small one little
+    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
+    pub memory_budget: String,
+
     /// Keep every fetched file, zstd-compressed, under _cxlake/raw/ (for `cxlake replay`), or not
     /// (default: keep, but off when --pii hashes or drops, since raw files hold personal data as fetched)
     #[arg(long, value_enum, value_name = "keep|off")]
@@ -513,11 +518,6 @@ pub struct LakeArgs {
     /// Windows in flight at once: the next day's export and downloads overlap this day's conversions
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
     pub parallel_windows: u16,
-
-    /// Memory for conversions running at once, across datasets and windows (e.g. 512MiB, 2GiB);
-    /// a large file's conversion takes up to 256 MiB, a small one little
-    #[arg(long, default_value = "512MiB", value_name = "SIZE")]
-    pub memory_budget: String,
 
     /// Bytes buffered per file before its upload turns multipart (at least S3's 5 MiB part minimum)
     #[arg(long, hide = true, default_value_t = PartWriterConfig::default().upload_chunk_bytes)]
@@ -784,6 +784,9 @@ pub struct CurrentArgs {
     /// How long to wait for a current table another run is refreshing
     #[arg(long, default_value = "30m", value_name = "DURATION")]
     pub lease_wait: String,
+    /// Memory a table's build may hold: its keys beyond a quarter of it go to temporary files
+    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
+    pub memory_budget: String,
 }
 
 #[derive(Debug, Args)]
@@ -941,6 +944,10 @@ impl OutputArgs {
             }),
             pii: PiiPolicy { default: self.pii, key: PiiKey::from_env() },
             lease_wait: parse_duration(&self.lease_wait)?,
+            memory: MemoryBudget::new(
+                budget::parse_size(&self.memory_budget)
+                    .map_err(|e| usage(format!("--memory-budget: {e}")))?,
+            ),
             ..WriteOptions::default()
         })
     }
@@ -979,10 +986,6 @@ impl LakeArgs {
             spool_dir: self.spool_dir.clone(),
             skip_done: self.skip_done,
             parallel_windows: usize::from(self.parallel_windows),
-            memory: MemoryBudget::new(
-                budget::parse_size(&self.memory_budget)
-                    .map_err(|e| usage(format!("--memory-budget: {e}")))?,
-            ),
             ..self.output.options()?
         })
     }
@@ -1406,6 +1409,9 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     }
     let run_id = new_run_id();
     let (ttl, wait) = (parse_duration(&args.lock_ttl)?, parse_duration(&args.lease_wait)?);
+    let memory = MemoryBudget::new(
+        budget::parse_size(&args.memory_budget).map_err(|e| usage(format!("--memory-budget: {e}")))?,
+    );
     let lock = RunGuard::start(&dest, &run_id, ttl).await.map_err(lease_error)?;
     let refreshed = async {
         let mut tables = Vec::new();
@@ -1413,7 +1419,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
             let lease =
                 Lease::acquire_waiting(&dest, &LeaseName::current(source), &run_id, ttl, wait).await?;
             let refreshed =
-                current::refresh_tables(&dest, source, datasets, *format, &run_id, args.full).await;
+                current::refresh_tables(&dest, source, datasets, *format, &run_id, &memory, args.full).await;
             lease.release().await?;
             tables.extend(refreshed?);
             StateStore::new(dest.clone()).delete(&layout::current_refresh_failure_file(source)).await?;

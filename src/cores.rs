@@ -31,21 +31,6 @@ pub fn available() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// Caps glibc's malloc arenas (unless `MALLOC_ARENA_MAX` says otherwise). glibc gives each
-/// thread that contends for the allocator an arena of its own, up to eight per core, and an
-/// arena keeps what was freed in it: with batches allocated on one thread and freed on another,
-/// a 685 MB turns conversion peaked at 270 MiB with the default and 245 MiB with two arenas, in
-/// the same time. Called first thing in `main`, before any thread exists.
-pub fn limit_allocator_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a tunable; no thread allocates concurrently this early.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
 /// Sets the pool's size before its first use (`--threads`); later calls change nothing.
 pub fn configure(threads: usize) {
     CONFIGURED.store(threads.max(1), Ordering::SeqCst);

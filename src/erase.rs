@@ -644,6 +644,7 @@ impl Erasure<'_> {
                         std::slice::from_ref(schema),
                         format,
                         &self.run_id,
+                        &crate::budget::MemoryBudget::default(),
                         true,
                     )
                     .await?;

@@ -17,6 +17,7 @@ pub mod decode;
 pub mod doctor;
 pub mod drift;
 pub mod erase;
+pub mod heap;
 pub mod interrupt;
 pub mod logging;
 pub mod metrics;

@@ -1,5 +1,8 @@
 //! The `cxlake` binary: parse, run, report, exit with a code that says what happened.
 
+#[global_allocator]
+static HEAP: cxlake::heap::CountingAllocator = cxlake::heap::CountingAllocator;
+
 fn main() {
     // Like other command-line tools, end quietly when stdout is a closed pipe (`cxlake … | head`)
     // instead of panicking on the failed write.
@@ -8,7 +11,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    cxlake::cores::limit_allocator_arenas();
+    cxlake::heap::tune_allocator();
     let cli = cxlake::cli::parse(std::env::args_os().collect());
     cxlake::logging::init(&cli);
     let runtime =

@@ -323,8 +323,16 @@ async fn refresh_current_tables<S: Source>(
             let (ttl, wait) = (plan.options.lock_ttl, plan.options.lease_wait);
             let lease =
                 Lease::acquire_waiting(dest, &LeaseName::current(source), &plan.run_id, ttl, wait).await?;
-            let tables =
-                current::refresh_tables(dest, source, &plan.datasets, format, &plan.run_id, false).await;
+            let tables = current::refresh_tables(
+                dest,
+                source,
+                &plan.datasets,
+                format,
+                &plan.run_id,
+                &plan.options.memory,
+                false,
+            )
+            .await;
             lease.release().await?;
             let tables = tables?;
             // The views cover every source in the lake; this plan's schemas win over the embedded.
@@ -355,6 +363,7 @@ async fn refresh_current_tables<S: Source>(
             }
         }
     }
+    report.memory = Some(crate::report::MemoryReport::now(&plan.options.memory));
     StateStore::new(plan.dest.clone()).put_json(&layout::run_report_file(&plan.run_id), &report).await?;
     Ok(report)
 }
@@ -530,6 +539,7 @@ async fn run_windows<S: Source>(plan: &SyncPlan<S>) -> Result<RunReport, SinkErr
         current: Vec::new(),
         current_error: None,
         interrupted: crate::interrupt::requested(),
+        memory: None,
     };
     Ok(report)
 }
@@ -774,7 +784,8 @@ pub async fn stage_files<S>(
     let reservation = plan.options.memory.reserve(input_bytes).await;
     tracing::debug!(dataset = %schema.dataset, window = %window, reserved_mib = reservation.mib(), "Conversion started");
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
-    let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, plan.options.writer);
+    let writer_config = plan.options.writer.within(reservation.bytes());
+    let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, writer_config);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
     let pii = plan.options.pii.for_dataset(&schema).map_err(WindowError::Internal)?;
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
@@ -787,6 +798,8 @@ pub async fn stage_files<S>(
         window: Some(window),
         timezone: plan.options.timezone,
         on_type_mismatch: plan.options.on_type_mismatch,
+        // The writer takes up to three quarters of the share (two row groups and its queue).
+        memory: Some(reservation.bytes() / 4),
         ..FileContext::default()
     };
     let mut drifts: Vec<Drift> = Vec::with_capacity(files.len());

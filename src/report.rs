@@ -144,6 +144,34 @@ pub struct RunReport {
     /// Stopped by Ctrl-C or SIGTERM: the windows not started are `skipped`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// What the run was allowed to hold and what the process held, up to the report's writing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+}
+
+/// The memory budget against the process's use of memory (peaks since the process started, so
+/// the second source of a `sync` of several reports the first one's peak if it was higher).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// `--memory-budget`.
+    pub budget_mib: u32,
+    /// The most the budget had handed out at one time.
+    pub peak_reserved_mib: u32,
+    /// The most bytes allocated at one time (the counting allocator; 0 if not installed).
+    pub peak_heap_mib: u64,
+    /// The process's peak resident set (`getrusage`).
+    pub peak_rss_mib: u64,
+}
+
+impl MemoryReport {
+    pub fn now(budget: &crate::budget::MemoryBudget) -> MemoryReport {
+        MemoryReport {
+            budget_mib: budget.total_mib(),
+            peak_reserved_mib: budget.peak_reserved_mib(),
+            peak_heap_mib: (crate::heap::peak() >> 20) as u64,
+            peak_rss_mib: crate::heap::peak_rss() >> 20,
+        }
+    }
 }
 
 impl RunReport {
@@ -285,6 +313,7 @@ mod tests {
             current: Vec::new(),
             current_error: None,
             interrupted: false,
+            memory: None,
         }
     }
 

@@ -35,6 +35,7 @@
 
 mod keys;
 mod manifest;
+mod spill;
 mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -49,6 +50,7 @@ use chrono::{NaiveDate, Utc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::MemoryBudget;
 use crate::schema::{DatasetKind, DatasetSchema};
 use crate::sink::delta::{self, Replaces, TableSpec, WindowCommit, PARTITION_COLUMN};
 use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig, WrittenFile};
@@ -57,6 +59,7 @@ use crate::state::{StateStore, WindowStatus};
 use keys::{KeyFilter, KeyReader, KeyedRow, OrderedVersion};
 pub use manifest::{duplicate_keys, table_files, DuplicateKeys};
 use manifest::{Manifest, Segment};
+use spill::{KeyRecord, KeySpill};
 pub use views::{lake_tables, views_sql, write_views, CurrentView, ViewTable};
 
 /// Left in the lake while a source's current tables lag behind its history because a refresh
@@ -104,6 +107,14 @@ pub struct CurrentReport {
     /// Rows of the history that repeat another row's key and version within their window.
     #[serde(default)]
     pub duplicate_keys: u64,
+    /// Bytes of key records a full build wrote to temporary files (its keys outgrew a quarter of
+    /// its memory share).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_spilled: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl CurrentReport {
@@ -122,11 +133,15 @@ impl CurrentReport {
                 self.seconds
             ),
         };
+        let spilled = match self.bytes_spilled {
+            0 => String::new(),
+            n => format!(", {:.1} MB of keys spilled to disk", n as f64 / 1e6),
+        };
         let duplicates = match self.duplicate_keys {
             0 => String::new(),
             n => format!("; {n} history row(s) repeat a key and version within their window — the last in file order is kept; see `cxlake drift`"),
         };
-        format!("current table {}: {} rows, one per key ({how}){duplicates}", self.path, self.rows)
+        format!("current table {}: {} rows, one per key ({how}{spilled}){duplicates}", self.path, self.rows)
     }
 }
 
@@ -282,6 +297,7 @@ struct Refresh<'a> {
     /// how many and where the first such row is (file, row).
     read_dates: BTreeSet<NaiveDate>,
     duplicates: BTreeMap<NaiveDate, (u64, String, usize)>,
+    bytes_spilled: u64,
 }
 
 impl Refresh<'_> {
@@ -352,23 +368,90 @@ impl Refresh<'_> {
     }
 
     /// A full rebuild: every window, newest first; a key's row comes from the newest window
-    /// that has it.
+    /// that has it. Key records go through a [`KeySpill`] holding at most `allowance` bytes of
+    /// them; the answer is one bit per history row.
     async fn plan_full(
         &mut self,
         partitions: &[HistoryPartition],
         previous: Option<&Manifest>,
+        allowance: usize,
     ) -> Result<Plan, SinkError> {
-        let mut seen: HashSet<u128> = HashSet::new();
-        let mut winners = Vec::new();
-        for (index, partition) in partitions.iter().enumerate() {
-            let per_file = self.read_partition(partition).await?;
-            for (hash, (file, row)) in partition_winners(&per_file, |h| seen.contains(h)) {
-                seen.insert(hash);
-                winners.push(Winner { date: partition.date, partition: index, file, row });
+        let scratch = |e: std::io::Error| SinkError::Local {
+            path: std::env::temp_dir().display().to_string(),
+            message: format!(
+                "spilling the keys of {} to a temporary directory: {e}",
+                self.schema.qualified_name()
+            ),
+        };
+        let projection = KeyReader::projection(self.schema);
+        let mut spill = KeySpill::new(allowance).map_err(scratch)?;
+        // Rows per file, to size each file's bitmap of winners.
+        let mut file_rows: Vec<Vec<usize>> = Vec::with_capacity(partitions.len());
+        let mut keyed = Vec::new();
+        for (p, partition) in partitions.iter().enumerate() {
+            let mut rows_of_files = Vec::with_capacity(partition.files.len());
+            for (f, file) in partition.files.iter().enumerate() {
+                let mut row = 0usize;
+                let mut batches = std::pin::pin!(self.open(file, Some(&projection)).await?);
+                while let Some(batch) = batches.try_next().await? {
+                    keyed.clear();
+                    self.keys.read(self.schema, &batch, &mut keyed, file)?;
+                    for entry in &keyed {
+                        if let Some((hash, version)) = entry {
+                            let record = KeyRecord {
+                                hash: *hash,
+                                version: version.flatten(),
+                                partition: p as u32,
+                                file: f as u32,
+                                row: row as u32,
+                            };
+                            spill.push(record).map_err(scratch)?;
+                        }
+                        row += 1;
+                    }
+                }
+                rows_of_files.push(row);
             }
+            self.read_dates.insert(partition.date);
+            file_rows.push(rows_of_files);
         }
+        self.keys_read += spill.records;
+        self.bytes_spilled = spill.spilled_bytes();
+        let mut masks: Vec<Vec<BooleanBufferBuilder>> = file_rows
+            .iter()
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|rows| {
+                        let mut mask = BooleanBufferBuilder::new(*rows);
+                        mask.append_n(*rows, false);
+                        mask
+                    })
+                    .collect()
+            })
+            .collect();
+        let duplicates = spill
+            .winners(|p, f, row| masks[p as usize][f as usize].set_bit(row as usize, true))
+            .map_err(scratch)?;
+        for (p, (count, (file, row))) in duplicates {
+            let partition = &partitions[p as usize];
+            self.duplicates
+                .insert(partition.date, (count, partition.files[file as usize].clone(), row as usize));
+        }
+        let selections = masks
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(p, files)| {
+                files.iter_mut().enumerate().map(move |(f, mask)| Selection {
+                    date: partitions[p].date,
+                    file: partitions[p].files[f].clone(),
+                    mask: mask.finish(),
+                    has_date: false,
+                })
+            })
+            .collect();
         Ok(Plan {
-            selections: history_selections(partitions, winners),
+            selections,
             replaced: (0..previous.map_or(0, |m| m.segments.len())).collect(),
             windows_changed: partitions.len(),
         })
@@ -660,7 +743,7 @@ pub async fn refresh_dataset(
     schema: &DatasetSchema,
     format: OutputFormat,
     run_id: &str,
-    config: PartWriterConfig,
+    memory: &MemoryBudget,
     full: bool,
 ) -> Result<Option<CurrentReport>, SinkError> {
     let started = std::time::Instant::now();
@@ -672,6 +755,8 @@ pub async fn refresh_dataset(
     }
     let windows: BTreeMap<NaiveDate, String> =
         partitions.iter().map(|p| (p.date, p.fingerprint.clone())).collect();
+    // A build holds a quarter of its share in key records, then its writer the whole.
+    let reservation = memory.reserve_full().await;
     let mut refresh = Refresh {
         dest,
         source,
@@ -681,6 +766,7 @@ pub async fn refresh_dataset(
         keys_read: 0,
         read_dates: BTreeSet::new(),
         duplicates: BTreeMap::new(),
+        bytes_spilled: 0,
     };
     // Key filters are read only when there are changes to apply; without them, a full rebuild.
     let filters = match &previous {
@@ -706,13 +792,15 @@ pub async fn refresh_dataset(
                 bytes_written: 0,
                 seconds: started.elapsed().as_secs_f64(),
                 duplicate_keys: manifest.duplicate_keys.values().map(|d| d.rows).sum(),
+                bytes_spilled: 0,
             }));
         }
         (Some(manifest), Some(filters)) => {
             (refresh.plan_incremental(&partitions, manifest, filters).await?, RefreshMode::Incremental)
         }
-        _ => (refresh.plan_full(&partitions, None).await?, RefreshMode::Full),
+        _ => (refresh.plan_full(&partitions, None, reservation.bytes() / 4).await?, RefreshMode::Full),
     };
+    let config = PartWriterConfig::default().within(reservation.bytes());
     let staged = refresh.write(plan.selections, run_id, config).await?;
     let duplicate_keys = refresh.duplicate_keys(previous.as_ref(), &windows).await?;
     for (date, duplicates) in &duplicate_keys {
@@ -742,6 +830,7 @@ pub async fn refresh_dataset(
         bytes_written,
         seconds: started.elapsed().as_secs_f64(),
         duplicate_keys: manifest.duplicate_keys.values().map(|d| d.rows).sum(),
+        bytes_spilled: refresh.bytes_spilled,
     }))
 }
 
@@ -884,17 +973,17 @@ pub async fn refresh_tables(
     datasets: &[Arc<DatasetSchema>],
     format: OutputFormat,
     run_id: &str,
+    memory: &MemoryBudget,
     full: bool,
 ) -> Result<Vec<CurrentReport>, SinkError> {
     let mut reports = Vec::new();
     for schema in datasets {
         match schema.kind {
             DatasetKind::Entities => {
-                let config = PartWriterConfig::default();
                 if let Some(report) =
-                    refresh_dataset(dest, source, schema, format, run_id, config, full).await?
+                    refresh_dataset(dest, source, schema, format, run_id, memory, full).await?
                 {
-                    tracing::info!(dataset = %schema.dataset, mode = ?report.mode, rows = report.rows, rows_written = report.rows_written, bytes_read = report.bytes_read, "Current table refreshed");
+                    tracing::info!(dataset = %schema.dataset, mode = ?report.mode, rows = report.rows, rows_written = report.rows_written, bytes_read = report.bytes_read, bytes_spilled = report.bytes_spilled, "Current table refreshed");
                     reports.push(report);
                 }
             }

@@ -186,6 +186,8 @@ struct RowSpec {
     times_of_day: bool,
     header_len: usize,
     batch_rows: usize,
+    /// The context's memory for chunks in flight.
+    memory: Option<usize>,
 }
 
 /// Whole records of the file, as bytes: where they start in the file and on which line.
@@ -686,6 +688,7 @@ impl<R: Read> CsvDecoder<R> {
                 extra_index: schema.extra_index(),
                 policy: TypeMismatchPolicy::Extra.for_schema(&schema),
                 header_len,
+                memory: None,
                 fills: vec![None; schema.columns.len()],
                 zone: None,
                 fold: local_time::Fold::default(),
@@ -724,6 +727,7 @@ impl<R: Read> CsvDecoder<R> {
         self.spec.zone = context.timezone;
         self.spec.fold = context.fold;
         self.spec.day = context.window.map(|w| w.date);
+        self.spec.memory = context.memory;
         self
     }
 
@@ -747,7 +751,10 @@ impl<R: Read> CsvDecoder<R> {
         }
         if let Some(reader) = self.reader.take() {
             let spec = self.spec.clone();
-            self.running = Some(ParallelDecoder::new(reader, move || RowParser::new(spec.clone())));
+            let memory = self.spec.memory;
+            // A chunk's bytes, and its batches at about twice that as Arrow arrays.
+            let make = move || RowParser::new(spec.clone());
+            self.running = Some(ParallelDecoder::new(reader, make, memory, 3 * CHUNK_BYTES));
         }
         let running = self.running.as_mut().expect("started above");
         // The header's absent columns stand: chunks add counts, never absences.

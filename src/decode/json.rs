@@ -84,6 +84,8 @@ struct LandingSpec {
     required: Arc<Vec<usize>>,
     /// The value of each column filled from the window (days or microseconds).
     fills: Vec<Option<i64>>,
+    /// The context's memory for chunks in flight.
+    memory: Option<usize>,
 }
 
 /// A run of whole elements of the array: their bytes, back to back, and where each starts,
@@ -259,6 +261,7 @@ impl<R: Read> JsonDecoder<R> {
                 schema,
                 file: file.clone(),
                 batch_rows,
+                memory: None,
             },
             reader: Some(ElementReader {
                 file,
@@ -285,6 +288,7 @@ impl<R: Read> JsonDecoder<R> {
     pub fn with_context(mut self, context: super::FileContext) -> Self {
         self.spec.fills = super::fill_values(&self.spec.schema, context.window, context.timezone);
         self.spec.policy = context.on_type_mismatch.for_schema(&self.spec.schema);
+        self.spec.memory = context.memory;
         self
     }
 
@@ -519,7 +523,10 @@ impl<R: Read> BatchDecoder for JsonDecoder<R> {
         }
         if let Some(reader) = self.reader.take() {
             let spec = self.spec.clone();
-            self.running = Some(ParallelDecoder::new(reader, move || Lander::new(spec.clone())));
+            let memory = self.spec.memory;
+            // A chunk's bytes, and its batches at about as much again as Arrow arrays.
+            let make = move || Lander::new(spec.clone());
+            self.running = Some(ParallelDecoder::new(reader, make, memory, 2 * MAX_BATCH_BYTES));
         }
         let running = self.running.as_mut().expect("started above");
         let batch = running.next_batch(&mut self.stats, &mut self.drift)?;

@@ -89,6 +89,9 @@ pub struct FileContext {
     /// source knows (an hourly export written twice under one local name).
     pub fold: crate::schema::local_time::Fold,
     pub on_type_mismatch: TypeMismatchPolicy,
+    /// What the decoder may hold in chunks being decoded at once (raw bytes and their batches);
+    /// `None`: a chunk per worker and one more.
+    pub memory: Option<usize>,
 }
 
 impl FileContext {

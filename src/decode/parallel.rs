@@ -55,13 +55,21 @@ pub struct ParallelDecoder<R: ChunkReader, D: ChunkDecoder<Chunk = R::Chunk>> {
 }
 
 impl<R: ChunkReader, D: ChunkDecoder<Chunk = R::Chunk>> ParallelDecoder<R, D> {
-    pub fn new(reader: R, make: impl FnMut() -> D + 'static) -> Self {
+    /// `memory`: what the chunks in flight may hold at once, each costing about `chunk_cost`
+    /// (its bytes and its decoded batches); at least one is always in flight.
+    pub fn new(
+        reader: R,
+        make: impl FnMut() -> D + 'static,
+        memory: Option<usize>,
+        chunk_cost: usize,
+    ) -> Self {
+        let allowed = memory.map_or(usize::MAX, |bytes| (bytes / chunk_cost.max(1)).max(1));
         ParallelDecoder {
             reader,
             make: Box::new(make),
             idle: Vec::new(),
             pending: VecDeque::new(),
-            max_pending: cores::threads() + 1,
+            max_pending: (cores::threads() + 1).min(allowed),
             read_all: false,
             queue: VecDeque::new(),
             read_error: None,

@@ -57,6 +57,8 @@ pub struct PartWriterConfig {
     /// …or at this many bytes of Arrow data, whichever comes first (decided from the data alone,
     /// so that row groups can be encoded in parallel: see [`super::row_groups`]).
     pub row_group_bytes: usize,
+    /// Arrow data waiting for the encoders at most (the writer's other bound on memory).
+    pub queued_bytes: usize,
     pub zstd_level: i32,
     /// Bytes buffered before a file's upload turns multipart, and the size of each part.
     pub upload_chunk_bytes: usize,
@@ -68,6 +70,7 @@ impl Default for PartWriterConfig {
             target_file_bytes: 256 << 20,
             row_group_rows: 1 << 20,
             row_group_bytes: 64 << 20,
+            queued_bytes: 32 << 20,
             zstd_level: 3,
             upload_chunk_bytes: 10 << 20,
         }
@@ -75,6 +78,20 @@ impl Default for PartWriterConfig {
 }
 
 impl PartWriterConfig {
+    /// These settings shrunk to fit a conversion allowed `memory` bytes in all. A writer holds
+    /// up to two row groups being encoded (their column chunks, compressed, and each column's
+    /// open page and dictionary) plus the queue in front of them; measured with the defaults
+    /// (64 MiB row groups, 32 MiB queue), a whole conversion's heap peaks at 110–146 MiB, so a
+    /// quarter of the allowance goes to a row group and an eighth to the queue. Smaller row
+    /// groups cost a little size (dictionaries start over in each), never correctness.
+    pub fn within(self, memory: usize) -> PartWriterConfig {
+        PartWriterConfig {
+            row_group_bytes: self.row_group_bytes.min(memory / 4).max(4 << 20),
+            queued_bytes: self.queued_bytes.min(memory / 8).max(1 << 20),
+            ..self
+        }
+    }
+
     /// The one place where Parquet writer properties are decided. Columns in `plain_columns`
     /// skip dictionary encoding: for values unique per row a dictionary only costs CPU and memory
     /// until it overflows its page and falls back to plain anyway.
@@ -244,6 +261,7 @@ impl PartWriter {
                 self.properties.clone(),
                 self.config.row_group_rows,
                 self.config.row_group_bytes,
+                self.config.queued_bytes,
             )
             .map_err(|e| self.parquet_error(e))?;
             self.encoder = Some(encoder);

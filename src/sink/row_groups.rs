@@ -27,9 +27,6 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::cores::{self, Strand};
 
-/// Arrow data waiting for an encoder, across the lanes of one writer.
-const MAX_QUEUED_KIB: usize = 32 << 10;
-
 /// A finished row group: its column chunks, in schema order, and its row count.
 pub struct EncodedRowGroup {
     pub chunks: Vec<ArrowColumnChunk>,
@@ -57,7 +54,9 @@ pub struct RowGroupEncoder {
     row_group_rows: usize,
     row_group_bytes: usize,
     max_lanes: usize,
+    /// Arrow data waiting for an encoder, across the lanes of one writer, in KiB.
     queued: Arc<Semaphore>,
+    max_queued_kib: usize,
     /// Oldest first; only the last one may still take batches.
     lanes: VecDeque<Lane>,
     /// Row groups opened so far (the index parquet's column writers are created with).
@@ -70,6 +69,7 @@ impl RowGroupEncoder {
         properties: WriterProperties,
         row_group_rows: usize,
         row_group_bytes: usize,
+        queued_bytes: usize,
     ) -> Result<RowGroupEncoder> {
         // The factory is what `ArrowWriter` derives from the schema and properties; the file it
         // was made for is discarded (each part file has its own `SerializedFileWriter`).
@@ -81,7 +81,8 @@ impl RowGroupEncoder {
             row_group_rows: row_group_rows.max(1),
             row_group_bytes: row_group_bytes.max(1),
             max_lanes: cores::threads().max(2),
-            queued: Arc::new(Semaphore::new(MAX_QUEUED_KIB)),
+            queued: Arc::new(Semaphore::new((queued_bytes >> 10).max(1))),
+            max_queued_kib: (queued_bytes >> 10).max(1),
             lanes: VecDeque::new(),
             opened: 0,
         })
@@ -108,7 +109,7 @@ impl RowGroupEncoder {
             lane.rows += take;
             lane.bytes += bytes;
             // A batch larger than the whole queue waits for it to empty.
-            let kib = (bytes >> 10).clamp(1, MAX_QUEUED_KIB) as u32;
+            let kib = (bytes >> 10).clamp(1, self.max_queued_kib) as u32;
             let permit =
                 self.queued.clone().acquire_many_owned(kib).await.expect("the semaphore is never closed");
             let (state, schema) = (lane.writers.clone(), self.schema.clone());

@@ -423,6 +423,68 @@ async fn incremental_equals_full_rebuild(format: &str) {
     assert_eq!(read(lake.clone()).await, expected_things(&windows), "{}", out.stdout);
 }
 
+/// A first build whose keys outgrow a quarter of its memory share spills them to disk by hash
+/// partition and gives the same table as one that holds them all (and as the definition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_build_whose_keys_outgrow_its_memory_spills_them_and_gives_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(schemas.join("acme")).unwrap();
+    std::fs::write(schemas.join("acme/thing.toml"), THING_SCHEMA).unwrap();
+    let lake = dir.path().join("lake");
+    let (lake_arg, schemas_arg) = (lake.to_str().unwrap(), schemas.to_str().unwrap());
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    // Three windows of 90,000 rows over 150,000 ids, versions 0–4 (so repeats within a window).
+    let mut windows: std::collections::BTreeMap<String, Vec<ThingRow>> = Default::default();
+    for day in 1..=3 {
+        let date = format!("2024-03-{day:02}");
+        let rows: Vec<ThingRow> =
+            (0..90_000).map(|i| (next(150_000) as i64, next(5) as i64, format!("d{day} r{i}"))).collect();
+        let json: Vec<String> = rows
+            .iter()
+            .map(|(id, version, value)| format!(r#"{{"id":{id},"value":"{value}","updated_at":{version}}}"#))
+            .collect();
+        let file = dir.path().join(format!("things-{day}.json"));
+        std::fs::write(&file, format!("[{}]", json.join(",\n"))).unwrap();
+        let args = ["convert", "acme.thing", "--date", &date, "--dest", lake_arg, "--schemas", schemas_arg];
+        let out =
+            run_cxlake(&[&args[..], &["--no-current-tables", file.to_str().unwrap()]].concat(), NO_ENV).await;
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        windows.insert(date, rows);
+    }
+    let expected = expected_things(&windows);
+    let table = || thing_rows(read_dir_rows(&lake.join("acme_current/thing")));
+    // 270,000 key records of 45 bytes (12 MB) against a quarter of 16 MiB: spilled.
+    let spilled = run_cxlake(
+        &["current", "--dest", lake_arg, "--schemas", schemas_arg, "--full", "--memory-budget", "16MiB"],
+        NO_ENV,
+    )
+    .await;
+    assert_eq!(spilled.code, 0, "{}\n{}", spilled.stdout, spilled.stderr);
+    assert!(spilled.stdout.contains("MB of keys spilled to disk"), "{}", spilled.stdout);
+    assert_eq!(table(), expected, "the spilled build is the table by definition");
+    let held = run_cxlake(&["current", "--dest", lake_arg, "--schemas", schemas_arg, "--full"], NO_ENV).await;
+    assert_eq!(held.code, 0, "{}\n{}", held.stdout, held.stderr);
+    assert!(!held.stdout.contains("spilled"), "{}", held.stdout);
+    assert_eq!(table(), expected, "the build that holds its keys is the same table");
+    // Both count the rows that repeat an earlier row's key and version within their window.
+    let repeats: usize = windows
+        .values()
+        .map(|rows| {
+            rows.len() - rows.iter().map(|(id, v, _)| (id, v)).collect::<std::collections::HashSet<_>>().len()
+        })
+        .sum();
+    let said = format!("; {repeats} history row(s) repeat a key and version");
+    assert!(spilled.stdout.contains(&said), "{said}: {}", spilled.stdout);
+    assert!(held.stdout.contains(&said), "{said}: {}", held.stdout);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_incremental_parquet_current_table_equals_a_full_rebuild() {
     incremental_equals_full_rebuild("parquet").await;
