@@ -8,6 +8,7 @@ here asserts a timing. Writes BENCHMARKS.md.
 Usage: compare.py CXLAKE_BIN DATA_DIR [REPEATS] [--convert]   (--convert: only the conversions)
        compare.py CXLAKE_BIN DATA_DIR --nightly  (only the 64-night lake; the rest from last-bench.json)
        compare.py CXLAKE_BIN DATA_DIR --sync     (only the windows-in-flight sync)
+       compare.py CXLAKE_BIN DATA_DIR --sources  (only the per-source large windows, with peak RSS)
        compare.py CXLAKE_BIN DATA_DIR --render   (rewrite BENCHMARKS.md from DATA_DIR/last-bench.json)
 """
 import datetime
@@ -258,9 +259,10 @@ def main():
         sync_rows = sync_bench()
         nightly_rows = nightly_bench()
         worker_rows = workers_bench()
-    json.dump({"convert": rows, "sync": sync_rows, "nightly": nightly_rows, "workers": worker_rows},
-              open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
-    write_report(rows, sync_rows, nightly_rows, worker_rows)
+    source_rows = sources_bench() if not CONVERT_ONLY else last.get("sources")
+    json.dump({"convert": rows, "sync": sync_rows, "nightly": nightly_rows, "workers": worker_rows,
+               "sources": source_rows}, open(os.path.join(DATA, "last-bench.json"), "w"), indent=2)
+    write_report(rows, sync_rows, nightly_rows, worker_rows, source_rows)
 
 
 SYNC_DAYS = 6
@@ -363,6 +365,103 @@ def workers_table(rows):
 
 NIGHTLY_ENGAGEMENTS = os.environ.get("BENCH_NIGHTLY_ENGAGEMENTS", "20000")
 NIGHTLY_FIRST = datetime.date(2024, 1, 1)
+
+
+# One large window of each platform (sizes overridable for a quick look).
+SOURCE_ENGAGEMENTS = os.environ.get("BENCH_SOURCE_ENGAGEMENTS", "370000")
+SOURCE_DIXA_CONVERSATIONS = os.environ.get("BENCH_SOURCE_DIXA", "370000")
+SOURCE_LOOP_CONVERSATIONS = os.environ.get("BENCH_SOURCE_LOOP", "1400000")
+SOURCE_KHOROS_AGENTS = os.environ.get("BENCH_SOURCE_KHOROS_AGENTS", "2000")
+SOURCE_SPARKCENTRAL_ROWS = os.environ.get("BENCH_SOURCE_SPARKCENTRAL_ROWS", "360000")
+
+
+def start_platform(args):
+    """Starts `cxlake emulator ARGS --port 0`; returns it and the environment it prints."""
+    emulator = subprocess.Popen([CXLAKE, "emulator", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+    env = dict(os.environ)
+    for line in emulator.stdout:
+        if line.strip().startswith("export "):
+            key, value = line.strip()[len("export "):].split("=", 1)
+            env[key] = value
+        if line.startswith("Press Ctrl-C"):
+            break
+    return emulator, env
+
+
+def sources_bench():
+    """A large window of every platform through `sync` against its emulator (default flags: raw
+    archive on, current tables built), with the whole process's peak RSS, and the first
+    current-table build of the Loop window on its own. The emulator runs on the same 2 cores."""
+    day, next_day = DATE, (datetime.date.fromisoformat(DATE) + datetime.timedelta(days=1)).isoformat()
+    fast = ["--poll-interval", "200ms"]
+    tree = tempfile.mkdtemp(prefix="bench-sparkcentral-tree-")
+    cases = [
+        (f"saltedcx, 1 day of {int(SOURCE_ENGAGEMENTS):,} engagements",
+         ["saltedcx", "--port", "0", "--engagements-per-day", SOURCE_ENGAGEMENTS, "--processing-polls", "1"],
+         ["saltedcx", "--from", day, "--to", next_day, *fast]),
+        (f"dixa, 1 day of {int(SOURCE_DIXA_CONVERSATIONS):,} conversations",
+         ["dixa", "--port", "0", "--conversations-per-day", SOURCE_DIXA_CONVERSATIONS, "--rate-limit", "0"],
+         ["dixa", "--from", day, "--to", next_day, "--requests-per-minute", "600"]),
+        (f"khoros, 1 year of {int(SOURCE_KHOROS_AGENTS):,} agents",
+         ["khoros", "--port", "0", "--agents", SOURCE_KHOROS_AGENTS, "--running-polls", "0"],
+         ["khoros", "--from", "2023-03-01", "--to", "2024-03-01", *fast]),
+        (f"loop JSON, 1 day of {int(SOURCE_LOOP_CONVERSATIONS):,} conversations",
+         ["loop", "--port", "0", "--conversations-per-day", SOURCE_LOOP_CONVERSATIONS, "--running-polls", "0"],
+         ["loop", "--from", day, "--to", next_day, *fast]),
+        (f"loop XLSX, 1 day of {int(SOURCE_LOOP_CONVERSATIONS):,} conversations",
+         ["loop", "--port", "0", "--conversations-per-day", SOURCE_LOOP_CONVERSATIONS, "--running-polls", "0"],
+         ["loop", "--from", day, "--to", next_day, "--loop-format", "xlsx", *fast]),
+        (f"sparkcentral, a tree of {int(SOURCE_SPARKCENTRAL_ROWS):,} rows per file",
+         ["sparkcentral", "--out", tree, "--from", day, "--days", "1", "--rows-per-file", SOURCE_SPARKCENTRAL_ROWS],
+         ["sparkcentral", "--from", day, "--to", next_day]),
+    ]
+    rows = []
+    try:
+        for label, emulator_args, sync_args in cases:
+            emulator, env = start_platform(emulator_args)
+            out_dir = tempfile.mkdtemp(prefix="bench-source-")
+            report = os.path.join(out_dir, "report.json")
+            try:
+                json_loop = label.startswith("loop JSON")
+                cmd = [CXLAKE, "sync", *sync_args, "--dest", f"{out_dir}/lake", "--report-json", report,
+                       "--log", "warn"] + (["--no-current-tables"] if json_loop else [])
+                seconds, rss, cpu = run(cmd, env)
+                parsed = json.load(open(report))
+                windows = parsed["windows"]
+                landed = sum(d["rows_written"] for w in windows for d in w["datasets"].values())
+                if not all(w["outcome"] == "committed" for w in windows):
+                    raise SystemExit(f"{label}: not every window committed: {[w['outcome'] for w in windows]}")
+                memory = parsed.get("memory", {})
+                rows.append({"case": label, "windows": len(windows), "rows": landed, "seconds": seconds,
+                             "cpu_seconds": cpu, "peak_rss_mib": rss / 2**20,
+                             "peak_heap_mib": memory.get("peak_heap_mib"),
+                             "lake_mb": size_of(f"{out_dir}/lake") / 1e6})
+                if json_loop:
+                    cmd = [CXLAKE, "current", "--dest", f"{out_dir}/lake", "--log", "warn"]
+                    seconds, rss, cpu = run(cmd, env)
+                    rows.append({"case": "loop JSON: first current-table build", "windows": 1, "rows": landed,
+                                 "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": rss / 2**20,
+                                 "peak_heap_mib": None, "lake_mb": size_of(f"{out_dir}/lake") / 1e6})
+                print(json.dumps(rows[-1]), flush=True)
+            finally:
+                emulator.terminate()
+                emulator.wait()
+                shutil.rmtree(out_dir, ignore_errors=True)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return rows
+
+
+def sources_table(rows):
+    if not rows:
+        return "(not measured in this run)"
+    lines = [f"{'case':<52} {'windows':>7} {'rows':>10} {'secs':>7} {'CPU s':>7} {'lake MB':>8} {'peak RSS MiB':>13} {'heap MiB':>9}"]
+    for r in rows:
+        heap = "" if r.get("peak_heap_mib") is None else f"{r['peak_heap_mib']:.0f}"
+        lines.append(f"{r['case']:<52} {r['windows']:>7} {r['rows']:>10} {r['seconds']:>7.1f} {r['cpu_seconds']:>7.1f} "
+                     f"{r['lake_mb']:>8.0f} {r['peak_rss_mib']:>13.0f} {heap:>9}")
+    return "\n".join(lines)
 
 
 def start_emulator(engagements, processing_polls):
@@ -473,7 +572,7 @@ def sync_table(sync_rows):
     return "\n".join(lines)
 
 
-def write_report(rows, sync_rows=None, nightly_rows=None, worker_rows=None):
+def write_report(rows, sync_rows=None, nightly_rows=None, worker_rows=None, source_rows=None):
     import duckdb
     import polars
 
@@ -490,11 +589,13 @@ def write_report(rows, sync_rows=None, nightly_rows=None, worker_rows=None):
     print(sync_table(sync_rows))
     print(nightly_table(nightly_rows))
     print(workers_table(worker_rows))
+    print(sources_table(source_rows))
     versions = f"duckdb {duckdb.__version__}, polars {polars.__version__}, {subprocess.run([CXLAKE, '--version'], capture_output=True, text=True).stdout.strip()}"
     with open("BENCHMARKS.md.new", "w") as f:
         f.write(render_markdown(table, versions, rows).replace("{{SYNC_TABLE}}", sync_table(sync_rows))
                 .replace("{{NIGHTLY_TABLE}}", nightly_table(nightly_rows))
-                .replace("{{WORKERS_TABLE}}", workers_table(worker_rows)))
+                .replace("{{WORKERS_TABLE}}", workers_table(worker_rows))
+                .replace("{{SOURCES_TABLE}}", sources_table(source_rows)))
     os.replace("BENCHMARKS.md.new", "BENCHMARKS.md")
 
 
@@ -506,7 +607,7 @@ def render_markdown(table, versions, rows):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[3] in ("--nightly", "--sync", "--workers"):
+    if len(sys.argv) > 3 and sys.argv[3] in ("--nightly", "--sync", "--workers", "--sources"):
         # Only one of the sync benchmarks, merged into the last full run's figures.
         path = os.path.join(DATA, "last-bench.json")
         last = json.load(open(path)) if os.path.exists(path) else {"convert": [], "sync": None}
@@ -514,14 +615,16 @@ if __name__ == "__main__":
             last["nightly"] = nightly_bench()
         elif sys.argv[3] == "--workers":
             last["workers"] = workers_bench()
+        elif sys.argv[3] == "--sources":
+            last["sources"] = sources_bench()
         else:
             last["sync"] = sync_bench()
         json.dump(last, open(path, "w"), indent=2)
-        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"))
+        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"), last.get("sources"))
     elif RENDER_ONLY:
         last = json.load(open(os.path.join(DATA, "last-bench.json")))
         if isinstance(last, list):  # written before the sync benchmark existed
             last = {"convert": last, "sync": None}
-        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"))
+        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"), last.get("sources"))
     else:
         main()

@@ -25,8 +25,11 @@
 //!    the rewritten segments for the new ones (one Delta commit, or renames then the manifest).
 //!
 //! The result equals a rebuild from the whole history (`cxlake current --full`, also what
-//! happens without a usable manifest); a test compares the two. Memory is a 16-byte hash per key
-//! of the changed windows (plus, in a full rebuild, per distinct key of the history), never rows.
+//! happens without a usable manifest); a test compares the two. An incremental refresh holds a
+//! 16-byte hash per key of the changed windows, never rows; a full rebuild holds one 45-byte
+//! record per history row up to a quarter of its memory share, then spills them by hash
+//! partition to temporary files and decides one partition at a time ([`spill`]), so the first
+//! build of a large history fits the budget; either way the answer is one bit per history row.
 //!
 //! Why arrow + parquet here and not Polars (from the design card): the job is "newest window
 //! wins", and the windows are already sorted by their partition, so it is streaming passes with

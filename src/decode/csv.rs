@@ -225,7 +225,8 @@ impl<R: Read> RecordReader<R> {
             file,
             input,
             ends: RecordEnds::default(),
-            carry: Vec::with_capacity(CHUNK_BYTES + READ_BYTES),
+            // Grown by the reads: a small file never holds a whole chunk's buffer.
+            carry: Vec::new(),
             last_end: 0,
             offset: 0,
             lines_before: 0,
@@ -261,7 +262,8 @@ impl<R: Read> RecordReader<R> {
 
     /// The next `len` bytes as a chunk of their own.
     fn cut(&mut self, len: usize) -> RawRecords {
-        let mut rest = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + READ_BYTES));
+        let capacity = self.carry.capacity().min(CHUNK_BYTES + READ_BYTES);
+        let mut rest = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(capacity));
         rest.clear();
         rest.extend_from_slice(&self.carry[len..]);
         let mut bytes = std::mem::replace(&mut self.carry, rest);

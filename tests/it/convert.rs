@@ -230,3 +230,47 @@ async fn parallel_decoding_and_encoding_write_the_bytes_one_thread_writes() {
         assert!(bytes == &three[path], "{path} differs between 1 and 3 threads");
     }
 }
+
+/// The run report's `memory` after converting `input` with `extra` flags; the lake is dropped.
+async fn convert_memory(input: &str, extra: &[&str]) -> (serde_json::Value, u64) {
+    let lake = tempfile::tempdir().unwrap();
+    let report = lake.path().join("report.json");
+    let dest = lake.path().join("lake");
+    let args = ["convert", "saltedcx.turn", "--date", "2024-03-01", "--dest", dest.to_str().unwrap(), input];
+    let tail = ["--report-json", report.to_str().unwrap(), "--no-current-tables", "--threads", "3"];
+    let out = run_cxlake(&[&args[..], &tail[..], extra].concat(), NO_ENV).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rows = report["windows"][0]["datasets"]["turn"]["rows_written"].as_u64().unwrap();
+    (report["memory"].clone(), rows)
+}
+
+/// `--memory-budget` bounds what a conversion holds, not only how many run at once: the writer's
+/// row groups and queue and the decoder's chunks in flight are sized to the reservation, so the
+/// process's peak heap (counted by its allocator) stays within the budget plus what every run
+/// holds whatever its input (measured on a one-row file), and the same rows land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_holds_no_more_than_its_memory_budget() {
+    let inputs = tempfile::tempdir().unwrap();
+    let turns = inputs.path().join("turns.csv");
+    synth_file("saltedcx.turn", "--engagements-per-day", "8000", &turns).await;
+    let text = std::fs::read_to_string(&turns).unwrap();
+    assert!(text.len() > 20 << 20, "{} bytes: too small to need more than the budget", text.len());
+    let one_row: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    let tiny = inputs.path().join("one.csv");
+    std::fs::write(&tiny, one_row).unwrap();
+    let mib = |memory: &serde_json::Value, key: &str| memory[key].as_u64().unwrap();
+
+    let (baseline, _) = convert_memory(tiny.to_str().unwrap(), &[]).await;
+    let (bounded, bounded_rows) =
+        convert_memory(turns.to_str().unwrap(), &["--memory-budget", "24MiB"]).await;
+    let (default, default_rows) = convert_memory(turns.to_str().unwrap(), &[]).await;
+    assert_eq!(bounded_rows, default_rows);
+    assert_eq!(mib(&bounded, "budget_mib"), 24);
+    assert!(mib(&bounded, "peak_reserved_mib") <= 24, "{bounded}");
+    // What is not reserved (buffers of the raw archive, the runtime, a decoded batch being
+    // handed over) is allowed 16 MiB on top.
+    let allowed = 24 + mib(&baseline, "peak_heap_mib") + 16;
+    assert!(mib(&bounded, "peak_heap_mib") <= allowed, "{bounded} (allowed {allowed} MiB)");
+    assert!(mib(&default, "peak_heap_mib") > mib(&bounded, "peak_heap_mib"), "{default} vs {bounded}");
+}
