@@ -31,6 +31,12 @@ const MIB: u64 = 1 << 20;
 /// of them, the decoder's chunks and the upload buffer.
 pub const FULL_CONVERSION: u64 = 160 * MIB;
 
+/// The smallest `--memory-budget`: what one conversion of a large file holds however little it
+/// is given (measured heap of a 60 MB turns conversion: 60 MiB at a 24 MiB budget, 69 at 64,
+/// 84 at 96, 88 at 256) — each column writer's open page and dictionary (up to 1 MiB each), a
+/// chunk being decoded and an upload part. A smaller budget could not keep its promise.
+pub const MIN_BUDGET: u64 = 64 * MIB;
+
 /// Floor of any reservation: buffers, a decoded batch, and the Parquet footer of a tiny file.
 const SMALL_CONVERSION: u64 = 16 * MIB;
 

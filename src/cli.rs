@@ -944,13 +944,22 @@ impl OutputArgs {
             }),
             pii: PiiPolicy { default: self.pii, key: PiiKey::from_env() },
             lease_wait: parse_duration(&self.lease_wait)?,
-            memory: MemoryBudget::new(
-                budget::parse_size(&self.memory_budget)
-                    .map_err(|e| usage(format!("--memory-budget: {e}")))?,
-            ),
+            memory: memory_budget(&self.memory_budget)?,
             ..WriteOptions::default()
         })
     }
+}
+
+/// `--memory-budget`: a size, at least what one conversion needs whatever its input.
+fn memory_budget(text: &str) -> Result<MemoryBudget> {
+    let bytes = budget::parse_size(text).map_err(|e| usage(format!("--memory-budget: {e}")))?;
+    if bytes < budget::MIN_BUDGET {
+        return Err(usage(format!(
+            "--memory-budget {text}: at least {} MiB, what one conversion holds whatever its size (its column writers' pages and dictionaries, a chunk being decoded, an upload part)",
+            budget::MIN_BUDGET >> 20
+        )));
+    }
+    Ok(MemoryBudget::new(bytes))
 }
 
 /// `I/N` of `--shard`.
@@ -1409,9 +1418,7 @@ async fn current(args: CurrentArgs) -> Result<i32> {
     }
     let run_id = new_run_id();
     let (ttl, wait) = (parse_duration(&args.lock_ttl)?, parse_duration(&args.lease_wait)?);
-    let memory = MemoryBudget::new(
-        budget::parse_size(&args.memory_budget).map_err(|e| usage(format!("--memory-budget: {e}")))?,
-    );
+    let memory = memory_budget(&args.memory_budget)?;
     let lock = RunGuard::start(&dest, &run_id, ttl).await.map_err(lease_error)?;
     let refreshed = async {
         let mut tables = Vec::new();

@@ -62,6 +62,8 @@ pub struct PartWriterConfig {
     pub zstd_level: i32,
     /// Bytes buffered before a file's upload turns multipart, and the size of each part.
     pub upload_chunk_bytes: usize,
+    /// Parts of one file uploading at once (each holds its bytes until the store has them).
+    pub upload_concurrency: usize,
 }
 
 impl Default for PartWriterConfig {
@@ -73,6 +75,7 @@ impl Default for PartWriterConfig {
             queued_bytes: 32 << 20,
             zstd_level: 3,
             upload_chunk_bytes: 10 << 20,
+            upload_concurrency: 8,
         }
     }
 }
@@ -80,7 +83,8 @@ impl Default for PartWriterConfig {
 impl PartWriterConfig {
     /// These settings shrunk to fit a conversion allowed `memory` bytes in all. A writer holds
     /// up to two row groups being encoded (their column chunks, compressed, and each column's
-    /// open page and dictionary) plus the queue in front of them; measured with the defaults
+    /// open page and dictionary) plus the queue in front of them, and its upload's parts in
+    /// flight (an eighth of the allowance, at least one); measured with the defaults
     /// (64 MiB row groups, 32 MiB queue), a whole conversion's heap peaks at 110–146 MiB, so a
     /// quarter of the allowance goes to a row group and an eighth to the queue. Smaller row
     /// groups cost a little size (dictionaries start over in each), never correctness.
@@ -88,6 +92,10 @@ impl PartWriterConfig {
         PartWriterConfig {
             row_group_bytes: self.row_group_bytes.min(memory / 4).max(4 << 20),
             queued_bytes: self.queued_bytes.min(memory / 8).max(1 << 20),
+            upload_concurrency: self
+                .upload_concurrency
+                .min(memory / 8 / self.upload_chunk_bytes.max(1))
+                .max(1),
             ..self
         }
     }
@@ -332,7 +340,8 @@ impl PartWriter {
         let path = self.dest.path(&format!("{}/{name}", self.dir));
         let digest = Arc::new(Mutex::new(Digested::default()));
         let inner =
-            BufWriter::with_capacity(self.dest.store.clone(), path.clone(), self.config.upload_chunk_bytes);
+            BufWriter::with_capacity(self.dest.store.clone(), path.clone(), self.config.upload_chunk_bytes)
+                .with_max_concurrency(self.config.upload_concurrency);
         let out = HashingWriter { inner, digest: digest.clone() };
         let spool = Spool::default();
         // `ArrowWriter` writes the header and the Arrow schema's metadata; row groups are

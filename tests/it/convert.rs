@@ -255,7 +255,7 @@ async fn a_conversion_holds_no_more_than_its_memory_budget() {
     let turns = inputs.path().join("turns.csv");
     synth_file("saltedcx.turn", "--engagements-per-day", "8000", &turns).await;
     let text = std::fs::read_to_string(&turns).unwrap();
-    assert!(text.len() > 20 << 20, "{} bytes: too small to need more than the budget", text.len());
+    assert!(text.len() > 50 << 20, "{} bytes: too small to need more than the budget", text.len());
     let one_row: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
     let tiny = inputs.path().join("one.csv");
     std::fs::write(&tiny, one_row).unwrap();
@@ -263,14 +263,22 @@ async fn a_conversion_holds_no_more_than_its_memory_budget() {
 
     let (baseline, _) = convert_memory(tiny.to_str().unwrap(), &[]).await;
     let (bounded, bounded_rows) =
-        convert_memory(turns.to_str().unwrap(), &["--memory-budget", "24MiB"]).await;
+        convert_memory(turns.to_str().unwrap(), &["--memory-budget", "64MiB"]).await;
     let (default, default_rows) = convert_memory(turns.to_str().unwrap(), &[]).await;
+    // Below what one conversion holds whatever it is given, the budget is refused up front.
+    let dest = inputs.path().join("refused");
+    let args = ["convert", "saltedcx.turn", "--date", "2024-03-01", "--dest", dest.to_str().unwrap()];
+    let refused =
+        run_cxlake(&[&args[..], &[turns.to_str().unwrap(), "--memory-budget", "24MiB"]].concat(), NO_ENV)
+            .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("at least 64 MiB"), "{}", refused.stderr);
     assert_eq!(bounded_rows, default_rows);
-    assert_eq!(mib(&bounded, "budget_mib"), 24);
-    assert!(mib(&bounded, "peak_reserved_mib") <= 24, "{bounded}");
+    assert_eq!(mib(&bounded, "budget_mib"), 64);
+    assert!(mib(&bounded, "peak_reserved_mib") <= 64, "{bounded}");
     // What is not reserved (buffers of the raw archive, the runtime, a decoded batch being
     // handed over) is allowed 16 MiB on top.
-    let allowed = 24 + mib(&baseline, "peak_heap_mib") + 16;
+    let allowed = 64 + mib(&baseline, "peak_heap_mib") + 16;
     assert!(mib(&bounded, "peak_heap_mib") <= allowed, "{bounded} (allowed {allowed} MiB)");
     assert!(mib(&default, "peak_heap_mib") > mib(&bounded, "peak_heap_mib"), "{default} vs {bounded}");
 }
