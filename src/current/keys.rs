@@ -179,8 +179,13 @@ pub(super) struct KeyFilter {
 const FILTER_MAGIC: &[u8; 8] = b"CXKEYS02";
 
 impl KeyFilter {
+    #[cfg(test)]
     pub(super) fn new(hashes: impl IntoIterator<Item = u128>) -> KeyFilter {
-        let mut sorted: Vec<u64> = hashes.into_iter().map(|h| h as u64).collect();
+        KeyFilter::from_low_bits(hashes.into_iter().map(|h| h as u64).collect())
+    }
+
+    /// From the low 64 bits of the hashes (`hash as u64`), sorted in place.
+    pub(super) fn from_low_bits(mut sorted: Vec<u64>) -> KeyFilter {
         sorted.sort_unstable();
         sorted.dedup();
         KeyFilter { sorted }

@@ -282,10 +282,57 @@ struct Plan {
 /// A key's winner among the changed windows: the row at `file`/`row` of partition `partition`.
 #[derive(Debug, Clone, Copy)]
 struct Winner {
-    date: NaiveDate,
     partition: usize,
     file: usize,
     row: usize,
+}
+
+/// A key's candidate row among the changed windows (a [`Winner`] in 32 bytes).
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    hash: u128,
+    partition: u32,
+    file: u32,
+    row: u32,
+    /// Settled otherwise: the table's row is newer, or an orphan's older window took its place.
+    removed: bool,
+}
+
+/// The candidates of an incremental refresh, sorted by key hash (as the spill hands them out).
+#[derive(Default)]
+struct Candidates {
+    sorted: Vec<Candidate>,
+}
+
+impl Candidates {
+    fn push(&mut self, r: &KeyRecord) {
+        debug_assert!(self.sorted.last().is_none_or(|last| last.hash < r.hash), "winners come sorted");
+        self.sorted.push(Candidate {
+            hash: r.hash,
+            partition: r.partition,
+            file: r.file,
+            row: r.row,
+            removed: false,
+        });
+    }
+
+    fn position(&self, hash: u128) -> Option<usize> {
+        self.sorted.binary_search_by(|c| c.hash.cmp(&hash)).ok().filter(|i| !self.sorted[*i].removed)
+    }
+
+    fn get(&self, hash: u128) -> Option<&Candidate> {
+        self.position(hash).map(|i| &self.sorted[i])
+    }
+
+    fn remove(&mut self, hash: u128) {
+        if let Some(i) = self.position(hash) {
+            self.sorted[i].removed = true;
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Candidate> {
+        self.sorted.iter().filter(|c| !c.removed)
+    }
 }
 
 /// One dataset's refresh: where it reads and writes, and what it has read so far.
@@ -359,40 +406,21 @@ impl Refresh<'_> {
         Ok(all)
     }
 
-    /// Key hash of every row of a segment file.
-    async fn read_segment_keys(&mut self, file: &str) -> Result<Vec<Option<u128>>, SinkError> {
-        let mut hashes = Vec::new();
-        let mut batches = std::pin::pin!(self.open(file, Some(&self.schema.key)).await?);
-        while let Some(batch) = batches.try_next().await? {
-            hashes.extend(self.keys.hashes(self.schema, &batch, file)?);
-        }
-        self.keys_read += hashes.len() as u64;
-        Ok(hashes)
-    }
-
-    /// A full rebuild: every window, newest first; a key's row comes from the newest window
-    /// that has it. Key records go through a [`KeySpill`] holding at most `allowance` bytes of
-    /// them; the answer is one bit per history row.
-    async fn plan_full(
+    /// The key records of `which` partitions (indexes into `partitions`, newest first) in a
+    /// [`KeySpill`] that holds at most `allowance` bytes of them, and each file's row count
+    /// (per partition; empty for those not read).
+    async fn spill_keys(
         &mut self,
         partitions: &[HistoryPartition],
-        previous: Option<&Manifest>,
+        which: &[usize],
         allowance: usize,
-    ) -> Result<Plan, SinkError> {
-        let scratch = |e: std::io::Error| SinkError::Local {
-            path: std::env::temp_dir().display().to_string(),
-            message: format!(
-                "spilling the keys of {} to a temporary directory: {e}",
-                self.schema.qualified_name()
-            ),
-        };
+    ) -> Result<(KeySpill, Vec<Vec<usize>>), SinkError> {
         let projection = KeyReader::projection(self.schema);
-        let mut spill = KeySpill::new(allowance).map_err(scratch)?;
-        // Rows per file, to size each file's bitmap of winners.
-        let mut file_rows: Vec<Vec<usize>> = Vec::with_capacity(partitions.len());
+        let mut spill = KeySpill::new(allowance).map_err(|e| self.scratch_error(e))?;
+        let mut file_rows: Vec<Vec<usize>> = vec![Vec::new(); partitions.len()];
         let mut keyed = Vec::new();
-        for (p, partition) in partitions.iter().enumerate() {
-            let mut rows_of_files = Vec::with_capacity(partition.files.len());
+        for &p in which {
+            let partition = &partitions[p];
             for (f, file) in partition.files.iter().enumerate() {
                 let mut row = 0usize;
                 let mut batches = std::pin::pin!(self.open(file, Some(&projection)).await?);
@@ -408,18 +436,58 @@ impl Refresh<'_> {
                                 file: f as u32,
                                 row: row as u32,
                             };
-                            spill.push(record).map_err(scratch)?;
+                            spill.push(record).map_err(|e| self.scratch_error(e))?;
                         }
                         row += 1;
                     }
                 }
-                rows_of_files.push(row);
+                file_rows[p].push(row);
             }
             self.read_dates.insert(partition.date);
-            file_rows.push(rows_of_files);
         }
         self.keys_read += spill.records;
-        self.bytes_spilled = spill.spilled_bytes();
+        Ok((spill, file_rows))
+    }
+
+    /// Each key's winner among the spilled records (see [`KeySpill::winners`]); the rows that
+    /// repeat a key and version within a window are recorded for the report.
+    fn spilled_winners(
+        &mut self,
+        partitions: &[HistoryPartition],
+        spill: KeySpill,
+        winner: impl FnMut(&KeyRecord),
+    ) -> Result<(), SinkError> {
+        self.bytes_spilled += spill.spilled_bytes();
+        let duplicates = spill.winners(winner).map_err(|e| self.scratch_error(e))?;
+        for (p, (count, (file, row))) in duplicates {
+            let partition = &partitions[p as usize];
+            self.duplicates
+                .insert(partition.date, (count, partition.files[file as usize].clone(), row as usize));
+        }
+        Ok(())
+    }
+
+    fn scratch_error(&self, e: std::io::Error) -> SinkError {
+        SinkError::Local {
+            path: std::env::temp_dir().display().to_string(),
+            message: format!(
+                "spilling the keys of {} to a temporary directory: {e}",
+                self.schema.qualified_name()
+            ),
+        }
+    }
+
+    /// A full rebuild: every window, newest first; a key's row comes from the newest window
+    /// that has it. Key records go through a [`KeySpill`] holding at most `allowance` bytes of
+    /// them; the answer is one bit per history row.
+    async fn plan_full(
+        &mut self,
+        partitions: &[HistoryPartition],
+        previous: Option<&Manifest>,
+        allowance: usize,
+    ) -> Result<Plan, SinkError> {
+        let all: Vec<usize> = (0..partitions.len()).collect();
+        let (spill, file_rows) = self.spill_keys(partitions, &all, allowance).await?;
         let mut masks: Vec<Vec<BooleanBufferBuilder>> = file_rows
             .iter()
             .map(|files| {
@@ -433,14 +501,9 @@ impl Refresh<'_> {
                     .collect()
             })
             .collect();
-        let duplicates = spill
-            .winners(|p, f, row| masks[p as usize][f as usize].set_bit(row as usize, true))
-            .map_err(scratch)?;
-        for (p, (count, (file, row))) in duplicates {
-            let partition = &partitions[p as usize];
-            self.duplicates
-                .insert(partition.date, (count, partition.files[file as usize].clone(), row as usize));
-        }
+        self.spilled_winners(partitions, spill, |r| {
+            masks[r.partition as usize][r.file as usize].set_bit(r.row as usize, true)
+        })?;
         let selections = masks
             .iter_mut()
             .enumerate()
@@ -466,6 +529,7 @@ impl Refresh<'_> {
         partitions: &[HistoryPartition],
         previous: &Manifest,
         filters: &[KeyFilter],
+        allowance: usize,
     ) -> Result<Plan, SinkError> {
         let mut changed: BTreeSet<NaiveDate> =
             previous.windows.keys().filter(|d| !partitions.iter().any(|p| p.date == **d)).copied().collect();
@@ -476,17 +540,15 @@ impl Refresh<'_> {
                 .map(|p| p.date),
         );
 
-        // 2. Each key's candidate from the changed windows, newest first.
-        let mut candidates: HashMap<u128, Winner> = HashMap::new();
+        // 2. Each key's candidate from the changed windows, newest first: spilled like a full
+        // build's keys, then held as 32 bytes per key, sorted by hash.
         let changed_partitions: Vec<usize> =
             (0..partitions.len()).filter(|i| changed.contains(&partitions[*i].date)).collect();
-        for index in changed_partitions {
-            let partition = &partitions[index];
-            let per_file = self.read_partition(partition).await?;
-            for (hash, (file, row)) in partition_winners(&per_file, |h| candidates.contains_key(h)) {
-                candidates.insert(hash, Winner { date: partition.date, partition: index, file, row });
-            }
-        }
+        let (spill, _) = self.spill_keys(partitions, &changed_partitions, allowance).await?;
+        let mut candidates = Candidates::default();
+        self.spilled_winners(partitions, spill, |r| candidates.push(r))?;
+        let candidates = &mut candidates;
+        let date_of = |c: &Candidate| partitions[c.partition as usize].date;
 
         // 3. The segments that must change, and what stays of them: those of a changed date, and
         // those holding a key whose candidate is newer than their row.
@@ -496,7 +558,7 @@ impl Refresh<'_> {
             .zip(filters)
             .enumerate()
             .filter(|(_, (segment, filter))| {
-                changed.contains(&segment.date) || candidates.keys().any(|h| filter.may_contain(*h))
+                changed.contains(&segment.date) || candidates.live().any(|c| filter.may_contain(c.hash))
             })
             .map(|(index, _)| index)
             .collect();
@@ -509,31 +571,36 @@ impl Refresh<'_> {
             let from_changed_window = changed.contains(&segment.date);
             let mut kept = Vec::new();
             for file in &segment.files {
-                let hashes = self.read_segment_keys(&file.path).await?;
-                let mut mask = BooleanBufferBuilder::new(hashes.len());
-                for hash in hashes {
-                    let Some(hash) = hash else {
-                        mask.append(false);
-                        continue;
-                    };
-                    let candidate = candidates.get(&hash).map(|c| c.date);
-                    let keep = if from_changed_window {
-                        if candidate.is_none_or(|date| date < segment.date) {
-                            orphans.insert(hash, segment.date);
-                        }
-                        false
-                    } else {
-                        match candidate {
-                            Some(date) if date > segment.date => false,
-                            Some(_) => {
-                                // The table's row is from a newer window than the candidate.
-                                candidates.remove(&hash);
-                                true
+                // Batch by batch: a segment's keys are never all held at once.
+                let mut mask = BooleanBufferBuilder::new(0);
+                let mut batches = std::pin::pin!(self.open(&file.path, Some(&self.schema.key)).await?);
+                while let Some(batch) = batches.try_next().await? {
+                    let hashes = self.keys.hashes(self.schema, &batch, &file.path)?;
+                    self.keys_read += hashes.len() as u64;
+                    for hash in hashes {
+                        let Some(hash) = hash else {
+                            mask.append(false);
+                            continue;
+                        };
+                        let candidate = candidates.get(hash).map(date_of);
+                        let keep = if from_changed_window {
+                            if candidate.is_none_or(|date| date < segment.date) {
+                                orphans.insert(hash, segment.date);
                             }
-                            None => true,
-                        }
-                    };
-                    mask.append(keep);
+                            false
+                        } else {
+                            match candidate {
+                                Some(date) if date > segment.date => false,
+                                Some(_) => {
+                                    // The table's row is from a newer window than the candidate.
+                                    candidates.remove(hash);
+                                    true
+                                }
+                                None => true,
+                            }
+                        };
+                        mask.append(keep);
+                    }
                 }
                 kept.push(Selection {
                     date: segment.date,
@@ -558,19 +625,23 @@ impl Refresh<'_> {
             if changed.contains(&partition.date) || partition.date >= newest {
                 continue;
             }
-            orphans.retain(|h, _| candidates.get(h).is_none_or(|c| c.date < partition.date));
+            orphans.retain(|h, _| candidates.get(*h).is_none_or(|c| date_of(c) < partition.date));
             if orphans.is_empty() {
                 break;
             }
             let per_file = self.read_partition(partition).await?;
             for (hash, (file, row)) in partition_winners(&per_file, |h| !orphans.contains_key(h)) {
                 orphans.remove(&hash);
-                candidates.remove(&hash);
-                winners.push(Winner { date: partition.date, partition: index, file, row });
+                candidates.remove(hash);
+                winners.push(Winner { partition: index, file, row });
             }
         }
 
-        winners.extend(candidates.into_values());
+        winners.extend(candidates.live().map(|c| Winner {
+            partition: c.partition as usize,
+            file: c.file as usize,
+            row: c.row as usize,
+        }));
         selections.extend(history_selections(partitions, winners));
         Ok(Plan { selections, replaced, windows_changed: changed.len() })
     }
@@ -727,12 +798,15 @@ impl Refresh<'_> {
                         columns.push(Arc::new(Date32Array::from(vec![days; kept.num_rows()])));
                     }
                     let rows = RecordBatch::try_new(target.clone(), columns).map_err(error)?;
-                    hashes.extend(self.keys.hashes(self.schema, &rows, file)?.into_iter().flatten());
+                    // The filter keeps the low 64 bits of each hash: 8 bytes per key, not 16.
+                    hashes.extend(
+                        self.keys.hashes(self.schema, &rows, file)?.into_iter().flatten().map(|h| h as u64),
+                    );
                     writer.write(&rows).await?;
                 }
             }
             let files = writer.finish().await?;
-            let filter = KeyFilter::new(hashes);
+            let filter = KeyFilter::from_low_bits(hashes);
             staged.push(StagedSegment { date, files, filter });
         }
         Ok(staged)
@@ -798,9 +872,10 @@ pub async fn refresh_dataset(
                 bytes_spilled: 0,
             }));
         }
-        (Some(manifest), Some(filters)) => {
-            (refresh.plan_incremental(&partitions, manifest, filters).await?, RefreshMode::Incremental)
-        }
+        (Some(manifest), Some(filters)) => (
+            refresh.plan_incremental(&partitions, manifest, filters, reservation.bytes() / 4).await?,
+            RefreshMode::Incremental,
+        ),
         _ => (refresh.plan_full(&partitions, None, reservation.bytes() / 4).await?, RefreshMode::Full),
     };
     let config = PartWriterConfig::default().within(reservation.bytes());

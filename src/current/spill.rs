@@ -199,10 +199,10 @@ impl KeySpill {
         self.buckets.push(&record)
     }
 
-    /// Calls `winner(partition, file, row)` once per key of the history — its row in the newest
-    /// window that has it, with the greatest version, and the last in file order among equals —
-    /// and returns the rows that repeat a key and version within a window.
-    pub(super) fn winners(self, mut winner: impl FnMut(u32, u32, u32)) -> std::io::Result<WindowDuplicates> {
+    /// Calls `winner` once per key of the records — its row in the newest window that has it,
+    /// with the greatest version, and the last in file order among equals — in ascending order
+    /// of key hash, and returns the rows that repeat a key and version within a window.
+    pub(super) fn winners(self, mut winner: impl FnMut(&KeyRecord)) -> std::io::Result<WindowDuplicates> {
         let mut duplicates = WindowDuplicates::new();
         self.buckets.drain(&mut |mut records: Vec<KeyRecord>| {
             // Per key: newest window (lowest partition index) first, then greatest version, then
@@ -215,7 +215,7 @@ impl KeySpill {
             let mut start = 0;
             while start < records.len() {
                 let first = records[start];
-                winner(first.partition, first.file, first.row);
+                winner(&first);
                 // Rows of the same key, window and version: all but the first in file order are
                 // repeats; the earliest repeat is the second-smallest (file, row), here the
                 // next-to-last of the run (the run is in descending file order).
@@ -314,7 +314,14 @@ mod tests {
         }
         let mut winners = BTreeMap::new();
         let spilled = Arc::clone(&spill.spilled);
-        let duplicates = spill.winners(|p, f, r| assert!(winners.insert((p, f, r), ()).is_none())).unwrap();
+        let mut last = None;
+        let duplicates = spill
+            .winners(|r| {
+                assert!(last < Some(r.hash), "winners come in ascending hash order");
+                last = Some(r.hash);
+                assert!(winners.insert((r.partition, r.file, r.row), ()).is_none());
+            })
+            .unwrap();
         ((winners, duplicates), spilled.load(Ordering::Relaxed))
     }
 

@@ -440,12 +440,12 @@ async fn a_full_build_whose_keys_outgrow_its_memory_spills_them_and_gives_the_sa
         seed ^= seed << 17;
         seed % below
     };
-    // Three windows of 90,000 rows over 150,000 ids, versions 0–4 (so repeats within a window).
+    // Four windows of 120,000 rows over 200,000 ids, versions 0–4 (so repeats within a window).
     let mut windows: std::collections::BTreeMap<String, Vec<ThingRow>> = Default::default();
-    for day in 1..=3 {
+    for day in 1..=4 {
         let date = format!("2024-03-{day:02}");
         let rows: Vec<ThingRow> =
-            (0..90_000).map(|i| (next(150_000) as i64, next(5) as i64, format!("d{day} r{i}"))).collect();
+            (0..120_000).map(|i| (next(200_000) as i64, next(5) as i64, format!("d{day} r{i}"))).collect();
         let json: Vec<String> = rows
             .iter()
             .map(|(id, version, value)| format!(r#"{{"id":{id},"value":"{value}","updated_at":{version}}}"#))
@@ -460,16 +460,21 @@ async fn a_full_build_whose_keys_outgrow_its_memory_spills_them_and_gives_the_sa
     }
     let expected = expected_things(&windows);
     let table = || thing_rows(read_dir_rows(&lake.join("acme_current/thing")));
-    // 270,000 key records of 45 bytes (12 MB) against a quarter of 16 MiB: spilled.
+    // 480,000 key records of 45 bytes (21.6 MB) against a quarter of the smallest budget, 64 MiB:
+    // spilled.
     let spilled = run_cxlake(
-        &["current", "--dest", lake_arg, "--schemas", schemas_arg, "--full", "--memory-budget", "16MiB"],
+        &["current", "--dest", lake_arg, "--schemas", schemas_arg, "--full", "--memory-budget", "64MiB"],
         NO_ENV,
     )
     .await;
     assert_eq!(spilled.code, 0, "{}\n{}", spilled.stdout, spilled.stderr);
     assert!(spilled.stdout.contains("MB of keys spilled to disk"), "{}", spilled.stdout);
     assert_eq!(table(), expected, "the spilled build is the table by definition");
-    let held = run_cxlake(&["current", "--dest", lake_arg, "--schemas", schemas_arg, "--full"], NO_ENV).await;
+    let held = run_cxlake(
+        &["current", "--dest", lake_arg, "--schemas", schemas_arg, "--full", "--memory-budget", "1GiB"],
+        NO_ENV,
+    )
+    .await;
     assert_eq!(held.code, 0, "{}\n{}", held.stdout, held.stderr);
     assert!(!held.stdout.contains("spilled"), "{}", held.stdout);
     assert_eq!(table(), expected, "the build that holds its keys is the same table");
