@@ -25,11 +25,13 @@
 //!    the rewritten segments for the new ones (one Delta commit, or renames then the manifest).
 //!
 //! The result equals a rebuild from the whole history (`cxlake current --full`, also what
-//! happens without a usable manifest); a test compares the two. An incremental refresh holds a
-//! 16-byte hash per key of the changed windows, never rows; a full rebuild holds one 45-byte
-//! record per history row up to a quarter of its memory share, then spills them by hash
-//! partition to temporary files and decides one partition at a time ([`spill`]), so the first
-//! build of a large history fits the budget; either way the answer is one bit per history row.
+//! happens without a usable manifest); a test compares the two. Rows are never held: a full
+//! rebuild reads every window's keys, an incremental refresh the changed windows', as 45-byte
+//! records held up to a quarter of the build's memory share, then spilled by hash partition to
+//! temporary files and decided one partition at a time ([`spill`]); a full rebuild's answer is
+//! one bit per history row, an incremental one's a 32-byte candidate per changed key, and a
+//! segment's keys are read batch by batch. So the first build of a 1.75M-row window and the
+//! next night's refresh of another both stay within the budget.
 //!
 //! Why arrow + parquet here and not Polars (from the design card): the job is "newest window
 //! wins", and the windows are already sorted by their partition, so it is streaming passes with
