@@ -798,7 +798,7 @@ pub async fn stage_files<S>(
         window: Some(window),
         timezone: plan.options.timezone,
         on_type_mismatch: plan.options.on_type_mismatch,
-        // The writer takes up to three quarters of the share (two row groups and its queue).
+        // The chunks being decoded: a quarter of the share (the writer sizes itself to the rest).
         memory: Some(reservation.bytes() / 4),
         ..FileContext::default()
     };
