@@ -396,7 +396,7 @@ pub struct OutputArgs {
     pub report_json: Option<PathBuf>,
 
     /// Memory for the work running at once: conversions across datasets and windows, current-table
-    /// builds (e.g. 256MiB, 1GiB); a large file's conversion takes up to 160 MiB, a small one little
+    /// builds (e.g. 256MiB, 1GiB); a large file's conversion takes up to 224 MiB, a small one little
     #[arg(long, default_value = "256MiB", value_name = "SIZE")]
     pub memory_budget: String,
 

@@ -85,9 +85,9 @@ impl PartWriterConfig {
     /// up to two row groups being encoded (their column chunks, compressed, and each column's
     /// open page and dictionary) plus the queue in front of them, and its upload's parts in
     /// flight (an eighth of the allowance, at least one). Measured with the defaults (64 MiB row
-    /// groups, 32 MiB queue), a whole conversion's heap peaks at 110–146 MiB, within the
-    /// 160 MiB a full conversion reserves; so a row group gets two fifths of the allowance and
-    /// the queue a fifth, which gives a full reservation the defaults. Smaller row groups cost a
+    /// groups, 32 MiB queue), a whole conversion's heap peaks at 110–146 MiB; a row group gets
+    /// two fifths of the allowance and the queue a fifth, which gives a full reservation
+    /// (224 MiB) the defaults. Smaller row groups cost a
     /// little size (dictionaries start over in each), never correctness.
     pub fn within(self, memory: usize) -> PartWriterConfig {
         PartWriterConfig {
