@@ -85,14 +85,14 @@ impl PartWriterConfig {
     /// up to two row groups being encoded (their column chunks, compressed, and each column's
     /// open page and dictionary) plus the queue in front of them, and its upload's parts in
     /// flight (an eighth of the allowance, at least one). Measured with the defaults (64 MiB row
-    /// groups, 32 MiB queue), a whole conversion's heap peaks at 110–146 MiB; a row group gets
-    /// two fifths of the allowance and the queue a fifth, which gives a full reservation
-    /// (224 MiB) the defaults. Smaller row groups cost a
+    /// groups, 32 MiB queue), a whole conversion's heap peaks at 110–146 MiB and its resident
+    /// set at 175–262 MiB; a row group gets a quarter of the allowance and the queue an eighth,
+    /// which gives a full reservation (224 MiB) 56 MiB row groups and a 28 MiB queue. Smaller row groups cost a
     /// little size (dictionaries start over in each), never correctness.
     pub fn within(self, memory: usize) -> PartWriterConfig {
         PartWriterConfig {
-            row_group_bytes: self.row_group_bytes.min(memory * 2 / 5).max(4 << 20),
-            queued_bytes: self.queued_bytes.min(memory / 5).max(1 << 20),
+            row_group_bytes: self.row_group_bytes.min(memory / 4).max(4 << 20),
+            queued_bytes: self.queued_bytes.min(memory / 8).max(1 << 20),
             upload_concurrency: self
                 .upload_concurrency
                 .min(memory / 8 / self.upload_chunk_bytes.max(1))
@@ -464,15 +464,22 @@ mod tests {
     use parquet::schema::types::ColumnPath;
 
     #[test]
-    fn a_full_reservation_keeps_the_defaults_and_a_smaller_one_shrinks_the_writer() {
+    fn the_writer_shrinks_to_its_reservation() {
         let defaults = PartWriterConfig::default();
         let full = defaults.within(crate::budget::FULL_CONVERSION as usize);
-        assert_eq!((full.row_group_bytes, full.queued_bytes), (64 << 20, 32 << 20));
-        assert_eq!(full.upload_concurrency, 2);
+        assert_eq!(
+            (full.row_group_bytes, full.queued_bytes, full.upload_concurrency),
+            (56 << 20, 28 << 20, 2)
+        );
+        let large = defaults.within(1 << 30);
+        assert_eq!(
+            (large.row_group_bytes, large.queued_bytes, large.upload_concurrency),
+            (64 << 20, 32 << 20, 8)
+        );
         let small = defaults.within(64 << 20);
         assert_eq!(
             (small.row_group_bytes, small.queued_bytes, small.upload_concurrency),
-            (26843545, 13421772, 1)
+            (16 << 20, 8 << 20, 1)
         );
         let tiny = defaults.within(1 << 20);
         assert_eq!((tiny.row_group_bytes, tiny.queued_bytes), (4 << 20, 1 << 20), "floors");
