@@ -269,14 +269,6 @@ SYNC_DAYS = 6
 SYNC_ENGAGEMENTS = os.environ.get("BENCH_SYNC_ENGAGEMENTS", "20000")
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def sync_bench():
     """A multi-day sync from the emulator with 1, 2 and 3 windows in flight: the emulator holds
     each export PROCESSING for 3 polls (~4.8 s with --poll-interval 1s), as a platform would."""
@@ -465,22 +457,8 @@ def sources_table(rows):
 
 
 def start_emulator(engagements, processing_polls):
-    import urllib.request
-
-    port = free_port()
-    emulator = subprocess.Popen(
-        [CXLAKE, "emulator", "saltedcx", "--port", str(port), "--engagements-per-day", engagements,
-         "--processing-polls", str(processing_polls), "--api-key", "bench-key"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/export/history", timeout=1)
-        except urllib.error.HTTPError:
-            break  # it answers (401 without a key)
-        except OSError:
-            time.sleep(0.1)
-    env = dict(os.environ, SALTEDCX_API_URL=f"http://127.0.0.1:{port}/", SALTEDCX_API_KEY="bench-key")
-    return emulator, env
+    return start_platform(["saltedcx", "--port", "0", "--engagements-per-day", engagements,
+                           "--processing-polls", str(processing_polls), "--api-key", "bench-key"])
 
 
 def nightly_bench():

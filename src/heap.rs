@@ -97,11 +97,6 @@ pub fn tune_allocator() {
     }
 }
 
-/// Bytes allocated now (0 when the counting allocator is not installed, as in unit tests).
-pub fn allocated() -> usize {
-    ALLOCATED.load(Ordering::Relaxed)
-}
-
 /// The most bytes that were allocated at one time since the process started.
 pub fn peak() -> usize {
     PEAK.load(Ordering::Relaxed)

@@ -323,15 +323,40 @@ fn thing_rows(rows: Vec<Vec<Cell>>) -> Vec<(i64, String, i64)> {
     rows
 }
 
-/// Nightly runs, late re-exports of old windows, reruns that drop records, and deleted windows,
-/// in a seeded random order: after every step the incrementally maintained table equals the
-/// definition, and at the end `cxlake current --full` rebuilds exactly the same table.
-async fn incremental_equals_full_rebuild(format: &str) {
+/// A directory with the `acme.thing` declaration under `schemas/`, and where its lake goes.
+fn thing_lake() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let schemas = dir.path().join("schemas");
     std::fs::create_dir_all(schemas.join("acme")).unwrap();
     std::fs::write(schemas.join("acme/thing.toml"), THING_SCHEMA).unwrap();
     let lake = dir.path().join("lake");
+    (dir, schemas, lake)
+}
+
+/// A xorshift generator of numbers below its argument: the same sequence on every run.
+fn seeded(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |below| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    }
+}
+
+/// `rows` as the JSON array of things an export would hold.
+fn write_things(path: &Path, rows: &[ThingRow]) {
+    let json: Vec<String> = rows
+        .iter()
+        .map(|(id, version, value)| format!(r#"{{"id": {id}, "value": "{value}", "updated_at": {version}}}"#))
+        .collect();
+    std::fs::write(path, format!("[{}]", json.join(",\n"))).unwrap();
+}
+
+/// Nightly runs, late re-exports of old windows, reruns that drop records, and deleted windows,
+/// in a seeded random order: after every step the incrementally maintained table equals the
+/// definition, and at the end `cxlake current --full` rebuilds exactly the same table.
+async fn incremental_equals_full_rebuild(format: &str) {
+    let (dir, schemas, lake) = thing_lake();
     let (lake_arg, schemas_arg) = (lake.to_str().unwrap(), schemas.to_str().unwrap());
     let convert_args = |date: &str, file: &Path| -> Vec<String> {
         let file = file.to_str().unwrap();
@@ -348,13 +373,7 @@ async fn incremental_equals_full_rebuild(format: &str) {
         }
     };
 
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut next = seeded(0x2545_f491_4f6c_dd1d_u64);
     let mut windows: std::collections::BTreeMap<String, Vec<ThingRow>> = Default::default();
     let mut serial = 0;
     let mut incremental_runs = 0;
@@ -376,14 +395,8 @@ async fn incremental_equals_full_rebuild(format: &str) {
                     (next(30) as i64, next(4) as i64, format!("row {serial}"))
                 })
                 .collect();
-            let json: Vec<String> = rows
-                .iter()
-                .map(|(id, version, value)| {
-                    format!(r#"{{"id": {id}, "value": "{value}", "updated_at": {version}}}"#)
-                })
-                .collect();
             let file = dir.path().join(format!("things-{step}.json"));
-            std::fs::write(&file, format!("[{}]", json.join(",\n"))).unwrap();
+            write_things(&file, &rows);
             windows.insert(date.clone(), rows);
             run_cxlake(&convert_args(&date, &file), NO_ENV).await
         };
@@ -427,31 +440,17 @@ async fn incremental_equals_full_rebuild(format: &str) {
 /// partition and gives the same table as one that holds them all (and as the definition).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_build_whose_keys_outgrow_its_memory_spills_them_and_gives_the_same_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let schemas = dir.path().join("schemas");
-    std::fs::create_dir_all(schemas.join("acme")).unwrap();
-    std::fs::write(schemas.join("acme/thing.toml"), THING_SCHEMA).unwrap();
-    let lake = dir.path().join("lake");
+    let (dir, schemas, lake) = thing_lake();
     let (lake_arg, schemas_arg) = (lake.to_str().unwrap(), schemas.to_str().unwrap());
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut next = seeded(0x9e37_79b9_7f4a_7c15_u64);
     // Four windows of 120,000 rows over 200,000 ids, versions 0–4 (so repeats within a window).
     let mut windows: std::collections::BTreeMap<String, Vec<ThingRow>> = Default::default();
     for day in 1..=4 {
         let date = format!("2024-03-{day:02}");
         let rows: Vec<ThingRow> =
             (0..120_000).map(|i| (next(200_000) as i64, next(5) as i64, format!("d{day} r{i}"))).collect();
-        let json: Vec<String> = rows
-            .iter()
-            .map(|(id, version, value)| format!(r#"{{"id":{id},"value":"{value}","updated_at":{version}}}"#))
-            .collect();
         let file = dir.path().join(format!("things-{day}.json"));
-        std::fs::write(&file, format!("[{}]", json.join(",\n"))).unwrap();
+        write_things(&file, &rows);
         let args = ["convert", "acme.thing", "--date", &date, "--dest", lake_arg, "--schemas", schemas_arg];
         let out =
             run_cxlake(&[&args[..], &["--no-current-tables", file.to_str().unwrap()]].concat(), NO_ENV).await;
