@@ -66,6 +66,11 @@ pub struct PartWriterConfig {
     pub upload_concurrency: usize,
 }
 
+impl PartWriterConfig {
+    /// Bytes buffered per file before its upload turns multipart (S3 wants at least 5 MiB).
+    pub const DEFAULT_UPLOAD_CHUNK: usize = 10 << 20;
+}
+
 impl Default for PartWriterConfig {
     fn default() -> Self {
         PartWriterConfig {
@@ -74,7 +79,7 @@ impl Default for PartWriterConfig {
             row_group_bytes: 64 << 20,
             queued_bytes: 32 << 20,
             zstd_level: 3,
-            upload_chunk_bytes: 10 << 20,
+            upload_chunk_bytes: PartWriterConfig::DEFAULT_UPLOAD_CHUNK,
             upload_concurrency: 8,
         }
     }
@@ -141,7 +146,10 @@ impl AsyncFileWriter for HashingWriter {
             digest.hasher.update(&bs);
             digest.bytes += bs.len() as u64;
         }
-        AsyncFileWriter::write(&mut self.inner, bs)
+        // `put` hands the bytes on as they are; `write` would copy them into upload buffers.
+        Box::pin(async move {
+            self.inner.put(bs).await.map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
     }
 
     fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
@@ -167,6 +175,12 @@ impl std::io::Write for Spool {
 impl Spool {
     fn take(&self) -> Bytes {
         Bytes::from(std::mem::take(&mut *self.0.lock().expect("spool lock")))
+    }
+
+    /// Makes room for a row group before it is appended: growing by doubling would copy what the
+    /// spool holds into fresh pages each time.
+    fn reserve(&self, bytes: usize) {
+        self.0.lock().expect("spool lock").reserve(bytes);
     }
 }
 
@@ -291,6 +305,8 @@ impl PartWriter {
             }
             let file = self.current.as_mut().expect("opened above");
             let parquet_error = |source| SinkError::Parquet { path: file.path.to_string(), source };
+            let compressed: i64 = row_group.chunks.iter().map(|c| c.close().metadata.compressed_size()).sum();
+            file.spool.reserve(usize::try_from(compressed).unwrap_or(0));
             let appended = (|| {
                 let mut group = file.writer.next_row_group()?;
                 for chunk in row_group.chunks {

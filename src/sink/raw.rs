@@ -7,7 +7,9 @@
 use std::io::{Read, Write};
 use std::path::Path as LocalPath;
 
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
+use object_store::buffered::BufWriter;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -90,7 +92,8 @@ pub fn archive_name(file_name: &str, taken: &[String]) -> String {
 }
 
 /// Compresses `local` (a fetched file) into the run's staging area as `name`; returns its
-/// record (with the staged path, which [`publish`] replaces by the final one).
+/// record (with the staged path, which [`publish`] replaces by the final one). The compressed
+/// bytes go straight to the store as they are produced: no local copy is written and read back.
 pub async fn stage(
     dest: &Destination,
     staging_dir: &str,
@@ -100,26 +103,99 @@ pub async fn stage(
     fold: Fold,
     facts: Option<crate::schema::FileFacts>,
 ) -> Result<RawFile, SinkError> {
-    let compressed = compressed_beside(local);
-    let (input, output) = (local.to_path_buf(), compressed.clone());
-    let local_error = local_error(local);
-    let (bytes, sha256) = tokio::task::spawn_blocking(move || compress(&input, &output))
-        .await
-        .map_err(|e| local_error(std::io::Error::other(e)))?
-        .map_err(&local_error)?;
     let relative = format!("{staging_dir}/{name}");
-    let stored_bytes = upload(dest, &compressed, &relative).await;
-    let _ = std::fs::remove_file(&compressed);
+    let path = dest.path(&relative);
+    let local_error = local_error(local);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let input = local.to_path_buf();
+    // The sender is dropped when compression ends (not kept in the task's result): that closed
+    // channel is what ends the upload loop below.
+    let compressing = tokio::task::spawn_blocking(move || {
+        compress(&input, ChunkSender::new(tx)).map(|(bytes, sha256, _sender)| (bytes, sha256))
+    });
+    let mut writer = BufWriter::with_capacity(dest.store.clone(), path.clone(), UPLOAD_CHUNK);
+    let mut stored_bytes = 0u64;
+    let mut put_error = None;
+    while let Some(chunk) = rx.recv().await {
+        stored_bytes += chunk.len() as u64;
+        if let Err(e) = writer.put(chunk).await {
+            put_error = Some(SinkError::store(&path, e));
+            break;
+        }
+    }
+    // The compressor sees a closed channel and stops if the store failed.
+    drop(rx);
+    let compressed = compressing.await.map_err(|e| local_error(std::io::Error::other(e)))?;
+    let (bytes, sha256) = match (put_error, compressed) {
+        (None, Ok(done)) => done,
+        (Some(error), _) => {
+            let _ = writer.abort().await;
+            return Err(error);
+        }
+        (None, Err(e)) => {
+            let _ = writer.abort().await;
+            return Err(local_error(e));
+        }
+    };
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| SinkError::Local { path: path.to_string(), message: e.to_string() })?;
     Ok(RawFile {
         path: relative,
         file_name: file_name.to_string(),
         bytes,
         sha256,
-        stored_bytes: stored_bytes?,
+        stored_bytes,
         fetched_at: Utc::now(),
         fold,
         facts,
     })
+}
+
+/// The size of the pieces compressed bytes are handed to the store in, and of its upload parts.
+const UPLOAD_CHUNK: usize = 8 << 20;
+
+/// A `Write` that hands what it is given to an async task in [`UPLOAD_CHUNK`]s (the compressor
+/// runs on a blocking thread, the store is async).
+struct ChunkSender {
+    chunk: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+}
+
+impl ChunkSender {
+    fn new(tx: tokio::sync::mpsc::Sender<Bytes>) -> ChunkSender {
+        ChunkSender { chunk: Vec::new(), tx }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        self.tx
+            .blocking_send(Bytes::from(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(UPLOAD_CHUNK);
+        }
+        let n = buf.len().min(UPLOAD_CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == UPLOAD_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    /// Sends what is buffered (the compressor flushes once, when it finishes).
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
 
 /// Where a local file's compressed form waits (next to it, in the run's spool).
@@ -133,18 +209,18 @@ fn local_error(local: &LocalPath) -> impl Fn(std::io::Error) -> SinkError + '_ {
     move |e| SinkError::Local { path: local.display().to_string(), message: e.to_string() }
 }
 
-/// zstd-compresses `input` into `output`; returns the input's size and SHA-256. A file that is
-/// already compressed (a workbook is a zip; gzip; zstd) is stored as received, in a zstd frame of
-/// raw blocks: every zstd reader restores it, and no CPU is spent compressing it again.
-fn compress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, String)> {
+/// zstd-compresses `input` into `output`; returns the input's size and SHA-256, and the output,
+/// flushed. A file that is already compressed (a workbook is a zip; gzip; zstd) is stored as
+/// received, in a zstd frame of raw blocks: every zstd reader restores it, and no CPU is spent
+/// compressing it again.
+fn compress<W: Write>(input: &LocalPath, output: W) -> std::io::Result<(u64, String, W)> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(input)?);
     // The first read is looked at, not consumed: its magic bytes choose the archive's form.
     let stored = is_compressed(std::io::BufRead::fill_buf(&mut reader)?);
-    let file = std::fs::File::create(output)?;
     let mut out = if stored {
-        Archive::Stored(StoredFrame::new(std::io::BufWriter::with_capacity(1 << 20, file)))
+        Archive::Stored(StoredFrame::new(output))
     } else {
-        Archive::Zstd(zstd::stream::write::Encoder::new(file, LEVEL)?)
+        Archive::Zstd(zstd::stream::write::Encoder::new(output, LEVEL)?)
     };
     let sink: &mut dyn Write = match &mut out {
         Archive::Zstd(encoder) => encoder,
@@ -162,18 +238,18 @@ fn compress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, Stri
         sink.write_all(&buffer[..n])?;
         bytes += n as u64;
     }
-    let file = match out {
+    let mut output = match out {
         Archive::Zstd(encoder) => encoder.finish()?,
-        Archive::Stored(frame) => frame.finish()?.into_inner().map_err(|e| e.into_error())?,
+        Archive::Stored(frame) => frame.finish()?,
     };
-    file.sync_all()?;
-    Ok((bytes, hex::encode(hasher.finalize())))
+    output.flush()?;
+    Ok((bytes, hex::encode(hasher.finalize()), output))
 }
 
 /// The archive being written: compressed, or stored as received.
-enum Archive {
-    Zstd(zstd::stream::write::Encoder<'static, std::fs::File>),
-    Stored(StoredFrame<std::io::BufWriter<std::fs::File>>),
+enum Archive<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Stored(StoredFrame<W>),
 }
 
 /// A zip (XLSX), gzip or zstd file, by its magic bytes.
@@ -234,29 +310,6 @@ impl<W: Write> Write for StoredFrame<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
-    }
-}
-
-/// Streams a local file into the store at `relative`; returns its size.
-async fn upload(dest: &Destination, local: &LocalPath, relative: &str) -> Result<u64, SinkError> {
-    let path = dest.path(relative);
-    let local_error = local_error(local);
-    let mut file = tokio::fs::File::open(local).await.map_err(&local_error)?;
-    let mut writer =
-        object_store::buffered::BufWriter::with_capacity(dest.store.clone(), path.clone(), 8 << 20);
-    let copied = tokio::io::copy(&mut file, &mut writer).await;
-    match copied {
-        Ok(bytes) => {
-            writer
-                .shutdown()
-                .await
-                .map_err(|e| SinkError::Local { path: path.to_string(), message: e.to_string() })?;
-            Ok(bytes)
-        }
-        Err(e) => {
-            let _ = writer.abort().await;
-            Err(SinkError::Local { path: path.to_string(), message: e.to_string() })
-        }
     }
 }
 
@@ -356,11 +409,10 @@ mod tests {
             if len >= 4 {
                 bytes[..4].copy_from_slice(b"PK\x03\x04");
             }
-            let (input, output) = (dir.path().join("report.xlsx"), dir.path().join("report.xlsx.zst"));
+            let input = dir.path().join("report.xlsx");
             std::fs::write(&input, &bytes).unwrap();
-            let (size, _) = super::compress(&input, &output).unwrap();
+            let (size, _, stored) = super::compress(&input, Vec::new()).unwrap();
             assert_eq!(size, len as u64);
-            let stored = std::fs::read(&output).unwrap();
             if len >= 4 {
                 // Stored: the frame is the input plus 6 bytes of header and 3 per block.
                 assert_eq!(stored.len(), len + 6 + 3 * len.div_ceil(super::RAW_BLOCK).max(1), "{len}");
