@@ -22,6 +22,7 @@ pub mod interrupt;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod replay;
 pub mod report;

@@ -59,7 +59,7 @@ impl Replay {
                 continue;
             }
             if record.filter.is_some() {
-                skipped.push((record.date, "holds a filtered (one-contact) export".into()));
+                skipped.push((record.date, "holds a filtered export (a contact, agents, tags…)".into()));
                 continue;
             }
             let without: Vec<&str> = datasets

@@ -100,13 +100,13 @@ pub(super) async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Resul
             format!("{}: {} source(s)", config.path.display(), config.source_names().len()),
         ));
     }
-    match load_registry(args.schemas.as_deref()) {
+    match plan::registry(args.schemas.dir.as_deref()) {
         Ok(registry) => results.push(CheckResult::pass(
             "schemas",
             format!(
                 "{} dataset(s) ({})",
                 registry.iter().count(),
-                match &args.schemas {
+                match &args.schemas.dir {
                     Some(dir) => format!("embedded, overridden from {}", dir.display()),
                     None => "embedded".into(),
                 }
@@ -115,7 +115,7 @@ pub(super) async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Resul
         Err(e) => results.push(CheckResult::fail("schemas", format!("{e:#} — fix the schema file it names"))),
     }
     let run_id = new_run_id();
-    match args.dest.as_deref().map(Destination::parse) {
+    match Some(args.dest.dest.as_str()).filter(|d| !d.trim().is_empty()).map(Destination::parse) {
         None => results.push(CheckResult::fail(
             "destination",
             "no destination: pass --dest or set [destination] url in the config file",

@@ -24,6 +24,8 @@ pub mod local_time;
 pub mod pii;
 pub mod value;
 
+/// A name safe as one path component: what a source or dataset name must be.
+pub use crate::sink::layout::is_identifier;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -950,6 +952,13 @@ impl SchemaRegistry {
         Ok(registry)
     }
 
+    /// The sources the schemas declare datasets of, in name order.
+    pub fn sources(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<&str> =
+            self.schemas.values().map(|s| s.source.as_str()).collect();
+        names.into_iter().map(str::to_string).collect()
+    }
+
     /// The datasets of one source, in name order.
     pub fn of_source<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Arc<DatasetSchema>> + 'a {
         self.schemas.values().filter(move |s| s.source == source)
@@ -978,27 +987,19 @@ mod tests {
         assert_eq!(registry.get("saltedcx.customer").unwrap().columns.len(), 11);
         assert_eq!(registry.get("saltedcx.agent").unwrap().columns.len(), 13);
         assert_eq!(registry.get("saltedcx.turn").unwrap().key, ["pid"]);
-        let kinds: Vec<(String, DatasetKind)> =
-            registry.iter().map(|s| (s.qualified_name(), s.kind)).collect();
-        for (name, kind) in kinds {
-            let events = [
-                "saltedcx.turn",
-                "saltedcx.review",
-                "dixa.message",
-                "khoros.user",
-                "sparkcentral.message",
-                "sparkcentral.resolved_conversation",
-                "sparkcentral.response_times",
-                "sparkcentral.user_presence",
-                // Aggregates per export and period.
-                "sparkcentral.team",
-                "sparkcentral.user",
-                "sparkcentral.topic",
-                "sparkcentral.tag",
-                "sparkcentral.virtual_agent",
-            ]
-            .contains(&name.as_str());
-            assert_eq!(kind == DatasetKind::Events, events, "{name}");
+        // Every entities dataset (one current row per key) names a key of declared, non-null
+        // columns: its kind comes from its file, and no list here restates it.
+        for schema in registry.iter().filter(|s| s.kind == DatasetKind::Entities) {
+            assert!(!schema.key.is_empty(), "{}: entities without a key", schema.qualified_name());
+            for column in &schema.key {
+                let index =
+                    schema.column_index(column).unwrap_or_else(|| panic!("{}: key {column}", schema.dataset));
+                assert!(
+                    !schema.columns[index].nullable,
+                    "{}.{column}: a nullable key",
+                    schema.qualified_name()
+                );
+            }
         }
     }
 

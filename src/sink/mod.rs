@@ -39,6 +39,16 @@ impl OutputFormat {
     }
 }
 
+/// The format `source`'s `dataset` is already written in, if any: a Delta table or Parquet
+/// partitions.
+pub async fn table_format(
+    dest: &Destination,
+    source: &str,
+    dataset: &str,
+) -> Result<Option<OutputFormat>, SinkError> {
+    delta::existing_format(dest, &layout::dataset_dir(source, dataset)).await
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {

@@ -299,6 +299,14 @@ pub trait Platform {
     /// Builds the source from its arguments (reading its secrets from files or the environment).
     fn source(args: &Self::Args) -> Result<Self::Source, SetupError>;
 
+    /// A DuckDB query over the demo lake (`{lake}` stands for its root) that `cxlake demo`
+    /// prints to show what this platform's data answers.
+    const DEMO_QUERY: &'static str = "";
+
+    /// The flags that make a filtered export, as this platform's users write them (named in
+    /// the messages that refuse one).
+    const FILTER_FLAGS: &'static str = "";
+
     /// A fingerprint of an export filter (Salted CX `--contact`): windows exported with a
     /// filter never replace full ones, and a filtered export needs an explicit `--from`.
     fn filter(_args: &Self::Args) -> Option<String> {

@@ -45,3 +45,28 @@ async fn duckdb_reads_the_lake_with_hive_partitioning() {
     // Bookkeeping under _cxlake is never picked up by a glob over the dataset.
     assert_eq!(seen["turn"]["distinct_pids"].as_u64(), Some(expected["turn"]));
 }
+
+/// `cxlake demo` lands a day of every registered source from its emulator, and each query it
+/// prints for a source answers with rows in DuckDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_lands_every_source_and_every_query_it_prints_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lake = lake.to_str().unwrap();
+    let run = run_cxlake(&["demo", "--dest", lake, "--days", "1"], NO_ENV).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let queries: Vec<(&str, String)> = cxlake::cli::source_demo_queries()
+        .into_iter()
+        .map(|(name, query)| (name, query.replace("{lake}", lake)))
+        .collect();
+    for (name, query) in &queries {
+        assert!(query.contains(&format!("{lake}/{name}/")), "{name}: its query reads another source");
+        let first_line = query.lines().nth(1).unwrap();
+        assert!(run.stdout.contains(first_line), "{name}: the demo does not print its query");
+    }
+    for (name, query) in &queries {
+        // After the views file the demo points to: it must load too.
+        let rows = python_json("sql.py", &[lake, query]).await;
+        assert!(!rows.as_array().unwrap().is_empty(), "{name}: its demo query finds no rows");
+    }
+}

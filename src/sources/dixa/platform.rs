@@ -123,6 +123,14 @@ impl Platform for DixaPlatform {
         Ok(Dixa::new(client).with_request(args.request()))
     }
 
+    const DEMO_QUERY: &'static str = "-- Dixa ratings are nested: one row per rating with unnest\n\
+         SELECT id, r.rating_type, r.rating_score\n\
+         FROM read_parquet('{lake}/dixa/conversation/date=*/*.parquet', hive_partitioning = true),\n\
+              unnest(ratings) AS t(r)\n\
+         ORDER BY id LIMIT 10;";
+
+    const FILTER_FLAGS: &'static str = "--csids or --window-by";
+
     /// Windows by another field than `updated`, or of named conversations only, are another
     /// kind of window: recorded with this fingerprint, they never replace full ones.
     fn filter(args: &DixaArgs) -> Option<String> {

@@ -183,6 +183,13 @@ impl Platform for KhorosPlatform {
         Ok(Khoros::new(client, args.job.policy()?))
     }
 
+    const DEMO_QUERY: &'static str = "-- Khoros Care: the agents who handled the most, per day\n\
+         SELECT report_date, agent_name, total_handled, round(avg_handle_time_ms / 1000, 1) AS avg_handle_seconds\n\
+         FROM read_parquet('{lake}/khoros/user/date=*/*.parquet', hive_partitioning = true)\n\
+         ORDER BY report_date, total_handled DESC LIMIT 10;";
+
+    const FILTER_FLAGS: &'static str = "--agent-id, --team-id or --report-metric";
+
     /// Agent, team and metric selections make a partial export: never a replacement for a full one.
     fn filter(args: &KhorosArgs) -> Option<String> {
         let request = args.request();

@@ -154,6 +154,15 @@ impl Platform for LoopPlatform {
         Ok(Loop::new(client, args.job.policy()?))
     }
 
+    const DEMO_QUERY: &'static str =
+        "-- Loop: conversations per shared inbox and status, with the mean first response\n\
+         SELECT shared_inbox, status, count(*) AS conversations,\n\
+                round(avg(first_response_time_seconds) / 60, 1) AS avg_first_response_minutes\n\
+         FROM read_parquet('{lake}/loop/report/date=*/*.parquet', hive_partitioning = true)\n\
+         GROUP BY ALL ORDER BY conversations DESC;";
+
+    const FILTER_FLAGS: &'static str = "--tag, --team, --teammate, --customer or --impersonate";
+
     /// Tag, inbox, teammate and customer selections (and impersonation, which sees one user's
     /// view) make a partial export: never a replacement for a full one.
     fn filter(args: &LoopArgs) -> Option<String> {

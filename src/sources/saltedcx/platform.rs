@@ -131,6 +131,13 @@ impl Platform for SaltedCxPlatform {
             .with_cap(Some(cap)))
     }
 
+    const DEMO_QUERY: &'static str = "-- Salted CX: engagements per channel and day\n\
+         SELECT date, channel_type, count(*) AS engagements, round(avg(total_time) / 1000, 1) AS avg_seconds\n\
+         FROM read_parquet('{lake}/saltedcx/engagement/date=*/*.parquet', hive_partitioning = true)\n\
+         GROUP BY ALL ORDER BY date, channel_type;";
+
+    const FILTER_FLAGS: &'static str = "--contact";
+
     fn filter(args: &SaltedCxArgs) -> Option<String> {
         args.contact.as_deref().map(contact_fingerprint)
     }

@@ -188,6 +188,12 @@ fn zone() -> chrono_tz::Tz {
 pub struct SparkcentralPlatform;
 
 impl Platform for SparkcentralPlatform {
+    const DEMO_QUERY: &'static str =
+        "-- Sparkcentral: messages per day, channel and direction (times were local, landed as UTC)\n\
+         SELECT date, channel, direction, count(*) AS messages\n\
+         FROM read_parquet('{lake}/sparkcentral/message/date=*/*.parquet', hive_partitioning = true)\n\
+         GROUP BY ALL ORDER BY date, channel, direction;";
+
     const NAME: &'static str = "sparkcentral";
     const TITLE: &'static str = "Sparkcentral";
     const DESCRIPTION: &'static str = "Sparkcentral: the scheduled CSV exports on its SFTP server (one table per export type, local-time stamps)";
