@@ -90,21 +90,22 @@ pub struct Checked {
 
 /// Checks `datasets` (this run's declarations) against the declarations of every done window of
 /// `records` that the run leaves as it is (`rewrites(dataset, date)` says which it rewrites). A
-/// Delta table (`delta`) evolves only by adding columns, whatever is rewritten: its schema is the
-/// table's own, so every window counts.
+/// table whose schema is its own (`table_wide`: Delta) evolves only by adding columns, whatever
+/// is rewritten, so every window counts.
 pub async fn check(
     dest: &Destination,
     datasets: &[Arc<DatasetSchema>],
     records: &[WindowRecord],
     rewrites: impl Fn(&str, NaiveDate) -> bool,
-    delta: bool,
+    table_wide: bool,
 ) -> Result<Checked, DeclarationError> {
     let mut checked = Checked::default();
     for schema in datasets {
         // Each other declaration the untouched windows were written with, and those windows.
         let mut others: BTreeMap<&str, Vec<NaiveDate>> = BTreeMap::new();
         for record in records {
-            if record.status != WindowStatus::Done || (!delta && rewrites(&schema.dataset, record.date)) {
+            if record.status != WindowStatus::Done || (!table_wide && rewrites(&schema.dataset, record.date))
+            {
                 continue;
             }
             let Some(landed) = record.datasets.get(&schema.dataset) else { continue };
@@ -151,7 +152,7 @@ pub async fn check(
                         kept: dest.display_path(&relative),
                         origin: schema.declaration.origin.clone(),
                         why,
-                        rewrite: if delta {
+                        rewrite: if table_wide {
                             "land this declaration in a new --dest: a Delta table's columns are only ever added, never dropped or retyped in place".into()
                         } else {
                             format!("rewrite every window with this one from the raw archive: `cxlake replay {} --dest {}` with the same --schemas", schema.source, dest.display)

@@ -31,7 +31,8 @@ use crate::schema::pii::{hash_value, normalize, PiiKey, PiiKind};
 use crate::schema::{DatasetKind, DatasetSchema, SchemaRegistry};
 use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig};
 use crate::sink::raw::{self, RawFile};
-use crate::sink::{commit, crash_if_asked, delta, layout, Destination, OutputFormat, SinkError};
+use crate::sink::table::{Rewrites, Table};
+use crate::sink::{commit, crash_if_asked, layout, Destination, OutputFormat, SinkError};
 use crate::state::{StateStore, WindowRecord, WindowStatus};
 
 /// Whose data to erase.
@@ -442,29 +443,15 @@ fn mask(
         .collect()
 }
 
-/// The data files of a window's dataset as they are now: a Parquet partition's files as listed
-/// (after a crash mid-publish some may be new, some old), a Delta table's from the record.
+/// The data files of a window's dataset as they are now (see [`Table::window_files`]).
 async fn window_files(
     dest: &Destination,
     format: OutputFormat,
     source: &str,
-    dataset: &str,
+    schema: &DatasetSchema,
     record: &WindowRecord,
 ) -> Result<Vec<String>, SinkError> {
-    match format {
-        OutputFormat::Parquet => {
-            let mut files =
-                commit::list_files(dest, &layout::partition_dir(source, dataset, record.date)).await?;
-            files.retain(|f| f.ends_with(".parquet"));
-            files.sort();
-            Ok(files)
-        }
-        OutputFormat::Delta => Ok(record
-            .datasets
-            .get(dataset)
-            .map(|d| d.files.iter().map(|f| f.path.clone()).collect())
-            .unwrap_or_default()),
-    }
+    Table::history(dest, source, schema, format).window_files(record).await
 }
 
 /// Everything `forget` needs to know about the lake.
@@ -536,9 +523,7 @@ impl Erasure<'_> {
         for source in &sources {
             let records: Vec<WindowRecord> = state.load_windows(source).await?;
             for schema in self.registry.of_source(source) {
-                let format = delta::existing_format(self.dest, &layout::dataset_dir(source, &schema.dataset))
-                    .await?
-                    .unwrap_or(OutputFormat::Parquet);
+                let format = Table::found(self.dest, source, &schema.dataset).await?.unwrap_or_default();
                 // The table's own declaration, whatever this run was given: erasure never
                 // narrows a table written with the user's declaration to the built-in one.
                 let schema = crate::declaration::latest(self.dest, schema, &records).await?;
@@ -589,16 +574,16 @@ impl Erasure<'_> {
         report: &mut ErasureReport,
     ) -> Result<(), EraseError> {
         let mut touched_sources: BTreeSet<String> = BTreeSet::new();
-        let mut delta_tables = BTreeSet::new();
+        // The tables rewritten: what they no longer reference is deleted at the end.
+        let mut rewritten: Vec<Table<'_>> = Vec::new();
         for (source, schema, format, records) in lake {
-            // A Delta table's rewritten windows, committed together below.
-            let mut pending = BTreeMap::new();
+            let table = Table::history(self.dest, source, schema, *format);
+            let mut rewrites = table.rewrites();
             for record in records {
                 if !record.datasets.contains_key(&schema.dataset) {
                     continue;
                 }
-                let touched =
-                    self.erase_window(matcher, source, schema, *format, record, &mut pending).await?;
+                let touched = self.erase_window(matcher, &table, schema, record, &mut rewrites).await?;
                 if touched != Touched::default() {
                     let entry = report.datasets.entry(schema.qualified_name()).or_default();
                     entry.windows += usize::from(touched.rows > 0);
@@ -607,16 +592,17 @@ impl Erasure<'_> {
                     entry.raw_files_rewritten += touched.raw_files_rewritten;
                     entry.raw_files_deleted += touched.raw_files_deleted;
                     touched_sources.insert(source.clone());
-                    if *format == OutputFormat::Delta && touched.rows > 0 {
-                        delta_tables.insert(layout::dataset_dir(source, &schema.dataset));
+                    if touched.rows > 0 && rewritten.iter().all(|t| t.dir() != table.dir()) {
+                        rewritten.push(table);
                     }
                 }
             }
-            if !pending.is_empty() && !self.dry_run {
-                // One commit for the table: every rewritten window's files replace its partition's.
-                let spec = delta::TableSpec::history(source, schema);
-                let published = delta::publish_partitions(self.dest, spec, &self.run_id, &pending).await?;
-                crash_if_asked("forget-published");
+            if !self.dry_run {
+                // Windows a table commits together (Delta): their records follow the commit.
+                let published = rewrites.finish(&self.run_id).await?;
+                if !published.is_empty() {
+                    crash_if_asked("forget-published");
+                }
                 for (date, files) in published {
                     if let Some(mut record) = state.load_window(source, date).await? {
                         if let Some(entry) = record.datasets.get_mut(&schema.dataset) {
@@ -648,14 +634,12 @@ impl Erasure<'_> {
                         true,
                     )
                     .await?;
-                    if format == OutputFormat::Delta {
-                        delta_tables.insert(layout::current_dir(source, &schema.dataset));
-                    }
+                    rewritten.push(Table::current(self.dest, source, schema, format));
                 }
             }
             // The replaced files go now: no time travel back to the person.
-            for table in &delta_tables {
-                delta::vacuum(self.dest, table, std::time::Duration::ZERO, false).await?;
+            for table in &rewritten {
+                table.vacuum(std::time::Duration::ZERO, false).await?;
             }
         }
         Ok(())
@@ -677,7 +661,7 @@ impl Erasure<'_> {
                     continue;
                 }
                 let policy = policy_of(landed.pii.as_deref());
-                'files: for file in window_files(self.dest, *format, source, &schema.dataset, record).await? {
+                'files: for file in window_files(self.dest, *format, source, schema, record).await? {
                     for batch in read_file(self.dest, &file, Some(&relevant)).await? {
                         if mask(matcher, schema, &policy, &batch).into_iter().any(|h| h) {
                             holding.entry(source.clone()).or_default().insert(record.date);
@@ -743,7 +727,7 @@ impl Erasure<'_> {
                 let policy = policy_of(landed.pii.as_deref());
                 let mut rows = 0;
                 if !relevant.is_empty() {
-                    for file in window_files(self.dest, *format, source, &schema.dataset, record).await? {
+                    for file in window_files(self.dest, *format, source, schema, record).await? {
                         verification.data_files += 1;
                         for batch in read_file(self.dest, &file, Some(&relevant)).await? {
                             rows +=
@@ -829,7 +813,7 @@ impl Erasure<'_> {
                 let mut found = BTreeSet::new();
                 for record in records.iter().filter(|r| r.datasets.contains_key(&schema.dataset)) {
                     let policy = policy_of(record.datasets[&schema.dataset].pii.as_deref());
-                    for file in window_files(self.dest, *format, source, &schema.dataset, record).await? {
+                    for file in window_files(self.dest, *format, source, schema, record).await? {
                         for batch in read_file(self.dest, &file, Some(&only)).await? {
                             let Some(keys) = batch.column_by_name(&schema.key[0]).cloned() else { continue };
                             for (row, hit) in mask(matcher, schema, &policy, &batch).into_iter().enumerate() {
@@ -856,13 +840,13 @@ impl Erasure<'_> {
     async fn erase_window(
         &self,
         matcher: &Matcher<'_>,
-        source: &str,
+        table: &Table<'_>,
         schema: &Arc<DatasetSchema>,
-        format: OutputFormat,
         record: &WindowRecord,
-        pending: &mut BTreeMap<NaiveDate, Vec<crate::sink::parquet::WrittenFile>>,
+        rewrites: &mut Rewrites<'_>,
     ) -> Result<Touched, EraseError> {
         let state = StateStore::new(self.dest.clone());
+        let source = table.source();
         let dataset = &schema.dataset;
         // As it is now: an earlier dataset of this window may have been rewritten already.
         let record = &state.load_window(source, record.date).await?.unwrap_or_else(|| record.clone());
@@ -877,7 +861,7 @@ impl Erasure<'_> {
         let mut touched = Touched::default();
         // Data: the relevant columns read first; only a window holding the person is rewritten,
         // every file read whole and its kept rows staged, one file per file.
-        let files = window_files(self.dest, format, source, dataset, record).await?;
+        let files = table.window_files(record).await?;
         let mut holds = false;
         for file in &files {
             for batch in read_file(self.dest, file, Some(&relevant)).await? {
@@ -927,27 +911,22 @@ impl Erasure<'_> {
             None => Vec::new(),
         };
         let mut updated = record.clone();
-        if removed > 0 && !self.dry_run && format == OutputFormat::Delta {
-            // Committed with the table's other rewritten windows, in one commit.
-            pending.insert(record.date, staged);
-        } else if removed > 0 && !self.dry_run {
-            // No `publishing` mark: before, during and after, the partition holds valid rows
-            // (some of them the person's until the last file is replaced); the record follows.
-            let published =
-                commit::publish_partition(self.dest, source, dataset, record.date, &staged).await?;
-            crash_if_asked("forget-published");
-            set_files(updated.datasets.get_mut(dataset).expect("present"), published);
-            state.save_window(&updated).await?;
+        if removed > 0 && !self.dry_run {
+            // Plain Parquet: replaced now, with no `publishing` mark — before, during and after,
+            // the partition holds valid rows (some of them the person's until the last file is
+            // replaced) — and the record follows. Delta: committed with the table's other
+            // rewritten windows, in one commit (see `erase_everywhere`).
+            if let Some(published) = rewrites.replace(record.date, staged).await? {
+                crash_if_asked("forget-published");
+                set_files(updated.datasets.get_mut(dataset).expect("present"), published);
+                state.save_window(&updated).await?;
+            }
         } else {
             commit::delete_dir(self.dest, &staging).await?;
             // A forget killed between replacing a partition's files and saving its record left
             // the record describing files that are no longer there: describe them again.
-            if !self.dry_run && format == OutputFormat::Parquet && record.status == WindowStatus::Done {
-                let listed =
-                    commit::list_files(self.dest, &layout::partition_dir(source, dataset, record.date))
-                        .await?;
-                let recorded: Vec<String> = landed.files.iter().map(|f| f.path.clone()).collect();
-                if listed != recorded || !sizes_match(self.dest, &landed.files).await? {
+            if !self.dry_run && record.status == WindowStatus::Done {
+                if let Some(listed) = table.unrecorded_files(record.date, &landed.files).await? {
                     let actual = describe_files(self.dest, &listed).await?;
                     set_files(updated.datasets.get_mut(dataset).expect("present"), actual);
                     state.save_window(&updated).await?;
@@ -1039,20 +1018,6 @@ fn set_files(entry: &mut crate::state::DatasetRecord, files: Vec<crate::sink::pa
     entry.files = files;
 }
 
-async fn sizes_match(
-    dest: &Destination,
-    files: &[crate::sink::parquet::WrittenFile],
-) -> Result<bool, SinkError> {
-    for file in files {
-        let path = dest.path(&file.path);
-        let meta = dest.store.head(&path).await.map_err(|e| SinkError::store(&path, e))?;
-        if meta.size != file.bytes {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// Path, rows, size and SHA-256 of data files as they are in the store.
 async fn describe_files(
     dest: &Destination,
@@ -1136,29 +1101,34 @@ fn filter_csv(
     Ok(any)
 }
 
-/// A JSON array's elements without the person's, into `out`; whether any was the person's.
+/// A JSON array's elements without the person's, into `out`, each kept byte for byte; whether
+/// any was the person's. Read one element at a time, whatever the array's size.
 fn filter_json(
     matcher: &Matcher<'_>,
     schema: &DatasetSchema,
     input: &Path,
     out: &Path,
 ) -> Result<bool, String> {
-    let bytes = std::fs::read(input).map_err(|e| e.to_string())?;
-    let elements: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    use std::io::Write;
+    let file = std::fs::File::open(input).map_err(|e| e.to_string())?;
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| e.to_string())?);
     let policy = BTreeMap::new();
-    let mut kept = Vec::with_capacity(elements.len());
-    let mut any = false;
-    for element in elements {
-        if json_matches(matcher, schema, &policy, &element) {
+    let (mut any, mut kept) = (false, 0u64);
+    writer.write_all(b"[").map_err(|e| e.to_string())?;
+    for element in crate::decode::json_array::Elements::new(std::io::BufReader::new(file)) {
+        let bytes = element.map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if json_matches(matcher, schema, &policy, &value) {
             any = true;
-        } else {
-            kept.push(element);
+            continue;
         }
+        if kept > 0 {
+            writer.write_all(b",\n").map_err(|e| e.to_string())?;
+        }
+        writer.write_all(&bytes).map_err(|e| e.to_string())?;
+        kept += 1;
     }
-    if any {
-        std::fs::write(out, serde_json::to_vec(&kept).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    writer.write_all(b"]\n").and_then(|()| writer.flush()).map_err(|e| e.to_string())?;
     Ok(any)
 }
 
@@ -1203,8 +1173,13 @@ fn xlsx_holds(
 ) -> Result<bool, String> {
     let json = input.with_extension("json");
     crate::decode::xlsx::to_json_array(input, &json, file_name, None).map_err(|e| e.to_string())?;
-    let elements: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    Ok(elements.iter().any(|e| json_matches(matcher, schema, policy, e)))
+    let file = std::fs::File::open(&json).map_err(|e| e.to_string())?;
+    for element in crate::decode::json_array::Elements::new(std::io::BufReader::new(file)) {
+        let bytes = element.map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if json_matches(matcher, schema, policy, &value) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -26,11 +26,12 @@ use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
 use crate::schema::pii::{DatasetPii, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::commit;
-use crate::sink::delta::{self, WindowCommit};
+use crate::sink::delta::WindowCommit;
 use crate::sink::layout;
 use crate::sink::lease::{Lease, LeaseName, LockError, Locked, RunGuard};
 use crate::sink::parquet::{PartWriter, PartWriterConfig, WrittenFile};
 use crate::sink::raw::{self, RawFile, RawPolicy};
+use crate::sink::table::Table;
 use crate::sink::{Destination, OutputFormat, SinkError};
 use crate::sources::{
     CreationCap, ExportJournal, FailureScope, FetchedFile, PreviousExport, Source, SourceError,
@@ -1037,29 +1038,13 @@ async fn commit_window<S>(
         } else {
             raw::publish(&plan.dest, source, &dataset.dataset, window.date, &dataset.raw).await?
         };
-        let (files, delta_version) = match plan.options.format {
-            OutputFormat::Parquet => {
-                let files = commit::publish_partition(
-                    &plan.dest,
-                    source,
-                    &dataset.dataset,
-                    window.date,
-                    &dataset.files,
-                )
-                .await?;
-                (files, None)
-            }
-            OutputFormat::Delta => {
-                let schema = plan
-                    .datasets
-                    .iter()
-                    .find(|s| s.dataset == dataset.dataset)
-                    .expect("staged datasets come from the plan");
-                let spec = delta::TableSpec::history(source, schema);
-                let committed = delta::publish(&plan.dest, spec, &delta_commit, &dataset.files).await?;
-                (committed.files, Some(committed.table_version))
-            }
-        };
+        let schema = plan
+            .datasets
+            .iter()
+            .find(|s| s.dataset == dataset.dataset)
+            .expect("staged datasets come from the plan");
+        let table = Table::history(&plan.dest, source, schema, plan.options.format);
+        let (files, delta_version) = table.replace_window(&delta_commit, &dataset.files).await?;
         let declaration = plan
             .datasets
             .iter()

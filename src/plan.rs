@@ -24,6 +24,7 @@ use crate::report::RunReport;
 use crate::schema::pii::PiiPolicy;
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::lease::{Lease, LeaseName, LockError, RunGuard};
+use crate::sink::table::Table;
 use crate::sink::{layout, SinkError};
 use crate::sources::local::LocalFiles;
 use crate::sources::{FailureScope, Source};
@@ -546,9 +547,10 @@ impl Checks<'_> {
         rewrites: impl Fn(&str, NaiveDate) -> bool,
         format: OutputFormat,
     ) -> Result<(), PlanError> {
-        let delta = format == OutputFormat::Delta;
+        let table_wide = format.schema_is_table_wide();
         let checked =
-            crate::declaration::check(&self.lake.dest, self.datasets, self.records, rewrites, delta).await?;
+            crate::declaration::check(&self.lake.dest, self.datasets, self.records, rewrites, table_wide)
+                .await?;
         for (dataset, added) in checked.added {
             tracing::info!(dataset = %dataset, columns = %added.join(", "), "The declaration adds columns; older windows read them as null");
         }
@@ -575,7 +577,7 @@ impl Checks<'_> {
     /// publishing would delete a Delta table's files, and a Delta table ignores loose files.
     async fn format(&self, format: OutputFormat) -> Result<(), PlanError> {
         for schema in self.datasets {
-            let found = crate::sink::table_format(&self.lake.dest, self.source, &schema.dataset).await?;
+            let found = Table::found(&self.lake.dest, self.source, &schema.dataset).await?;
             if let Some(found) = found.filter(|found| *found != format) {
                 return Err(PlanError::usage(format!(
                     "{}/{}/{} holds {} data; rerun with --format {} or use another --dest",
@@ -687,11 +689,11 @@ async fn lake_format(
     registry: &SchemaRegistry,
 ) -> Result<OutputFormat, PlanError> {
     for schema in registry.of_source(source) {
-        if let Some(found) = crate::sink::table_format(&lake.dest, source, &schema.dataset).await? {
+        if let Some(found) = Table::found(&lake.dest, source, &schema.dataset).await? {
             return Ok(found);
         }
     }
-    Ok(OutputFormat::Parquet)
+    Ok(OutputFormat::default())
 }
 
 /// What `forget` does: erase (or, with `dry_run`, say what it would), then prove it; or only
@@ -738,13 +740,11 @@ pub async fn vacuum_tables(
     let mut vacuumed = Vec::new();
     for source in sources {
         for schema in registry.of_source(source) {
-            for relative in
-                [layout::dataset_dir(source, &schema.dataset), layout::current_dir(source, &schema.dataset)]
-            {
-                if let Some(outcome) =
-                    crate::sink::delta::vacuum(&lake.dest, &relative, retention, dry_run).await?
-                {
-                    vacuumed.push((relative, outcome.files));
+            let Some(format) = Table::found(&lake.dest, source, &schema.dataset).await? else { continue };
+            let history = Table::history(&lake.dest, source, schema, format);
+            for table in [history, Table::current(&lake.dest, source, schema, format)] {
+                if let Some(outcome) = table.vacuum(retention, dry_run).await? {
+                    vacuumed.push((table.dir(), outcome.files));
                 }
             }
         }

@@ -57,10 +57,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::MemoryBudget;
 use crate::schema::{DatasetKind, DatasetSchema};
-use crate::sink::delta::{self, Replaces, TableSpec, WindowCommit, PARTITION_COLUMN};
+use crate::sink::delta::{WindowCommit, PARTITION_COLUMN};
 use crate::sink::parquet::{read_batches, PartWriter, PartWriterConfig, WrittenFile};
+use crate::sink::table::Table;
 use crate::sink::{commit, layout, Destination, OutputFormat, SinkError};
-use crate::state::{StateStore, WindowStatus};
+use crate::state::StateStore;
 use keys::{KeyFilter, KeyReader, KeyedRow, OrderedVersion};
 pub use manifest::{duplicate_keys, table_files, DuplicateKeys};
 use manifest::{Manifest, Segment};
@@ -166,62 +167,19 @@ async fn history(
     schema: &DatasetSchema,
     format: OutputFormat,
 ) -> Result<Vec<HistoryPartition>, SinkError> {
-    let mut partitions = match format {
-        // Parquet reuses part names across reruns: their checksums tell the contents apart.
-        OutputFormat::Parquet => StateStore::new(dest.clone())
-            .load_windows(source)
-            .await?
-            .into_iter()
-            .filter(|r| r.status == WindowStatus::Done)
-            .filter_map(|r| {
-                let written = &r.datasets.get(&schema.dataset)?.files;
-                let files = written.iter().map(|f| f.path.clone()).collect();
-                let fingerprint = manifest::window_fingerprint(written.iter().map(|f| f.sha256.as_str()));
-                Some(HistoryPartition { date: r.date, files, fingerprint })
-            })
-            .collect(),
-        OutputFormat::Delta => delta_history(dest, source, schema).await?,
-    };
+    let records = StateStore::new(dest.clone()).load_windows(source).await?;
+    let mut partitions: Vec<HistoryPartition> = Table::history(dest, source, schema, format)
+        .partitions(&records)
+        .await?
+        .into_iter()
+        .map(|p| HistoryPartition {
+            date: p.date,
+            fingerprint: manifest::window_fingerprint(p.identity.iter().map(String::as_str)),
+            files: p.files,
+        })
+        .collect();
     partitions.sort_by_key(|p| std::cmp::Reverse(p.date));
     Ok(partitions)
-}
-
-/// A Delta table's active files grouped by their `date` partition: the table's latest version
-/// is the truth, whatever the window records say. File names are unique per run.
-async fn delta_history(
-    dest: &Destination,
-    source: &str,
-    schema: &DatasetSchema,
-) -> Result<Vec<HistoryPartition>, SinkError> {
-    let table_dir = layout::dataset_dir(source, &schema.dataset);
-    let Some(table) = delta::open_table(dest, &table_dir).await? else {
-        return Ok(Vec::new());
-    };
-    let files: Vec<(String, Option<String>)> = table
-        .get_active_add_actions_by_partitions(&[])
-        .map_ok(|file| {
-            let date = file.partition_values_map().remove(PARTITION_COLUMN).flatten();
-            (format!("{table_dir}/{}", file.path()), date)
-        })
-        .try_collect()
-        .await
-        .map_err(|e| delta::table_error(&table_dir)(e))?;
-    let mut by_date: BTreeMap<NaiveDate, Vec<String>> = Default::default();
-    for (path, date) in files {
-        let date = date.and_then(|d| d.parse::<NaiveDate>().ok()).ok_or_else(|| SinkError::CorruptState {
-            path: path.clone(),
-            message: "a data file of the Delta table has no valid date partition value".into(),
-        })?;
-        by_date.entry(date).or_default().push(path);
-    }
-    Ok(by_date
-        .into_iter()
-        .map(|(date, mut files)| {
-            files.sort();
-            let fingerprint = manifest::window_fingerprint(files.iter().map(String::as_str));
-            HistoryPartition { date, files, fingerprint }
-        })
-        .collect())
 }
 
 /// `batch`'s columns in the order of `target`'s fields, found by name; a field the batch lacks (a
@@ -934,17 +892,9 @@ async fn usable_manifest(
     let Some(manifest) = manifest::load(dest, source, schema).await? else {
         return Ok(None);
     };
-    let table_dir = layout::current_dir(source, &schema.dataset);
-    let intact = match format {
-        OutputFormat::Parquet => {
-            let present: HashSet<String> = commit::list_files(dest, &table_dir).await?.into_iter().collect();
-            manifest.files().all(|f| present.contains(&f.path))
-        }
-        OutputFormat::Delta => match delta::open_table(dest, &table_dir).await? {
-            Some(table) => table.version() == manifest.delta_version,
-            None => false,
-        },
-    };
+    let files = manifest.files().map(|f| f.path.as_str());
+    let intact =
+        Table::current(dest, source, schema, format).is_exactly(files, manifest.delta_version).await?;
     if !intact {
         tracing::info!(dataset = %schema.dataset, "The current table differs from its manifest; rebuilding it in full");
         return Ok(None);
@@ -970,7 +920,6 @@ async fn publish(
     table: Published,
 ) -> Result<Manifest, SinkError> {
     let dataset = &schema.dataset;
-    let table_dir = layout::current_dir(source, dataset);
     let segment_id = |date: NaiveDate| format!("{date}-{run_id}");
     for segment in &staged {
         let path = dest.path(&layout::current_key_filter_file(source, dataset, &segment_id(segment.date)));
@@ -992,33 +941,21 @@ async fn publish(
     let replaced_files: BTreeSet<String> = previous
         .map(|m| replaced.iter().flat_map(|i| m.segments[*i].files.iter().map(|f| f.path.clone())).collect())
         .unwrap_or_default();
-    let (published, delta_version) = match format {
+    let target = Table::current(dest, source, schema, format);
+    let (published, delta_version) = if staged_files.is_empty()
+        && replaced_files.is_empty()
+        && previous.is_some()
+    {
         // Changed windows whose rows all lost to newer ones: only the manifest changes.
-        _ if staged_files.is_empty() && replaced_files.is_empty() && previous.is_some() => {
-            (Vec::new(), previous.and_then(|m| m.delta_version))
-        }
-        OutputFormat::Parquet => {
-            (commit::publish_unique(dest, &table_dir, &staged_files, run_id).await?, None)
-        }
-        OutputFormat::Delta => {
-            let commit = WindowCommit {
-                app_id: "cxlake:current".into(),
-                date: staged.first().map_or_else(|| Utc::now().date_naive(), |s| s.date),
-                version: Utc::now().timestamp_millis(),
-                run_id: run_id.to_string(),
-            };
-            let replaces =
-                if previous.is_some() { Replaces::Files(&replaced_files) } else { Replaces::Everything };
-            let committed = delta::publish_replacing(
-                dest,
-                TableSpec::current(source, schema),
-                &commit,
-                &staged_files,
-                replaces,
-            )
-            .await?;
-            (committed.files, Some(committed.table_version))
-        }
+        (Vec::new(), previous.and_then(|m| m.delta_version))
+    } else {
+        let commit = WindowCommit {
+            app_id: "cxlake:current".into(),
+            date: staged.first().map_or_else(|| Utc::now().date_naive(), |s| s.date),
+            version: Utc::now().timestamp_millis(),
+            run_id: run_id.to_string(),
+        };
+        target.add_replacing(&commit, &staged_files, previous.is_some().then_some(&replaced_files)).await?
     };
     let mut published = published.into_iter();
     for segment in &staged {
@@ -1040,10 +977,8 @@ async fn publish(
         .chain([layout::current_manifest_file(source, dataset)])
         .collect();
     commit::delete_except(dest, &layout::current_state_dir(source, dataset), &listed_filters).await?;
-    if format == OutputFormat::Parquet {
-        let listed: BTreeSet<String> = manifest.files().map(|f| f.path.clone()).collect();
-        commit::delete_except(dest, &table_dir, &listed).await?;
-    }
+    let listed: BTreeSet<String> = manifest.files().map(|f| f.path.clone()).collect();
+    target.keep_only(&listed).await?;
     Ok(manifest)
 }
 

@@ -3,7 +3,8 @@
 //! (entities) or over the history deduplicated at query time (events).
 
 use crate::schema::{DatasetKind, SchemaRegistry};
-use crate::sink::{commit, delta, layout, Destination, OutputFormat, SinkError};
+use crate::sink::table::Table;
+use crate::sink::{commit, layout, Destination, OutputFormat, SinkError};
 use crate::state::StateStore;
 
 /// Where a table is, as DuckDB should read it: on local disk a path relative to the lake's root
@@ -73,7 +74,7 @@ pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
             "-- On S3: LOAD httpfs and CREATE SECRET (TYPE s3, ...) first; this file holds no credentials.\n",
         );
     }
-    if tables.iter().any(|t| t.format == OutputFormat::Delta) {
+    if tables.iter().any(|t| t.format.duckdb_extension() == Some("delta")) {
         sql.push_str(
             "-- Delta tables: delta_scan loads DuckDB's delta extension when it is installed (INSTALL delta;\n\
              -- once, online). Offline, LOAD the file shipped in the duckdb-extension-delta wheel of your\n\
@@ -84,19 +85,8 @@ pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
         let (source, dataset) = (&table.source, &table.dataset);
         let history = location(dest, &layout::dataset_dir(source, dataset));
         let current = location(dest, &layout::current_dir(source, dataset));
-        let (history_scan, current_scan) = match table.format {
-            OutputFormat::Parquet => (
-                format!(
-                    "read_parquet({}, hive_partitioning = true, hive_types = {{'date': DATE}}, union_by_name = true)",
-                    sql_string(&format!("{history}/date=*/*.parquet"))
-                ),
-                format!("read_parquet({}, union_by_name = true)", sql_string(&format!("{current}/*.parquet"))),
-            ),
-            OutputFormat::Delta => (
-                format!("delta_scan({})", sql_string(&history)),
-                format!("delta_scan({})", sql_string(&current)),
-            ),
-        };
+        let (history_scan, current_scan) =
+            (table.format.duckdb_scan(&history, true), table.format.duckdb_scan(&current, false));
         sql.push_str(&format!(
             "CREATE OR REPLACE VIEW {source}_{dataset} AS SELECT * FROM {history_scan};\n"
         ));
@@ -133,8 +123,7 @@ pub async fn lake_tables(dest: &Destination, schemas: &SchemaRegistry) -> Result
             if !layout::is_identifier(&dataset) {
                 continue;
             }
-            let Some(format) = delta::existing_format(dest, &layout::dataset_dir(&source, &dataset)).await?
-            else {
+            let Some(format) = Table::found(dest, &source, &dataset).await? else {
                 continue;
             };
             let current = if currents.contains(&dataset) {

@@ -291,6 +291,69 @@ pub fn check_file(path: &std::path::Path) -> Result<u64, CheckError> {
     Ok(scanner.elements())
 }
 
+/// The elements of one JSON array read from `reader`, each as its bytes, as they are in the file
+/// (no re-serialisation: a rewrite that keeps an element keeps it byte for byte). At most one
+/// element is held, whatever the array's size. A structural error, or an array cut short, ends
+/// the iteration with that error.
+pub struct Elements<R> {
+    reader: R,
+    scanner: ArrayScanner,
+    buffer: Vec<u8>,
+    filled: usize,
+    at: usize,
+    element: Vec<u8>,
+    done: bool,
+}
+
+impl<R: std::io::Read> Elements<R> {
+    pub fn new(reader: R) -> Elements<R> {
+        Elements {
+            reader,
+            scanner: ArrayScanner::new(),
+            buffer: vec![0u8; 1 << 16],
+            filled: 0,
+            at: 0,
+            element: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl<R: std::io::Read> Iterator for Elements<R> {
+    type Item = Result<Vec<u8>, CheckError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if self.at >= self.filled {
+                match self.reader.read(&mut self.buffer) {
+                    Ok(0) => {
+                        self.done = true;
+                        return self.scanner.finish().err().map(|e| Err(e.into()));
+                    }
+                    Ok(n) => (self.filled, self.at) = (n, 0),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
+            match self.scanner.scan(&self.buffer[..self.filled], self.at, Some(&mut self.element)) {
+                Ok(Some(next)) => {
+                    self.at = next;
+                    return Some(Ok(std::mem::take(&mut self.element)));
+                }
+                Ok(None) => self.at = self.filled,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
@@ -301,6 +364,31 @@ pub enum CheckError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn elements_come_out_as_written_one_at_a_time_whatever_the_reads() {
+        let text = b"\xEF\xBB\xBF[ {\"a\": \"x,]\\\"\"} ,\n 1.50e3,[2, {}], \"s\" ,null]\n";
+        // A reader that hands over one byte at a time: every cut inside an element is crossed.
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let expected: Vec<&[u8]> = vec![b"{\"a\": \"x,]\\\"\"}", b"1.50e3", b"[2, {}]", b"\"s\"", b"null"];
+        for elements in [
+            super::Elements::new(&text[..]).collect::<Vec<_>>(),
+            super::Elements::new(Trickle(text)).collect(),
+        ] {
+            let got: Vec<Vec<u8>> = elements.into_iter().map(Result::unwrap).collect();
+            assert_eq!(got, expected);
+        }
+        let cut: Vec<_> = super::Elements::new(&b"[1, 2"[..]).collect();
+        assert!(cut.last().unwrap().is_err(), "a cut array ends with an error: {cut:?}");
+    }
+
     use super::*;
 
     /// Splits `input` fed in chunks of `size` bytes.

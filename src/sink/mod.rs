@@ -14,6 +14,7 @@ pub mod raw;
 pub mod row_groups;
 pub mod s3_uploads;
 pub mod store;
+pub mod table;
 
 pub use store::Destination;
 
@@ -37,16 +38,6 @@ impl OutputFormat {
             OutputFormat::Delta => "delta",
         }
     }
-}
-
-/// The format `source`'s `dataset` is already written in, if any: a Delta table or Parquet
-/// partitions.
-pub async fn table_format(
-    dest: &Destination,
-    source: &str,
-    dataset: &str,
-) -> Result<Option<OutputFormat>, SinkError> {
-    delta::existing_format(dest, &layout::dataset_dir(source, dataset)).await
 }
 
 #[derive(Debug, thiserror::Error)]
