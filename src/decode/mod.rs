@@ -290,3 +290,18 @@ pub enum DecodeError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Whether a downloaded file of `format` is whole, so that a body cut short or corrupted is
+/// fetched again before anything reads it: a JSON array must be closed, a workbook (a zip) must
+/// have its central directory. A CSV file has no structure that tells; its length and checksum
+/// are checked by the download itself.
+pub fn check_complete(format: FileFormat, path: &Path) -> Result<(), String> {
+    match format {
+        FileFormat::Csv => Ok(()),
+        FileFormat::Json => json_array::check_file(path).map(|_| ()).map_err(|e| e.to_string()),
+        FileFormat::Xlsx => {
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            zip::ZipArchive::new(file).map(|_| ()).map_err(|e| format!("not a complete XLSX workbook: {e}"))
+        }
+    }
+}

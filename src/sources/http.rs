@@ -387,15 +387,15 @@ impl HttpClient {
     }
 
     /// Downloads `url` into `path`: resumes with `Range` after a broken connection, retries
-    /// server errors, and verifies length, an MD5 `ETag` and `check` before reporting success.
-    /// `check` reads the complete file and returns why it is not acceptable (it is then fetched
-    /// again); like the MD5 check it runs on a blocking thread, off the async workers.
+    /// server errors, and verifies length, an MD5 `ETag` and that the file is a whole one of
+    /// `format` ([`crate::decode::check_complete`]) before reporting success; a file that is not
+    /// is fetched again. Like the MD5 check, that check runs on a blocking thread.
     pub async fn download(
         &self,
         context: &str,
         url: &Url,
         path: &Path,
-        check: fn(&Path) -> Result<(), String>,
+        format: crate::schema::FileFormat,
     ) -> Result<u64, DownloadError> {
         check_url(url, "download URL", self.config.allow_http)?;
         let spool_error = |source| HttpError::Spool { path: path.display().to_string(), source };
@@ -452,10 +452,12 @@ impl HttpClient {
                                     let verdict = match verify_md5_etag(path, etag.as_deref()).await {
                                         Ok(()) => {
                                             let owned = path.to_path_buf();
-                                            tokio::task::spawn_blocking(move || check(&owned))
-                                                .await
-                                                .map_err(|e| e.to_string())
-                                                .and_then(|verdict| verdict)
+                                            tokio::task::spawn_blocking(move || {
+                                                crate::decode::check_complete(format, &owned)
+                                            })
+                                            .await
+                                            .map_err(|e| e.to_string())
+                                            .and_then(|verdict| verdict)
                                         }
                                         Err(why) => Err(why),
                                     };

@@ -123,3 +123,44 @@ impl<E: FaultEndpoint, K: Clone> FaultQueue<E, K> {
         Some(slot.0.kind.clone())
     }
 }
+
+/// How an injected fault breaks a download's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCut {
+    /// The connection resets after this many bytes (the declared length says more were due).
+    Reset(u64),
+    /// The body ends cleanly after this many bytes, with no length declared: only the file's
+    /// own structure (a JSON array's closing `]`, a workbook's central directory) tells.
+    Truncate(u64),
+}
+
+/// A `200` download of `body` in `chunk`-byte pieces, cut as `cut` says.
+pub fn download_response(
+    body: &[u8],
+    content_type: &str,
+    chunk: usize,
+    cut: Option<BodyCut>,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    let total = body.len();
+    let limit = match cut {
+        Some(BodyCut::Reset(bytes) | BodyCut::Truncate(bytes)) => {
+            usize::try_from(bytes).unwrap_or(total).min(total)
+        }
+        None => total,
+    };
+    let chunk = chunk.max(1);
+    let mut parts: Vec<Result<bytes::Bytes, std::io::Error>> = (0..limit)
+        .step_by(chunk)
+        .map(|start| Ok(bytes::Bytes::copy_from_slice(&body[start..(start + chunk).min(limit)])))
+        .collect();
+    if matches!(cut, Some(BodyCut::Reset(_))) && limit < total {
+        parts.push(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")));
+    }
+    let mut response =
+        axum::response::Response::builder().status(StatusCode::OK).header(header::CONTENT_TYPE, content_type);
+    if !matches!(cut, Some(BodyCut::Truncate(_))) {
+        response = response.header(header::CONTENT_LENGTH, total);
+    }
+    response.body(axum::body::Body::from_stream(futures::stream::iter(parts))).expect("a valid response")
+}

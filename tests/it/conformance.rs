@@ -5,13 +5,18 @@
 //! Each source must: land a window exactly and completely (every value equal to its
 //! generator's); replace a re-run window with identical files and rows; converge after kill -9
 //! at random moments, with readers only ever seeing complete files; survive 429, 5xx,
-//! connection resets and truncated bodies; and never write its canary secret anywhere — not to
-//! stdout, stderr, reports, state, rejects or data.
+//! connection resets and truncated bodies; never write its canary secret anywhere — not to
+//! stdout, stderr, reports, state, rejects or data; land the same windows again from the raw
+//! archive (`replay`, no credential given) and from the archived files (`convert`); land the same
+//! rows as plain Parquet and as Delta, on local disk and on S3 (SeaweedFS); erase a person it
+//! names with `forget`, leaving no trace; and keep current tables, window by window, equal to a
+//! rebuild from the whole history.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use cxlake::schema::{DatasetSchema, SchemaRegistry};
 use cxlake::sources::synthetic::Rng;
@@ -38,6 +43,10 @@ pub trait SourceUnderTest {
         batch_rows(&read_source_partition(lake, Self::NAME, &schema.dataset, day))
     }
     fn faults_injected(emulator: &Self::Emulator) -> u64;
+    /// The zone `convert` needs for this source's files (those with local times and no offset).
+    fn convert_timezone() -> Option<&'static str> {
+        None
+    }
     /// The credential the emulator accepts in the ordinary checks.
     fn secret() -> String {
         format!("{}-secret", Self::NAME)
@@ -55,11 +64,26 @@ fn schemas<S: SourceUnderTest>() -> Vec<std::sync::Arc<DatasetSchema>> {
 }
 
 async fn sync<S: SourceUnderTest>(emulator: &S::Emulator, secret: &str, lake: &Path, days: u64) -> Output {
+    sync_into::<S>(emulator, secret, lake.to_str().unwrap(), days, &[], Vec::new()).await
+}
+
+/// `sync` of the first `days` days into `dest` (a directory or an s3:// URL), with `extra`
+/// arguments and `env` beside the source's own.
+async fn sync_into<S: SourceUnderTest>(
+    emulator: &S::Emulator,
+    secret: &str,
+    dest: &str,
+    days: u64,
+    extra: &[&str],
+    env: Vec<(String, String)>,
+) -> Output {
     let to = (date(FIRST_DAY) + chrono::Days::new(days)).to_string();
-    let dest = lake.to_str().unwrap();
     let mut args = vec!["sync", S::NAME, "--dest", dest, "--from", FIRST_DAY, "--to", &to];
     args.extend(S::fast_args());
-    run_cxlake(&args, &S::env(emulator, secret)).await
+    args.extend(extra);
+    let mut env_all = S::env(emulator, secret);
+    env_all.extend(env);
+    run_cxlake(&args, &env_all).await
 }
 
 fn assert_exact<S: SourceUnderTest>(emulator: &S::Emulator, lake: &Path, windows: &[Window], context: &str) {
@@ -69,7 +93,15 @@ fn assert_exact<S: SourceUnderTest>(emulator: &S::Emulator, lake: &Path, windows
             assert!(!expected.is_empty(), "{context}: {} {} has rows", schema.dataset, w.date);
             let landed = S::landed(lake, &schema, w.date);
             assert_eq!(landed.len(), expected.len(), "{context}: {}.{} {}", S::NAME, schema.dataset, w.date);
-            assert!(landed == expected, "{context}: {}.{} {}: every value", S::NAME, schema.dataset, w.date);
+            if let Some((got, want)) = landed.iter().zip(&expected).find(|(got, want)| got != want) {
+                let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+                panic!(
+                    "{context}: {}.{} {}: every value; first difference:\n{names:?}\nlanded   {got:?}\nexpected {want:?}",
+                    S::NAME,
+                    schema.dataset,
+                    w.date
+                );
+            }
         }
     }
 }
@@ -208,6 +240,257 @@ pub async fn the_canary_secret_is_never_written<S: SourceUnderTest>() {
     }
 }
 
+/// `replay` (from the raw archive, with no call to the platform: no credential given) and
+/// `convert` (of the archived files, into a new lake) land exactly what `sync` landed.
+pub async fn replay_and_convert_land_what_sync_landed<S: SourceUnderTest>() {
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let dest = lake.path().to_str().unwrap();
+    let replay = run_cxlake(&["replay", S::NAME, "--dest", dest], NO_ENV).await;
+    assert_eq!(replay.code, 0, "{}: replay\n{}\n{}", S::NAME, replay.stdout, replay.stderr);
+    assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "replayed");
+    visible_files::<S>(lake.path(), "replayed");
+
+    let (inputs, converted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (key, files) in archived_files(lake.path(), S::NAME) {
+        let (dataset, day) = key.split_once('/').unwrap();
+        let mut paths = Vec::new();
+        for (index, (name, bytes)) in files.iter().enumerate() {
+            // One folder per file: a window may hold two files of the same name (a replaced one).
+            let dir = inputs.path().join(format!("{dataset}/{day}/{index}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), bytes).unwrap();
+            paths.push(dir.join(name).to_str().unwrap().to_string());
+        }
+        let qualified = format!("{}.{dataset}", S::NAME);
+        let mut args =
+            vec!["convert", &qualified, "--date", day, "--dest", converted.path().to_str().unwrap()];
+        args.extend(paths.iter().map(String::as_str));
+        if let Some(zone) = S::convert_timezone() {
+            args.extend(["--timezone", zone]);
+        }
+        let out = run_cxlake(&args, NO_ENV).await;
+        assert_eq!(out.code, 0, "{}: convert {key}\n{}\n{}", S::NAME, out.stdout, out.stderr);
+    }
+    // What a file holds, exactly; not the facts only the drop tree it was fetched from knows
+    // (which scheduled export wrote it and for which period): `convert` is given bare files.
+    use cxlake::schema::Fill;
+    for schema in schemas::<S>() {
+        let from_tree: Vec<usize> = (schema.columns.iter().enumerate())
+            .filter(|(_, c)| {
+                matches!(
+                    c.fill,
+                    Some(Fill::ExportId | Fill::ExportFrequency | Fill::PeriodFrom | Fill::PeriodTo)
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for w in days(FIRST_DAY, 2) {
+            let mut expected = S::expected(&emulator, &schema, w.date);
+            for row in &mut expected {
+                for i in &from_tree {
+                    row[*i] = Cell::Null;
+                }
+            }
+            let landed = S::landed(converted.path(), &schema, w.date);
+            assert!(landed == expected, "converted: {}.{} {}: every value", S::NAME, schema.dataset, w.date);
+        }
+    }
+}
+
+/// Every row of one dataset's data files under `dir` of `root` (plain Parquet partitions or a
+/// Delta table's files; a first sync leaves no file a Delta version dropped), in a stable order.
+fn dataset_rows(files: Vec<Vec<RecordBatch>>) -> Vec<String> {
+    let mut rows: Vec<String> = files.iter().flat_map(|b| batch_rows(b)).map(|r| format!("{r:?}")).collect();
+    rows.sort();
+    rows
+}
+
+fn local_rows(lake: &Path, source: &str, dataset: &str) -> Vec<String> {
+    let files: Vec<Vec<RecordBatch>> = files_under(&lake.join(format!("{source}/{dataset}")))
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet") && !f.contains("_delta_log"))
+        .map(|f| read_parquet_file(&lake.join(format!("{source}/{dataset}")).join(f)))
+        .collect();
+    dataset_rows(files)
+}
+
+async fn s3_rows(
+    store: &impl object_store::ObjectStore,
+    prefix: &str,
+    source: &str,
+    dataset: &str,
+) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let dir = object_store::path::Path::from(format!("{prefix}/{source}/{dataset}"));
+    let keys: Vec<object_store::path::Path> = store
+        .list(Some(&dir))
+        .map_ok(|m| m.location)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.as_ref().ends_with(".parquet") && !k.as_ref().contains("_delta_log"))
+        .collect();
+    let mut files = Vec::new();
+    for key in keys {
+        files.push(read_parquet_bytes(store.get(&key).await.unwrap().bytes().await.unwrap()));
+    }
+    dataset_rows(files)
+}
+
+/// The same windows land the same rows as plain Parquet and as a Delta table, on local disk and
+/// on S3 (SeaweedFS).
+pub async fn every_format_and_store_lands_the_same_rows<S: SourceUnderTest>() {
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let s3 = crate::s3::s3();
+    let s3_env: Vec<(String, String)> = s3.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let store = s3.store();
+    let run = Rng::new(std::process::id().into()).below(1 << 40);
+    let (parquet, delta) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let prefixes =
+        [format!("conformance-{}-{run}-parquet", S::NAME), format!("conformance-{}-{run}-delta", S::NAME)];
+    let lakes = [
+        (parquet.path().to_str().unwrap().to_string(), "parquet", Vec::new()),
+        (delta.path().to_str().unwrap().to_string(), "delta", Vec::new()),
+        (format!("s3://{}/{}", s3.bucket, prefixes[0]), "parquet", s3_env.clone()),
+        (format!("s3://{}/{}", s3.bucket, prefixes[1]), "delta", s3_env.clone()),
+    ];
+    for (dest, format, env) in &lakes {
+        let out = sync_into::<S>(&emulator, &secret, dest, 2, &["--format", format], env.clone()).await;
+        assert_eq!(out.code, 0, "{}: {format} into {dest}\n{}\n{}", S::NAME, out.stdout, out.stderr);
+    }
+    assert_exact::<S>(&emulator, parquet.path(), &days(FIRST_DAY, 2), "the Parquet lake");
+    for schema in schemas::<S>() {
+        let reference = local_rows(parquet.path(), S::NAME, &schema.dataset);
+        assert!(!reference.is_empty(), "{}.{}", S::NAME, schema.dataset);
+        let context = |what: &str| format!("{}.{}: {what}", S::NAME, schema.dataset);
+        assert!(
+            local_rows(delta.path(), S::NAME, &schema.dataset) == reference,
+            "{}",
+            context("local Delta")
+        );
+        for prefix in &prefixes {
+            let rows = s3_rows(&store, prefix, S::NAME, &schema.dataset).await;
+            assert!(rows == reference, "{}", context(prefix));
+        }
+    }
+    assert!(delta.path().join(format!("{}/{}/_delta_log", S::NAME, schemas::<S>()[0].dataset)).is_dir());
+}
+
+/// `forget` of a person the source's data names leaves no trace: the lake, the current tables,
+/// the raw archive (its own scan, which `forget` ends with, finds nothing), and the rows
+/// without that person are all still there.
+pub async fn forget_leaves_no_trace<S: SourceUnderTest>() {
+    use cxlake::schema::pii::PiiKind;
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // The first e-mail address (else phone number) the generator put in a personal column.
+    let mut target = None;
+    'find: for (kind, flag) in [(PiiKind::Email, "--email"), (PiiKind::Phone, "--phone")] {
+        for schema in schemas::<S>() {
+            for (index, column) in schema.columns.iter().enumerate() {
+                if !(column.pii && column.pii_kind == kind) {
+                    continue;
+                }
+                for w in days(FIRST_DAY, 2) {
+                    for row in S::expected(&emulator, &schema, w.date) {
+                        let Cell::Text(value) = &row[index] else { continue };
+                        let usable = match kind {
+                            PiiKind::Email => value.contains('@'),
+                            _ => value.chars().filter(char::is_ascii_digit).count() >= 6,
+                        };
+                        if usable {
+                            target = Some((flag.to_string(), value.clone()));
+                            break 'find;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Else a record by its key: the first of an entities dataset with a one-column key.
+    let by_key = target.is_none();
+    let (flag, value) = target.unwrap_or_else(|| {
+        let schema = schemas::<S>()
+            .into_iter()
+            .find(|s| s.kind == cxlake::schema::DatasetKind::Entities && s.key.len() == 1)
+            .unwrap_or_else(|| panic!("{}: no e-mail, phone or keyed dataset to forget by", S::NAME));
+        let index = schema.column_index(&schema.key[0]).unwrap();
+        let row = S::expected(&emulator, &schema, date(FIRST_DAY)).remove(0);
+        let id = match &row[index] {
+            Cell::Text(text) => text.clone(),
+            Cell::Int(n) => n.to_string(),
+            other => panic!("{}: key {other:?}", S::NAME),
+        };
+        ("--key".to_string(), format!("{}.{}={id}", S::NAME, schema.dataset))
+    });
+    let flag = flag.as_str();
+    let dest = lake.path().to_str().unwrap();
+    let before: usize =
+        schemas::<S>().iter().map(|s| local_rows(lake.path(), S::NAME, &s.dataset).len()).sum();
+    let forget = run_cxlake(&["forget", flag, &value, "--dest", dest], NO_ENV).await;
+    assert_eq!(forget.code, 0, "{}: forget {flag} {value}\n{}\n{}", S::NAME, forget.stdout, forget.stderr);
+    assert!(forget.stdout.contains("verified: no trace left"), "{}: {}", S::NAME, forget.stdout);
+    let after: usize =
+        schemas::<S>().iter().map(|s| local_rows(lake.path(), S::NAME, &s.dataset).len()).sum();
+    assert!(after < before && after > 0, "{}: {before} rows before, {after} after", S::NAME);
+    for file in files_under(lake.path())
+        .into_iter()
+        .filter(|f| !by_key && (f.ends_with(".parquet") || f.ends_with(".json")))
+    {
+        let bytes = std::fs::read(lake.path().join(&file)).unwrap();
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{}: {value} left in {file}",
+            S::NAME
+        );
+    }
+    let verify = run_cxlake(&["forget", flag, &value, "--dest", dest, "--verify"], NO_ENV).await;
+    assert_eq!(verify.code, 0, "{}: {}", S::NAME, verify.stdout);
+}
+
+/// The current tables a sync keeps up to date window by window equal a rebuild from the whole
+/// history (`current --full`).
+pub async fn incremental_current_tables_equal_a_full_rebuild<S: SourceUnderTest>() {
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    for day_count in [1, 3] {
+        let out = sync::<S>(&emulator, &secret, lake.path(), day_count).await;
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    }
+    let current = |lake: &Path| -> BTreeMap<String, Vec<String>> {
+        schemas::<S>()
+            .iter()
+            .map(|s| {
+                let dir = lake.join(format!("{}_current/{}", S::NAME, s.dataset));
+                let mut rows: Vec<String> = read_dir_rows(&dir).iter().map(|r| format!("{r:?}")).collect();
+                rows.sort();
+                (s.dataset.clone(), rows)
+            })
+            .collect()
+    };
+    let incremental = current(lake.path());
+    for schema in schemas::<S>() {
+        // Entities get a materialised table; events a view that deduplicates at query time.
+        let materialised = schema.kind == cxlake::schema::DatasetKind::Entities;
+        assert_eq!(!incremental[&schema.dataset].is_empty(), materialised, "{}.{}", S::NAME, schema.dataset);
+    }
+    let dest = lake.path().to_str().unwrap();
+    let full = run_cxlake(&["current", "--dest", dest, "--source", S::NAME, "--full"], NO_ENV).await;
+    assert_eq!(full.code, 0, "{}\n{}", full.stdout, full.stderr);
+    assert!(current(lake.path()) == incremental, "{}: incremental and full current tables differ", S::NAME);
+}
+
 /// Salted CX: an async export job, CSV downloads from presigned URLs.
 pub struct SaltedCxUnderTest;
 
@@ -323,6 +606,7 @@ impl SourceUnderTest for KhorosUnderTest {
                 f(E::Create, K::RateLimit { seconds: 1 }),
                 f(E::Status, K::Status { code: 503, retry_after: None }),
                 f(E::Download, K::Reset { bytes: 1500 }),
+                f(E::Download, K::Truncate { bytes: 700 }),
                 f(E::Status, K::FailExport),
             ]
         } else {
@@ -374,6 +658,7 @@ impl SourceUnderTest for LoopUnderTest {
                 f(E::Create, K::RateLimit { seconds: 1 }),
                 f(E::Status, K::Status { code: 503, retry_after: Some(1) }),
                 f(E::Download, K::Reset { bytes: 3000 }),
+                f(E::Download, K::Truncate { bytes: 900 }),
                 f(E::Download, K::ExpireUrl),
             ]
         } else {
@@ -470,6 +755,10 @@ impl SourceUnderTest for SparkcentralUnderTest {
         vec!["--settle", "0s", "--recheck-after", "0s"]
     }
 
+    fn convert_timezone() -> Option<&'static str> {
+        Some("Europe/Brussels")
+    }
+
     fn expected(_emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
         let zone = "Europe/Brussels".parse().unwrap();
         crate::sparkcentral::expected_named(&schema.dataset, day, date(FIRST_DAY), zone)
@@ -517,6 +806,26 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_canary_secret_is_never_written() {
                 super::the_canary_secret_is_never_written::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn replay_and_convert_land_what_sync_landed() {
+                super::replay_and_convert_land_what_sync_landed::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_format_and_store_lands_the_same_rows() {
+                super::every_format_and_store_lands_the_same_rows::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn forget_leaves_no_trace() {
+                super::forget_leaves_no_trace::<$source>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn incremental_current_tables_equal_a_full_rebuild() {
+                super::incremental_current_tables_equal_a_full_rebuild::<$source>().await
             }
         }
     )*};

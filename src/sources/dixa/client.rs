@@ -14,7 +14,7 @@ use std::path::Path;
 
 use url::Url;
 
-use crate::decode::json_array;
+use crate::schema::FileFormat;
 use crate::sources::http::{self, DownloadError, HttpClient, HttpConfig, HttpError, Secret};
 use crate::sources::SourceError;
 
@@ -95,8 +95,7 @@ impl DixaClient {
             ms_text(request.after_ms),
             ms_text(request.before_ms)
         );
-        let check = |path: &Path| json_array::check_file(path).map(|_| ()).map_err(|e| e.to_string());
-        match self.http.download(&context, &self.url(request), path, check).await {
+        match self.http.download(&context, &self.url(request), path, FileFormat::Json).await {
             Ok(bytes) => Ok(bytes),
             Err(DownloadError::Expired | DownloadError::Forbidden) => Err(SourceError::Unauthorized(format!(
                 "{context}: Dixa refused the API token (403); check that it may use the Exports API"

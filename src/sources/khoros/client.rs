@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 use url::Url;
 
-use crate::decode::json_array;
+use crate::schema::FileFormat;
 use crate::sources::export_job::{self, ExportJobApi, JobState};
 use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError, Secret};
 use crate::sources::poll::PollConfig;
@@ -276,11 +276,11 @@ impl KhorosClient {
     /// Downloads a ready export into `path`; checks a JSON report is one complete array.
     pub async fn download(&self, job: &KhorosJob, url: &Url, path: &Path) -> Result<u64, SourceError> {
         let context = format!("downloading Khoros export {}", job.workflow_id);
-        let check: fn(&Path) -> Result<(), String> = match self.config.request.format {
-            KhorosFormat::Json => |p: &Path| json_array::check_file(p).map(|_| ()).map_err(|e| e.to_string()),
-            KhorosFormat::Csv => |_: &Path| Ok(()),
+        let format = match self.config.request.format {
+            KhorosFormat::Json => FileFormat::Json,
+            KhorosFormat::Csv => FileFormat::Csv,
         };
-        match self.http.download(&context, &self.keyed(url), path, check).await {
+        match self.http.download(&context, &self.keyed(url), path, format).await {
             Ok(bytes) => Ok(bytes),
             Err(DownloadError::Expired | DownloadError::Forbidden) => Err(SourceError::Gone(format!(
                 "{context}: the download was refused (403); the export is created again"

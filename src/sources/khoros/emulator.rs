@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,9 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::synth::{self, KhorosSynthConfig};
-use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer};
+use crate::sources::loopback::{
+    self, download_response, BodyCut, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer,
+};
 
 pub const DEFAULT_USERNAME: &str = "cxlake-emulator";
 pub const DEFAULT_PASSWORD: &str = "khoros-emulator-password";
@@ -95,6 +97,9 @@ pub enum KhorosFaultKind {
     FailExport,
     /// The download breaks off (connection reset) after this many bytes.
     Reset { bytes: u64 },
+    /// The download ends cleanly after this many bytes, with no length declared (a JSON
+    /// report without its closing `]`, a workbook without its central directory).
+    Truncate { bytes: u64 },
     /// The answer starts this late.
     Delay { millis: u64 },
 }
@@ -429,28 +434,13 @@ async fn job_call(
     drop(inner);
     let rows = report_rows(shared.config.synth, &job);
     let body = synth::render(&rows, job.json);
-    let reset_after = match fault {
-        Some(KhorosFaultKind::Reset { bytes }) => Some(bytes as usize),
+    let cut = match fault {
+        Some(KhorosFaultKind::Reset { bytes }) => Some(BodyCut::Reset(bytes)),
+        Some(KhorosFaultKind::Truncate { bytes }) => Some(BodyCut::Truncate(bytes)),
         _ => None,
     };
     let content_type = if job.json { "application/json" } else { "text/csv; charset=utf-8" };
-    let total = body.len();
-    let chunk = shared.config.chunk_bytes.max(1);
-    let mut parts: Vec<Result<Bytes, std::io::Error>> = Vec::new();
-    let limit = reset_after.unwrap_or(total).min(total);
-    for start in (0..limit).step_by(chunk) {
-        parts.push(Ok(Bytes::copy_from_slice(&body[start..(start + chunk).min(limit)])));
-    }
-    if reset_after.is_some_and(|limit| limit < total) {
-        parts.push(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")));
-    }
-    let stream = futures::stream::iter(parts);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CONTENT_LENGTH, total)
-        .body(Body::from_stream(stream))
-        .expect("a valid response")
+    download_response(&body, content_type, shared.config.chunk_bytes, cut)
 }
 
 /// The rows a job reports: one per agent for each UTC day the range covers (the emulator's

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 use url::Url;
 
-use crate::decode::json_array;
+use crate::schema::FileFormat;
 use crate::sources::export_job::{self, ExportJobApi, JobState};
 use crate::sources::http::{self, Answer, DownloadError, HttpClient, HttpConfig, HttpError, Secret};
 use crate::sources::poll::PollConfig;
@@ -202,13 +202,13 @@ impl LoopClient {
     /// the one in hand has expired. `Gone` when the export itself expired meanwhile.
     pub async fn download(&self, job: &LoopJob, mut url: Url, path: &Path) -> Result<u64, SourceError> {
         let context = format!("downloading Loop export {}", job.id);
-        let check: fn(&Path) -> Result<(), String> = match self.config.request.format {
-            LoopFormat::Json => |p: &Path| json_array::check_file(p).map(|_| ()).map_err(|e| e.to_string()),
-            LoopFormat::Xlsx => check_zip,
+        let format = match self.config.request.format {
+            LoopFormat::Json => FileFormat::Json,
+            LoopFormat::Xlsx => FileFormat::Xlsx,
         };
         let mut refreshes = 0;
         loop {
-            match self.downloads.download(&context, &url, path, check).await {
+            match self.downloads.download(&context, &url, path, format).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(DownloadError::Expired | DownloadError::Forbidden)
                     if refreshes < self.config.max_url_refreshes =>
@@ -263,12 +263,6 @@ impl LoopClient {
             _ => Err(SourceError::from(self.api.status_error(context, status, &body))),
         }
     }
-}
-
-/// A complete XLSX is a complete zip: its central directory is at the end.
-fn check_zip(path: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    zip::ZipArchive::new(file).map(|_| ()).map_err(|e| format!("not a complete XLSX workbook: {e}"))
 }
 
 impl ExportJobApi for LoopClient {

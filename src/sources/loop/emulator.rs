@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +33,9 @@ use url::Url;
 
 use super::synth::{self, LoopSynthConfig, ReportRow};
 use super::xlsx;
-use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer};
+use crate::sources::loopback::{
+    self, download_response, BodyCut, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer,
+};
 
 pub const DEFAULT_API_TOKEN: &str = "loop-emulator-token";
 
@@ -95,6 +97,9 @@ pub enum LoopFaultKind {
     ExpireUrl,
     /// The download breaks off (connection reset) after this many bytes.
     Reset { bytes: u64 },
+    /// The download ends cleanly after this many bytes, with no length declared (a JSON
+    /// report without its closing `]`, a workbook without its central directory).
+    Truncate { bytes: u64 },
     /// The answer starts this late.
     Delay { millis: u64 },
 }
@@ -458,31 +463,17 @@ async fn download(
     } else {
         synth::render_json(&rows, job.zone)
     };
-    let reset_after = match fault {
-        Some(LoopFaultKind::Reset { bytes }) => Some(bytes as usize),
+    let cut = match fault {
+        Some(LoopFaultKind::Reset { bytes }) => Some(BodyCut::Reset(bytes)),
+        Some(LoopFaultKind::Truncate { bytes }) => Some(BodyCut::Truncate(bytes)),
         _ => None,
     };
-    let total = body.len();
-    let limit = reset_after.unwrap_or(total).min(total);
-    let chunk = shared.config.chunk_bytes.max(1);
-    let mut parts: Vec<Result<Bytes, std::io::Error>> = (0..limit)
-        .step_by(chunk)
-        .map(|start| Ok(Bytes::copy_from_slice(&body[start..(start + chunk).min(limit)])))
-        .collect();
-    if limit < total {
-        parts.push(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")));
-    }
     let content_type = if job.xlsx {
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     } else {
         "application/json"
     };
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CONTENT_LENGTH, total)
-        .body(Body::from_stream(futures::stream::iter(parts)))
-        .expect("a valid response")
+    download_response(&body, content_type, shared.config.chunk_bytes, cut)
 }
 
 /// The rows of an export: the conversations with activity in its range, filtered.

@@ -355,7 +355,7 @@ impl SaltedCxClient {
                 context: context.clone(),
                 message: "the download URL is not a URL".into(),
             })?;
-            match self.downloads.download(&context, &url, path, |_| Ok(())).await {
+            match self.downloads.download(&context, &url, path, crate::schema::FileFormat::Csv).await {
                 Err(DownloadError::Expired) if refreshes < self.config.max_url_refreshes => {
                     refreshes += 1;
                     tracing::warn!(dataset, export_id = %created.export_id, refreshes, "Download URL expired; asking the status endpoint for a fresh one");
