@@ -12,6 +12,7 @@
 
 pub mod dixa;
 pub mod export_job;
+pub mod export_source;
 pub mod http;
 pub mod khoros;
 pub mod local;

@@ -13,71 +13,51 @@ pub mod synth;
 
 use std::path::Path;
 
-use self::client::{KhorosClient, KhorosFormat};
-use super::export_job::{self, ExportPolicy};
-use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
-use crate::window::Window;
+use self::client::{KhorosClient, KhorosFormat, KhorosJob};
+use super::export_source::{ExportPlatform, ExportSource};
+use super::SourceError;
 
-/// Khoros as a [`Source`]: one user export per window.
-#[derive(Debug, Clone)]
-pub struct Khoros {
-    client: KhorosClient,
-    policy: ExportPolicy,
-}
+/// Khoros as a [`Source`](super::Source): one user export per window.
+pub type Khoros = ExportSource<KhorosClient>;
 
-impl Khoros {
-    pub fn new(client: KhorosClient, policy: ExportPolicy) -> Khoros {
-        Khoros { client, policy }
-    }
-}
+impl ExportPlatform for KhorosClient {
+    const NAME: &'static str = "khoros";
+    const DATASETS: &'static [&'static str] = &["user"];
 
-impl Source for Khoros {
-    async fn probe(&self) -> Result<String, SourceError> {
-        // The status of an export that does not exist: checked for credentials first, then 404.
-        let job = client::KhorosJob {
-            workflow_id: "cxlake-check".into(),
-            status_url: self.client.api_url("reports/report/cxlake-check/cxlake-check/status")?,
-        };
-        match self.client.status(&job).await {
-            Ok(_) | Err(SourceError::Gone(_)) => Ok("username, password and company key accepted".into()),
-            Err(e) => Err(e),
+    fn file_name(&self, _dataset: &str) -> String {
+        match self.config().request.format {
+            KhorosFormat::Json => "user.json".into(),
+            KhorosFormat::Csv => "user.csv".into(),
         }
-    }
-
-    fn name(&self) -> &str {
-        "khoros"
     }
 
     fn timezone(&self) -> Option<chrono_tz::Tz> {
-        self.client.config().request.timezone
+        self.config().request.timezone
     }
 
-    async fn fetch_window<J: ExportJournal>(
+    fn export_id(&self, job: &KhorosJob) -> String {
+        job.workflow_id.clone()
+    }
+
+    async fn download(
         &self,
-        window: Window,
-        datasets: &[String],
-        spool: &Path,
-        journal: &J,
-    ) -> Result<FetchedWindow, SourceError> {
-        if let Some(other) = datasets.iter().find(|d| *d != "user") {
-            return Err(SourceError::Rejected(format!(
-                "Khoros has no dataset `{other}`; valid: khoros.user"
-            )));
+        job: &KhorosJob,
+        url: &url::Url,
+        _dataset: &str,
+        path: &Path,
+    ) -> Result<u64, SourceError> {
+        KhorosClient::download(self, job, url, path).await
+    }
+
+    async fn probe(&self) -> Result<String, SourceError> {
+        // The status of an export that does not exist: checked for credentials first, then 404.
+        let job = KhorosJob {
+            workflow_id: "cxlake-check".into(),
+            status_url: self.api_url("reports/report/cxlake-check/cxlake-check/status")?,
+        };
+        match self.status(&job).await {
+            Ok(_) | Err(SourceError::Gone(_)) => Ok("username, password and company key accepted".into()),
+            Err(e) => Err(e),
         }
-        let file_name = match self.client.config().request.format {
-            KhorosFormat::Json => "user.json",
-            KhorosFormat::Csv => "user.csv",
-        };
-        let path = spool.join(format!("{window}-{file_name}"));
-        let download = |job, url| {
-            let path = path.clone();
-            async move { self.client.download(&job, &url, &path).await }
-        };
-        let (job, bytes) =
-            export_job::download_completed(&self.client, &self.policy, window, datasets, journal, download)
-                .await?;
-        tracing::debug!(window = %window, bytes, "Downloaded");
-        let file = FetchedFile::new("user", file_name, path, bytes);
-        Ok(FetchedWindow::new(Some(job.workflow_id), vec![file]))
     }
 }

@@ -14,62 +14,44 @@ pub mod xlsx;
 
 use std::path::Path;
 
-use self::client::LoopClient;
-use super::export_job::{self, ExportPolicy};
-use super::{ExportJournal, FetchedFile, FetchedWindow, Source, SourceError};
-use crate::window::Window;
+use self::client::{LoopClient, LoopJob};
+use super::export_source::{ExportPlatform, ExportSource};
+use super::SourceError;
 
-/// Loop as a [`Source`]: one report export per window.
-#[derive(Debug, Clone)]
-pub struct Loop {
-    client: LoopClient,
-    policy: ExportPolicy,
-}
+/// Loop as a [`Source`](super::Source): one report export per window.
+pub type Loop = ExportSource<LoopClient>;
 
-impl Loop {
-    pub fn new(client: LoopClient, policy: ExportPolicy) -> Loop {
-        Loop { client, policy }
-    }
-}
+impl ExportPlatform for LoopClient {
+    const NAME: &'static str = "loop";
+    const DATASETS: &'static [&'static str] = &["report"];
 
-impl Source for Loop {
-    async fn probe(&self) -> Result<String, SourceError> {
-        // The status of an export that does not exist: checked for the token first, then 404.
-        match self.client.status(&client::LoopJob { id: "cxlake-check".into() }).await {
-            Ok(_) | Err(SourceError::Gone(_)) => Ok("API token accepted".into()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn name(&self) -> &str {
-        "loop"
+    fn file_name(&self, _dataset: &str) -> String {
+        self.config().request.format.file_name().to_string()
     }
 
     fn timezone(&self) -> Option<chrono_tz::Tz> {
-        self.client.config().request.timezone
+        self.config().request.timezone
     }
 
-    async fn fetch_window<J: ExportJournal>(
+    fn export_id(&self, job: &LoopJob) -> String {
+        job.id.clone()
+    }
+
+    async fn download(
         &self,
-        window: Window,
-        datasets: &[String],
-        spool: &Path,
-        journal: &J,
-    ) -> Result<FetchedWindow, SourceError> {
-        if let Some(other) = datasets.iter().find(|d| *d != "report") {
-            return Err(SourceError::Rejected(format!("Loop has no dataset `{other}`; valid: loop.report")));
+        job: &LoopJob,
+        url: &url::Url,
+        _dataset: &str,
+        path: &Path,
+    ) -> Result<u64, SourceError> {
+        LoopClient::download(self, job, url.clone(), path).await
+    }
+
+    async fn probe(&self) -> Result<String, SourceError> {
+        // The status of an export that does not exist: checked for the token first, then 404.
+        match self.status(&LoopJob { id: "cxlake-check".into() }).await {
+            Ok(_) | Err(SourceError::Gone(_)) => Ok("API token accepted".into()),
+            Err(e) => Err(e),
         }
-        let file_name = self.client.config().request.format.file_name();
-        let path = spool.join(format!("{window}-{file_name}"));
-        let download = |job, url| {
-            let path = path.clone();
-            async move { self.client.download(&job, url, &path).await }
-        };
-        let (job, bytes) =
-            export_job::download_completed(&self.client, &self.policy, window, datasets, journal, download)
-                .await?;
-        tracing::debug!(window = %window, bytes, "Downloaded");
-        let file = FetchedFile::new("report", file_name, path, bytes);
-        Ok(FetchedWindow::new(Some(job.id), vec![file]))
     }
 }
