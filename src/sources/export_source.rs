@@ -3,7 +3,7 @@
 //! EXPIRED exports created again, a download that finds its export gone starting over), then
 //! every dataset the export offers downloaded into the spool. A platform gives only its request
 //! and response mapping: the [`ExportJobApi`] calls, the file each dataset is saved as, and how a
-//! dataset is downloaded.
+//! dataset is downloaded. Salted CX, Khoros and Loop are this source.
 
 use std::future::Future;
 use std::path::Path;
@@ -15,7 +15,7 @@ use super::{CreationCap, ExportJournal, FetchedFile, FetchedWindow, Source, Sour
 use crate::window::Window;
 
 /// One platform's export API as a window source needs it, beyond the lifecycle's calls.
-pub trait ExportPlatform: ExportJobApi<Error = SourceError> + Send + Sync {
+pub trait ExportPlatform: ExportJobApi + Send + Sync {
     /// The platform's name in the registry (`khoros`, `loop`).
     const NAME: &'static str;
     /// The datasets one export holds.
@@ -32,15 +32,15 @@ pub trait ExportPlatform: ExportJobApi<Error = SourceError> + Send + Sync {
     /// The id the window record keeps for `job`.
     fn export_id(&self, job: &Self::Job) -> String;
 
-    /// Downloads `dataset` of a completed export into `path`; returns its size. `Gone` when the
-    /// export expired meanwhile (a new one is then created).
+    /// Downloads `dataset` of a completed export into `path`; returns its size. An error the
+    /// lifecycle's `is_gone` recognises (the export went away meanwhile) creates a new export.
     fn download(
         &self,
         job: &Self::Job,
         ready: &Self::Ready,
         dataset: &str,
         path: &Path,
-    ) -> impl Future<Output = Result<u64, SourceError>> + Send;
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// One cheap authenticated call, for `cxlake check`: what it proved.
     fn probe(&self) -> impl Future<Output = Result<String, SourceError>> + Send;
@@ -66,6 +66,7 @@ impl<A> ExportSource<A> {
 impl<A: ExportPlatform> Source for ExportSource<A>
 where
     A::Ready: Sync,
+    SourceError: From<A::Error>,
 {
     fn name(&self) -> &str {
         A::NAME
@@ -118,7 +119,8 @@ where
         };
         let (job, sizes) =
             export_job::download_completed(&self.api, &self.policy, window, datasets, journal, download)
-                .await?;
+                .await
+                .map_err(SourceError::from)?;
         let fetched = files
             .into_iter()
             .zip(sizes)

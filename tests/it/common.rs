@@ -80,7 +80,8 @@ pub fn all_schemas() -> Vec<std::sync::Arc<DatasetSchema>> {
 }
 
 pub fn plan(emulator: &Emulator, lake: &Path, windows: Vec<Window>) -> SyncPlan<SaltedCx> {
-    let source = SaltedCx::new(client(emulator), None).with_policy(fast_policy());
+    let jobs = cxlake::sources::saltedcx::client::SaltedCxJobs::new(client(emulator), None);
+    let source = SaltedCx::new(jobs, fast_policy());
     plan_with(source, lake, all_schemas(), windows)
 }
 

@@ -69,11 +69,9 @@ async fn an_overlapping_run_waits_for_the_windows_another_run_holds_and_does_not
     let mut config = client_config(&emulator);
     config.poll.initial_interval = Duration::from_millis(300);
     config.poll.max_interval = Duration::from_millis(300);
-    let source = cxlake::sources::saltedcx::SaltedCx::new(
-        cxlake::sources::saltedcx::client::SaltedCxClient::new(config).unwrap(),
-        None,
-    )
-    .with_policy(fast_policy());
+    let client = cxlake::sources::saltedcx::client::SaltedCxClient::new(config).unwrap();
+    let jobs = cxlake::sources::saltedcx::client::SaltedCxJobs::new(client, None);
+    let source = cxlake::sources::saltedcx::SaltedCx::new(jobs, fast_policy());
     let first = plan_with(source, lake.path(), all_schemas(), days("2024-03-01", 2));
     let first_run_id = first.run_id.clone();
     let holder = tokio::spawn(async move { run_sync(&first).await.map(|r| r.exit_code()) });

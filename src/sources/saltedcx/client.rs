@@ -324,7 +324,7 @@ impl SaltedCxClient {
 
     /// Polls until the export is COMPLETED, with a growing interval and an overall deadline.
     pub async fn wait_completed(&self, created: &CreatedExport) -> Result<ExportStatus, ClientError> {
-        export_job::wait(&SaltedCxJobs { client: self, contact: None, cap: None }, created).await
+        export_job::wait(&SaltedCxJobs::new(self.clone(), None), created).await
     }
 
     /// `GET /api/v1/export/history`: the most recent exports (up to 100).
@@ -421,10 +421,25 @@ impl SaltedCxClient {
 
 /// The export lifecycle's view of Salted CX: `POST /api/v1/export` (with `--contact` when
 /// given), its `statusUrl`, `COMPLETED`/`FAILED`.
-pub struct SaltedCxJobs<'a> {
-    pub client: &'a SaltedCxClient,
-    pub contact: Option<&'a str>,
+#[derive(Debug, Clone)]
+pub struct SaltedCxJobs {
+    pub client: SaltedCxClient,
+    /// `--contact`: export one customer profile only.
+    pub contact: Option<String>,
+    /// The cap on creating exports, kept across the lake's workers.
     pub cap: Option<crate::sources::CreationCap>,
+}
+
+impl SaltedCxJobs {
+    pub fn new(client: SaltedCxClient, contact: Option<String>) -> SaltedCxJobs {
+        SaltedCxJobs { client, contact, cap: None }
+    }
+
+    /// Creates exports under `cap` (shared through the lake by every worker syncing it).
+    pub fn with_cap(mut self, cap: Option<crate::sources::CreationCap>) -> SaltedCxJobs {
+        self.cap = cap;
+        self
+    }
 }
 
 impl From<JobEnd> for ClientError {
@@ -440,7 +455,7 @@ impl From<JobEnd> for ClientError {
     }
 }
 
-impl ExportJobApi for SaltedCxJobs<'_> {
+impl ExportJobApi for SaltedCxJobs {
     type Job = CreatedExport;
     type Ready = ExportStatus;
     type Error = ClientError;
@@ -450,7 +465,7 @@ impl ExportJobApi for SaltedCxJobs<'_> {
     }
 
     async fn create(&self, window: Window, datasets: &[String]) -> Result<CreatedExport, ClientError> {
-        self.client.create_export(window.start(), window.end(), datasets, self.contact).await
+        self.client.create_export(window.start(), window.end(), datasets, self.contact.as_deref()).await
     }
 
     fn job_id(&self, job: &CreatedExport) -> String {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use url::Url;
 
-use super::client::{ClientConfig, SaltedCxClient};
+use super::client::{ClientConfig, SaltedCxClient, SaltedCxJobs};
 use super::emulator::{self, Emulator, EmulatorConfig, FaultScenario};
 use super::synth::{self, SynthConfig};
-use super::{api, SaltedCx};
+use super::{api, ExportPolicy, SaltedCx};
 use crate::sources::export_job::ExportJobArgs;
 use crate::sources::http::{load_secret, HttpArgs};
 use crate::sources::loopback;
@@ -126,9 +126,8 @@ impl Platform for SaltedCxPlatform {
             return Err(SetupError("--max-exports-in-flight must be at least 1".into()));
         }
         let cap = CreationCap { per_period, period, in_flight: args.max_exports_in_flight };
-        Ok(SaltedCx::new(args.client()?, args.contact.clone())
-            .with_policy(args.job.policy()?)
-            .with_cap(Some(cap)))
+        let jobs = SaltedCxJobs::new(args.client()?, args.contact.clone()).with_cap(Some(cap));
+        Ok(SaltedCx::new(jobs, args.job.policy()?))
     }
 
     const DEMO_QUERY: &'static str = "-- Salted CX: engagements per channel and day\n\
@@ -187,7 +186,7 @@ impl Platform for SaltedCxPlatform {
         );
         config.poll.initial_interval = Duration::from_millis(100);
         let client = SaltedCxClient::new(config).map_err(|e| SetupError(e.to_string()))?;
-        Ok((emulator, SaltedCx::new(client, None)))
+        Ok((emulator, SaltedCx::new(SaltedCxJobs::new(client, None), ExportPolicy::default())))
     }
 
     fn synth(
