@@ -451,3 +451,63 @@ pub fn archived_files(lake: &Path, source: &str) -> BTreeMap<String, Vec<(String
     }
     found
 }
+
+/// A TCP proxy on 127.0.0.1 in front of `target_port` whose first connection breaks off after
+/// `cut` bytes from the server (an interrupted transfer: both sides are closed); later
+/// connections pass through untouched.
+pub struct CuttingProxy {
+    pub port: u16,
+    /// Connections broken off so far.
+    pub cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn cutting_proxy(target_port: u16, cut: u64) -> CuttingProxy {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = cuts.clone();
+    let task = tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((client, _)) = listener.accept().await {
+            let limit = std::mem::take(&mut first).then_some(cut);
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let (mut sent, mut buffer) = (0u64, vec![0u8; 16 << 10]);
+                loop {
+                    let n = match server_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if limit.is_some_and(|limit| sent + n as u64 >= limit) {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n as u64;
+                }
+                // Both halves of both sockets are dropped here: the client sees the connection end.
+                upstream.abort();
+            });
+        }
+    });
+    CuttingProxy { port, cuts, task }
+}

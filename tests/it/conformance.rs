@@ -693,8 +693,10 @@ impl SourceUnderTest for LoopUnderTest {
 }
 
 /// Sparkcentral: a drop tree of CSV files on a real SFTP server (OpenSSH's sshd), local times.
-/// Its "faults" are what a drop folder holds besides finished exports: a name that is not an
-/// export, a file in the wrong folder, a half-uploaded `.part`, a file replaced by a newer one.
+/// Its faults are what a drop folder holds besides finished exports — a name that is not an
+/// export, a file in the wrong folder, a half-uploaded `.part`, a file replaced by a newer one —
+/// and an interrupted transfer: the SSH connection breaks off in the middle (a proxy in front
+/// of sshd cuts the first one).
 /// Its credential is the SFTP user's password, which the server fixes for the whole test run.
 pub struct SparkcentralUnderTest;
 
@@ -704,6 +706,9 @@ pub struct DropTreeUnderTest {
     url: String,
     /// Files in the tree that are not exports to load: each must be left where it is.
     junk: Vec<std::path::PathBuf>,
+    /// With faults: the proxy that breaks the first connection off, and the known_hosts file
+    /// naming sshd's key at the proxy's address.
+    proxy: Option<(CuttingProxy, tempfile::TempDir)>,
 }
 
 impl SourceUnderTest for SparkcentralUnderTest {
@@ -733,13 +738,33 @@ impl SourceUnderTest for SparkcentralUnderTest {
             std::fs::write(&untyped, "Team ID\r\n").unwrap();
             junk.extend([not_an_export, untyped]);
         }
-        DropTreeUnderTest { _dir: dir, url, junk }
+        let server = SftpServer::from_env();
+        let (url, proxy) = if faults {
+            // Past the handshake and the first listings: inside a transfer.
+            let proxy = cutting_proxy(server.port.parse().unwrap(), 24 << 10).await;
+            let known = tempfile::tempdir().unwrap();
+            let line = std::fs::read_to_string(&server.known_hosts).unwrap();
+            let key = line.split_once(' ').unwrap().1;
+            std::fs::write(known.path().join("known_hosts"), format!("[127.0.0.1]:{} {key}", proxy.port))
+                .unwrap();
+            let url =
+                url.replace(&format!("127.0.0.1:{}/", server.port), &format!("127.0.0.1:{}/", proxy.port));
+            (url, Some((proxy, known)))
+        } else {
+            (url, None)
+        };
+        DropTreeUnderTest { _dir: dir, url, junk, proxy }
     }
 
     fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
         let mut env = SftpServer::from_env().env(&emulator.url);
         env.retain(|(name, _)| name != "SPARKCENTRAL_SFTP_PASSWORD");
         env.push(("SPARKCENTRAL_SFTP_PASSWORD".into(), secret.to_string()));
+        if let Some((_, known)) = &emulator.proxy {
+            env.retain(|(name, _)| name != "SPARKCENTRAL_SFTP_KNOWN_HOSTS");
+            let path = known.path().join("known_hosts").to_str().unwrap().to_string();
+            env.push(("SPARKCENTRAL_SFTP_KNOWN_HOSTS".into(), path));
+        }
         env
     }
 
@@ -770,10 +795,15 @@ impl SourceUnderTest for SparkcentralUnderTest {
             .collect()
     }
 
-    /// The junk still in the tree after the syncs: a source that moved or deleted a file it
-    /// was given would lose it.
+    /// The junk still in the tree after the syncs (a source that moved or deleted a file it was
+    /// given would lose it), and the connection the proxy broke off.
     fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        emulator.junk.iter().filter(|path| path.is_file()).count() as u64
+        let cuts = emulator
+            .proxy
+            .as_ref()
+            .map_or(0, |(proxy, _)| proxy.cuts.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(emulator.proxy.is_none() || cuts == 1, "the transfer was interrupted once ({cuts})");
+        emulator.junk.iter().filter(|path| path.is_file()).count() as u64 + cuts
     }
 }
 
