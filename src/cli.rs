@@ -445,7 +445,7 @@ impl OutputArgs {
                 RawPolicy::Off
             }),
             pii: PiiPolicy { default: self.pii, key: PiiKey::from_env() },
-            memory: memory_budget(&self.memory_budget)?,
+            memory: memory_budget(&self.memory.budget)?,
             ..WriteOptions::default()
         })
     }

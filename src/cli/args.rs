@@ -142,6 +142,16 @@ pub struct SchemasArg {
     pub dir: Option<PathBuf>,
 }
 
+/// `--memory-budget`: what the process's work may hold at once.
+#[derive(Debug, Clone, Args)]
+pub struct MemoryArg {
+    /// Memory for the work running at once: conversions across datasets and windows, current-table
+    /// builds (whose keys beyond a quarter of it go to temporary files), e.g. 256MiB, 1GiB; a large
+    /// file's conversion takes up to 224 MiB, a small one little
+    #[arg(long = "memory-budget", default_value = "256MiB", value_name = "SIZE")]
+    pub budget: String,
+}
+
 /// How long a run's leases live without a heartbeat, and how long it waits for another's.
 #[derive(Debug, Clone, Args)]
 pub struct LeaseArgs {
@@ -195,10 +205,8 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
 
-    /// Memory for the work running at once: conversions across datasets and windows, current-table
-    /// builds (e.g. 256MiB, 1GiB); a large file's conversion takes up to 224 MiB, a small one little
-    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
-    pub memory_budget: String,
+    #[command(flatten)]
+    pub memory: MemoryArg,
 
     /// Keep every fetched file, zstd-compressed, under _cxlake/raw/ (for `cxlake replay`), or not
     /// (default: keep, but off when --pii hashes or drops, since raw files hold personal data as fetched)
@@ -460,9 +468,8 @@ pub struct CurrentArgs {
     pub full: bool,
     #[command(flatten)]
     pub leases: LeaseArgs,
-    /// Memory a table's build may hold: its keys beyond a quarter of it go to temporary files
-    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
-    pub memory_budget: String,
+    #[command(flatten)]
+    pub memory: MemoryArg,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ fn registry_and_lake(schemas: &SchemasArg, dest: &str) -> Result<(crate::schema:
 pub(super) async fn current(args: CurrentArgs) -> Result<i32> {
     let (registry, lake) = registry_and_lake(&args.schemas, &args.dest)?;
     let sources = lake.sources(&registry, args.source.as_deref()).await?;
-    let memory = memory_budget(&args.memory_budget)?;
+    let memory = memory_budget(&args.memory.budget)?;
     let times = args.leases.times()?;
     let tables = plan::refresh_current(
         &lake,
