@@ -57,6 +57,8 @@ pub enum PlanError {
     Declaration(Box<crate::declaration::DeclarationError>),
     #[error("{0}")]
     Source(crate::sources::SourceError),
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
 }
 
 impl PlanError {
@@ -174,7 +176,8 @@ impl Lake {
 pub fn registry(dir: Option<&Path>) -> Result<SchemaRegistry, PlanError> {
     match dir {
         Some(dir) => SchemaRegistry::with_overrides(dir).map_err(|e| PlanError::usage(e.to_string())),
-        None => SchemaRegistry::embedded().map_err(|e| PlanError::usage(e.to_string())),
+        // The built-in schemas not loading is a defect of the build, not of the request.
+        None => Ok(SchemaRegistry::embedded()?),
     }
 }
 

@@ -167,8 +167,12 @@ async fn history(
     schema: &DatasetSchema,
     format: OutputFormat,
 ) -> Result<Vec<HistoryPartition>, SinkError> {
-    let records = StateStore::new(dest.clone()).load_windows(source).await?;
-    let mut partitions: Vec<HistoryPartition> = Table::history(dest, source, schema, format)
+    let table = Table::history(dest, source, schema, format);
+    let records = match table.indexed_by_records() {
+        true => StateStore::new(dest.clone()).load_windows(source).await?,
+        false => Vec::new(),
+    };
+    let mut partitions: Vec<HistoryPartition> = table
         .partitions(&records)
         .await?
         .into_iter()

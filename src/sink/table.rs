@@ -208,8 +208,14 @@ impl<'a> Table<'a> {
         Ok(None)
     }
 
+    /// Whether the window records are the table's index (plain Parquet): [`Table::partitions`]
+    /// reads them; a Delta table's log is its own.
+    pub fn indexed_by_records(&self) -> bool {
+        self.format == OutputFormat::Parquet
+    }
+
     /// The done windows' partitions of a history table: from `records` for Parquet, from the
-    /// table's latest version for Delta (whatever the records say).
+    /// table's latest version for Delta (whatever the records say; `records` may be empty).
     pub async fn partitions(&self, records: &[WindowRecord]) -> Result<Vec<Partition>, SinkError> {
         match self.format {
             OutputFormat::Parquet => Ok(records
@@ -298,8 +304,10 @@ impl Rewrites<'_> {
         match self.table.format {
             OutputFormat::Parquet => {
                 let table = &self.table;
-                let dir = layout::partition_dir(table.spec.source, table.dataset(), date);
-                Ok(Some(commit::publish_dir(table.dest, &dir, &staged).await?))
+                Ok(Some(
+                    commit::publish_partition(table.dest, table.spec.source, table.dataset(), date, &staged)
+                        .await?,
+                ))
             }
             OutputFormat::Delta => {
                 self.pending.insert(date, staged);

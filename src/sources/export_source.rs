@@ -57,10 +57,6 @@ impl<A> ExportSource<A> {
     pub fn new(api: A, policy: ExportPolicy) -> ExportSource<A> {
         ExportSource { api, policy }
     }
-
-    pub fn api(&self) -> &A {
-        &self.api
-    }
 }
 
 impl<A: ExportPlatform> Source for ExportSource<A>

@@ -301,8 +301,8 @@ pub async fn replay_and_convert_land_what_sync_landed<S: SourceUnderTest>() {
     }
 }
 
-/// Every row of one dataset's data files under `dir` of `root` (plain Parquet partitions or a
-/// Delta table's files; a first sync leaves no file a Delta version dropped), in a stable order.
+/// The rows of one dataset's data files (plain Parquet partitions, or a Delta table's files: a
+/// first sync leaves none that a Delta version dropped), each rendered, in a stable order.
 fn dataset_rows(files: Vec<Vec<RecordBatch>>) -> Vec<String> {
     let mut rows: Vec<String> = files.iter().flat_map(|b| batch_rows(b)).map(|r| format!("{r:?}")).collect();
     rows.sort();
