@@ -3,8 +3,8 @@
 //! ([`crate::plan`]) checks them against the lake and builds the plan, so nothing below this
 //! module sees unvalidated input and nothing here branches on a table format.
 //!
-//! Per-source subcommands (`sync <source>`, `history <source>`, `emulator <source>`) are derived
-//! from the source registry ([`crate::with_sources!`]): each source declares its own arguments
+//! Per-source subcommands (`sync <source>`, `history <source>`, `emulator <source>`) are built
+//! from the installed registry ([`registry`]): each source declares its own arguments
 //! and environment variables in its folder, and the lake/write arguments are declared once
 //! ([`args`]) and flattened into every one of them. This is where `anyhow` is used; a
 //! [`UsageError`] or a [`PlanError::Usage`] in the chain means "nothing was attempted" (exit
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 use crate::budget::{self, MemoryBudget};
 use crate::config::ConfigFile;
@@ -26,6 +26,7 @@ use crate::plan::{self, Destination, Lake, LeaseTimes, PlanError, RawPolicy};
 use crate::report::{exit_code, RunReport};
 use crate::schema::pii::{PiiAction, PiiKey, PiiPolicy};
 use crate::sources::{FailureScope, Platform, RunningEmulator, SetupError, Source};
+
 use crate::state::StateStore;
 use crate::window;
 
@@ -33,11 +34,16 @@ mod args;
 mod demo;
 mod lake;
 mod operate;
+mod registry;
 mod schema;
 
 pub use args::*;
-use demo::{demo, demo_source, run_emulator};
+use demo::demo;
 use lake::{current, drift, forget, status, vacuum};
+pub use registry::{
+    install, registry, CommandKind, EmulatorCommand, HistoryCommand, Registry, SourceCommand, SourceEntry,
+    SyncCommand,
+};
 use schema::{schema, synth};
 
 /// An error in what the user asked for: nothing was attempted (exit code 2).
@@ -144,6 +150,35 @@ pub fn long_about() -> String {
     )
 }
 
+/// The whole command line with the platforms of `registry`: parse, run, report; the process's
+/// exit code. The `cxlake` binary runs it with [`Registry::builtin`]; a binary with a platform
+/// of its own (a test-only source) with that one added.
+pub fn main(registry: Registry) -> i32 {
+    // Like other command-line tools, end quietly when stdout is a closed pipe (`cxlake … | head`)
+    // instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: called before any thread of ours exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    crate::heap::tune_allocator();
+    install(registry);
+    let cli = parse(std::env::args_os().collect());
+    crate::logging::init(&cli);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", render_error(&error));
+            exit_code_of(&error)
+        }
+    };
+    // Dropping the runtime waits for blocking tasks; a finished run has none worth waiting for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
 /// Parses the process's arguments, with the config file's settings inserted; exits with the
 /// parser's message (code 2) when they do not parse.
 pub fn parse(argv: Vec<std::ffi::OsString>) -> Cli {
@@ -237,123 +272,64 @@ pub fn exit_code_of(error: &anyhow::Error) -> i32 {
     }
 }
 
-/// Derives the per-source subcommands and their dispatch from the registry's list.
-macro_rules! define_source_commands {
-    ($($variant:ident => $platform:ty),* $(,)?) => {
-        /// `cxlake sync <source>`: one subcommand per registered source.
-        #[derive(Debug, Subcommand)]
-        #[allow(clippy::large_enum_variant, reason = "parsed once per process")]
-        pub enum SyncCommand {
-            $(
-                #[command(about = <$platform as Platform>::DESCRIPTION)]
-                $variant(SyncArgs<<$platform as Platform>::Args>),
-            )*
-        }
-
-        /// `cxlake history <source>`.
-        #[derive(Debug, Subcommand)]
-        pub enum HistoryCommand {
-            $(
-                #[command(about = <$platform as Platform>::DESCRIPTION)]
-                $variant(<$platform as Platform>::Args),
-            )*
-        }
-
-        /// `cxlake emulator <source>`.
-        #[derive(Debug, Subcommand)]
-        pub enum EmulatorCommand {
-            $(
-                #[command(about = <$platform as Platform>::DESCRIPTION)]
-                $variant(EmulatorArgs<<$platform as Platform>::EmulatorArgs>),
-            )*
-        }
-
-        /// The registered sources, by name.
-        pub fn source_names() -> Vec<&'static str> {
-            vec![$( <$platform as Platform>::NAME ),*]
-        }
-
-        /// The registered sources as people write them.
-        pub fn source_titles() -> Vec<&'static str> {
-            vec![$( <$platform as Platform>::TITLE ),*]
-        }
-
-        /// Each registered source's demo query (`{lake}` for the demo lake's root).
-        pub fn source_demo_queries() -> Vec<(&'static str, &'static str)> {
-            vec![$( (<$platform as Platform>::NAME, <$platform as Platform>::DEMO_QUERY) ),*]
-        }
-
-        /// Each registered source's emulator port (0: its emulator serves no port).
-        pub fn source_emulator_ports() -> Vec<(&'static str, u16)> {
-            vec![$( (<$platform as Platform>::NAME, <$platform as Platform>::EMULATOR_PORT) ),*]
-        }
-
-        /// A registered source's secrets: `(config key, environment variable)`.
-        pub fn source_secrets(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
-            $( if name == <$platform as Platform>::NAME { return Some(<$platform as Platform>::SECRETS); } )*
-            None
-        }
-
-        /// The source a `sync <source>` command syncs.
-        fn sync_command_source(command: &SyncCommand) -> &'static str {
-            match command {
-                $( SyncCommand::$variant(_) => <$platform as Platform>::NAME, )*
-            }
-        }
-
-        async fn run_sync_command(command: SyncCommand) -> Result<i32> {
-            match command {
-                $( SyncCommand::$variant(args) => sync::<$platform>(args).await, )*
-            }
-        }
-
-        /// Builds a `sync <source>` command's source and makes its cheap call.
-        async fn probe_sync_command(command: &SyncCommand) -> Result<String, String> {
-            match command {
-                $( SyncCommand::$variant(args) => probe::<$platform>(args).await, )*
-            }
-        }
-
-        async fn run_history_command(command: HistoryCommand) -> Result<i32> {
-            match command {
-                $( HistoryCommand::$variant(args) => history::<$platform>(args).await, )*
-            }
-        }
-
-        async fn run_emulator_command(command: EmulatorCommand) -> Result<i32> {
-            match command {
-                $( EmulatorCommand::$variant(args) => run_emulator::<$platform>(args).await, )*
-            }
-        }
-
-        /// Syncs every registered source from its emulator into the demo lake.
-        async fn demo_every_source(args: &DemoArgs) -> Result<Vec<RunReport>> {
-            Ok(vec![$( demo_source::<$platform>(args).await?, )*])
-        }
-
-        fn synth_source(
-            source: &str,
-            dataset: &str,
-            date: chrono::NaiveDate,
-            per_day: Option<usize>,
-            out: &mut dyn std::io::Write,
-        ) -> Result<u64> {
-            $(
-                if source == <$platform as Platform>::NAME {
-                    return <$platform as Platform>::synth(dataset, date, per_day, out)
-                        .map_err(|e| UsageError::from(e).into());
-                }
-            )*
-            Err(usage(format!("unknown source `{source}`; known: {}", source_names().join(", "))))
-        }
-    };
+/// The installed platforms, by name.
+pub fn source_names() -> Vec<&'static str> {
+    registry().names()
 }
 
-crate::with_sources!(define_source_commands);
+/// The installed platforms as people write them.
+pub fn source_titles() -> Vec<&'static str> {
+    registry().iter().map(|e| e.title()).collect()
+}
+
+/// Each platform's demo query (`{lake}` for the demo lake's root).
+pub fn source_demo_queries() -> Vec<(&'static str, &'static str)> {
+    registry().iter().map(|e| (e.name(), e.demo_query())).collect()
+}
+
+/// Each platform's emulator port (0: its emulator serves no port).
+pub fn source_emulator_ports() -> Vec<(&'static str, u16)> {
+    registry().iter().map(|e| (e.name(), e.emulator_port())).collect()
+}
+
+/// A platform's secrets: `(config key, environment variable)`.
+pub fn source_secrets(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    registry().get(name).map(|e| e.secrets())
+}
+
+async fn run_sync_command(command: SyncCommand) -> Result<i32> {
+    command.entry().sync(command.matches()).await
+}
+
+/// Builds a `sync <source>` command's source and makes its cheap call.
+async fn probe_sync_command(command: &SyncCommand) -> Result<String, String> {
+    command.entry().probe(command.matches()).await
+}
+
+/// Syncs every platform from its emulator into the demo lake.
+async fn demo_every_source(args: &DemoArgs) -> Result<Vec<RunReport>> {
+    let mut reports = Vec::new();
+    for entry in registry().iter() {
+        reports.push(entry.demo(args).await?);
+    }
+    Ok(reports)
+}
+
+fn synth_source(
+    source: &str,
+    dataset: &str,
+    date: chrono::NaiveDate,
+    per_day: Option<usize>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64> {
+    match registry().get(source) {
+        Some(entry) => entry.synth(dataset, date, per_day, out),
+        None => Err(usage(format!("unknown source `{source}`; known: {}", source_names().join(", ")))),
+    }
+}
 
 use operate::{
-    check, config_show, plan as plan_shards, probe, record_report, record_source_failure, sync_all,
-    write_metrics,
+    check, config_show, plan as plan_shards, record_report, record_source_failure, sync_all, write_metrics,
 };
 
 /// Runs a parsed command line and returns the process exit code.
@@ -367,7 +343,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         .clone()
         .filter(|_| matches!(cli.command, Command::Sync(_) | Command::Replay(_) | Command::Convert(_)));
     let syncing = match &cli.command {
-        Command::Sync(SyncRequest { source: Some(command), .. }) => Some(sync_command_source(command)),
+        Command::Sync(SyncRequest { source: Some(command), .. }) => Some(command.source),
         _ => None,
     };
     // A run that lands windows stops cleanly on Ctrl-C or SIGTERM (see `crate::interrupt`).
@@ -389,7 +365,7 @@ async fn run_command(cli: Cli) -> Result<i32> {
         Command::Sync(SyncRequest { source: Some(command), .. }) => run_sync_command(command).await,
         Command::Sync(request) => sync_all(request, cli.config_file.as_deref()).await,
         Command::Schema(command) => schema(command).await,
-        Command::History(command) => run_history_command(command).await,
+        Command::History(command) => command.entry().history(command.matches()).await,
         Command::Status(args) => status(args, cli.config_file.as_deref()).await,
         Command::Drift(args) => drift(args).await,
         Command::Convert(args) => convert(args).await,
@@ -398,7 +374,7 @@ async fn run_command(cli: Cli) -> Result<i32> {
         Command::Replay(args) => replay(args).await,
         Command::Forget(args) => forget(args).await,
         Command::Synth(args) => synth(args),
-        Command::Emulator(command) => run_emulator_command(command).await,
+        Command::Emulator(command) => command.entry().emulator(command.matches()).await,
         Command::Demo(args) => demo(args).await,
         Command::Config(ConfigCommand::Show) => config_show(cli.config_file.as_deref()),
         Command::Plan(args) => plan_shards(args),

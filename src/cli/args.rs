@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{EmulatorCommand, HistoryCommand, SyncCommand};
+use super::registry::{EmulatorCommand, HistoryCommand, SyncCommand};
 use crate::decode::TypeMismatchPolicy;
 use crate::pipeline::NewColumnPolicy;
 use crate::plan::{OutputFormat, RawPolicy};
@@ -339,8 +339,7 @@ pub struct SyncArgs<T: Args> {
 /// `cxlake emulator <source>`: the port and the source's own emulator arguments.
 #[derive(Debug, Args)]
 pub struct EmulatorArgs<T: Args> {
-    /// Port on 127.0.0.1 (0 picks a free one; default: the source's own — saltedcx 8089, dixa
-    /// 8090, khoros 8091, loop 8092)
+    /// Port on 127.0.0.1 (0 picks a free one; default: the source's own, which its help names)
     #[arg(long)]
     pub port: Option<u16>,
     #[command(flatten)]

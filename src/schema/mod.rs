@@ -38,6 +38,23 @@ use serde::Deserialize;
 /// Schema files compiled into the binary: `(<source>/<dataset>.toml, toml text)`.
 const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
 
+/// Schema files a platform compiled outside `schemas/` brought with it (a test-only source),
+/// as [`EMBEDDED`]: registered once, before the first registry is built.
+static REGISTERED: std::sync::RwLock<Vec<(String, &'static str)>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds a platform's own schema files (`(<dataset>.toml, toml text)`) to the embedded ones:
+/// every [`SchemaRegistry::embedded`] built afterwards has them, exactly as if they were files
+/// under `schemas/<source>/`.
+pub fn register_embedded(source: &str, files: &[(&str, &'static str)]) {
+    let mut registered = REGISTERED.write().expect("schema registration");
+    for (file, text) in files {
+        let relative = format!("{source}/{file}");
+        if !registered.iter().any(|(known, _)| *known == relative) {
+            registered.push((relative, text));
+        }
+    }
+}
+
 /// The column of a JSON dataset that keeps undeclared fields.
 pub const EXTRA_COLUMN: &str = "_extra";
 
@@ -892,7 +909,9 @@ impl SchemaRegistry {
     /// The schemas compiled into this binary.
     pub fn embedded() -> Result<SchemaRegistry, SchemaError> {
         let mut schemas = BTreeMap::new();
-        for (relative, text) in EMBEDDED {
+        let registered = REGISTERED.read().expect("schema registration").clone();
+        let files = EMBEDDED.iter().map(|(relative, text)| (relative.to_string(), *text));
+        for (relative, text) in files.chain(registered) {
             let origin = format!("schemas/{relative} (embedded)");
             let schema = parse_schema(&origin, text)?;
             schemas.insert(schema.qualified_name(), Arc::new(schema));

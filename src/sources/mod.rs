@@ -277,7 +277,7 @@ pub trait RunningEmulator: Send {
 
 /// Everything the command line needs from a platform: its arguments (declared in its own
 /// folder, environment variables included), how to build its [`Source`], and its emulator and
-/// synthetic data. A platform is one line in [`with_sources!`].
+/// synthetic data. A platform is one line in [`register_builtin`].
 pub trait Platform {
     /// The source's name: `cxlake sync <NAME>`, the lake's top folder, the schemas' folder.
     const NAME: &'static str;
@@ -285,6 +285,10 @@ pub trait Platform {
     const TITLE: &'static str;
     /// One line for `cxlake sync --help`: the platform and what cxlake fetches from it.
     const DESCRIPTION: &'static str;
+    /// Schema files the platform brings itself, `(<dataset>.toml, text)`, for one whose schemas
+    /// are not under `schemas/<NAME>/` (a source that lives in the tests): registered with the
+    /// platform, declared exactly as the files under `schemas/` are.
+    const SCHEMAS: &'static [(&'static str, &'static str)] = &[];
     /// The emulator's default port on 127.0.0.1 (0: the emulator serves no port).
     const EMULATOR_PORT: u16 = 0;
     /// The secrets the source reads from the environment: `(config key, variable)`. In
@@ -336,17 +340,17 @@ pub trait Platform {
     ) -> Result<u64, SetupError>;
 }
 
-/// The registry: every platform, one line each. Calls `$callback! { Variant => Platform, ... }`
-/// so that the command line can derive its per-source subcommands from the same list.
-#[macro_export]
-macro_rules! with_sources {
-    ($callback:ident) => {
-        $callback! {
-            Saltedcx => $crate::sources::saltedcx::platform::SaltedCxPlatform,
-            Dixa => $crate::sources::dixa::platform::DixaPlatform,
-            Khoros => $crate::sources::khoros::platform::KhorosPlatform,
-            Loop => $crate::sources::r#loop::platform::LoopPlatform,
-            Sparkcentral => $crate::sources::sparkcentral::platform::SparkcentralPlatform,
-        }
-    };
+/// What collects platforms: the command line's registry ([`crate::cli::Registry`]) adds each
+/// with its static types and keeps it behind an object-safe entry.
+pub trait Registrar {
+    fn add<P: Platform + 'static>(&mut self);
+}
+
+/// The built-in platforms, one line each (a source is its folder, its schemas and this line).
+pub fn register_builtin(registry: &mut impl Registrar) {
+    registry.add::<saltedcx::platform::SaltedCxPlatform>();
+    registry.add::<dixa::platform::DixaPlatform>();
+    registry.add::<khoros::platform::KhorosPlatform>();
+    registry.add::<r#loop::platform::LoopPlatform>();
+    registry.add::<sparkcentral::platform::SparkcentralPlatform>();
 }

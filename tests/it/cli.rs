@@ -270,7 +270,7 @@ async fn sigint_stops_taking_windows_prints_the_summary_and_records_an_interrupt
         ["--from", "2024-03-01", "--to", "2024-03-08", "--parallel-windows", "1", "--poll-interval", "200ms"];
     let args: Vec<String> = sync_args(&lake_arg, &extra).iter().map(|a| a.to_string()).collect();
     let env = api_env(&emulator);
-    let child = std::process::Command::new(cxlake_bin())
+    let child = cxlake_command()
         .args(&args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::piped())

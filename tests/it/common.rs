@@ -247,9 +247,32 @@ pub fn expected_counts(config: &SynthConfig, windows: &[Window]) -> BTreeMap<Str
     counts
 }
 
-/// The `cxlake` binary built for these tests.
+/// The binary the tests run as `cxlake` when it is not the one built for them, and the variable
+/// that makes it act as the command line.
+static CLI: std::sync::OnceLock<(std::path::PathBuf, (String, String))> = std::sync::OnceLock::new();
+
+/// Runs every `cxlake` of this test process as `binary` with `env` set: a test binary whose
+/// `main` is [`cxlake::cli::main`] with a platform of its own (the sixth source's).
+#[allow(dead_code, reason = "called by the sixth source's harness, which shares this file")]
+pub fn use_cli(binary: std::path::PathBuf, env: (&str, &str)) {
+    CLI.set((binary, (env.0.to_string(), env.1.to_string()))).expect("one command line per test process");
+}
+
+/// The `cxlake` binary built for these tests (or the one [`use_cli`] named).
 pub fn cxlake_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cxlake")
+    match CLI.get() {
+        Some((binary, _)) => binary.to_str().expect("a UTF-8 path"),
+        None => env!("CARGO_BIN_EXE_cxlake"),
+    }
+}
+
+/// A process of [`cxlake_bin`], ready for its arguments.
+pub fn cxlake_command() -> std::process::Command {
+    let mut command = std::process::Command::new(cxlake_bin());
+    if let Some((_, (name, value))) = CLI.get() {
+        command.env(name, value);
+    }
+    command
 }
 
 pub struct Output {
@@ -263,7 +286,7 @@ pub async fn run_cxlake<A: AsRef<str>, K: AsRef<str>, V: AsRef<str>>(args: &[A],
     let args: Vec<String> = args.iter().map(|s| s.as_ref().to_string()).collect();
     let env = owned_env(env);
     tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(cxlake_bin())
+        let output = cxlake_command()
             .args(&args)
             .env_remove("SALTEDCX_API_KEY")
             .env_remove("SALTEDCX_API_URL")
@@ -293,7 +316,7 @@ pub async fn synth_file(dataset: &str, volume_flag: &str, count: &str, out: &Pat
 
 /// Starts `cxlake args`, lets it run for `delay`, then SIGKILLs it: no destructor, no cleanup.
 pub async fn kill_after<K: AsRef<str>, V: AsRef<str>>(args: &[&str], env: &[(K, V)], delay: Duration) {
-    let mut child = std::process::Command::new(cxlake_bin())
+    let mut child = cxlake_command()
         .args(args)
         .envs(owned_env(env))
         .env("CXLAKE_LOG", "warn")
@@ -510,4 +533,45 @@ pub async fn cutting_proxy(target_port: u16, cut: u64) -> CuttingProxy {
         }
     });
     CuttingProxy { port, cuts, task }
+}
+
+/// The S3-compatible server `make test` started (SeaweedFS on 127.0.0.1), as its users configure it.
+pub struct S3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+pub fn s3() -> S3 {
+    S3 {
+        endpoint: required_env("CXLAKE_TEST_S3_ENDPOINT"),
+        bucket: required_env("CXLAKE_TEST_S3_BUCKET"),
+        key_id: required_env("AWS_ACCESS_KEY_ID"),
+        secret: required_env("AWS_SECRET_ACCESS_KEY"),
+    }
+}
+
+impl S3 {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", self.key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret.clone()),
+        ]
+    }
+
+    pub fn store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.key_id)
+            .with_secret_access_key(&self.secret)
+            .build()
+            .unwrap()
+    }
 }

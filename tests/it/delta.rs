@@ -183,7 +183,7 @@ async fn one_format_is_never_written_over_the_other() {
 
 /// A destination on the test's S3 server, built the way `Destination::parse` builds one.
 fn s3_destination(prefix: &str) -> cxlake::sink::Destination {
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     let store = std::sync::Arc::new(s3.store());
     cxlake::sink::Destination {
         store: store.clone(),
@@ -278,7 +278,7 @@ async fn two_writers_on_one_delta_table_on_s3_lose_no_window_and_duplicate_none(
     let dest = s3_destination(&prefix);
     let table = cxlake::sink::delta::open_table(&dest, "saltedcx/customer").await.unwrap().unwrap();
     assert_eq!(table.version(), Some(12));
-    let store = crate::s3::s3().store();
+    let store = s3().store();
     for n in 0..9 {
         let date = day(n).to_string();
         let filter = [("date", deltalake::FilterOp::Eq, deltalake::FilterValue::Scalar(date.as_str()))];

@@ -340,7 +340,7 @@ async fn a_forget_killed_after_its_first_publish_is_completed_by_the_next(format
 async fn a_customer_is_erased_from_a_delta_lake_on_s3() {
     use futures::TryStreamExt;
     use object_store::{ObjectStore, ObjectStoreExt};
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     let prefix = format!("forget-{}", uuid::Uuid::new_v4().simple());
     let dest = format!("s3://{}/{prefix}", s3.bucket);
     let emulator = emulator(emulator_config()).await;

@@ -160,7 +160,7 @@ async fn a_run_that_lost_its_lease_notices_before_publishing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_on_s3_share_the_windows_through_conditional_writes() {
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     let emulator = slow_emulator().await;
     let dest = format!("s3://{}/locks/{}", s3.bucket, cxlake::cli::new_run_id());
     let mut env = s3.env();

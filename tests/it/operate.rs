@@ -344,7 +344,7 @@ async fn progress_bars_draw_in_a_terminal_and_plain_lines_come_without_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_a_good_setup_and_names_what_is_broken_in_bad_ones() {
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     let emulator = emulator(emulator_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let lake = format!("s3://{}/check/{}", s3.bucket, cxlake::cli::new_run_id());
@@ -440,7 +440,7 @@ async fn run_cxlake_in(dir: &std::path::Path, args: &[&str], env: &[(&str, Strin
     let (dir, args) = (dir.to_path_buf(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(cxlake_bin())
+        let output = cxlake_command()
             .current_dir(dir)
             .args(&args)
             .env_remove("CXLAKE_DEST")

@@ -4,51 +4,10 @@
 use std::collections::BTreeSet;
 
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::common::*;
-
-pub struct S3 {
-    pub endpoint: String,
-    pub bucket: String,
-    pub key_id: String,
-    pub secret: String,
-}
-
-pub fn s3() -> S3 {
-    S3 {
-        endpoint: required_env("CXLAKE_TEST_S3_ENDPOINT"),
-        bucket: required_env("CXLAKE_TEST_S3_BUCKET"),
-        key_id: required_env("AWS_ACCESS_KEY_ID"),
-        secret: required_env("AWS_SECRET_ACCESS_KEY"),
-    }
-}
-
-impl S3 {
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", self.key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", self.secret.clone()),
-        ]
-    }
-
-    pub fn store(&self) -> object_store::aws::AmazonS3 {
-        AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(&self.bucket)
-            .with_access_key_id(&self.key_id)
-            .with_secret_access_key(&self.secret)
-            .build()
-            .unwrap()
-    }
-}
 
 async fn keys(store: &impl ObjectStore, prefix: &str) -> BTreeSet<String> {
     let prefix = ObjectPath::from(prefix);

@@ -16,7 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::common::*;
 
 fn bucket() -> S3Bucket {
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     S3Bucket {
         store: Arc::new(s3.store()),
         bucket: s3.bucket,
@@ -26,7 +26,7 @@ fn bucket() -> S3Bucket {
 }
 
 fn env_for(emulator: &cxlake::sources::saltedcx::emulator::Emulator) -> Vec<(&'static str, String)> {
-    let mut env = crate::s3::s3().env();
+    let mut env = s3().env();
     env.extend(api_env(emulator));
     env
 }

@@ -59,7 +59,7 @@ async fn lake_rows(
 }
 
 async fn four_workers_two_killed(format: &str) {
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     let tenant = small_tenant();
     let emulator = emulator(EmulatorConfig { synth: tenant, processing_polls: 3, ..emulator_config() }).await;
     let mut env: Vec<(&str, String)> = s3.env();
@@ -98,7 +98,7 @@ async fn four_workers_two_killed(format: &str) {
         .collect()
     };
     let spawn = |range: (&str, &str)| {
-        std::process::Command::new(cxlake_bin())
+        cxlake_command()
             .args(args(range))
             .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
             .stdout(std::process::Stdio::piped())
@@ -218,7 +218,7 @@ async fn a_shard_set_of_four_workers_never_exceeds_the_creation_cap() {
     let dest = lake.path().to_str().unwrap().to_string();
     let spawn = |index: usize| {
         let shard = format!("{index}/4");
-        std::process::Command::new(cxlake_bin())
+        cxlake_command()
             .args([
                 "sync",
                 "saltedcx",

@@ -1,6 +1,9 @@
-//! The conformance suite: the same checks, through the `cxlake` binary, against every
-//! registered source's emulator (object_store's conformance tests, for sources). A source
-//! joins by implementing [`SourceUnderTest`] and adding one line to `conformance!` below.
+//! The conformance properties: what every source must do, each one function generic over a
+//! [`SourceUnderTest`], run through the `cxlake` binary (or a binary with a platform of its own:
+//! [`crate::common::use_cli`]) against the source's emulator. Shared by the integration tests
+//! (`tests/it/conformance/mod.rs`, the built-in sources) and by the test-only sixth source
+//! (`tests/sixth_source/`), which proves that a platform is one registry entry.
+//!
 //!
 //! Each source must: land a window exactly and completely (every value equal to its
 //! generator's); replace a re-run window with identical files and rows; converge after kill -9
@@ -57,7 +60,7 @@ pub trait SourceUnderTest {
     }
 }
 
-const FIRST_DAY: &str = "2024-03-01";
+pub const FIRST_DAY: &str = "2024-03-01";
 
 fn schemas<S: SourceUnderTest>() -> Vec<std::sync::Arc<DatasetSchema>> {
     SchemaRegistry::embedded().unwrap().of_source(S::NAME).cloned().collect()
@@ -348,7 +351,7 @@ async fn s3_rows(
 pub async fn every_format_and_store_lands_the_same_rows<S: SourceUnderTest>() {
     let secret = S::secret();
     let emulator = S::start(false, &secret).await;
-    let s3 = crate::s3::s3();
+    let s3 = s3();
     let s3_env: Vec<(String, String)> = s3.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let store = s3.store();
     let run = Rng::new(std::process::id().into()).below(1 << 40);
@@ -491,394 +494,20 @@ pub async fn incremental_current_tables_equal_a_full_rebuild<S: SourceUnderTest>
     assert!(current(lake.path()) == incremental, "{}: incremental and full current tables differ", S::NAME);
 }
 
-/// Salted CX: an async export job, CSV downloads from presigned URLs.
-pub struct SaltedCxUnderTest;
-
-impl SourceUnderTest for SaltedCxUnderTest {
-    const NAME: &'static str = "saltedcx";
-    type Emulator = cxlake::sources::saltedcx::emulator::Emulator;
-
-    async fn start(faults: bool, secret: &str) -> Self::Emulator {
-        use cxlake::sources::saltedcx::emulator::{Endpoint, Fault, FaultKind};
-        let f = |endpoint, kind| Fault { endpoint, kind, times: 1 };
-        let faults = if faults {
-            vec![
-                f(Endpoint::Create, FaultKind::RateLimit { seconds: 1, http_date: false }),
-                f(Endpoint::Status, FaultKind::Status { code: 503 }),
-                f(Endpoint::Download, FaultKind::Reset),
-                f(Endpoint::Download, FaultKind::Truncate { bytes: 1500 }),
-            ]
-        } else {
-            Vec::new()
-        };
-        emulator(cxlake::sources::saltedcx::emulator::EmulatorConfig {
-            api_key: secret.to_string(),
-            faults,
-            ..emulator_config()
-        })
-        .await
-    }
-
-    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
-        vec![
-            ("SALTEDCX_API_URL".into(), emulator.base_url().to_string()),
-            ("SALTEDCX_API_KEY".into(), secret.to_string()),
-        ]
-    }
-
-    fn fast_args() -> Vec<&'static str> {
-        vec!["--poll-interval", "10ms"]
-    }
-
-    fn expected(emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        expected_rows(&emulator.config().synth, schema, day)
-    }
-
-    fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        emulator.stats().faults_injected
-    }
-}
-
-/// Dixa: synchronous JSON exports with nested fields.
-pub struct DixaUnderTest;
-
-impl SourceUnderTest for DixaUnderTest {
-    const NAME: &'static str = "dixa";
-    type Emulator = cxlake::sources::dixa::emulator::DixaEmulator;
-
-    async fn start(faults: bool, secret: &str) -> Self::Emulator {
-        use cxlake::sources::dixa::emulator::{DixaEndpoint as E, DixaFault, DixaFaultKind as K};
-        let f = |endpoint, kind| DixaFault { endpoint, kind, times: 1 };
-        let faults = if faults {
-            vec![
-                f(E::Conversations, K::RateLimit { seconds: Some(1) }),
-                f(E::Messages, K::Status { code: 503, retry_after: None }),
-                f(E::Conversations, K::Reset { bytes: 2000 }),
-                f(E::Messages, K::Truncate { bytes: 3000 }),
-            ]
-        } else {
-            Vec::new()
-        };
-        crate::dixa::dixa_emulator(cxlake::sources::dixa::emulator::DixaEmulatorConfig {
-            api_token: secret.to_string(),
-            faults,
-            ..crate::dixa::dixa_emulator_config()
-        })
-        .await
-    }
-
-    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
-        vec![
-            ("DIXA_API_URL".into(), emulator.base_url().to_string()),
-            ("DIXA_API_TOKEN".into(), secret.to_string()),
-        ]
-    }
-
-    fn fast_args() -> Vec<&'static str> {
-        vec!["--requests-per-minute", "60000"]
-    }
-
-    fn expected(emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        crate::dixa::expected_for_day(emulator.config().synth, schema, day)
-    }
-
-    fn landed(lake: &Path, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        crate::dixa::landed_rows(lake, schema, day)
-    }
-
-    fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        emulator.stats().faults_injected
-    }
-}
-
-/// Khoros Care: an async user export, Basic auth plus a company key, JSON downloads.
-pub struct KhorosUnderTest;
-
-impl SourceUnderTest for KhorosUnderTest {
-    const NAME: &'static str = "khoros";
-    type Emulator = cxlake::sources::khoros::emulator::KhorosEmulator;
-
-    async fn start(faults: bool, secret: &str) -> Self::Emulator {
-        use cxlake::sources::khoros::emulator::{KhorosEndpoint as E, KhorosFault, KhorosFaultKind as K};
-        let f = |endpoint, kind| KhorosFault { endpoint, kind, times: 1 };
-        let faults = if faults {
-            vec![
-                f(E::Create, K::RateLimit { seconds: 1 }),
-                f(E::Status, K::Status { code: 503, retry_after: None }),
-                f(E::Download, K::Reset { bytes: 1500 }),
-                f(E::Download, K::Truncate { bytes: 700 }),
-                f(E::Status, K::FailExport),
-            ]
-        } else {
-            Vec::new()
-        };
-        crate::khoros::khoros_emulator(cxlake::sources::khoros::emulator::KhorosEmulatorConfig {
-            password: secret.to_string(),
-            company_key: format!("{secret}-company-key"),
-            faults,
-            ..crate::khoros::khoros_emulator_config()
-        })
-        .await
-    }
-
-    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
-        vec![
-            ("KHOROS_API_URL".into(), emulator.base_url().to_string()),
-            ("KHOROS_USERNAME".into(), emulator.config().username.clone()),
-            ("KHOROS_PASSWORD".into(), secret.to_string()),
-            ("KHOROS_COMPANY_KEY".into(), format!("{secret}-company-key")),
-        ]
-    }
-
-    fn fast_args() -> Vec<&'static str> {
-        vec!["--poll-interval", "10ms", "--failed-export-cooldown", "10ms"]
-    }
-
-    fn expected(emulator: &Self::Emulator, _schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        crate::khoros::expected_for_day(emulator.config().synth, day, true)
-    }
-
-    fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        emulator.stats().faults_injected
-    }
-}
-
-/// Loop: an async report export, downloads from signed expiring URLs, XLSX here (JSON elsewhere).
-pub struct LoopUnderTest;
-
-impl SourceUnderTest for LoopUnderTest {
-    const NAME: &'static str = "loop";
-    type Emulator = cxlake::sources::r#loop::emulator::LoopEmulator;
-
-    async fn start(faults: bool, secret: &str) -> Self::Emulator {
-        use cxlake::sources::r#loop::emulator::{LoopEndpoint as E, LoopFault, LoopFaultKind as K};
-        let f = |endpoint, kind| LoopFault { endpoint, kind, times: 1 };
-        let faults = if faults {
-            vec![
-                f(E::Create, K::RateLimit { seconds: 1 }),
-                f(E::Status, K::Status { code: 503, retry_after: Some(1) }),
-                f(E::Download, K::Reset { bytes: 3000 }),
-                f(E::Download, K::Truncate { bytes: 900 }),
-                f(E::Download, K::ExpireUrl),
-            ]
-        } else {
-            Vec::new()
-        };
-        crate::loop_report::loop_emulator(cxlake::sources::r#loop::emulator::LoopEmulatorConfig {
-            api_token: secret.to_string(),
-            faults,
-            ..crate::loop_report::loop_emulator_config()
-        })
-        .await
-    }
-
-    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
-        vec![
-            ("LOOP_API_URL".into(), emulator.base_url().to_string()),
-            ("LOOP_API_TOKEN".into(), secret.to_string()),
-        ]
-    }
-
-    fn fast_args() -> Vec<&'static str> {
-        vec!["--poll-interval", "10ms", "--failed-export-cooldown", "10ms", "--loop-format", "xlsx"]
-    }
-
-    fn expected(emulator: &Self::Emulator, _schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        crate::loop_report::expected_for_day(emulator.config().synth, day, true)
-    }
-
-    fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        emulator.stats().faults_injected
-    }
-}
-
-/// Sparkcentral: a drop tree of CSV files on a real SFTP server (OpenSSH's sshd), local times.
-/// Its faults are what a drop folder holds besides finished exports — a name that is not an
-/// export, a file in the wrong folder, a half-uploaded `.part`, a file replaced by a newer one —
-/// and an interrupted transfer: the SSH connection breaks off in the middle (a proxy in front
-/// of sshd cuts the first one).
-/// Its credential is the SFTP user's password, which the server fixes for the whole test run.
-pub struct SparkcentralUnderTest;
-
-pub struct DropTreeUnderTest {
-    /// The tree, removed when the test ends.
-    _dir: tempfile::TempDir,
-    url: String,
-    /// Files in the tree that are not exports to load: each must be left where it is.
-    junk: Vec<std::path::PathBuf>,
-    /// With faults: the proxy that breaks the first connection off, and the known_hosts file
-    /// naming sshd's key at the proxy's address.
-    proxy: Option<(CuttingProxy, tempfile::TempDir)>,
-}
-
-impl SourceUnderTest for SparkcentralUnderTest {
-    const NAME: &'static str = "sparkcentral";
-    type Emulator = DropTreeUnderTest;
-
-    async fn start(faults: bool, _secret: &str) -> Self::Emulator {
-        use cxlake::sources::sparkcentral::synth::{self, SparkcentralSynthConfig};
-        let (dir, url) = SftpServer::from_env().tree();
-        let zone = "Europe/Brussels".parse().unwrap();
-        synth::write_drop_tree(SparkcentralSynthConfig::default(), dir.path(), date(FIRST_DAY), 3, zone)
-            .unwrap();
-        // Always there: the half-uploaded `.part` and the replaced (older) team file.
-        let files = files_under(dir.path());
-        let mut junk: Vec<std::path::PathBuf> = files
-            .iter()
-            .filter(|f| f.ends_with(".csv.part") || f.ends_with("-old.csv"))
-            .map(|f| dir.path().join(f))
-            .collect();
-        assert_eq!(junk.len(), 2, "{files:?}");
-        if faults {
-            let not_an_export = dir.path().join("message/notes.csv");
-            std::fs::write(&not_an_export, "not an export").unwrap();
-            // A name that names no export type, in a folder configured for none.
-            std::fs::create_dir_all(dir.path().join("misc")).unwrap();
-            let untyped = dir.path().join("misc/5512_01032024000000_02032024000000_x.csv");
-            std::fs::write(&untyped, "Team ID\r\n").unwrap();
-            junk.extend([not_an_export, untyped]);
+/// Every property, one name each: calls `$callback! { $($args)* ; name, name, … }`, so that each
+/// harness (libtest's functions, the sixth source's list) is built from the same names.
+macro_rules! with_properties {
+    ($callback:ident ! { $($args:tt)* }) => {
+        $callback! { $($args)* ;
+            window_is_exact_and_complete,
+            rerun_is_idempotent,
+            kill_9_then_rerun_converges,
+            faults_are_survived,
+            the_canary_secret_is_never_written,
+            replay_and_convert_land_what_sync_landed,
+            every_format_and_store_lands_the_same_rows,
+            forget_leaves_no_trace,
+            incremental_current_tables_equal_a_full_rebuild
         }
-        let server = SftpServer::from_env();
-        let (url, proxy) = if faults {
-            // Past the handshake and the first listings: inside a transfer.
-            let proxy = cutting_proxy(server.port.parse().unwrap(), 24 << 10).await;
-            let known = tempfile::tempdir().unwrap();
-            let line = std::fs::read_to_string(&server.known_hosts).unwrap();
-            let key = line.split_once(' ').unwrap().1;
-            std::fs::write(known.path().join("known_hosts"), format!("[127.0.0.1]:{} {key}", proxy.port))
-                .unwrap();
-            let url =
-                url.replace(&format!("127.0.0.1:{}/", server.port), &format!("127.0.0.1:{}/", proxy.port));
-            (url, Some((proxy, known)))
-        } else {
-            (url, None)
-        };
-        DropTreeUnderTest { _dir: dir, url, junk, proxy }
-    }
-
-    fn env(emulator: &Self::Emulator, secret: &str) -> Vec<(String, String)> {
-        let mut env = SftpServer::from_env().env(&emulator.url);
-        env.retain(|(name, _)| name != "SPARKCENTRAL_SFTP_PASSWORD");
-        env.push(("SPARKCENTRAL_SFTP_PASSWORD".into(), secret.to_string()));
-        if let Some((_, known)) = &emulator.proxy {
-            env.retain(|(name, _)| name != "SPARKCENTRAL_SFTP_KNOWN_HOSTS");
-            let path = known.path().join("known_hosts").to_str().unwrap().to_string();
-            env.push(("SPARKCENTRAL_SFTP_KNOWN_HOSTS".into(), path));
-        }
-        env
-    }
-
-    fn secret() -> String {
-        SftpServer::from_env().password
-    }
-
-    fn canary() -> String {
-        SftpServer::from_env().password
-    }
-
-    fn fast_args() -> Vec<&'static str> {
-        vec!["--settle", "0s", "--recheck-after", "0s"]
-    }
-
-    fn convert_timezone() -> Option<&'static str> {
-        Some("Europe/Brussels")
-    }
-
-    fn expected(_emulator: &Self::Emulator, schema: &DatasetSchema, day: NaiveDate) -> Vec<Vec<Cell>> {
-        let zone = "Europe/Brussels".parse().unwrap();
-        crate::sparkcentral::expected_named(&schema.dataset, day, date(FIRST_DAY), zone)
-            .into_iter()
-            .map(|row| {
-                let cell = |name: &str| row.iter().find(|(c, _)| c == name).map(|(_, cell)| cell.clone());
-                schema.columns.iter().map(|c| cell(&c.name).unwrap_or(Cell::Null)).collect()
-            })
-            .collect()
-    }
-
-    /// The junk still in the tree after the syncs (a source that moved or deleted a file it was
-    /// given would lose it), and the connection the proxy broke off.
-    fn faults_injected(emulator: &Self::Emulator) -> u64 {
-        let cuts = emulator
-            .proxy
-            .as_ref()
-            .map_or(0, |(proxy, _)| proxy.cuts.load(std::sync::atomic::Ordering::SeqCst));
-        assert!(emulator.proxy.is_none() || cuts == 1, "the transfer was interrupted once ({cuts})");
-        emulator.junk.iter().filter(|path| path.is_file()).count() as u64 + cuts
-    }
-}
-
-/// One module of checks per registered source: adding a source is one line here.
-macro_rules! conformance {
-    ($($module:ident => $source:ty),* $(,)?) => {$(
-        mod $module {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn window_is_exact_and_complete() {
-                super::window_is_exact_and_complete::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rerun_is_idempotent() {
-                super::rerun_is_idempotent::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn kill_9_then_rerun_converges() {
-                super::kill_9_then_rerun_converges::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn faults_are_survived() {
-                super::faults_are_survived::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn the_canary_secret_is_never_written() {
-                super::the_canary_secret_is_never_written::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn replay_and_convert_land_what_sync_landed() {
-                super::replay_and_convert_land_what_sync_landed::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn every_format_and_store_lands_the_same_rows() {
-                super::every_format_and_store_lands_the_same_rows::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn forget_leaves_no_trace() {
-                super::forget_leaves_no_trace::<$source>().await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn incremental_current_tables_equal_a_full_rebuild() {
-                super::incremental_current_tables_equal_a_full_rebuild::<$source>().await
-            }
-        }
-    )*};
-}
-
-conformance! {
-    saltedcx => SaltedCxUnderTest,
-    dixa => DixaUnderTest,
-    khoros => KhorosUnderTest,
-    r#loop => LoopUnderTest,
-    sparkcentral => SparkcentralUnderTest,
-}
-
-#[test]
-fn every_registered_source_is_in_the_suite() {
-    assert_eq!(
-        cxlake::cli::source_names(),
-        [
-            SaltedCxUnderTest::NAME,
-            DixaUnderTest::NAME,
-            KhorosUnderTest::NAME,
-            LoopUnderTest::NAME,
-            SparkcentralUnderTest::NAME
-        ]
-    );
+    };
 }
