@@ -354,7 +354,8 @@ pub async fn redraw(
                 let local = scratch.path().join(format!("{i}-{}", file.file_name));
                 crate::sink::raw::restore(dest, file, &local).await?;
                 let left = rows.saturating_sub(sample.rows());
-                sample_file(&mut sample, &local, &file.file_name, left)?;
+                crate::decode::sample_file(&mut sample, &local, &file.file_name, left)
+                    .map_err(|e| RedrawError::Read(format!("{}: {e}", file.file_name)))?;
                 let _ = std::fs::remove_file(&local);
             }
         } else if current.extra_index().is_some() {
@@ -376,30 +377,6 @@ pub async fn redraw(
         whole_records: raw_windows > 0,
     };
     Ok(sample.redraw(current, &evidence))
-}
-
-/// Observes one restored file by its extension (CSV, JSON array, or a workbook via its JSON).
-fn sample_file(
-    sample: &mut crate::schema::draft::Sample,
-    path: &std::path::Path,
-    file_name: &str,
-    rows: u64,
-) -> Result<(), RedrawError> {
-    use crate::schema::FileFormat;
-    let read = |e: String| RedrawError::Read(format!("{file_name}: {e}"));
-    let open = |p: &std::path::Path| std::fs::File::open(p).map_err(|e| read(e.to_string()));
-    match FileFormat::from_file_name(file_name) {
-        Some(FileFormat::Csv) => sample.add_csv(open(path)?, rows).map_err(read),
-        Some(FileFormat::Xlsx) => {
-            let json = path.with_extension("xlsx.json");
-            crate::decode::xlsx::to_json_array(path, &json, file_name, None)
-                .map_err(|e| read(e.to_string()))?;
-            let result = sample.add_json_array(open(&json)?, rows).map_err(read);
-            let _ = std::fs::remove_file(&json);
-            result
-        }
-        _ => sample.add_json_array(open(path)?, rows).map_err(read),
-    }
 }
 
 /// Observes the top-level fields kept in a data file's `_extra` (a window with no raw files).

@@ -26,7 +26,6 @@ pub(super) fn synth(args: SynthArgs) -> Result<i32> {
 /// `cxlake schema draft`: the TOML draft for `name` from the sample at `file`.
 fn schema_draft(name: &str, file: &Path, rows: u64) -> Result<String> {
     use crate::schema::draft::Sample;
-    use crate::schema::FileFormat;
     let (source, dataset) = name
         .split_once('.')
         .filter(|(s, d)| crate::schema::is_identifier(s) && crate::schema::is_identifier(d))
@@ -34,22 +33,9 @@ fn schema_draft(name: &str, file: &Path, rows: u64) -> Result<String> {
             usage(format!("`{name}` is not source.dataset in lowercase letters, digits and `_`"))
         })?;
     let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let open = |path: &Path| {
-        std::fs::File::open(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
-    };
-    let bad = |e: String| usage(format!("{}: {e}", file.display()));
-    let sample = match FileFormat::from_file_name(&file_name) {
-        Some(FileFormat::Csv) => Sample::csv(open(file)?, rows).map_err(bad)?,
-        Some(FileFormat::Json) => Sample::json_array(open(file)?, rows).map_err(bad)?,
-        Some(FileFormat::Xlsx) => {
-            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let json = scratch.path().join("sheet.json");
-            crate::decode::xlsx::to_json_array(file, &json, &file_name, None)
-                .map_err(|e| usage(e.to_string()))?;
-            Sample::json_array(open(&json)?, rows).map_err(bad)?
-        }
-        None => return Err(usage(format!("{}: name the sample .csv, .json or .xlsx", file.display()))),
-    };
+    let mut sample = Sample::default();
+    crate::decode::sample_file(&mut sample, file, &file_name, rows)
+        .map_err(|e| usage(format!("{}: {e}", file.display())))?;
     Ok(sample.draft(source, dataset, &file_name, &file.display().to_string()))
 }
 

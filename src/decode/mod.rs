@@ -20,9 +20,11 @@ pub mod json;
 pub mod json_array;
 pub mod json_tape;
 pub mod parallel;
+pub mod sample;
 pub mod xlsx;
 
 pub use drift::{Coercion, Drift, FieldCount};
+pub use sample::sample_file;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,7 +7,8 @@
 //! value parses as — Boolean, Int64 (or milliseconds from `HH:MM:SS`, or an epoch-millisecond
 //! timestamp for `*_at`/`*time*` integers of that size), Float64, Date32, timestamp, lists of
 //! those — else Utf8; every column nullable, descriptions empty for the human to write. Values are
-//! parsed with the same parsers the decoders use, so a draft that loads decodes the sample.
+//! parsed with the same parsers the decoders use, so a draft that loads decodes the sample. The
+//! files are read by decode's readers ([`crate::decode::sample_file`]); this module only observes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -162,33 +163,19 @@ impl Sample {
         &mut self.columns[index]
     }
 
-    /// Observes a CSV file's header and up to `limit` records.
-    pub fn csv(input: impl std::io::Read, limit: u64) -> Result<Sample, String> {
-        let mut sample = Sample::default();
-        sample.add_csv(input, limit)?;
-        Ok(sample)
-    }
-
-    /// Observes one more CSV file (its header and up to `limit` records).
-    pub fn add_csv(&mut self, input: impl std::io::Read, limit: u64) -> Result<(), String> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| format!("cannot read the header: {e}"))?
-            .iter()
-            .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
-            .collect();
-        for name in &header {
+    /// Observes the columns of a CSV header (in file order), before any record.
+    pub fn header(&mut self, names: &[String]) {
+        for name in names {
             self.column(name);
         }
-        for record in reader.records().take(limit as usize) {
-            let record = record.map_err(|e| format!("cannot read a record: {e}"))?;
-            self.rows += 1;
-            for (name, field) in header.iter().zip(record.iter()) {
-                self.column(name).text(field);
-            }
+    }
+
+    /// Observes one CSV record: `(column name, field text)` pairs.
+    pub fn text_record<'a>(&mut self, fields: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.rows += 1;
+        for (name, field) in fields {
+            self.column(name).text(field);
         }
-        Ok(())
     }
 
     /// Observes one record given as a JSON object.
@@ -202,44 +189,6 @@ impl Sample {
     /// The column observed under `name`.
     fn find(&self, name: &str) -> Option<&Observed> {
         self.by_name.get(name).map(|i| &self.columns[*i])
-    }
-
-    /// Observes up to `limit` objects of a JSON array, streaming: one object in memory at a
-    /// time, the rest of the array skipped without being kept.
-    pub fn json_array(input: impl std::io::Read, limit: u64) -> Result<Sample, String> {
-        let mut sample = Sample::default();
-        sample.add_json_array(input, limit)?;
-        Ok(sample)
-    }
-
-    /// Observes up to `limit` more objects of a JSON array.
-    pub fn add_json_array(&mut self, input: impl std::io::Read, limit: u64) -> Result<(), String> {
-        struct Records<'a> {
-            sample: &'a mut Sample,
-            limit: u64,
-        }
-        impl<'de> serde::de::Visitor<'de> for Records<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON array of objects")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-                let mut taken = 0;
-                while taken < self.limit {
-                    let Some(record) = seq.next_element::<serde_json::Map<String, Value>>()? else {
-                        return Ok(());
-                    };
-                    taken += 1;
-                    self.sample.record(&record);
-                }
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(())
-            }
-        }
-        let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::new(input));
-        serde::Deserializer::deserialize_seq(&mut deserializer, Records { sample: self, limit })
-            .map_err(|e| format!("not a JSON array of objects: {e}"))?;
-        Ok(())
     }
 
     pub fn rows(&self) -> u64 {
@@ -548,49 +497,4 @@ fn encoding_name(encoding: Encoding) -> Option<&'static str> {
 /// A TOML basic string.
 fn quote(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_csv_draft_proposes_the_narrowest_types_and_loads() {
-        let csv = "AGENT_ID,Agent Name,Avg. Handle Time (s),Handle,Day,Seen At,Active,Score,agent_name\n\
-                   1,Ann,12,00:01:02,2024-03-01,2024-03-01T10:00:00Z,true,1.5,x\n\
-                   2,\"Bo, B\",,01:00:00,2024-03-02,2024-03-01 11:00:00,no,2,y\n";
-        let sample = Sample::csv(csv.as_bytes(), 100).unwrap();
-        let text = sample.draft("acme", "agent", "agents.csv", "agents.csv");
-        let schema = crate::schema::parse_schema("draft", &text).unwrap();
-        let types: Vec<(String, String)> =
-            schema.columns.iter().map(|c| (c.name.clone(), c.column_type.to_string())).collect();
-        let expect =
-            |name: &str, t: &str| assert!(types.contains(&(name.into(), t.into())), "{name} {t}: {types:?}");
-        expect("agent_id", "Int64");
-        expect("agent_name", "Utf8");
-        expect("avg_handle_time_s", "Int64");
-        expect("handle", "Int64");
-        expect("day", "Date32");
-        expect("seen_at", "Timestamp(Microsecond, \"UTC\")");
-        expect("active", "Boolean");
-        expect("score", "Float64");
-        expect("agent_name_2", "Utf8");
-        assert!(text.contains("source_name = \"agent_name\""), "the collision keeps its file name:\n{text}");
-        assert!(text.contains("encoding = \"duration_hms\""));
-        assert_eq!(schema.key, ["agent_id"]);
-    }
-
-    #[test]
-    fn a_json_draft_knows_lists_objects_and_epoch_milliseconds() {
-        let json = r#"[{"id": 1, "createdAt": 1709287200000, "tags": ["a"], "form": {"x": 1}, "n": "7"},
-                       {"id": 2, "createdAt": 1709287300000, "tags": [], "form": null, "n": "8"}]"#;
-        let sample = Sample::json_array(json.as_bytes(), 100).unwrap();
-        let text = sample.draft("acme", "thing", "things.json", "things.json");
-        let schema = crate::schema::parse_schema("draft", &text).unwrap();
-        let by_name = |n: &str| schema.columns.iter().find(|c| c.name == n).unwrap();
-        assert_eq!(by_name("created_at").column_type.to_string(), "Timestamp(Microsecond, \"UTC\")");
-        assert_eq!(by_name("tags").column_type.to_string(), "List(Utf8)");
-        assert_eq!(by_name("form").encoding, crate::schema::Encoding::JsonText);
-        assert_eq!(by_name("n").column_type.to_string(), "Int64", "numbers sent as text");
-    }
 }
