@@ -61,11 +61,18 @@ impl Drop for LoopbackServer {
     }
 }
 
-/// Reads a `--faults` TOML scenario (`[[faults]]` tables) of an emulator.
-pub fn load_scenario<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SetupError> {
+/// The faults of an emulator's `--faults` TOML scenario (`[[faults]]` tables), none without one.
+pub fn scenario_faults<E, K>(path: Option<&Path>) -> Result<Vec<Fault<E, K>>, SetupError>
+where
+    E: serde::de::DeserializeOwned,
+    K: serde::de::DeserializeOwned,
+{
+    let Some(path) = path else { return Ok(Vec::new()) };
     let text = std::fs::read_to_string(path)
         .map_err(|e| SetupError(format!("cannot read --faults {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| SetupError(format!("--faults {}: {e}", path.display())))
+    let scenario: FaultScenario<E, K> =
+        toml::from_str(&text).map_err(|e| SetupError(format!("--faults {}: {e}", path.display())))?;
+    Ok(scenario.faults)
 }
 
 /// An emulator's endpoint kinds, for faults: one of them, or `any`.

@@ -258,6 +258,23 @@ pub fn fingerprint(kind: &str, filter: &str) -> String {
     format!("{kind}:{}", &hex::encode(digest)[..16])
 }
 
+/// The fingerprint of a filter made of named selections (`lists`, each sorted: the order they
+/// were given in makes no other filter) and further `name=value` parts; `None` when it selects
+/// nothing, which is a full export.
+pub fn selection_fingerprint(kind: &str, lists: &[(&str, &[String])], more: Vec<String>) -> Option<String> {
+    let mut parts: Vec<String> = lists
+        .iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(name, values)| {
+            let mut sorted = values.to_vec();
+            sorted.sort();
+            format!("{name}={}", sorted.join(","))
+        })
+        .collect();
+    parts.extend(more);
+    (!parts.is_empty()).then(|| fingerprint(kind, &parts.join(";")))
+}
+
 /// A source's setup failed before anything was attempted (missing credential, bad URL): the
 /// message says what to change. The command line turns it into exit code 2.
 #[derive(Debug, thiserror::Error)]

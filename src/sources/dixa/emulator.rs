@@ -32,7 +32,7 @@ use serde_json::json;
 use url::Url;
 
 use super::synth::{self, ConversationFilter, DixaSynthConfig, Range};
-use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer};
+use crate::sources::loopback::{self, Fault, FaultEndpoint, FaultQueue, LoopbackServer};
 
 /// The token the emulator accepts unless told otherwise.
 pub const DEFAULT_API_TOKEN: &str = "dixa-emulator-token";
@@ -99,9 +99,6 @@ pub enum DixaFaultKind {
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
 pub type DixaFault = Fault<DixaEndpoint, DixaFaultKind>;
-
-/// A scenario file for `--faults FILE`: `[[faults]]` tables.
-pub type DixaFaultScenario = FaultScenario<DixaEndpoint, DixaFaultKind>;
 
 impl FaultEndpoint for DixaEndpoint {
     fn is_any(self) -> bool {

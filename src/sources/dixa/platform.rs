@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use url::Url;
 
 use super::client::{DixaClient, DixaConfig, REQUESTS_PER_MINUTE};
-use super::emulator::{DixaEmulator, DixaEmulatorConfig, DixaFaultScenario, DEFAULT_API_TOKEN};
+use super::emulator::{DixaEmulator, DixaEmulatorConfig, DEFAULT_API_TOKEN};
 use super::synth::{self, ConversationFilter, DixaSynthConfig};
 use super::{Dixa, DixaRequest, WindowBy};
 use crate::sources::http::{load_secret, HttpArgs, Secret};
@@ -147,10 +147,7 @@ impl Platform for DixaPlatform {
     }
 
     async fn start_emulator(args: &DixaEmulatorArgs, port: u16) -> Result<DixaEmulator, SetupError> {
-        let faults = match &args.faults {
-            Some(path) => loopback::load_scenario::<DixaFaultScenario>(path)?.faults,
-            None => Vec::new(),
-        };
+        let faults = loopback::scenario_faults(args.faults.as_deref())?;
         let config = DixaEmulatorConfig {
             api_token: args.api_token.clone(),
             synth: DixaSynthConfig {

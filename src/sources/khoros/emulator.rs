@@ -36,7 +36,7 @@ use url::Url;
 
 use super::synth::{self, KhorosSynthConfig};
 use crate::sources::loopback::{
-    self, download_response, BodyCut, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer,
+    self, download_response, BodyCut, Fault, FaultEndpoint, FaultQueue, LoopbackServer,
 };
 
 pub const DEFAULT_USERNAME: &str = "cxlake-emulator";
@@ -106,9 +106,6 @@ pub enum KhorosFaultKind {
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
 pub type KhorosFault = Fault<KhorosEndpoint, KhorosFaultKind>;
-
-/// A scenario file for `--faults FILE`: `[[faults]]` tables.
-pub type KhorosFaultScenario = FaultScenario<KhorosEndpoint, KhorosFaultKind>;
 
 impl FaultEndpoint for KhorosEndpoint {
     fn is_any(self) -> bool {

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use url::Url;
 
 use super::client::{KhorosClient, KhorosConfig, KhorosFormat, KhorosLocale, UserExportRequest};
-use super::emulator::{self, KhorosEmulator, KhorosEmulatorConfig, KhorosFaultScenario};
+use super::emulator::{self, KhorosEmulator, KhorosEmulatorConfig};
 use super::synth::{self, KhorosSynthConfig};
 use super::Khoros;
 use crate::sources::export_job::{ExportJobArgs, ExportPolicy};
@@ -193,29 +193,17 @@ impl Platform for KhorosPlatform {
     /// Agent, team and metric selections make a partial export: never a replacement for a full one.
     fn filter(args: &KhorosArgs) -> Option<String> {
         let request = args.request();
-        let mut parts = Vec::new();
-        for (name, values) in [
+        let lists: [(&str, &[String]); 3] = [
             ("agentId", &request.agent_ids),
             ("teamId", &request.team_ids),
             ("reportMetrics", &request.report_metrics),
-        ] {
-            if !values.is_empty() {
-                let mut sorted = values.clone();
-                sorted.sort();
-                parts.push(format!("{name}={}", sorted.join(",")));
-            }
-        }
-        if !request.include_disabled {
-            parts.push("includeDisabled=false".into());
-        }
-        (!parts.is_empty()).then(|| crate::sources::fingerprint("khoros", &parts.join(";")))
+        ];
+        let disabled = (!request.include_disabled).then(|| "includeDisabled=false".to_string());
+        crate::sources::selection_fingerprint("khoros", &lists, disabled.into_iter().collect())
     }
 
     async fn start_emulator(args: &KhorosEmulatorArgs, port: u16) -> Result<KhorosEmulator, SetupError> {
-        let faults = match &args.faults {
-            Some(path) => loopback::load_scenario::<KhorosFaultScenario>(path)?.faults,
-            None => Vec::new(),
-        };
+        let faults = loopback::scenario_faults(args.faults.as_deref())?;
         let config = KhorosEmulatorConfig {
             username: args.username.clone(),
             password: args.password.clone(),

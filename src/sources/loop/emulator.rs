@@ -34,7 +34,7 @@ use url::Url;
 use super::synth::{self, LoopSynthConfig, ReportRow};
 use super::xlsx;
 use crate::sources::loopback::{
-    self, download_response, BodyCut, Fault, FaultEndpoint, FaultQueue, FaultScenario, LoopbackServer,
+    self, download_response, BodyCut, Fault, FaultEndpoint, FaultQueue, LoopbackServer,
 };
 
 pub const DEFAULT_API_TOKEN: &str = "loop-emulator-token";
@@ -106,9 +106,6 @@ pub enum LoopFaultKind {
 
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
 pub type LoopFault = Fault<LoopEndpoint, LoopFaultKind>;
-
-/// A scenario file for `--faults FILE`: `[[faults]]` tables.
-pub type LoopFaultScenario = FaultScenario<LoopEndpoint, LoopFaultKind>;
 
 impl FaultEndpoint for LoopEndpoint {
     fn is_any(self) -> bool {

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use url::Url;
 
 use super::client::{LoopClient, LoopConfig, LoopFormat, ReportRequest};
-use super::emulator::{self, LoopEmulator, LoopEmulatorConfig, LoopFaultScenario};
+use super::emulator::{self, LoopEmulator, LoopEmulatorConfig};
 use super::synth::{self, LoopSynthConfig, LoopTenant};
 use super::Loop;
 use crate::sources::export_job::{ExportJobArgs, ExportPolicy};
@@ -166,30 +166,18 @@ impl Platform for LoopPlatform {
     /// Tag, inbox, teammate and customer selections (and impersonation, which sees one user's
     /// view) make a partial export: never a replacement for a full one.
     fn filter(args: &LoopArgs) -> Option<String> {
-        let mut parts = Vec::new();
-        for (name, values) in [
+        let lists: [(&str, &[String]); 4] = [
             ("tag", &args.tag),
             ("team", &args.team),
             ("teammate", &args.teammate),
             ("customer", &args.customer),
-        ] {
-            if !values.is_empty() {
-                let mut sorted = values.clone();
-                sorted.sort();
-                parts.push(format!("{name}={}", sorted.join(",")));
-            }
-        }
-        if let Some(user) = &args.impersonate {
-            parts.push(format!("impersonate={user}"));
-        }
-        (!parts.is_empty()).then(|| crate::sources::fingerprint("loop", &parts.join(";")))
+        ];
+        let user = args.impersonate.as_ref().map(|user| format!("impersonate={user}"));
+        crate::sources::selection_fingerprint("loop", &lists, user.into_iter().collect())
     }
 
     async fn start_emulator(args: &LoopEmulatorArgs, port: u16) -> Result<LoopEmulator, SetupError> {
-        let faults = match &args.faults {
-            Some(path) => loopback::load_scenario::<LoopFaultScenario>(path)?.faults,
-            None => Vec::new(),
-        };
+        let faults = loopback::scenario_faults(args.faults.as_deref())?;
         let config = LoopEmulatorConfig {
             api_token: args.api_token.clone(),
             synth: LoopSynthConfig {

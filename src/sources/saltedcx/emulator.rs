@@ -98,9 +98,6 @@ pub enum FaultKind {
 /// One injected fault: `kind` on the next `times` requests to `endpoint`.
 pub type Fault = loopback::Fault<Endpoint, FaultKind>;
 
-/// A scenario file for `--faults FILE`: `[[faults]]` tables.
-pub type FaultScenario = loopback::FaultScenario<Endpoint, FaultKind>;
-
 impl FaultEndpoint for Endpoint {
     fn is_any(self) -> bool {
         self == Endpoint::Any

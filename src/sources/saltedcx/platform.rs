@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use url::Url;
 
 use super::client::{ClientConfig, SaltedCxClient, SaltedCxJobs};
-use super::emulator::{self, Emulator, EmulatorConfig, FaultScenario};
+use super::emulator::{self, Emulator, EmulatorConfig};
 use super::synth::{self, SynthConfig};
 use super::{api, ExportPolicy, SaltedCx};
 use crate::sources::export_job::ExportJobArgs;
@@ -161,10 +161,7 @@ impl Platform for SaltedCxPlatform {
     }
 
     async fn start_emulator(args: &SaltedCxEmulatorArgs, port: u16) -> Result<Emulator, SetupError> {
-        let faults = match &args.faults {
-            Some(path) => loopback::load_scenario::<FaultScenario>(path)?.faults,
-            None => Vec::new(),
-        };
+        let faults = loopback::scenario_faults(args.faults.as_deref())?;
         let config = EmulatorConfig {
             faults,
             api_key: args.api_key.clone(),
