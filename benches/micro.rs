@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use cxlake::decode::csv::CsvDecoder;
+use cxlake::schema::load::LoadStamp;
 use cxlake::schema::{DatasetSchema, SchemaRegistry};
 use cxlake::sink::parquet::{PartWriter, PartWriterConfig};
 use cxlake::sink::Destination;
@@ -60,8 +61,14 @@ fn write_parquet(c: &mut Criterion) {
                 || tempfile::tempdir().expect("temp dir"),
                 |dir| {
                     let dest = Destination::parse(dir.path().to_str().expect("utf-8")).expect("destination");
-                    let mut writer =
-                        PartWriter::for_dataset(dest, "out".into(), &schema, PartWriterConfig::default());
+                    let stamp = LoadStamp { loaded_at: chrono::Utc::now(), run_id: "bench".into() };
+                    let mut writer = PartWriter::for_dataset(
+                        dest,
+                        "out".into(),
+                        &schema,
+                        stamp,
+                        PartWriterConfig::default(),
+                    );
                     runtime.block_on(async {
                         for batch in &batches {
                             writer.write(batch).await.expect("write");

@@ -138,6 +138,11 @@ impl ConfigFile {
         ConfigError { path: self.path.display().to_string(), message }
     }
 
+    /// A source's whole-number setting (`lookback_days = 3` under `[sources.<name>]`), if set.
+    pub fn source_integer(&self, source: &str, key: &str) -> Option<i64> {
+        self.sources.get(source)?.get(key)?.as_integer()
+    }
+
     /// The sources the file configures, in the file's (alphabetical) order.
     pub fn source_names(&self) -> Vec<String> {
         self.sources.keys().cloned().collect()

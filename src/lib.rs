@@ -2,11 +2,12 @@
 //!
 //! Layers depend only downward: `cli` (with `config`, `logging`, `doctor`, `metrics`) →
 //! `pipeline` (with `declaration`: which declarations a lake's windows were written with) →
-//! (`sources`, `decode`, `sink`, `state`) → `schema`; `status` and `drift` read the lake's records
-//! for the commands; `progress` and `secrets` are leaves any layer may call. Each layer has its own
+//! (`sources`, `decode`, `sink`, `state`) → `schema`; `status`, `calendar` and `drift` read the lake's
+//! records for the commands; `progress` and `secrets` are leaves any layer may call. Each layer has its own
 //! error type; `anyhow` is used only at the top.
 
 pub mod budget;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod cores;

@@ -6,7 +6,7 @@
 //! window is reported and the run moves on (ripgrep's "keep going, report at the end"); only a
 //! failure that would repeat for every window (bad key, bad filter) stops the run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +23,7 @@ use crate::decode::{
     DecodeError, DecodeStats, DecodedBatch, Drift, FileContext, RejectedRow, TypeMismatchPolicy,
 };
 use crate::report::{DatasetReport, RunReport, WindowOutcome, WindowReport};
+use crate::schema::load::LoadStamp;
 use crate::schema::pii::{DatasetPii, PiiPolicy};
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::commit;
@@ -262,6 +263,8 @@ pub struct StagedDataset {
     pub seconds: f64,
     /// What its files showed about the declaration, merged.
     pub drift: Drift,
+    /// The load columns of its rows.
+    pub stamp: LoadStamp,
 }
 
 /// Runs every window of the plan, each under its own lease, and writes the run report into the
@@ -646,11 +649,23 @@ async fn run_window<S: Source>(
     let fetched = plan.source.fetch_window(window, &names, spool.path(), &journal).await?;
     crate::progress::downloaded(fetched.files.iter().map(|f| f.bytes).sum());
     crate::progress::export_state(&window, "converting");
+    // One instant for every dataset of the window: its rows' `_cxlake_loaded_at`.
+    let stamp = LoadStamp { loaded_at: Utc::now(), run_id: plan.run_id.clone() };
 
-    let staging =
-        plan.datasets.iter().filter(|schema| !fetched.absent.contains(&schema.dataset)).map(|schema| {
+    // A dataset whose files are byte for byte the ones its window landed last time is left as
+    // it is: a rerun rewrites nothing, and `_cxlake_loaded_at` moves only when the data did.
+    let unchanged = unchanged_datasets(plan, previous.as_ref(), &fetched.files).await;
+    for dataset in &unchanged {
+        tracing::info!(window = %window, dataset = %dataset, "Unchanged: the same files as the window landed before; nothing rewritten");
+    }
+    let staging = plan
+        .datasets
+        .iter()
+        .filter(|schema| !fetched.absent.contains(&schema.dataset) && !unchanged.contains(&schema.dataset))
+        .map(|schema| {
             let files: Vec<FetchedFile> =
                 fetched.files.iter().filter(|f| f.dataset == schema.dataset).cloned().collect();
+            let stamp = stamp.clone();
             async move {
                 if files.is_empty() {
                     return Err(WindowError::Internal(format!(
@@ -660,7 +675,7 @@ async fn run_window<S: Source>(
                 }
                 let span = tracing::info_span!("dataset", dataset = %schema.dataset);
                 tracing::Instrument::instrument(
-                    stage_files(plan, source, schema.clone(), window, &files),
+                    stage_files(plan, source, schema.clone(), window, &files, stamp),
                     span,
                 )
                 .await
@@ -678,7 +693,11 @@ async fn run_window<S: Source>(
         discard_staging(plan, source, window).await;
         return Err(e.into());
     }
-    let record = commit_window(plan, state, source, window, fetched.export_id, staged, previous).await;
+    let record = match previous {
+        // Nothing to publish: the window stays exactly as it was committed.
+        Some(previous) if staged.is_empty() && !unchanged.is_empty() => Ok(previous),
+        previous => commit_window(plan, state, source, window, fetched.export_id, staged, previous).await,
+    };
     match &record {
         Ok(_) => {
             if let Err(e) = state.clear_export_intent(source, window.date).await {
@@ -688,6 +707,69 @@ async fn run_window<S: Source>(
         Err(_) => discard_staging(plan, source, window).await,
     }
     record
+}
+
+/// What decides the rows a dataset's files become, besides the files: cxlake's version, the
+/// declaration, the filter, the zone, the PII policy and the decoding policies. A fingerprint
+/// (16 hex digits of SHA-256): equal settings and equal files land equal rows.
+fn load_settings<S>(plan: &SyncPlan<S>, schema: &DatasetSchema) -> String {
+    use sha2::Digest;
+    let pii = plan.options.pii.for_dataset(schema).map(|pii| pii.recorded(schema));
+    let text = format!(
+        "cxlake={};declaration={};filter={:?};timezone={:?};pii={pii:?};on_type_mismatch={:?};on_new_column={:?}",
+        env!("CARGO_PKG_VERSION"),
+        schema.declaration.fingerprint,
+        plan.filter,
+        plan.options.timezone.map(|zone| zone.name()),
+        plan.options.on_type_mismatch,
+        plan.options.on_new_column,
+    );
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The datasets of the window whose fetched files are exactly those its last landing archived
+/// (name, SHA-256, and what the source said about them), landed with the same settings
+/// ([`load_settings`]) and the load columns: rewriting them would change nothing but their load
+/// columns. Never in a replay (an explicit rebuild), nor without raw files to compare.
+async fn unchanged_datasets<S>(
+    plan: &SyncPlan<S>,
+    previous: Option<&WindowRecord>,
+    fetched: &[FetchedFile],
+) -> BTreeSet<String> {
+    let mut unchanged = BTreeSet::new();
+    let Some(previous) = previous.filter(|p| p.status == WindowStatus::Done) else { return unchanged };
+    if plan.options.replay {
+        return unchanged;
+    }
+    for schema in &plan.datasets {
+        let Some(landed) = previous.datasets.get(&schema.dataset) else { continue };
+        let comparable = !landed.raw.is_empty()
+            && landed.loaded_at.is_some()
+            && landed.settings.as_deref() == Some(load_settings(plan, schema).as_str());
+        if !comparable {
+            continue;
+        }
+        let files: Vec<&FetchedFile> = fetched.iter().filter(|f| f.dataset == schema.dataset).collect();
+        let mut now = Vec::with_capacity(files.len());
+        for file in files {
+            let path = file.path.clone();
+            let Ok(Ok(sha256)) = tokio::task::spawn_blocking(move || raw::file_sha256(&path)).await else {
+                break;
+            };
+            now.push((file.file_name.clone(), sha256, file.fold, file.facts.clone()));
+        }
+        let mut before: Vec<_> = landed
+            .raw
+            .iter()
+            .map(|r| (r.file_name.clone(), r.sha256.clone(), r.fold, r.facts.clone()))
+            .collect();
+        now.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        before.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        if now == before {
+            unchanged.insert(schema.dataset.clone());
+        }
+    }
+    unchanged
 }
 
 /// The export journal kept in the destination's bookkeeping.
@@ -779,6 +861,7 @@ pub async fn stage_files<S>(
     schema: Arc<DatasetSchema>,
     window: Window,
     files: &[FetchedFile],
+    stamp: LoadStamp,
 ) -> Result<StagedDataset, WindowError> {
     let began = Instant::now();
     let input_bytes = files.iter().map(|f| f.bytes).sum();
@@ -786,7 +869,8 @@ pub async fn stage_files<S>(
     tracing::debug!(dataset = %schema.dataset, window = %window, reserved_mib = reservation.mib(), "Conversion started");
     let staging_dir = layout::staging_dir(&plan.run_id, source, &schema.dataset, window.date);
     let writer_config = plan.options.writer.within(reservation.bytes());
-    let mut writer = PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, writer_config);
+    let mut writer =
+        PartWriter::for_dataset(plan.dest.clone(), staging_dir, &schema, stamp.clone(), writer_config);
     let rejects_relative = layout::rejects_file(source, &schema.dataset, window.date, &plan.run_id);
     let pii = plan.options.pii.for_dataset(&schema).map_err(WindowError::Internal)?;
     let mut rejects = RejectSink::new(&plan.dest, &rejects_relative);
@@ -858,6 +942,7 @@ pub async fn stage_files<S>(
         pii,
         seconds,
         drift: Drift::merged(&drifts),
+        stamp,
     })
 }
 
@@ -1063,6 +1148,9 @@ async fn commit_window<S>(
                 seconds: dataset.seconds,
                 drift: dataset.drift,
                 declaration,
+                loaded_at: Some(dataset.stamp.loaded_at),
+                loaded_by: Some(dataset.stamp.run_id),
+                settings: Some(load_settings(plan, schema)),
             },
         );
     }

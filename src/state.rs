@@ -61,6 +61,17 @@ pub struct DatasetRecord {
     /// `_cxlake/declarations/`); absent in records from before cxlake recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declaration: Option<String>,
+    /// What the rows' load columns say: when the window was loaded (`_cxlake_loaded_at`) and
+    /// by which run (`_cxlake_run_id`); absent in records from before cxlake wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_by: Option<String>,
+    /// A fingerprint of what, besides the files, decided the rows (cxlake's version, the
+    /// declaration, filter, zone, PII and decoding policies): a rerun with equal settings and
+    /// byte-identical files rewrites nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

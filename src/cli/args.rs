@@ -415,6 +415,21 @@ pub enum SchemaCommand {
         #[command(flatten)]
         schemas: SchemasArg,
     },
+    /// Print the data dictionary: every dataset's description, kind, key and columns (type,
+    /// nullable, PII, description), and the load columns every table has
+    Docs {
+        /// Markdown for people, JSON for catalogs and scripts
+        #[arg(long, value_enum, default_value_t = DocsFormat::Markdown)]
+        format: DocsFormat,
+        /// Only this source's datasets
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
+        /// Write it to this file instead of standard output
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        schemas: SchemasArg,
+    },
     /// Show one dataset's columns: name, Arrow type, nullable, pii, description
     Show {
         /// source.dataset, e.g. saltedcx.engagement
@@ -424,17 +439,45 @@ pub enum SchemaCommand {
     },
 }
 
+/// `schema docs --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DocsFormat {
+    Markdown,
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub dest: DestArg,
-    /// Print JSON instead of a table
+    /// Print JSON instead of a table (the same as --format json)
     #[arg(long)]
     pub json: bool,
+    /// text for people, json for machines
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
     /// Exit 4 when a dataset's newest done window ended longer ago than this (e.g. 36h): a
     /// monitoring check. Covers the config file's sources, or every source in the lake
     #[arg(long, value_name = "DURATION")]
     pub max_age: Option<String>,
+    /// Draw a coverage calendar: per source and dataset one cell per day, from the lake's first
+    /// window to its last — done, failed, missing, or in the lookback
+    #[arg(long)]
+    pub calendar: bool,
+    /// With --calendar: only the last N days
+    #[arg(long, value_name = "N", requires = "calendar", value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: Option<u32>,
+    /// With --calendar: the done windows a nightly run exports again (default: each source's
+    /// `lookback_days` in the config file, else 0)
+    #[arg(long, value_name = "N", requires = "calendar")]
+    pub lookback_days: Option<u32>,
+}
+
+/// `status --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -129,8 +129,32 @@ pub(super) async fn drift(args: DriftArgs) -> Result<i32> {
 pub(super) async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Result<i32> {
     // Looking must not create: a mistyped local path is an error, not a new empty lake.
     let lake = Lake::existing(&args.dest)?;
+    let json = args.json || args.format == StatusFormat::Json;
+    if args.calendar {
+        let lookback = |source: &str| {
+            args.lookback_days.unwrap_or_else(|| {
+                config
+                    .and_then(|c| c.source_integer(source, "lookback_days"))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0)
+            })
+        };
+        let calendars = crate::calendar::lake_calendar(&lake.dest, lookback).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&calendars)?);
+        } else {
+            use std::io::IsTerminal;
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", crate::calendar::render(&calendars, args.days.map(|n| n as usize), colour));
+        }
+        if args.max_age.is_none() {
+            return Ok(exit_code::OK);
+        }
+    }
     let sources = crate::status::lake_status(&lake.dest).await?;
-    if args.json {
+    if args.calendar {
+        // The calendar was the answer; --max-age still checks.
+    } else if json {
         println!("{}", serde_json::to_string_pretty(&sources)?);
     } else {
         print!("{}", crate::status::render(&args.dest, &sources));

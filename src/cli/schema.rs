@@ -63,6 +63,25 @@ pub(super) async fn schema(command: SchemaCommand) -> Result<i32> {
             print!("{}", plan::redraw(&registry, &Lake::existing(&dest)?, &name, from, to, rows).await?);
         }
         SchemaCommand::Draft { .. } => return Err(usage("name a sample FILE or --from-lake DEST")),
+        SchemaCommand::Docs { format, source, out, schemas } => {
+            let registry = plan::registry(schemas.dir.as_deref())?;
+            if let Some(source) = source.as_deref().filter(|s| registry.of_source(s).next().is_none()) {
+                return Err(usage(format!("no source `{source}`; known: {}", registry.sources().join(", "))));
+            }
+            let text = match format {
+                DocsFormat::Markdown => crate::schema::docs::markdown(&registry, source.as_deref()),
+                DocsFormat::Json => {
+                    serde_json::to_string_pretty(&crate::schema::docs::json(&registry, source.as_deref()))?
+                        + "\n"
+                }
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+                }
+                None => print!("{text}"),
+            }
+        }
         SchemaCommand::Show { name, schemas } => {
             let registry = plan::registry(schemas.dir.as_deref())?;
             let s = registry.get(&name).map_err(|e| usage(e.to_string()))?;

@@ -218,11 +218,13 @@ pub fn conform_by_name(
         .collect()
 }
 
-/// The current table's schema: the dataset's columns, then `date`.
+/// The current table's schema: the dataset's columns and the load columns, as its history files
+/// have them ([`crate::schema::load::stored_schema`]), then `date`.
 pub fn current_schema(schema: &DatasetSchema) -> SchemaRef {
-    let mut fields: Vec<Field> = schema.arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let stored = crate::schema::load::stored_schema(schema);
+    let mut fields: Vec<Field> = stored.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(PARTITION_COLUMN, DataType::Date32, false));
-    Arc::new(Schema::new(fields))
+    Arc::new(Schema::new_with_metadata(fields, stored.metadata().clone()))
 }
 
 /// Rows of one file that go into the new segment of `date`.

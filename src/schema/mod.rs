@@ -19,7 +19,9 @@
 //! datasets get one more column, `_extra`: the fields a record had that the schema does not
 //! declare, kept as JSON text so that nothing the platform sent is ever dropped.
 
+pub mod docs;
 pub mod draft;
+pub mod load;
 pub mod local_time;
 pub mod pii;
 pub mod value;
@@ -109,6 +111,16 @@ pub enum DatasetKind {
     /// already one row per key, so there is no second copy; the `_current` view deduplicates a
     /// late re-export at query time.
     Events,
+}
+
+impl DatasetKind {
+    /// As a declaration writes it (`kind = "entities"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetKind::Entities => "entities",
+            DatasetKind::Events => "events",
+        }
+    }
 }
 
 /// How a value is spelled in the file, where the Arrow type alone does not say.

@@ -139,11 +139,40 @@ pub async fn open_table(dest: &Destination, relative: &str) -> Result<Option<Del
     }
 }
 
-/// The table's columns: the dataset's columns, then the `date` partition column.
+/// The table's columns: the dataset's columns, the load columns, then the `date` partition
+/// column. Each carries its description as `comment` (what Spark's `DESCRIBE` and Unity Catalog
+/// show) and its PII flag.
 pub fn table_columns(schema: &DatasetSchema) -> Vec<StructField> {
-    let mut columns: Vec<StructField> = schema.columns.iter().map(delta_field).collect();
+    let mut columns: Vec<StructField> = schema.columns.iter().map(described_field).collect();
+    let [loaded_at, run_id] = crate::schema::load::load_fields();
+    for (field, data_type) in [(loaded_at, DataType::TIMESTAMP), (run_id, DataType::STRING)] {
+        columns.push(with_description(
+            StructField::new(field.name().clone(), data_type, true),
+            field.metadata(),
+        ));
+    }
     columns.push(StructField::new(PARTITION_COLUMN, DataType::DATE, false));
     columns
+}
+
+/// A top-level declared column as a Delta field, described.
+fn described_field(column: &Column) -> StructField {
+    with_description(delta_field(column), crate::schema::load::column_field(column).metadata())
+}
+
+/// `field` with the description and PII flag of an Arrow field's metadata: `comment` and `pii`.
+fn with_description(field: StructField, metadata: &HashMap<String, String>) -> StructField {
+    let mut entries: Vec<(String, deltalake::kernel::MetadataValue)> = Vec::new();
+    if let Some(description) = metadata.get(crate::schema::load::DESCRIPTION_KEY).filter(|d| !d.is_empty()) {
+        entries.push(("comment".into(), description.clone().into()));
+    }
+    if let Some(pii) = metadata.get(crate::schema::load::PII_KEY) {
+        entries.push((
+            crate::schema::load::PII_KEY.into(),
+            deltalake::kernel::MetadataValue::Boolean(pii == "true"),
+        ));
+    }
+    field.add_metadata(entries)
 }
 
 fn delta_type(column_type: &ColumnType) -> DataType {
@@ -186,14 +215,18 @@ async fn open_or_create(dest: &Destination, spec: TableSpec<'_>) -> Result<Delta
     let (table_name, comment, partitions) = if spec.partitioned {
         (
             format!("{source}_{dataset}"),
-            format!("{source}.{dataset} landed by cxlake; one partition per window (UTC day)"),
+            format!(
+                "{source}.{dataset}: {} Landed by cxlake; one partition per window (UTC day).",
+                spec.schema.description
+            ),
             vec![PARTITION_COLUMN],
         )
     } else {
         (
             format!("{source}_{dataset}_current"),
             format!(
-                "{source}.{dataset}: the latest row per {} (cxlake current table)",
+                "{source}.{dataset}: {} The latest row per {} (cxlake current table).",
+                spec.schema.description,
                 spec.schema.key_display()
             ),
             vec![],

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use super::layout;
 use super::row_groups::{EncodedRowGroup, RowGroupEncoder};
 use super::{Destination, SinkError};
+use crate::schema::load::{self, LoadStamp};
 use crate::schema::DatasetSchema;
 
 /// One Parquet file as written, for the window's bookkeeping record.
@@ -214,6 +215,8 @@ pub struct PartWriter {
     encoder: Option<RowGroupEncoder>,
     current: Option<OpenFile>,
     written: Vec<WrittenFile>,
+    /// Added to every batch written: the load columns of a dataset's files.
+    stamp: Option<LoadStamp>,
 }
 
 impl PartWriter {
@@ -223,15 +226,19 @@ impl PartWriter {
         PartWriter::with_properties(dest, dir, schema, config, properties)
     }
 
-    /// A writer for a declared dataset: its columns' encoding hints apply.
+    /// A writer of a declared dataset's files ([`load::stored_schema`]): it is given batches of
+    /// the declared columns and adds `stamp`'s load columns; the columns' encoding hints apply.
     pub fn for_dataset(
         dest: Destination,
         dir: String,
         dataset: &DatasetSchema,
+        stamp: LoadStamp,
         config: PartWriterConfig,
     ) -> PartWriter {
         let plain = dataset.columns.iter().filter(|c| !c.dictionary).map(|c| c.name.as_str());
-        PartWriter::with_columns(dest, dir, dataset.arrow_schema(), plain, config)
+        let mut writer = PartWriter::with_columns(dest, dir, load::stored_schema(dataset), plain, config);
+        writer.stamp = Some(stamp);
+        writer
     }
 
     /// A writer for `schema` whose `plain_columns` skip dictionary encoding.
@@ -262,6 +269,7 @@ impl PartWriter {
             encoder: None,
             current: None,
             written: Vec::new(),
+            stamp: None,
         }
     }
 
@@ -278,6 +286,14 @@ impl PartWriter {
 
     /// Queues `batch`; row groups are encoded on the CPU workers and appended in order.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        if let Some(stamp) = &self.stamp {
+            let stamped = stamp.stamp(batch, &self.schema).map_err(|e| self.parquet_error(e.into()))?;
+            return self.write_stamped(&stamped).await;
+        }
+        self.write_stamped(batch).await
+    }
+
+    async fn write_stamped(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if self.encoder.is_none() {
             let encoder = RowGroupEncoder::new(
                 self.schema.clone(),

@@ -373,6 +373,14 @@ pub async fn restore(dest: &Destination, file: &RawFile, local: &LocalPath) -> R
     Ok(())
 }
 
+/// The SHA-256 of a local file, as the archive records it for the file it keeps (lowercase hex).
+pub fn file_sha256(path: &LocalPath) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 fn decompress(input: &LocalPath, output: &LocalPath) -> std::io::Result<(u64, String)> {
     let mut decoder = zstd::stream::read::Decoder::new(std::fs::File::open(input)?)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(output)?);

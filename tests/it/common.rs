@@ -128,13 +128,29 @@ pub fn data_files(lake: &Path) -> BTreeSet<String> {
     files_under(lake).into_iter().filter(|f| f.starts_with("saltedcx/")).collect()
 }
 
+/// A data file's rows, without the load columns every row has (what the tests compare with a
+/// generator's values); [`read_parquet_file_whole`] keeps them.
 pub fn read_parquet_file(path: &Path) -> Vec<RecordBatch> {
+    read_parquet_file_whole(path).iter().map(without_load_columns).collect()
+}
+
+/// A data file's rows, every column.
+pub fn read_parquet_file_whole(path: &Path) -> Vec<RecordBatch> {
     let file = std::fs::File::open(path).unwrap();
     ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
 }
 
 pub fn read_parquet_bytes(bytes: bytes::Bytes) -> Vec<RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+    let batches = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    batches.map(|b| without_load_columns(&b.unwrap())).collect()
+}
+
+/// `batch` without `_cxlake_loaded_at` and `_cxlake_run_id`.
+pub fn without_load_columns(batch: &RecordBatch) -> RecordBatch {
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|i| !cxlake::schema::load::is_load_column(batch.schema().field(*i).name()))
+        .collect();
+    batch.project(&keep).unwrap()
 }
 
 /// Every batch of one dataset and day in the lake.

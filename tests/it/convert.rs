@@ -107,12 +107,25 @@ async fn synth_writes_the_emulators_data() {
 
 /// The lake's Parquet files by path, and its reject files by directory (a reject file is named
 /// by its run, which differs between two runs): their bytes.
+/// Each data file's rows and row groups (its load columns say when and by which run: they differ
+/// from run to run) and each reject file's bytes.
 fn lake_bytes(lake: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     files_under(lake)
         .into_iter()
         .filter(|f| f.ends_with(".parquet") || f.contains("/rejects/"))
         .map(|f| {
-            let bytes = std::fs::read(lake.join(&f)).unwrap();
+            let bytes = if f.ends_with(".parquet") {
+                let file = std::fs::File::open(lake.join(&f)).unwrap();
+                let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+                let groups: Vec<i64> = parquet::file::reader::FileReader::metadata(&reader)
+                    .row_groups()
+                    .iter()
+                    .map(|g| g.num_rows())
+                    .collect();
+                format!("{groups:?} {:?}", batch_rows(&read_parquet_file(&lake.join(&f)))).into_bytes()
+            } else {
+                std::fs::read(lake.join(&f)).unwrap()
+            };
             // `…/rejects/…/<run>.csv`: the run id differs, the content must not.
             let key = if f.contains("/rejects/") { f.rsplit_once('/').unwrap().0.to_string() } else { f };
             (key, bytes)
@@ -151,7 +164,7 @@ async fn convert_with(dataset: &str, input: &str, threads: &str) -> tempfile::Te
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parallel_decoding_and_encoding_write_the_bytes_one_thread_writes() {
+async fn parallel_decoding_and_encoding_write_the_rows_and_row_groups_one_thread_writes() {
     let inputs = tempfile::tempdir().unwrap();
     // Turns: quoted chat text with commas, quotes and CR/LF inside fields, across many chunks
     // (a chunk is 8,192 records), with malformed rows spread over them.

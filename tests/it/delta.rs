@@ -50,7 +50,12 @@ fn assert_rows(seen: &serde_json::Value, expected: &BTreeMap<String, u64>, reade
         let reader_name = reader.split(' ').next().unwrap();
         for table in tables {
             let types = table["types"].as_object().unwrap();
-            assert_eq!(types.len(), schema.columns.len() + 1, "{reader}: {dataset}: columns and date");
+            assert_eq!(
+                types.len(),
+                schema.columns.len() + 3,
+                "{reader}: {dataset}: columns, load columns, date"
+            );
+            crate::readers::assert_load_column_types(types, reader_name, &schema.dataset);
             for column in &schema.columns {
                 let expected = crate::readers::reader_type(reader_name, Some(&column.column_type));
                 assert_eq!(
@@ -72,7 +77,10 @@ async fn delta_tables_are_read_by_deltalake_duckdb_and_polars_and_reruns_make_ne
     let lake = tempfile::tempdir().unwrap();
     let lake_arg = lake.path().to_str().unwrap().to_string();
     let windows = days("2024-03-01", 3);
-    let report = run_sync(&delta_plan(&emulator, lake.path(), windows.clone())).await.unwrap();
+    let mut first = delta_plan(&emulator, lake.path(), windows.clone());
+    // No raw digests: the rerun below writes the window again (an unchanged one would be kept).
+    first.options.raw = cxlake::sink::raw::RawPolicy::Off;
+    let report = run_sync(&first).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let expected = expected_counts(&emulator.config().synth, &windows);
 
@@ -100,7 +108,9 @@ async fn delta_tables_are_read_by_deltalake_duckdb_and_polars_and_reruns_make_ne
     assert_eq!(history, all_days, "every value of every day, in date order");
 
     // Rerun the middle window: one new version per table, the same rows, no duplicates.
-    let report = run_sync(&delta_plan(&emulator, lake.path(), vec![windows[1]])).await.unwrap();
+    let mut rerun = delta_plan(&emulator, lake.path(), vec![windows[1]]);
+    rerun.options.raw = cxlake::sink::raw::RawPolicy::Off;
+    let report = run_sync(&rerun).await.unwrap();
     assert_eq!(report.exit_code(), 0, "{}", report.render());
     let seen = python_json("readers.py", &["deltalake", &lake_arg]).await;
     assert_rows(&seen, &expected, "deltalake after a rerun");
@@ -124,6 +134,9 @@ async fn delta_tables_are_read_by_deltalake_duckdb_and_polars_and_reruns_make_ne
         "delta",
         "--poll-interval",
         "5ms",
+        // Without the raw archive's digests the window is written again, not found unchanged.
+        "--raw",
+        "off",
     ];
     let mut crash_env = env.clone();
     crash_env.push(("CXLAKE_FAILPOINT", "before-delta-commit".to_string()));
@@ -228,7 +241,9 @@ async fn write_days(
     for date in dates {
         let batches = decode_customers(&schema, date);
         let staging = cxlake::sink::layout::staging_dir(&run_id, "saltedcx", "customer", date);
-        let mut writer = PartWriter::for_dataset(dest.clone(), staging, &schema, PartWriterConfig::default());
+        let stamp = cxlake::schema::load::LoadStamp { loaded_at: chrono::Utc::now(), run_id: run_id.clone() };
+        let mut writer =
+            PartWriter::for_dataset(dest.clone(), staging, &schema, stamp, PartWriterConfig::default());
         for batch in &batches {
             writer.write(batch).await.unwrap();
         }

@@ -40,7 +40,8 @@ async fn duckdb_reads_the_lake_with_hive_partitioning() {
             );
         }
         assert_eq!(types["date"].as_str(), Some("DATE"), "the partition column is typed");
-        assert_eq!(types.len(), schema.columns.len() + 1);
+        assert_eq!(types.len(), schema.columns.len() + 3, "declared, load columns, date");
+        crate::readers::assert_load_column_types(types, "duckdb", &schema.dataset);
     }
     // Bookkeeping under _cxlake is never picked up by a glob over the dataset.
     assert_eq!(seen["turn"]["distinct_pids"].as_u64(), Some(expected["turn"]));

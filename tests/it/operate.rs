@@ -489,3 +489,69 @@ async fn a_config_with_relative_paths_and_a_lookback_runs_from_another_directory
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("`on_type_mismatch` in [output]"), "{}", out.stderr);
 }
+
+/// Issue 26: `status --calendar` draws one cell per day from the lake's first window to its
+/// last: done, missing (a hole no run tried) and failed (a run stopped by a rejected key) — plain
+/// characters without a terminal, colour on one (a real pseudo-terminal, through `script`), JSON
+/// with `--format json`, the last N days with `--days`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coverage_calendar_shows_done_missing_and_failed_days() {
+    let emulator = emulator(emulator_config()).await;
+    let lake = tempfile::tempdir().unwrap();
+    let dest = lake.path().to_str().unwrap().to_string();
+    let sync = |from: &'static str, to: &'static str| {
+        vec!["sync", "saltedcx", "--dest", &dest, "--from", from, "--to", to, "--poll-interval", "10ms"]
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let env = api_env(&emulator);
+    assert_eq!(run_cxlake(&sync("2024-02-27", "2024-03-01"), &env).await.code, 0);
+    assert_eq!(run_cxlake(&sync("2024-03-03", "2024-03-05"), &env).await.code, 0);
+    let mut wrong = env.clone();
+    wrong.retain(|(k, _)| *k != "SALTEDCX_API_KEY");
+    wrong.push(("SALTEDCX_API_KEY", "not-the-key".to_string()));
+    assert_eq!(run_cxlake(&sync("2024-03-05", "2024-03-07"), &wrong).await.code, 2);
+    // 27, 28, 29 Feb done; 1, 2 Mar missing; 3, 4 done; 5, 6 failed.
+    let expected = "###..##xx";
+
+    let plain = run_cxlake(&["status", "--dest", &dest, "--calendar"], NO_ENV).await;
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(!plain.stdout.contains('\u{1b}'), "no escape codes off a terminal: {}", plain.stdout);
+    assert!(plain.stdout.contains("saltedcx: 2024-02-27 to 2024-03-06"), "{}", plain.stdout);
+    // Feb's three days leave no room for its name; March's starts over its first day.
+    let months = plain.stdout.lines().nth(1).unwrap();
+    let first_cell = plain.stdout.lines().find(|l| l.contains("  agent ")).unwrap().find('#').unwrap();
+    assert_eq!(months.find("Mar 2024"), Some(first_cell + 3), "{}", plain.stdout);
+    for dataset in ["agent", "customer", "engagement", "review", "turn"] {
+        let row = plain.stdout.lines().find(|l| l.trim_start().starts_with(&format!("{dataset} "))).unwrap();
+        assert!(row.contains(&format!(" {expected}  5 done, 2 missing, 2 failed")), "{row}");
+    }
+    assert!(plain.stdout.contains("legend:"), "{}", plain.stdout);
+
+    let json =
+        run_cxlake(&["status", "--dest", &dest, "--calendar", "--format", "json", "--days", "4"], NO_ENV)
+            .await;
+    let calendars: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let turn = calendars.as_array().unwrap().iter().find(|c| c["dataset"] == "turn").unwrap();
+    assert_eq!(turn["first"], "2024-02-27", "JSON has every day; --days is for the drawing");
+    let states: Vec<&str> = turn["days"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert_eq!(states, ["done", "done", "done", "missing", "missing", "done", "done", "failed", "failed"]);
+
+    let command = format!("{} status --dest {dest} --calendar --days 4 --lookback-days 1", cxlake_bin());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("NO_COLOR")
+            .output()
+            .expect("script(1) from util-linux runs")
+    })
+    .await
+    .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let (done, lookback, failed) = ("\u{1b}[32m█\u{1b}[0m", "\u{1b}[36m▓\u{1b}[0m", "\u{1b}[1;31m✗\u{1b}[0m");
+    let row = shown.lines().find(|l| l.trim_start().starts_with("turn ")).unwrap();
+    assert!(row.contains(&format!("{done}{lookback}{failed}{failed}")), "{row:?}");
+    assert!(shown.contains("saltedcx: 2024-03-03 to 2024-03-06"), "{shown}");
+}

@@ -93,7 +93,12 @@ async fn duckdb_spark_and_polars_read_the_same_parquet_lake() {
                 assert_eq!(table["rows"], duckdb[name]["rows"], "{reader} and DuckDB agree on {name}");
                 assert_eq!(table["distinct_pids"], duckdb[name]["distinct_pids"], "{reader}: {name}");
                 let types = table["types"].as_object().unwrap();
-                assert_eq!(types.len(), schema.columns.len() + 1, "{reader}: {name}: columns and date");
+                assert_eq!(
+                    types.len(),
+                    schema.columns.len() + 3,
+                    "{reader}: {name}: columns, load columns, date"
+                );
+                assert_load_column_types(types, reader, name);
                 for column in &schema.columns {
                     assert_eq!(
                         types[&column.name].as_str(),
@@ -155,5 +160,61 @@ async fn every_readme_query_recipe_runs_as_written() {
         results.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     for kind in ["sh", "sql", "sql-delta", "python", "python-delta", "spark"] {
         assert!(kinds.contains(kind), "no {kind} recipe ran: {results:?}");
+    }
+}
+
+/// The load columns as a reader types them: an instant in UTC and a run id.
+pub fn assert_load_column_types(
+    types: &serde_json::Map<String, serde_json::Value>,
+    reader: &str,
+    table: &str,
+) {
+    use cxlake::schema::load::{LOADED_AT, RUN_ID};
+    use cxlake::schema::ColumnType;
+    for (column, column_type) in [(LOADED_AT, ColumnType::TimestampUtc), (RUN_ID, ColumnType::Utf8)] {
+        assert_eq!(
+            types[column].as_str(),
+            Some(reader_type(reader, Some(&column_type))),
+            "{reader}: {table}.{column}"
+        );
+    }
+}
+
+/// Issue 26: the declarations travel with the data. pyarrow finds each column's description and
+/// PII flag in a Parquet file's Arrow schema and the dataset's description on it; python
+/// deltalake finds them as a Delta table's column `comment`s and table description — the
+/// declaration's own words, load columns included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptions_and_pii_flags_travel_in_parquet_and_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let salted = emulator(emulator_config()).await;
+    for format in [cxlake::sink::OutputFormat::Parquet, cxlake::sink::OutputFormat::Delta] {
+        let mut plan = plan(&salted, &dir.path().join(format!("{format:?}")), days("2024-03-01", 1));
+        plan.options.format = format;
+        assert_eq!(cxlake::pipeline::run_sync(&plan).await.unwrap().exit_code(), 0);
+    }
+    let schema = all_schemas().into_iter().find(|s| s.dataset == "customer").unwrap();
+    let parquet_dir = dir.path().join("Parquet/saltedcx/customer/date=2024-03-01");
+    let file = files_under(&parquet_dir).into_iter().next().unwrap();
+    let delta = dir.path().join("Delta/saltedcx/customer");
+    let seen =
+        python_json("described.py", &[parquet_dir.join(file).to_str().unwrap(), delta.to_str().unwrap()])
+            .await;
+    let (parquet, delta) = (&seen["parquet"], &seen["delta"]);
+    assert_eq!(parquet["description"], schema.description.as_str());
+    assert!(delta["description"].as_str().unwrap().contains(&schema.description), "{delta}");
+    assert!(schema.columns.iter().any(|c| c.pii) && schema.columns.iter().any(|c| !c.pii));
+    for column in &schema.columns {
+        let (file, table) = (&parquet["columns"][&column.name], &delta["columns"][&column.name]);
+        assert_eq!(file["description"], column.description.as_str(), "{}", column.name);
+        assert_eq!(file["pii"], column.pii.to_string().as_str(), "{}", column.name);
+        if !column.description.is_empty() {
+            assert_eq!(table["comment"], column.description.as_str(), "{}", column.name);
+        }
+        assert_eq!(table["pii"], column.pii, "{}", column.name);
+    }
+    for load in [cxlake::schema::load::LOADED_AT, cxlake::schema::load::RUN_ID] {
+        assert!(parquet["columns"][load]["description"].as_str().is_some_and(|d| !d.is_empty()), "{load}");
+        assert!(delta["columns"][load]["comment"].as_str().is_some_and(|d| !d.is_empty()), "{load}");
     }
 }

@@ -80,8 +80,11 @@ async fn turn_content_is_byte_identical_to_the_export() {
     }
 }
 
+/// Issue 26: a rerun whose fetched files are the ones the window landed (same SHA-256, same
+/// settings) leaves the window exactly as it was — files, rows, record and load columns — though
+/// the platform made a new export; with nothing to compare with (`--raw off`) it is rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rerunning_a_window_replaces_it_with_identical_rows_and_no_extra_files() {
+async fn rerunning_an_unchanged_window_rewrites_nothing() {
     let emulator = emulator(emulator_config()).await;
     let lake = tempfile::tempdir().unwrap();
     let windows = days("2024-03-01", 3);
@@ -91,19 +94,34 @@ async fn rerunning_a_window_replaces_it_with_identical_rows_and_no_extra_files()
         DATASETS.iter().map(|d| batch_rows(&read_partition(lake.path(), d, windows[1].date))).collect();
     let state = StateStore::new(cxlake::sink::Destination::parse(lake.path().to_str().unwrap()).unwrap());
     let record_before = state.load_window("saltedcx", windows[1].date).await.unwrap().unwrap();
+    let created_before = emulator.stats().exports_created;
 
     let rerun = run_sync(&plan(&emulator, lake.path(), vec![windows[1]])).await.unwrap();
     assert_eq!(rerun.exit_code(), 0);
+    assert_eq!(emulator.stats().exports_created, created_before + 1, "the window was exported again");
     assert_eq!(data_files(lake.path()), files_before);
     let rows_after: Vec<_> =
         DATASETS.iter().map(|d| batch_rows(&read_partition(lake.path(), d, windows[1].date))).collect();
     assert_eq!(rows_after, rows_before);
     let record_after = state.load_window("saltedcx", windows[1].date).await.unwrap().unwrap();
-    assert_eq!(record_after.status, WindowStatus::Done);
-    assert_ne!(record_after.run_id, record_before.run_id);
-    assert_ne!(record_after.export_id, record_before.export_id);
-    for (dataset, d) in &record_after.datasets {
-        assert_eq!(d.stats, record_before.datasets[dataset].stats);
+    assert_eq!(record_after, record_before, "the window's record is untouched");
+
+    // Landed without the raw archive, a window has no digests to compare with: it is rewritten.
+    let other = tempfile::tempdir().unwrap();
+    let mut no_raw = plan(&emulator, other.path(), vec![windows[1]]);
+    no_raw.options.raw = cxlake::sink::raw::RawPolicy::Off;
+    assert_eq!(run_sync(&no_raw).await.unwrap().exit_code(), 0);
+    let state = StateStore::new(cxlake::sink::Destination::parse(other.path().to_str().unwrap()).unwrap());
+    let first = state.load_window("saltedcx", windows[1].date).await.unwrap().unwrap();
+    let mut again = plan(&emulator, other.path(), vec![windows[1]]);
+    again.options.raw = cxlake::sink::raw::RawPolicy::Off;
+    assert_eq!(run_sync(&again).await.unwrap().exit_code(), 0);
+    let rewritten = state.load_window("saltedcx", windows[1].date).await.unwrap().unwrap();
+    assert_eq!(rewritten.status, WindowStatus::Done);
+    assert_ne!(rewritten.run_id, first.run_id);
+    for (dataset, d) in &rewritten.datasets {
+        assert_eq!(d.stats, first.datasets[dataset].stats);
+        assert_ne!(d.loaded_at, first.datasets[dataset].loaded_at, "{dataset}: loaded again");
     }
 }
 
@@ -113,6 +131,8 @@ async fn a_rerun_that_writes_fewer_parts_removes_the_stale_ones() {
     let lake = tempfile::tempdir().unwrap();
     let windows = days("2024-03-01", 1);
     let mut many_parts = plan(&emulator, lake.path(), windows.clone());
+    // No raw digests to find the rerun's files unchanged by: the window is written again.
+    many_parts.options.raw = cxlake::sink::raw::RawPolicy::Off;
     many_parts.options.writer =
         PartWriterConfig { target_file_bytes: 1, row_group_rows: 200, ..PartWriterConfig::default() };
     run_sync(&many_parts).await.unwrap();

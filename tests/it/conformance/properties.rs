@@ -174,16 +174,82 @@ pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
     }
 }
 
+/// Every file of the lake's tables (history and current, not bookkeeping), with its bytes.
+fn table_files(lake: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_under(lake)
+        .into_iter()
+        .filter(|f| !f.starts_with("_cxlake/"))
+        .map(|f| {
+            let bytes = std::fs::read(lake.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+/// Every row of the source's history files says when and by which run its window was loaded,
+/// as the window's record does.
+fn assert_load_columns<S: SourceUnderTest>(lake: &Path) {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+    use cxlake::schema::load::{LOADED_AT, RUN_ID};
+    let records = std::fs::read_dir(lake.join("_cxlake/state").join(S::NAME)).unwrap();
+    for record in records {
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(record.unwrap().path()).unwrap()).unwrap();
+        for (dataset, landed) in record["datasets"].as_object().unwrap() {
+            let loaded_at =
+                chrono::DateTime::parse_from_rfc3339(landed["loaded_at"].as_str().unwrap()).unwrap();
+            for file in landed["files"].as_array().unwrap() {
+                let path = file["path"].as_str().unwrap();
+                for batch in read_parquet_file_whole(&lake.join(path)) {
+                    let at =
+                        batch.column_by_name(LOADED_AT).unwrap().as_primitive::<TimestampMicrosecondType>();
+                    let run = batch.column_by_name(RUN_ID).unwrap().as_string::<i32>();
+                    for row in 0..batch.num_rows() {
+                        assert_eq!(
+                            at.value(row),
+                            loaded_at.timestamp_micros(),
+                            "{}.{dataset}: {path}",
+                            S::NAME
+                        );
+                        assert_eq!(
+                            Some(run.value(row)),
+                            landed["loaded_by"].as_str(),
+                            "{}.{dataset}",
+                            S::NAME
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A rerun of unchanged windows rewrites nothing: every table file (history and current) keeps
+/// its bytes, so `_cxlake_loaded_at` stays when the data did.
 pub async fn rerun_is_idempotent<S: SourceUnderTest>() {
     let secret = S::secret();
     let emulator = S::start(false, &secret).await;
     let lake = tempfile::tempdir().unwrap();
     assert_eq!(sync::<S>(&emulator, &secret, lake.path(), 2).await.code, 0);
+    assert_load_columns::<S>(lake.path());
     let first = visible_files::<S>(lake.path(), "first run");
+    let before = table_files(lake.path());
     let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(visible_files::<S>(lake.path(), "rerun"), first, "a rerun replaces, never adds");
+    let after = table_files(lake.path());
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "{}: the same files",
+        S::NAME
+    );
+    for (file, bytes) in &before {
+        assert!(after[file] == *bytes, "{}: {file} was rewritten by a rerun of unchanged windows", S::NAME);
+    }
     assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "rerun");
+    assert_load_columns::<S>(lake.path());
 }
 
 pub async fn kill_9_then_rerun_converges<S: SourceUnderTest>() {
