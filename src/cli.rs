@@ -39,7 +39,7 @@ mod schema;
 
 pub use args::*;
 use demo::demo;
-use lake::{current, drift, forget, status, vacuum};
+use lake::{current, dbt_sources, drift, forget, status, vacuum};
 pub use registry::{
     install, registry, CommandKind, EmulatorCommand, HistoryCommand, Registry, SourceCommand, SourceEntry,
     SyncCommand,
@@ -379,6 +379,7 @@ async fn run_command(cli: Cli) -> Result<i32> {
         Command::Config(ConfigCommand::Show) => config_show(cli.config_file.as_deref()),
         Command::Plan(args) => plan_shards(args),
         Command::Check(args) => check(args, cli.config_file.as_deref()).await,
+        Command::Dbt(DbtCommand::Sources(args)) => dbt_sources(args).await,
     }
 }
 

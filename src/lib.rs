@@ -13,6 +13,7 @@ pub mod config;
 pub mod cores;
 pub mod creations;
 pub mod current;
+pub mod dbt;
 pub mod declaration;
 pub mod decode;
 pub mod doctor;

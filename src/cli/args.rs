@@ -53,6 +53,33 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check every configured source's credentials, the destination, the schemas and the leases
     Check(CheckArgs),
+    /// dbt: the lake as a sources file for dbt-duckdb
+    #[command(subcommand)]
+    Dbt(DbtCommand),
+}
+
+/// `cxlake dbt …`.
+#[derive(Debug, Subcommand)]
+pub enum DbtCommand {
+    /// Write a sources.yml for dbt-duckdb: one source per platform in the lake, a table per
+    /// dataset and current table with its external_location, descriptions, PII flags, freshness
+    /// on _cxlake_loaded_at and unique + not_null tests on each current table's key
+    Sources(DbtSourcesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbtSourcesArgs {
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// Write it to this file (e.g. models/cxlake_sources.yml) instead of standard output
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// `dbt source freshness` warns when a table's newest row was loaded longer ago than this,
+    /// and fails at twice it
+    #[arg(long, default_value = "36h", value_name = "DURATION")]
+    pub max_age: String,
+    #[command(flatten)]
+    pub schemas: SchemasArg,
 }
 
 #[derive(Debug, Args)]

@@ -195,3 +195,20 @@ pub(super) async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Res
     }
     Ok(exit_code::STALE)
 }
+
+/// `cxlake dbt sources`.
+pub(super) async fn dbt_sources(args: DbtSourcesArgs) -> Result<i32> {
+    let lake = Lake::existing(&args.dest)?;
+    let registry = plan::registry(args.schemas.dir.as_deref())?;
+    let titles = super::registry().iter().map(|e| (e.name().to_string(), e.title().to_string())).collect();
+    let max_age = parse_duration(&args.max_age).map_err(|e| usage(format!("--max-age: {e}")))?;
+    let yml = crate::dbt::sources_yml(&lake.dest, &registry, &titles, max_age).await?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, yml).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote the dbt sources of {} to {}", args.dest.dest, path.display());
+        }
+        None => print!("{yml}"),
+    }
+    Ok(exit_code::OK)
+}

@@ -66,7 +66,7 @@ use keys::{KeyFilter, KeyReader, KeyedRow, OrderedVersion};
 pub use manifest::{duplicate_keys, table_files, DuplicateKeys};
 use manifest::{Manifest, Segment};
 use spill::{KeyRecord, KeySpill};
-pub use views::{lake_tables, views_sql, write_views, CurrentView, ViewTable};
+pub use views::{dedup_select, lake_tables, views_sql, write_views, CurrentView, ViewTable};
 
 /// Left in the lake while a source's current tables lag behind its history because a refresh
 /// failed: `status` shows it, and the next run refreshes them whatever it commits.

@@ -46,6 +46,21 @@ fn sql_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The rows of `history` (a table or a scan) deduplicated at query time: per `key`, the row of
+/// the newest window, and within it the greatest `version`.
+pub fn dedup_select(history: &str, key: &[String], version: Option<&str>) -> String {
+    let partition: Vec<String> = key.iter().map(|k| sql_identifier(k)).collect();
+    let mut order = vec!["date DESC".to_string()];
+    if let Some(version) = version {
+        order.push(format!("{} DESC NULLS LAST", sql_identifier(version)));
+    }
+    format!(
+        "SELECT * FROM {history} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {}) = 1",
+        partition.join(", "),
+        order.join(", ")
+    )
+}
+
 /// The DuckDB views over every dataset of every source that has a history:
 /// `<source>_<dataset>` and `<source>_<dataset>_current`.
 pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
@@ -95,19 +110,10 @@ pub fn views_sql(dest: &Destination, tables: &[ViewTable]) -> String {
             CurrentView::Table => sql.push_str(&format!(
                 "CREATE OR REPLACE VIEW {source}_{dataset}_current AS SELECT * FROM {current_scan};\n"
             )),
-            CurrentView::Dedup { key, version } => {
-                let partition: Vec<String> = key.iter().map(|k| sql_identifier(k)).collect();
-                let mut order = vec!["date DESC".to_string()];
-                if let Some(version) = version {
-                    order.push(format!("{} DESC NULLS LAST", sql_identifier(version)));
-                }
-                sql.push_str(&format!(
-                    "CREATE OR REPLACE VIEW {source}_{dataset}_current AS SELECT * FROM {source}_{dataset} \
-                     QUALIFY row_number() OVER (PARTITION BY {} ORDER BY {}) = 1;\n",
-                    partition.join(", "),
-                    order.join(", ")
-                ));
-            }
+            CurrentView::Dedup { key, version } => sql.push_str(&format!(
+                "CREATE OR REPLACE VIEW {source}_{dataset}_current AS {};\n",
+                dedup_select(&format!("{source}_{dataset}"), key, version.as_deref())
+            )),
         }
     }
     sql

@@ -330,10 +330,21 @@ impl OutputFormat {
     /// The DuckDB table function reading a table at `location` (`partitioned`: a history table,
     /// with its `date` partitions).
     pub fn duckdb_scan(self, location: &str, partitioned: bool) -> String {
+        self.scan(location, partitioned, ", hive_types = {'date': DATE}")
+    }
+
+    /// [`OutputFormat::duckdb_scan`] without braces, for templates that give braces their own
+    /// meaning (dbt renders `{{ }}` as Jinja): the `date` partition is typed by DuckDB's autocast,
+    /// which reads `date=YYYY-MM-DD` as a DATE.
+    pub fn duckdb_scan_without_braces(self, location: &str, partitioned: bool) -> String {
+        self.scan(location, partitioned, "")
+    }
+
+    fn scan(self, location: &str, partitioned: bool, hive_types: &str) -> String {
         let quoted = |text: &str| format!("'{}'", text.replace('\'', "''"));
         match (self, partitioned) {
             (OutputFormat::Parquet, true) => format!(
-                "read_parquet({}, hive_partitioning = true, hive_types = {{'date': DATE}}, union_by_name = true)",
+                "read_parquet({}, hive_partitioning = true{hive_types}, union_by_name = true)",
                 quoted(&format!("{location}/date=*/*.parquet"))
             ),
             (OutputFormat::Parquet, false) => {

@@ -10,6 +10,7 @@ mod conformance;
 mod convert;
 mod crash;
 mod current;
+mod dbt;
 mod delta;
 mod dixa;
 mod drift;
