@@ -495,7 +495,7 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     let filter = plan::Filter { fingerprint: P::filter(&source_args), flags: P::FILTER_FLAGS };
     let plan = plan::sync(source, &lake, datasets, &lake_args.windows()?, filter, options).await?;
     if !plan.windows.is_empty() {
-        return run_and_report(&plan, lake_args.output.report_json.as_deref()).await;
+        return run_and_report(&plan, &lake_args.output, "sync").await;
     }
     // With nothing to do the run still announces itself and sweeps what killed runs left behind.
     let report = plan::run(&plan).await?;
@@ -511,12 +511,44 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     Ok(report.exit_code())
 }
 
-/// Runs a plan, prints its report (and writes it as JSON if asked); returns the exit code.
-async fn run_and_report<S: Source>(plan: &SyncPlan<S>, report_json: Option<&Path>) -> Result<i32> {
-    let report = plan::run(plan).await?;
+/// Runs a plan of `command`, with its OpenLineage events if asked; prints its report (and
+/// writes it as JSON if asked); returns the exit code.
+async fn run_and_report<S: Source>(plan: &SyncPlan<S>, output: &OutputArgs, command: &str) -> Result<i32> {
+    let target =
+        crate::lineage::Target::from_args(output.openlineage_url.as_deref(), output.openlineage_file.clone())
+            .map_err(usage)?;
+    let lineage = target.map(|target| {
+        crate::lineage::RunLineage::new(
+            target,
+            command,
+            plan.source.name(),
+            plan.source.lineage_input(),
+            crate::lineage::Written {
+                dest: &plan.dest,
+                datasets: &plan.datasets,
+                current_tables: plan.options.current_tables,
+            },
+            &plan.run_id,
+        )
+    });
+    if let Some(lineage) = &lineage {
+        lineage.start().await;
+    }
+    let report = match plan::run(plan).await {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(lineage) = &lineage {
+                lineage.fail(&e.to_string()).await;
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(lineage) = &lineage {
+        lineage.end(&report).await;
+    }
     record_report(&report);
     print!("{}", report.render());
-    if let Some(path) = report_json {
+    if let Some(path) = &output.report_json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json)
             .with_context(|| format!("writing the run report to {}", path.display()))?;
@@ -533,7 +565,7 @@ async fn convert(args: ConvertArgs) -> Result<i32> {
         timezone: args.timezone,
     };
     let plan = plan::convert(&registry, &args.output.lake()?, request, args.output.options()?).await?;
-    run_and_report(&plan, args.output.report_json.as_deref()).await
+    run_and_report(&plan, &args.output, "convert").await
 }
 
 async fn replay(args: ReplayArgs) -> Result<i32> {
@@ -552,7 +584,7 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
         println!("{date}: {reason}");
     }
     match planned.plan {
-        Some(plan) => run_and_report(&plan, args.output.report_json.as_deref()).await,
+        Some(plan) => run_and_report(&plan, &args.output, "replay").await,
         None => {
             println!("nothing to replay: no done window of {} with raw files in {}", args.source, lake.text);
             Ok(exit_code::OK)

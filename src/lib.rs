@@ -21,6 +21,7 @@ pub mod drift;
 pub mod erase;
 pub mod heap;
 pub mod interrupt;
+pub mod lineage;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

@@ -232,6 +232,15 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
 
+    /// Send OpenLineage run events (START, then COMPLETE or FAIL) to this endpoint (a base URL:
+    /// `<url>/api/v1/lineage`); OPENLINEAGE_API_KEY, if set, is sent to it as a bearer token
+    #[arg(long, env = "OPENLINEAGE_URL", value_name = "URL")]
+    pub openlineage_url: Option<String>,
+
+    /// Append OpenLineage run events to this file, one JSON object per line (instead of a URL)
+    #[arg(long, value_name = "PATH")]
+    pub openlineage_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub memory: MemoryArg,
 

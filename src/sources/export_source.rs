@@ -29,6 +29,9 @@ pub trait ExportPlatform: ExportJobApi + Send + Sync {
         None
     }
 
+    /// The API's address, for lineage ([`Source::lineage_input`]).
+    fn base_url(&self) -> &url::Url;
+
     /// The id the window record keeps for `job`.
     fn export_id(&self, job: &Self::Job) -> String;
 
@@ -64,6 +67,10 @@ where
     A::Ready: Sync,
     SourceError: From<A::Error>,
 {
+    fn lineage_input(&self) -> Option<(String, String)> {
+        Some((super::origin(self.api.base_url()), A::NAME.to_string()))
+    }
+
     fn name(&self) -> &str {
         A::NAME
     }

@@ -176,6 +176,13 @@ pub trait Source: Send + Sync {
         async { Ok(None) }
     }
 
+    /// Where the platform's data comes from, as lineage names a dataset (OpenLineage's
+    /// namespace and name): the API's scheme, host and port, or the drop tree — never a path
+    /// with a query, a user or a secret. `None` for files given on the command line.
+    fn lineage_input(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// One cheap call that proves the connection and credentials work (`cxlake check`): what it
     /// found. An error scoped to the run means the credentials or address are wrong.
     fn probe(&self) -> impl Future<Output = Result<String, SourceError>> + Send {
@@ -248,6 +255,13 @@ impl From<http::HttpError> for SourceError {
             | E::Protocol { .. } => SourceError::Transfer(message),
         }
     }
+}
+
+/// A URL's scheme, host and port (`https://api.example.com`, `sftp://host:2222`): what lineage
+/// names a platform by; no path, query, user or password.
+pub fn origin(url: &url::Url) -> String {
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{}{port}", url.scheme(), url.host_str().unwrap_or_default())
 }
 
 /// A fingerprint of an export filter for bookkeeping (`kind:` and 16 hex digits of SHA-256): the

@@ -20,6 +20,7 @@ mod forget;
 mod khoros;
 mod lakewide;
 mod lifecycle;
+mod lineage;
 mod lock;
 mod loop_report;
 mod operate;

@@ -73,6 +73,11 @@ impl DixaClient {
         Ok(DixaClient { base_url: config.base_url, http })
     }
 
+    /// The Exports API's base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
     /// The URL of one request (relative paths keep a base's own path prefix).
     pub fn url(&self, request: &ExportRequest) -> Url {
         let mut url = self.base_url.join(&format!("v1/{}", request.endpoint)).expect("a relative path joins");

@@ -119,6 +119,10 @@ impl Source for Dixa {
         "dixa"
     }
 
+    fn lineage_input(&self) -> Option<(String, String)> {
+        Some((super::origin(self.client.base_url()), "dixa".to_string()))
+    }
+
     async fn fetch_window<J: ExportJournal>(
         &self,
         window: Window,

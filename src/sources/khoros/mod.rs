@@ -24,6 +24,10 @@ impl ExportPlatform for KhorosClient {
     const NAME: &'static str = "khoros";
     const DATASETS: &'static [&'static str] = &["user"];
 
+    fn base_url(&self) -> &url::Url {
+        &self.config().base_url
+    }
+
     fn file_name(&self, _dataset: &str) -> String {
         match self.config().request.format {
             KhorosFormat::Json => "user.json".into(),

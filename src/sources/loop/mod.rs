@@ -25,6 +25,10 @@ impl ExportPlatform for LoopClient {
     const NAME: &'static str = "loop";
     const DATASETS: &'static [&'static str] = &["report"];
 
+    fn base_url(&self) -> &url::Url {
+        &self.config().base_url
+    }
+
     fn file_name(&self, _dataset: &str) -> String {
         self.config().request.format.file_name().to_string()
     }

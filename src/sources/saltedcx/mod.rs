@@ -40,6 +40,10 @@ impl ExportPlatform for SaltedCxJobs {
     const NAME: &'static str = "saltedcx";
     const DATASETS: &'static [&'static str] = &api::DATASETS;
 
+    fn base_url(&self) -> &url::Url {
+        &self.client.config().base_url
+    }
+
     fn file_name(&self, dataset: &str) -> String {
         api::file_name(dataset).unwrap_or("unknown.csv").to_string()
     }

@@ -64,6 +64,17 @@ impl Source for Sparkcentral {
         "sparkcentral"
     }
 
+    /// The SFTP server (`sftp://host:port`) and the tree's path on it, or the local tree.
+    fn lineage_input(&self) -> Option<(String, String)> {
+        Some(match self.store.as_ref() {
+            DropStore::Sftp(sftp) => {
+                let target = sftp.target();
+                (format!("sftp://{}:{}", target.host, target.port), target.root.clone())
+            }
+            DropStore::Local(root) => ("file".to_string(), root.display().to_string()),
+        })
+    }
+
     fn timezone(&self) -> Option<chrono_tz::Tz> {
         Some(self.tree.default_zone)
     }
