@@ -10,7 +10,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
 use crate::report::{RunReport, WindowOutcome};
-use crate::sink::{layout, Destination, SinkError};
+use crate::sink::{Destination, SinkError};
 use crate::state::{StateStore, WindowRecord, WindowStatus};
 
 /// Run reports read for failures, newest first: a nightly lake's last half year or so.
@@ -22,24 +22,8 @@ pub async fn lake_calendar(
     dest: &Destination,
     lookback_days: impl Fn(&str) -> u32,
 ) -> Result<Vec<DatasetCalendar>, SinkError> {
-    use futures::TryStreamExt;
     let state = StateStore::new(dest.clone());
-    let dir = dest.path(&layout::runs_dir());
-    let mut names: Vec<String> = dest
-        .store
-        .list(Some(&dir))
-        .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
-        .try_collect()
-        .await
-        .map_err(|e| SinkError::store(&dir, e))?;
-    names.sort();
-    let mut runs = Vec::new();
-    for name in names.iter().rev().take(RUNS_READ) {
-        let Some(run_id) = name.strip_suffix(".json") else { continue };
-        if let Some(report) = state.get_json::<RunReport>(&layout::run_report_file(run_id)).await? {
-            runs.push(report);
-        }
-    }
+    let runs = crate::status::recent_runs(dest, RUNS_READ).await?;
     let mut calendars = Vec::new();
     for source in state.sources().await? {
         let records = state.load_windows(&source).await?;

@@ -131,7 +131,7 @@ pub fn gap_ranges(done: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
 
 pub async fn lake_status(dest: &Destination) -> Result<Vec<SourceStatus>, SinkError> {
     let state = StateStore::new(dest.clone());
-    let runs = latest_runs(dest, &state).await?;
+    let runs = latest_runs(dest).await?;
     let mut out = Vec::new();
     for source in state.sources().await? {
         let records = state.load_windows(&source).await?;
@@ -201,10 +201,9 @@ pub fn source_status(source: String, records: &[WindowRecord], last_run: Option<
 
 /// The latest run report per source that did something. Run ids start with a UTC timestamp, so
 /// they sort by time.
-async fn latest_runs(
-    dest: &Destination,
-    state: &StateStore,
-) -> Result<BTreeMap<String, RunReport>, SinkError> {
+/// The newest `limit` run reports of the lake, newest first (run ids sort by start time).
+pub async fn recent_runs(dest: &Destination, limit: usize) -> Result<Vec<RunReport>, SinkError> {
+    let state = StateStore::new(dest.clone());
     let dir = dest.path(&layout::runs_dir());
     let mut names: Vec<String> = dest
         .store
@@ -214,20 +213,28 @@ async fn latest_runs(
         .await
         .map_err(|e| SinkError::store(&dir, e))?;
     names.sort();
-    let mut latest = BTreeMap::new();
-    // Newest first; stop once every source has its latest run (bounded work on old lakes).
-    for name in names.iter().rev().take(50) {
+    let mut reports = Vec::new();
+    for name in names.iter().rev().take(limit) {
         let Some(run_id) = name.strip_suffix(".json") else { continue };
         if let Some(report) = state.get_json::<RunReport>(&layout::run_report_file(run_id)).await? {
-            // A run that found nothing to do (a nightly run after the day was done) is not "the
-            // last run" an operator looks for: the last one that did work is.
-            let idle = report.windows.is_empty()
-                && report.current.iter().all(|t| t.mode == crate::current::RefreshMode::Unchanged)
-                && report.current_error.is_none()
-                && report.fatal_error.is_none();
-            if !idle {
-                latest.entry(report.source.clone()).or_insert(report);
-            }
+            reports.push(report);
+        }
+    }
+    Ok(reports)
+}
+
+async fn latest_runs(dest: &Destination) -> Result<BTreeMap<String, RunReport>, SinkError> {
+    let mut latest = BTreeMap::new();
+    // The newest 50: every source's latest run, with bounded work on old lakes.
+    for report in recent_runs(dest, 50).await? {
+        // A run that found nothing to do (a nightly run after the day was done) is not "the
+        // last run" an operator looks for: the last one that did work is.
+        let idle = report.windows.is_empty()
+            && report.current.iter().all(|t| t.mode == crate::current::RefreshMode::Unchanged)
+            && report.current_error.is_none()
+            && report.fatal_error.is_none();
+        if !idle {
+            latest.entry(report.source.clone()).or_insert(report);
         }
     }
     Ok(latest)

@@ -9,9 +9,12 @@ use cxlake::schema::DatasetKind;
 
 use crate::common::*;
 
+/// What the receiver was sent: each request's Authorization header and body.
+type Received = Arc<Mutex<Vec<(Option<String>, String)>>>;
+
 /// A lineage receiver on 127.0.0.1: every POST to `/api/v1/lineage`, with its Authorization.
-async fn receiver() -> (url::Url, Arc<Mutex<Vec<(Option<String>, String)>>>, tokio::task::JoinHandle<()>) {
-    let received: Arc<Mutex<Vec<(Option<String>, String)>>> = Arc::default();
+async fn receiver() -> (url::Url, Received, tokio::task::JoinHandle<()>) {
+    let received: Received = Arc::default();
     let store = received.clone();
     let app = axum::Router::new().route(
         "/api/v1/lineage",

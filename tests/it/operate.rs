@@ -284,6 +284,23 @@ async fn json_log_lines_carry_run_source_window_and_dataset() {
     assert!(!out.stderr.contains('\u{1b}'), "no escape codes in JSON logs");
 }
 
+/// Runs a shell `command` on a real pseudo-terminal (util-linux `script` runs it on one and copies
+/// what it shows): its exit code and what it showed, without carriage returns.
+async fn on_a_terminal(command: String, env: Vec<(String, String)>) -> (Option<i32>, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .envs(env)
+            .env_remove("CXLAKE_DEST")
+            .env_remove("NO_COLOR")
+            .output()
+            .expect("script(1) from util-linux runs")
+    })
+    .await
+    .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_bars_draw_in_a_terminal_and_plain_lines_come_without_one() {
     let emulator = emulator(emulator_config()).await;
@@ -293,20 +310,10 @@ async fn progress_bars_draw_in_a_terminal_and_plain_lines_come_without_one() {
         "stty cols 160 rows 40; {} sync saltedcx --allow-http --dest {dest} --from 2024-03-01 --to 2024-03-04 --poll-interval 50ms",
         cxlake_bin()
     );
-    let env = api_env(&emulator);
-    // A real pseudo-terminal: util-linux `script` runs the command on one and copies what it shows.
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .env_remove("CXLAKE_DEST")
-            .output()
-            .expect("script(1) from util-linux runs")
-    })
-    .await
-    .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let env: Vec<(String, String)> =
+        api_env(&emulator).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let (code, shown) = on_a_terminal(command, env).await;
+    assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains("\u{1b}[") && shown.contains("windows"), "bars drawn: {shown}");
     assert!(shown.contains("3/3 windows"), "the bar reached the end: {shown}");
     // The final table is intact: each of its lines whole, on a line of its own.
@@ -539,17 +546,8 @@ async fn the_coverage_calendar_shows_done_missing_and_failed_days() {
     assert_eq!(states, ["done", "done", "done", "missing", "missing", "done", "done", "failed", "failed"]);
 
     let command = format!("{} status --dest {dest} --calendar --days 4 --lookback-days 1", cxlake_bin());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .env_remove("NO_COLOR")
-            .output()
-            .expect("script(1) from util-linux runs")
-    })
-    .await
-    .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let (code, shown) = on_a_terminal(command, Vec::new()).await;
+    assert_eq!(code, Some(0), "{shown}");
     let (done, lookback, failed) = ("\u{1b}[32m█\u{1b}[0m", "\u{1b}[36m▓\u{1b}[0m", "\u{1b}[1;31m✗\u{1b}[0m");
     let row = shown.lines().find(|l| l.trim_start().starts_with("turn ")).unwrap();
     assert!(row.contains(&format!("{done}{lookback}{failed}{failed}")), "{row:?}");
