@@ -138,6 +138,11 @@ mod tests {
             assert_eq!(&names[names.len() - 2..], ["_cxlake_loaded_at", "_cxlake_run_id"]);
         }
         let text = markdown(&registry, Some("dixa"));
+        assert_eq!(
+            include_str!("../../DATA_DICTIONARY.md"),
+            markdown(&registry, None),
+            "DATA_DICTIONARY.md is `cxlake schema docs --out DATA_DICTIONARY.md`: regenerate it"
+        );
         assert!(text.contains("## dixa.conversation") && !text.contains("## saltedcx."), "{text}");
         assert!(text.contains("| `ratings.rating_score` |"), "nested members by path");
     }
