@@ -388,9 +388,13 @@ impl Lease {
         let mut record = self.record.clone();
         record.released = true;
         record.heartbeat_at = Utc::now();
-        write(&self.dest, &self.name, &record, PutMode::Overwrite)
-            .await
-            .map_err(|e| SinkError::store(&self.dest.path(&self.name.file(record.generation)), e))
+        // Releasing is cleanup: a lease left unreleased expires at its TTL, and no work waits on
+        // it succeeding — a storage failure here never fails what the lease protected.
+        if let Err(e) = write(&self.dest, &self.name, &record, PutMode::Overwrite).await {
+            let path = self.dest.path(&self.name.file(record.generation));
+            tracing::warn!(error = %e, path = %path, "Could not release a lease; it expires at its TTL");
+        }
+        Ok(())
     }
 }
 
@@ -490,7 +494,10 @@ impl RunGuard {
         }
         let presence = &self.presence;
         let path = presence.dest.path(&presence.name.file(presence.record.generation));
-        let deleted = presence.dest.store.delete(&path).await.map_err(|e| SinkError::store(&path, e));
+        // Cleanup: a presence left behind expires at its TTL (see `Lease::release`).
+        if let Err(e) = presence.dest.store.delete(&path).await {
+            tracing::warn!(error = %e, path = %path, "Could not remove this run's presence; it expires at its TTL");
+        }
         // object_store leaves the emptied directory behind on local disk.
         if let Some(dir) = &presence.dest.local_dir {
             let _ = std::fs::remove_dir(dir.join(presence.name.dir()));
@@ -498,7 +505,7 @@ impl RunGuard {
         if let Some(lake) = self.lake.take() {
             lake.release().await?;
         }
-        deleted
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod layout;
 pub mod lease;
 pub mod parquet;
 pub mod raw;
+pub mod resilient;
 pub mod row_groups;
 pub mod s3_uploads;
 pub mod store;

@@ -54,6 +54,9 @@ impl Destination {
             let root =
                 Path::parse(prefix.trim_matches('/')).map_err(|e| invalid(format!("bad prefix: {e}")))?;
             let s3 = S3Bucket { store: store.clone(), bucket: bucket.to_string(), region, endpoint };
+            // Calls that lose their answer are retried where it is safe (see `resilient`).
+            let store =
+                Arc::new(super::resilient::Resilient::new(store, super::resilient::StorageRetry::default()));
             return Ok(Destination { store, root, display: dest.to_string(), local_dir: None, s3: Some(s3) });
         }
         if dest.contains("://") && !dest.starts_with("file://") {

@@ -1,0 +1,378 @@
+//! Every storage call retried where it is safe, as Kafka Connect's S3 sink and the Delta writers
+//! do. object_store retries what it knows to be idempotent (a 5xx or 429 on any request, a
+//! timeout on a GET or a plain PUT); what it leaves to its caller — a connection that broke after
+//! the request was sent, on a bulk delete, a create-only PUT, the completion of a multipart
+//! upload, a listing — is retried here:
+//!
+//! - deletes and listings are simply repeated (deleting twice is deleting; a missing object is
+//!   deleted);
+//! - a create-only PUT (leases, window records, Delta log entries) whose answer was lost, or that
+//!   finds its object already there, is resolved by reading the object back: our bytes mean it
+//!   was ours and it succeeded (object_store sends a request again on a broken connection, and
+//!   that second attempt finds what the first one wrote); other bytes mean another writer won,
+//!   and the caller sees `AlreadyExists`;
+//! - a multipart completion whose answer was lost is resolved by a HEAD: an object of the size of
+//!   the parts is the upload completed.
+//!
+//! Only S3 lakes are wrapped: a local directory's calls do not lose answers.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyMode, CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, Result, UploadPart,
+};
+
+/// How often and how long a call that failed in transit is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageRetry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for StorageRetry {
+    fn default() -> Self {
+        StorageRetry {
+            attempts: 10,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl StorageRetry {
+    /// The wait before attempt `attempt` (2, 3, …): doubling, capped, with jitter so that the
+    /// workers of one lake do not retry in step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let doubled = self.first_backoff.saturating_mul(1u32 << attempt.saturating_sub(2).min(16));
+        let capped = doubled.min(self.max_backoff);
+        let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * capped.as_millis() as u64 / 512;
+        capped + Duration::from_millis(jitter)
+    }
+}
+
+/// Whether `error` may be a call that failed on the way (a broken connection, a timeout, an
+/// error status past object_store's own retries): the answers that mean something — not found,
+/// already exists, a failed precondition, refused credentials — are not.
+pub fn is_transient(error: &Error) -> bool {
+    matches!(error, Error::Generic { .. } | Error::JoinError { .. })
+}
+
+async fn retrying<T, F, Fut>(policy: StorageRetry, what: &str, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if is_transient(&e) && attempt < policy.attempts => {
+                attempt += 1;
+                let wait = policy.backoff(attempt);
+                tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "Storage call failed in transit ({what}); trying again");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An object store whose calls are retried where it is safe (see the module's header).
+#[derive(Debug)]
+pub struct Resilient {
+    inner: Arc<dyn ObjectStore>,
+    policy: StorageRetry,
+}
+
+impl Resilient {
+    pub fn new(inner: Arc<dyn ObjectStore>, policy: StorageRetry) -> Resilient {
+        Resilient { inner, policy }
+    }
+
+    /// After a create-only PUT's answer was lost: did it land? Ours (same bytes) → its result;
+    /// another writer's → `AlreadyExists`; nothing there → `None`, send it again.
+    async fn landed(&self, location: &Path, payload: &PutPayload) -> Result<Option<PutResult>> {
+        let meta = match retrying(self.policy, "reading back a create-only put", || self.inner.head(location))
+            .await
+        {
+            Ok(meta) => meta,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let ours: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+        let stored = retrying(self.policy, "reading back a create-only put", || async {
+            self.inner.get(location).await?.bytes().await
+        })
+        .await?;
+        if stored.as_ref() == ours.as_slice() {
+            tracing::info!(path = %location, "A create-only put whose answer was lost had landed: ours");
+            Ok(Some(PutResult { e_tag: meta.e_tag, version: meta.version }))
+        } else {
+            Err(Error::AlreadyExists {
+                path: location.to_string(),
+                source: "another writer created it (found when the answer to our create was lost)".into(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for Resilient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Resilient({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Resilient {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        if !matches!(opts.mode, PutMode::Create) {
+            // An overwrite or a conditional update says what the object becomes: repeatable
+            // (an update's precondition fails if our own first attempt landed, as it should).
+            return retrying(self.policy, "put", || {
+                self.inner.put_opts(location, payload.clone(), opts.clone())
+            })
+            .await;
+        }
+        let mut attempt = 1;
+        loop {
+            match self.inner.put_opts(location, payload.clone(), opts.clone()).await {
+                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                    tracing::warn!(error = %e, path = %location, "A create-only put failed in transit; reading back whether it landed");
+                    if let Some(result) = self.landed(location, &payload).await? {
+                        return Ok(result);
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                }
+                // A create that finds the object: someone else's, or ours after all — object_store
+                // itself sends a request again when its connection broke, and the second
+                // attempt then finds what the first one wrote.
+                Err(Error::AlreadyExists { .. }) | Err(Error::Precondition { .. }) => {
+                    return match self.landed(location, &payload).await? {
+                        Some(result) => Ok(result),
+                        None => Err(Error::AlreadyExists {
+                            path: location.to_string(),
+                            source: "created meanwhile and gone again".into(),
+                        }),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let upload = retrying(self.policy, "creating a multipart upload", || {
+            self.inner.put_multipart_opts(location, opts.clone())
+        })
+        .await?;
+        Ok(Box::new(ResilientUpload {
+            inner: upload,
+            store: self.inner.clone(),
+            location: location.clone(),
+            policy: self.policy,
+            bytes: 0,
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        retrying(self.policy, "get", || self.inner.get_opts(location, options.clone())).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        retrying(self.policy, "get ranges", || self.inner.get_ranges(location, ranges)).await
+    }
+
+    /// Deletes in batches of the caller's stream; the paths whose delete failed in transit are
+    /// deleted again. A path already gone is deleted.
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        let inner = self.inner.clone();
+        let policy = self.policy;
+        locations
+            .chunks(1000)
+            .then(move |batch| {
+                let inner = inner.clone();
+                async move {
+                    let mut results: Vec<Result<Path>> = Vec::with_capacity(batch.len());
+                    let mut pending: Vec<Path> = Vec::new();
+                    for item in batch {
+                        match item {
+                            Ok(path) => pending.push(path),
+                            Err(e) => results.push(Err(e)),
+                        }
+                    }
+                    let mut attempt = 1;
+                    while !pending.is_empty() {
+                        let paths = futures::stream::iter(pending.clone().into_iter().map(Ok)).boxed();
+                        let outcomes: Vec<Result<Path>> = inner.delete_stream(paths).collect().await;
+                        let mut again = Vec::new();
+                        for (path, outcome) in pending.iter().zip(outcomes) {
+                            match outcome {
+                                Ok(done) => results.push(Ok(done)),
+                                Err(Error::NotFound { .. }) => results.push(Ok(path.clone())),
+                                Err(e) if is_transient(&e) && attempt < policy.attempts => {
+                                    again.push(path.clone())
+                                }
+                                Err(e) => results.push(Err(e)),
+                            }
+                        }
+                        pending = again;
+                        if !pending.is_empty() {
+                            attempt += 1;
+                            let wait = policy.backoff(attempt);
+                            tracing::warn!(
+                                paths = pending.len(),
+                                attempt,
+                                "Deletes failed in transit; deleting them again"
+                            );
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                    futures::stream::iter(results)
+                }
+            })
+            .flatten()
+            .boxed()
+    }
+
+    /// A listing read whole, and read again from the start when it breaks off.
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let inner = self.inner.clone();
+        let policy = self.policy;
+        let prefix = prefix.cloned();
+        futures::stream::once(async move {
+            retrying(policy, "list", || inner.list(prefix.as_ref()).try_collect::<Vec<ObjectMeta>>()).await
+        })
+        .map_ok(|all| futures::stream::iter(all.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        retrying(self.policy, "list", || self.inner.list_with_delimiter(prefix)).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.inner.copy_opts(from, to, options.clone()).await {
+                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                }
+                // A create-only copy retried after a lost answer finds its own copy.
+                Err(Error::AlreadyExists { .. })
+                    if attempt > 1 && matches!(options.mode, CopyMode::Create) =>
+                {
+                    let (source, target) = (self.inner.head(from).await?, self.inner.head(to).await?);
+                    return if source.size == target.size && source.e_tag == target.e_tag {
+                        Ok(())
+                    } else {
+                        Err(Error::AlreadyExists {
+                            path: to.to_string(),
+                            source: "another writer created it".into(),
+                        })
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.inner.rename_opts(from, to, options.clone()).await {
+                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                }
+                // A retried rename whose first attempt moved the object: the source is gone and
+                // the target is there.
+                Err(Error::NotFound { .. }) if attempt > 1 => {
+                    return match self.inner.head(to).await {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A multipart upload whose completion survives a lost answer.
+#[derive(Debug)]
+struct ResilientUpload {
+    inner: Box<dyn MultipartUpload>,
+    store: Arc<dyn ObjectStore>,
+    location: Path,
+    policy: StorageRetry,
+    /// The bytes of the parts sent: the size the completed object has.
+    bytes: u64,
+}
+
+#[async_trait]
+impl MultipartUpload for ResilientUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.bytes += data.content_length() as u64;
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let mut attempt = 1;
+        loop {
+            match self.inner.complete().await {
+                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                    tracing::warn!(error = %e, path = %self.location, "Completing a multipart upload failed in transit; checking whether it completed");
+                    if let Ok(meta) = self.store.head(&self.location).await {
+                        if meta.size == self.bytes {
+                            return Ok(PutResult { e_tag: meta.e_tag, version: meta.version });
+                        }
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                }
+                // A completion retried after its first attempt completed: the upload is gone.
+                Err(e) if attempt > 1 => {
+                    return match self.store.head(&self.location).await {
+                        Ok(meta) if meta.size == self.bytes => {
+                            Ok(PutResult { e_tag: meta.e_tag, version: meta.version })
+                        }
+                        _ => Err(e),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.inner.abort().await {
+                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                }
+                Err(Error::NotFound { .. }) => return Ok(()),
+                other => return other,
+            }
+        }
+    }
+}
