@@ -106,7 +106,7 @@ async fn one_sync_through_a_quarter_of_storage_faults_lands_an_exact_lake() {
             if format == "delta" {
                 // A Delta table's files: only those its log references count (a commit retried
                 // after a lost answer leaves no second copy in the table, only unreferenced files).
-                let table = read_delta_table_rows(&store, &prefix, &schema.dataset).await;
+                let table = delta_rows_on_s3(&store, &prefix, "saltedcx", &schema.dataset).await;
                 assert_eq!(table, want, "{format}: {key}: every row once");
             } else {
                 assert_eq!(landed, want, "{format}: {key}: every row once");
@@ -129,46 +129,4 @@ async fn one_sync_through_a_quarter_of_storage_faults_lands_an_exact_lake() {
             staged.iter().map(|m| m.location.to_string()).collect::<Vec<_>>()
         );
     }
-}
-
-/// A Delta table's rows through its own log (the files its latest version references), sorted.
-async fn read_delta_table_rows(store: &impl ObjectStore, prefix: &str, dataset: &str) -> Vec<String> {
-    let table = format!("{prefix}/saltedcx/{dataset}");
-    let log = ObjectPath::from(format!("{table}/_delta_log"));
-    let mut entries: Vec<ObjectPath> = store
-        .list(Some(&log))
-        .map_ok(|m| m.location)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|k| k.as_ref().ends_with(".json"))
-        .collect();
-    entries.sort();
-    let mut files = std::collections::BTreeSet::new();
-    for entry in entries {
-        let text =
-            String::from_utf8(store.get(&entry).await.unwrap().bytes().await.unwrap().to_vec()).unwrap();
-        for line in text.lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(path) = action["add"]["path"].as_str() {
-                files.insert(path.to_string());
-            }
-            if let Some(path) = action["remove"]["path"].as_str() {
-                files.remove(path);
-            }
-        }
-    }
-    let mut rows = Vec::new();
-    for file in files {
-        let decoded = percent_encoding::percent_decode_str(&file).decode_utf8().unwrap().to_string();
-        let key = ObjectPath::from(format!("{table}/{decoded}"));
-        rows.extend(
-            batch_rows(&read_parquet_bytes(store.get(&key).await.unwrap().bytes().await.unwrap()))
-                .iter()
-                .map(|r| format!("{r:?}")),
-        );
-    }
-    rows.sort();
-    rows
 }

@@ -14,6 +14,8 @@ static HEAP: cxlake::heap::CountingAllocator = cxlake::heap::CountingAllocator;
 
 #[path = "../it/common.rs"]
 mod common;
+#[path = "../it/fault_proxy.rs"]
+mod fault_proxy;
 #[path = "../it/conformance/properties.rs"]
 #[macro_use]
 mod properties;

@@ -11,7 +11,8 @@
 //! connection resets and truncated bodies; never write its canary secret anywhere — not to
 //! stdout, stderr, reports, state, rejects or data; land the same windows again from the raw
 //! archive (`replay`, no credential given) and from the archived files (`convert`); land the same
-//! rows as plain Parquet and as Delta, on local disk and on S3 (SeaweedFS); erase a person it
+//! rows as plain Parquet and as Delta, on local disk and on S3 (SeaweedFS), and through S3 storage
+//! faults (the fault proxy); erase a person it
 //! names with `forget`, leaving no trace; and keep current tables, window by window, equal to a
 //! rebuild from the whole history.
 
@@ -452,6 +453,54 @@ pub async fn every_format_and_store_lands_the_same_rows<S: SourceUnderTest>() {
     assert!(delta.path().join(format!("{}/{}/_delta_log", S::NAME, schemas::<S>()[0].dataset)).is_dir());
 }
 
+/// Storage that misbehaves never costs a window: through the fault proxy, a tenth of the S3
+/// requests meet a 503 SlowDown, a 500, a connection reset after the server executed them, or a
+/// delay, and one sync still lands, as plain Parquet and as Delta, exactly the rows a sync to
+/// local disk lands.
+pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
+    use crate::fault_proxy::{Fault, FaultPlan, FaultProxy};
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let reference = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, reference.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let s3 = crate::common::s3();
+    let store = s3.store();
+    let run = Rng::new(std::process::id().into()).below(1 << 40);
+    for (format, seed) in [("parquet", 5), ("delta", 9)] {
+        let plan = FaultPlan {
+            rate: 0.1,
+            ops: Vec::new(),
+            faults: vec![Fault::SlowDown, Fault::InternalError, Fault::ResetAfterExecution, Fault::Delay],
+            seed: seed + S::NAME.len() as u64,
+            delay: Duration::from_millis(200),
+        };
+        let proxy = FaultProxy::start(&s3.endpoint, plan).await;
+        let prefix = format!("storage-faults-{}-{run}-{format}", S::NAME);
+        let mut env: Vec<(String, String)> = s3
+            .env()
+            .into_iter()
+            .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
+        let dest = format!("s3://{}/{prefix}", s3.bucket);
+        let out = sync_into::<S>(&emulator, &secret, &dest, 2, &["--format", format], env).await;
+        let counts = format!("{:?}", proxy.counts.lock().unwrap());
+        assert_eq!(out.code, 0, "{}: {format} through {counts}\n{}\n{}", S::NAME, out.stdout, out.stderr);
+        assert!(proxy.injected() > 0, "{}: {format}: no fault injected", S::NAME);
+        for schema in schemas::<S>() {
+            let want = local_rows(reference.path(), S::NAME, &schema.dataset);
+            let got = if format == "delta" {
+                crate::common::delta_rows_on_s3(&store, &prefix, S::NAME, &schema.dataset).await
+            } else {
+                s3_rows(&store, &prefix, S::NAME, &schema.dataset).await
+            };
+            assert!(got == want, "{}.{}: {format} through storage faults {counts}", S::NAME, schema.dataset);
+        }
+    }
+}
+
 /// `forget` of a person the source's data names leaves no trace: the lake, the current tables,
 /// the raw archive (its own scan, which `forget` ends with, finds nothing), and the rows
 /// without that person are all still there.
@@ -572,6 +621,7 @@ macro_rules! with_properties {
             the_canary_secret_is_never_written,
             replay_and_convert_land_what_sync_landed,
             every_format_and_store_lands_the_same_rows,
+            storage_faults_are_survived,
             forget_leaves_no_trace,
             incremental_current_tables_equal_a_full_rebuild
         }
