@@ -52,6 +52,17 @@ impl Default for StorageRetry {
 }
 
 impl StorageRetry {
+    /// The default, with `CXLAKE_STORAGE_ATTEMPTS` (attempts in all, at least 1) when set: the
+    /// budget of a call that failed in transit.
+    pub fn from_env() -> StorageRetry {
+        let attempts =
+            std::env::var("CXLAKE_STORAGE_ATTEMPTS").ok().and_then(|v| v.trim().parse::<u32>().ok());
+        StorageRetry {
+            attempts: attempts.unwrap_or(StorageRetry::default().attempts).max(1),
+            ..StorageRetry::default()
+        }
+    }
+
     /// The wait before attempt `attempt` (2, 3, …): doubling, capped, with jitter so that the
     /// workers of one lake do not retry in step.
     fn backoff(&self, attempt: u32) -> Duration {

@@ -56,7 +56,7 @@ impl Destination {
             let s3 = S3Bucket { store: store.clone(), bucket: bucket.to_string(), region, endpoint };
             // Calls that lose their answer are retried where it is safe (see `resilient`).
             let store =
-                Arc::new(super::resilient::Resilient::new(store, super::resilient::StorageRetry::default()));
+                Arc::new(super::resilient::Resilient::new(store, super::resilient::StorageRetry::from_env()));
             return Ok(Destination { store, root, display: dest.to_string(), local_dir: None, s3: Some(s3) });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
