@@ -297,24 +297,52 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The longest one `cxlake` run of a test may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Runs the binary off the async workers (the emulator it talks to runs in this process).
 pub async fn run_cxlake<A: AsRef<str>, K: AsRef<str>, V: AsRef<str>>(args: &[A], env: &[(K, V)]) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.as_ref().to_string()).collect();
     let env = owned_env(env);
     tokio::task::spawn_blocking(move || {
-        let output = cxlake_command()
+        use std::io::Read;
+        let mut child = cxlake_command()
             .args(&args)
             .env_remove("SALTEDCX_API_KEY")
             .env_remove("SALTEDCX_API_URL")
             .env_remove("CXLAKE_DEST")
             .envs(env)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("cxlake runs");
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        let read = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().unwrap()));
+        let stderr = read(Box::new(child.stderr.take().unwrap()));
+        // A run that hangs fails its test with what it printed, instead of stalling the suite.
+        let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("cxlake is waited for") {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (stdout, mut stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+        if status.is_none() {
+            stderr.push_str(&format!("\n[test] cxlake {args:?} did not finish in {RUN_TIMEOUT:?}: killed\n"));
         }
+        Output { code: status.and_then(|s| s.code()).unwrap_or(-1), stdout, stderr }
     })
     .await
     .unwrap()
