@@ -80,7 +80,13 @@ pub async fn check_destination(dest: &Destination, run_id: &str) -> Vec<CheckRes
     }
     let again = dest
         .store
-        .put_opts(&path, PutPayload::from(body.into_bytes()), PutOptions::from(PutMode::Create))
+        // Other bytes than the first put's: a create that finds its own bytes is taken as having
+        // landed (see `sink::resilient`), and this one must be refused as another writer's.
+        .put_opts(
+            &path,
+            PutPayload::from(format!("{body} again").into_bytes()),
+            PutOptions::from(PutMode::Create),
+        )
         .await;
     results.push(match again {
         Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
