@@ -13,22 +13,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::current::{dedup_select, lake_tables, CurrentView};
-use crate::schema::load::{load_fields, DESCRIPTION_KEY};
+use crate::schema::load::load_columns;
 use crate::schema::{DatasetSchema, SchemaRegistry};
 use crate::sink::{layout, Destination, SinkError};
 
 /// A YAML scalar: JSON's double-quoted string is YAML's too.
 fn quoted(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
-}
-
-/// Where a table is, as DuckDB reads it from anywhere: an absolute path, or an s3:// URL.
-fn absolute(dest: &Destination, relative: &str) -> String {
-    match (&dest.local_dir, &dest.s3) {
-        (Some(root), _) => root.join(relative).display().to_string(),
-        (None, Some(s3)) => format!("s3://{}/{}", s3.bucket, dest.path(relative)),
-        (None, None) => relative.to_string(),
-    }
 }
 
 /// A freshness threshold in dbt's words: whole hours, or minutes under an hour.
@@ -59,11 +50,9 @@ fn columns(out: &mut String, schema: &DatasetSchema, current: bool) {
             let _ = writeln!(out, "            data_tests: {tests}");
         }
     }
-    for field in load_fields() {
-        let _ = writeln!(out, "          - name: {}", quoted(field.name()));
-        if let Some(description) = field.metadata().get(DESCRIPTION_KEY) {
-            let _ = writeln!(out, "            description: {}", quoted(description));
-        }
+    for column in load_columns() {
+        let _ = writeln!(out, "          - name: {}", quoted(&column.name));
+        let _ = writeln!(out, "            description: {}", quoted(&column.description));
     }
     let date = if current {
         "The day of the window the row was taken from."
@@ -106,7 +95,7 @@ pub async fn sources_yml(
         for table in tables.iter().filter(|t| t.source == source) {
             let Ok(schema) = registry.dataset(source, &table.dataset) else { continue };
             let history = table.format.duckdb_scan_without_braces(
-                &absolute(dest, &layout::dataset_dir(source, &table.dataset)),
+                &dest.location(&layout::dataset_dir(source, &table.dataset)),
                 true,
             );
             let _ = write!(
@@ -122,7 +111,7 @@ pub async fn sources_yml(
                 CurrentView::None => continue,
                 CurrentView::Table => table
                     .format
-                    .duckdb_scan(&absolute(dest, &layout::current_dir(source, &table.dataset)), false),
+                    .duckdb_scan(&dest.location(&layout::current_dir(source, &table.dataset)), false),
                 CurrentView::Dedup { key, version } => {
                     format!("({})", dedup_select(&history, key, version.as_deref()))
                 }

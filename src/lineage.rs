@@ -78,16 +78,16 @@ pub struct RunLineage {
 }
 
 /// A lake table as OpenLineage names a dataset: `file` and the absolute path on local disk,
-/// `s3://bucket` and the key prefix on S3.
+/// `s3://bucket` and the key on S3.
 fn dataset_name(dest: &Destination, relative: &str) -> (String, String) {
-    match (&dest.local_dir, &dest.s3) {
-        (Some(root), _) => ("file".into(), root.join(relative).display().to_string()),
-        (None, Some(s3)) => (format!("s3://{}", s3.bucket), dest.path(relative).to_string()),
-        (None, None) => ("file".into(), relative.to_string()),
+    match &dest.s3 {
+        Some(s3) => (format!("s3://{}", s3.bucket), dest.path(relative).to_string()),
+        None => ("file".into(), dest.location(relative)),
     }
 }
 
-fn schema_fields(schema: &DatasetSchema, with_date: bool) -> Vec<Value> {
+/// The fields of a table: the stored schema (declared and load columns), then `date`.
+fn schema_fields(schema: &DatasetSchema) -> Vec<Value> {
     let stored = stored_schema(schema);
     let mut fields: Vec<Value> = stored
         .fields()
@@ -100,9 +100,7 @@ fn schema_fields(schema: &DatasetSchema, with_date: bool) -> Vec<Value> {
             field
         })
         .collect();
-    if with_date {
-        fields.push(json!({"name": "date", "type": "Date32", "description": "The window's day."}));
-    }
+    fields.push(json!({"name": "date", "type": "Date32", "description": "The window's day."}));
     fields
 }
 
@@ -133,7 +131,7 @@ impl RunLineage {
                 namespace,
                 name,
                 dataset: schema.dataset.clone(),
-                fields: schema_fields(schema, true),
+                fields: schema_fields(schema),
             });
             if current_tables && schema.kind == DatasetKind::Entities {
                 let (namespace, name) = dataset_name(dest, &layout::current_dir(source, &schema.dataset));
@@ -141,7 +139,7 @@ impl RunLineage {
                     namespace,
                     name,
                     dataset: format!("{}_current", schema.dataset),
-                    fields: schema_fields(schema, true),
+                    fields: schema_fields(schema),
                 });
             }
         }

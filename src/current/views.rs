@@ -11,10 +11,9 @@ use crate::state::StateStore;
 /// (found through `file_search_path`, set once at the top of the file), so a moved or copied lake
 /// needs one line changed — or none, run from its root; on S3 the s3:// URL.
 fn location(dest: &Destination, relative: &str) -> String {
-    match (&dest.local_dir, &dest.s3) {
-        (Some(_), _) => relative.to_string(),
-        (None, Some(s3)) => format!("s3://{}/{}", s3.bucket, dest.path(relative)),
-        (None, None) => relative.to_string(),
+    match &dest.local_dir {
+        Some(_) => relative.to_string(),
+        None => dest.location(relative),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::load::{load_fields, DESCRIPTION_KEY};
+use super::load::load_columns;
 use super::{Column, DatasetSchema, SchemaRegistry};
 
 /// One documented column: its path (`ratings.rating_score` for a member), type, nullability,
@@ -34,20 +34,8 @@ fn entries(prefix: &str, column: &Column, out: &mut Vec<Entry>) {
 
 fn columns(schema: &DatasetSchema) -> Vec<Entry> {
     let mut out = Vec::new();
-    for column in &schema.columns {
+    for column in schema.columns.iter().chain(&load_columns()) {
         entries("", column, &mut out);
-    }
-    for field in load_fields() {
-        out.push(Entry {
-            name: field.name().clone(),
-            column_type: match field.data_type() {
-                arrow::datatypes::DataType::Utf8 => "Utf8".into(),
-                _ => "Timestamp(Microsecond, \"UTC\")".into(),
-            },
-            nullable: true,
-            pii: false,
-            description: field.metadata().get(DESCRIPTION_KEY).cloned().unwrap_or_default(),
-        });
     }
     out
 }

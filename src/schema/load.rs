@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 
-use super::{Column, DatasetSchema};
+use super::{Column, ColumnType, DatasetSchema};
 
 /// When the window's rows were loaded (the instant its conversion began; its window record
 /// says the same).
@@ -44,16 +44,23 @@ pub fn column_field(column: &Column) -> Field {
     described(column.arrow_field(), &column.description, column.pii)
 }
 
-/// The two load columns, nullable (older files lack them), in this order.
-pub fn load_fields() -> [Field; 2] {
+/// The two load columns as columns (every writer of a table's schema — Parquet, Delta, the
+/// data dictionary, dbt — describes them as it describes declared ones), nullable because older
+/// files lack them, in this order.
+pub fn load_columns() -> [Column; 2] {
+    let column = |name: &str, column_type: ColumnType, description: &str| Column {
+        description: description.to_string(),
+        ..Column::member(name, column_type, true)
+    };
     [
-        described(
-            Field::new(LOADED_AT, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-            LOADED_AT_DESCRIPTION,
-            false,
-        ),
-        described(Field::new(RUN_ID, DataType::Utf8, true), RUN_ID_DESCRIPTION, false),
+        column(LOADED_AT, ColumnType::TimestampUtc, LOADED_AT_DESCRIPTION),
+        column(RUN_ID, ColumnType::Utf8, RUN_ID_DESCRIPTION),
     ]
+}
+
+/// The load columns as the files' fields.
+pub fn load_fields() -> [Field; 2] {
+    load_columns().map(|c| column_field(&c))
 }
 
 /// Whether `name` is one of the load columns.

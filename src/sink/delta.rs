@@ -143,36 +143,20 @@ pub async fn open_table(dest: &Destination, relative: &str) -> Result<Option<Del
 /// column. Each carries its description as `comment` (what Spark's `DESCRIBE` and Unity Catalog
 /// show) and its PII flag.
 pub fn table_columns(schema: &DatasetSchema) -> Vec<StructField> {
-    let mut columns: Vec<StructField> = schema.columns.iter().map(described_field).collect();
-    let [loaded_at, run_id] = crate::schema::load::load_fields();
-    for (field, data_type) in [(loaded_at, DataType::TIMESTAMP), (run_id, DataType::STRING)] {
-        columns.push(with_description(
-            StructField::new(field.name().clone(), data_type, true),
-            field.metadata(),
-        ));
-    }
+    let load = crate::schema::load::load_columns();
+    let mut columns: Vec<StructField> = schema.columns.iter().chain(&load).map(described_field).collect();
     columns.push(StructField::new(PARTITION_COLUMN, DataType::DATE, false));
     columns
 }
 
-/// A top-level declared column as a Delta field, described.
+/// A top-level column as a Delta field with its description as `comment` and its PII flag.
 fn described_field(column: &Column) -> StructField {
-    with_description(delta_field(column), crate::schema::load::column_field(column).metadata())
-}
-
-/// `field` with the description and PII flag of an Arrow field's metadata: `comment` and `pii`.
-fn with_description(field: StructField, metadata: &HashMap<String, String>) -> StructField {
-    let mut entries: Vec<(String, deltalake::kernel::MetadataValue)> = Vec::new();
-    if let Some(description) = metadata.get(crate::schema::load::DESCRIPTION_KEY).filter(|d| !d.is_empty()) {
-        entries.push(("comment".into(), description.clone().into()));
+    use deltalake::kernel::MetadataValue;
+    let mut entries: Vec<(&str, MetadataValue)> = vec![("pii", MetadataValue::Boolean(column.pii))];
+    if !column.description.is_empty() {
+        entries.push(("comment", column.description.clone().into()));
     }
-    if let Some(pii) = metadata.get(crate::schema::load::PII_KEY) {
-        entries.push((
-            crate::schema::load::PII_KEY.into(),
-            deltalake::kernel::MetadataValue::Boolean(pii == "true"),
-        ));
-    }
-    field.add_metadata(entries)
+    delta_field(column).add_metadata(entries)
 }
 
 fn delta_type(column_type: &ColumnType) -> DataType {

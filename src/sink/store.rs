@@ -84,6 +84,16 @@ impl Destination {
         path
     }
 
+    /// Where `relative` is for a reader anywhere (DuckDB, dbt, a catalog): an absolute local path,
+    /// or an `s3://bucket/key` URL.
+    pub fn location(&self, relative: &str) -> String {
+        match (&self.local_dir, &self.s3) {
+            (Some(root), _) => root.join(relative).display().to_string(),
+            (None, Some(s3)) => format!("s3://{}/{}", s3.bucket, self.path(relative)),
+            (None, None) => relative.to_string(),
+        }
+    }
+
     /// Where `relative` is, as a user would name it: the lake's display root joined with it.
     pub fn display_path(&self, relative: &str) -> String {
         format!("{}/{relative}", self.display.trim_end_matches('/'))

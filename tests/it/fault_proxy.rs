@@ -93,6 +93,18 @@ impl FaultProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The environment that points cxlake at `s3` through this proxy.
+    pub fn s3_env(&self, s3: &crate::common::S3) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = s3
+            .env()
+            .into_iter()
+            .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.push(("AWS_ENDPOINT_URL".into(), self.endpoint()));
+        env
+    }
+
     pub fn injected(&self) -> u64 {
         self.counts.lock().unwrap().injected.values().sum()
     }

@@ -116,18 +116,12 @@ async fn a_sync_emits_start_and_complete_and_a_failed_one_start_and_fail() {
         let mut expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
         expected.extend(["_cxlake_loaded_at", "_cxlake_run_id", "date"]);
         assert_eq!(fields, expected, "{}", schema.dataset);
-        let rows: u64 = report["windows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["datasets"][&schema.dataset]["rows_written"].as_u64().unwrap())
-            .sum();
-        let bytes: u64 = report["windows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["datasets"][&schema.dataset]["bytes"].as_u64().unwrap())
-            .sum();
+        // The run report's own total of a field of this dataset over its windows.
+        let total = |field: &str| -> u64 {
+            let windows = report["windows"].as_array().unwrap();
+            windows.iter().map(|w| w["datasets"][&schema.dataset][field].as_u64().unwrap()).sum()
+        };
+        let (rows, bytes) = (total("rows_written"), total("bytes"));
         let stats = &output["outputFacets"]["outputStatistics"];
         assert_eq!(stats["rowCount"], rows, "{}", schema.dataset);
         assert_eq!(stats["size"], bytes, "{}", schema.dataset);

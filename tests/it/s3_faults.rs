@@ -36,10 +36,8 @@ async fn one_sync_through_a_quarter_of_storage_faults_lands_an_exact_lake() {
         let proxy = FaultProxy::start(&s3.endpoint, plan).await;
         let prefix = format!("faults/{}-{format}", cxlake::cli::new_run_id());
         let dest = format!("s3://{}/{prefix}", s3.bucket);
-        let mut env: Vec<(&str, String)> =
-            s3.env().into_iter().filter(|(k, _)| *k != "AWS_ENDPOINT_URL").collect();
-        env.push(("AWS_ENDPOINT_URL", proxy.endpoint()));
-        env.extend(api_env(&emulator));
+        let mut env = proxy.s3_env(&s3);
+        env.extend(api_env(&emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
         let started = std::time::Instant::now();
         let out = run_cxlake(
             &[

@@ -214,13 +214,7 @@ async fn soak(nights: u32) -> Figures {
         delay: Duration::from_millis(100),
     };
     let proxy = FaultProxy::start(&s3.endpoint, plan).await;
-    let mut s3_env: Vec<(String, String)> = s3
-        .env()
-        .into_iter()
-        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    s3_env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
+    let s3_env = proxy.s3_env(&s3);
     let scratch = tempfile::tempdir().unwrap();
     let tiny = mount_tiny(scratch.path());
     let soak = Soak {

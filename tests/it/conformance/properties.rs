@@ -477,13 +477,7 @@ pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
         };
         let proxy = FaultProxy::start(&s3.endpoint, plan).await;
         let prefix = format!("storage-faults-{}-{run}-{format}", S::NAME);
-        let mut env: Vec<(String, String)> = s3
-            .env()
-            .into_iter()
-            .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
+        let env = proxy.s3_env(&s3);
         let dest = format!("s3://{}/{prefix}", s3.bucket);
         let out = sync_into::<S>(&emulator, &secret, &dest, 2, &["--format", format], env).await;
         let counts = format!("{:?}", proxy.counts.lock().unwrap());
