@@ -30,6 +30,9 @@ use crate::sources::{FailureScope, Platform, RunningEmulator, SetupError, Source
 use crate::state::StateStore;
 use crate::window;
 
+#[macro_use]
+mod output;
+
 mod args;
 mod demo;
 mod lake;
@@ -154,13 +157,6 @@ pub fn long_about() -> String {
 /// exit code. The `cxlake` binary runs it with [`Registry::builtin`]; a binary with a platform
 /// of its own (a test-only source) with that one added.
 pub fn main(registry: Registry) -> i32 {
-    // Like other command-line tools, end quietly when stdout is a closed pipe (`cxlake … | head`)
-    // instead of panicking on the failed write.
-    #[cfg(unix)]
-    // SAFETY: called before any thread of ours exists; SIG_DFL is a valid handler.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     crate::heap::tune_allocator();
     install(registry);
     let cli = parse(std::env::args_os().collect());
@@ -500,13 +496,13 @@ async fn sync<P: Platform>(args: SyncArgs<P::Args>) -> Result<i32> {
     // With nothing to do the run still announces itself and sweeps what killed runs left behind.
     let report = plan::run(&plan).await?;
     record_report(&report);
-    println!("nothing to do: every window of {} up to the requested end is done in {}", P::NAME, lake.text);
+    outln!("nothing to do: every window of {} up to the requested end is done in {}", P::NAME, lake.text);
     // Current tables an earlier run could not refresh were refreshed (or not) all the same.
     for table in &report.current {
-        println!("{}", table.summary());
+        outln!("{}", table.summary());
     }
     if let Some(error) = &report.current_error {
-        println!("current tables NOT refreshed: {error}");
+        outln!("current tables NOT refreshed: {error}");
     }
     Ok(report.exit_code())
 }
@@ -547,7 +543,7 @@ async fn run_and_report<S: Source>(plan: &SyncPlan<S>, output: &OutputArgs, comm
         lineage.end(&report).await;
     }
     record_report(&report);
-    print!("{}", report.render());
+    out!("{}", report.render());
     if let Some(path) = &output.report_json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json)
@@ -581,12 +577,12 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
     let lake = args.output.lake()?;
     let planned = plan::replay(&registry, &lake, &request, options).await?;
     for (date, reason) in &planned.skipped {
-        println!("{date}: {reason}");
+        outln!("{date}: {reason}");
     }
     match planned.plan {
         Some(plan) => run_and_report(&plan, &args.output, "replay").await,
         None => {
-            println!("nothing to replay: no done window of {} with raw files in {}", args.source, lake.text);
+            outln!("nothing to replay: no done window of {} with raw files in {}", args.source, lake.text);
             Ok(exit_code::OK)
         }
     }
@@ -595,7 +591,7 @@ async fn replay(args: ReplayArgs) -> Result<i32> {
 async fn history<P: Platform>(args: P::Args) -> Result<i32> {
     match P::history(&args).await {
         Ok(Some(text)) => {
-            print!("{text}");
+            out!("{text}");
             Ok(exit_code::OK)
         }
         Ok(None) => Err(usage(format!("{} keeps no export history to show", P::TITLE))),

@@ -6,11 +6,11 @@ use super::*;
 pub(super) async fn run_emulator<P: Platform>(args: EmulatorArgs<P::EmulatorArgs>) -> Result<i32> {
     let port = args.port.unwrap_or(P::EMULATOR_PORT);
     let emulator = P::start_emulator(&args.emulator, port).await.map_err(UsageError::from)?;
-    println!("{} emulator listening on {}", P::TITLE, emulator.base_url());
+    outln!("{} emulator listening on {}", P::TITLE, emulator.base_url());
     for (name, value) in emulator.env() {
-        println!("  export {name}={value}");
+        outln!("  export {name}={value}");
     }
-    println!("Press Ctrl-C to stop.");
+    outln!("Press Ctrl-C to stop.");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = emulator.wait() => {}
@@ -21,7 +21,7 @@ pub(super) async fn run_emulator<P: Platform>(args: EmulatorArgs<P::EmulatorArgs
 /// Syncs `args.days` days of one source from its emulator into the demo lake.
 pub(super) async fn demo_source<P: Platform>(args: &DemoArgs) -> Result<RunReport> {
     let (emulator, source) = P::demo().await.map_err(UsageError::from)?;
-    println!("{} emulator running on {}", P::TITLE, emulator.base_url());
+    outln!("{} emulator running on {}", P::TITLE, emulator.base_url());
     let today = window::start_of_today(Utc::now());
     let from = today - chrono::Duration::days(i64::from(args.days.max(1)));
     let lake = Lake::open(&args.dest)?;
@@ -38,7 +38,7 @@ pub(super) async fn demo_source<P: Platform>(args: &DemoArgs) -> Result<RunRepor
     };
     let options = WriteOptions { timezone: source.timezone(), ..WriteOptions::default() };
     let plan = SyncPlan::new(source, lake.dest, datasets, windows, None, options);
-    println!(
+    outln!(
         "syncing {} day(s) of {} from {} to {} into {}",
         plan.windows.len(),
         P::TITLE,
@@ -48,37 +48,37 @@ pub(super) async fn demo_source<P: Platform>(args: &DemoArgs) -> Result<RunRepor
     );
     let report = plan::run(&plan).await?;
     emulator.shutdown().await;
-    print!("{}", report.render());
+    out!("{}", report.render());
     Ok(report)
 }
 
 pub(super) async fn demo(args: DemoArgs) -> Result<i32> {
     let started = Instant::now();
     let reports = demo_every_source(&args).await?;
-    println!("\n{:<22} {:>9} {:>6} {:>12}", "dataset", "rows", "files", "bytes");
+    outln!("\n{:<22} {:>9} {:>6} {:>12}", "dataset", "rows", "files", "bytes");
     for report in &reports {
         for (dataset, (rows, files, bytes)) in report.rows_by_dataset() {
             let name = format!("{}.{dataset}", report.source);
-            println!("{name:<22} {rows:>9} {files:>6} {bytes:>12}");
+            outln!("{name:<22} {rows:>9} {files:>6} {bytes:>12}");
         }
     }
-    println!("done in {:.1} s\n", started.elapsed().as_secs_f64());
+    outln!("done in {:.1} s\n", started.elapsed().as_secs_f64());
     for report in &reports {
         for table in &report.current {
-            println!("{}", table.summary());
+            outln!("{}", table.summary());
         }
     }
     let lake = args.dest.trim_end_matches('/');
-    println!("\nEvery dataset as a DuckDB view (<source>_<dataset>, <source>_<dataset>_current):\n");
-    println!("  duckdb -init {lake}/_cxlake/views.sql\n");
-    println!("Or query the files directly (e.g. python -c \"import duckdb; duckdb.sql('''…''').show()\"):\n");
+    outln!("\nEvery dataset as a DuckDB view (<source>_<dataset>, <source>_<dataset>_current):\n");
+    outln!("  duckdb -init {lake}/_cxlake/views.sql\n");
+    outln!("Or query the files directly (e.g. python -c \"import duckdb; duckdb.sql('''…''').show()\"):\n");
     for (_, query) in source_demo_queries() {
         for line in query.replace("{lake}", lake).lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
-        println!();
+        outln!();
     }
-    println!(
+    outln!(
         "How each tenant's data differs from its declaration (every value is kept), and the fix:\n\n  \
          cxlake drift --dest {lake}"
     );

@@ -24,9 +24,9 @@ pub(super) async fn current(args: CurrentArgs) -> Result<i32> {
     )
     .await?;
     for table in tables {
-        println!("{}", table.summary());
+        outln!("{}", table.summary());
     }
-    println!("views: {}", lake.views_file());
+    outln!("views: {}", lake.views_file());
     Ok(exit_code::OK)
 }
 
@@ -60,11 +60,11 @@ pub(super) async fn forget(args: ForgetArgs) -> Result<i32> {
     };
     let (report, verification) = plan::forget(&lake, &registry, &request, args.leases.times()?).await?;
     if let Some(report) = report {
-        print!("{}", report.render());
+        out!("{}", report.render());
     }
     match verification {
         Some(v) => {
-            print!("{}", v.render());
+            out!("{}", v.render());
             Ok(if v.traces.is_empty() { exit_code::OK } else { exit_code::PARTIAL })
         }
         None => Ok(exit_code::OK),
@@ -79,13 +79,13 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<i32> {
     let verb = if args.dry_run { "would delete" } else { "deleted" };
     let vacuumed = plan::vacuum_tables(&lake, &registry, &sources, retention, args.dry_run).await?;
     for (relative, files) in &vacuumed {
-        println!("{relative}: {verb} {} file(s)", files.len());
+        outln!("{relative}: {verb} {} file(s)", files.len());
         for file in files {
-            println!("  {file}");
+            outln!("  {file}");
         }
     }
     if vacuumed.is_empty() {
-        println!("no Delta tables in {}", lake.text);
+        outln!("no Delta tables in {}", lake.text);
     }
     if let Some(age) = &args.raw_older_than {
         let age = chrono::Duration::from_std(parse_duration(age)?)
@@ -94,7 +94,7 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<i32> {
         for (source, pruned) in
             plan::prune_raw(&lake, &sources, before, args.dry_run, args.leases.times()?).await?
         {
-            println!(
+            outln!(
                 "_cxlake/raw/{source}: {verb} {} raw file(s), {:.1} MB, of {} window(s) before {before}",
                 pruned.files,
                 pruned.stored_bytes as f64 / 1e6,
@@ -119,9 +119,9 @@ pub(super) async fn drift(args: DriftArgs) -> Result<i32> {
                 value
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&with_fix)?);
+        outln!("{}", serde_json::to_string_pretty(&with_fix)?);
     } else {
-        print!("{}", crate::drift::render(&args.dest, &drifts));
+        out!("{}", crate::drift::render(&args.dest, &drifts));
     }
     Ok(exit_code::OK)
 }
@@ -141,11 +141,11 @@ pub(super) async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Res
         };
         let calendars = crate::calendar::lake_calendar(&lake.dest, lookback).await?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&calendars)?);
+            outln!("{}", serde_json::to_string_pretty(&calendars)?);
         } else {
             use std::io::IsTerminal;
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            print!("{}", crate::calendar::render(&calendars, args.days.map(|n| n as usize), colour));
+            out!("{}", crate::calendar::render(&calendars, args.days.map(|n| n as usize), colour));
         }
         if args.max_age.is_none() {
             return Ok(exit_code::OK);
@@ -155,9 +155,9 @@ pub(super) async fn status(args: StatusArgs, config: Option<&ConfigFile>) -> Res
     if args.calendar {
         // The calendar was the answer; --max-age still checks.
     } else if json {
-        println!("{}", serde_json::to_string_pretty(&sources)?);
+        outln!("{}", serde_json::to_string_pretty(&sources)?);
     } else {
-        print!("{}", crate::status::render(&args.dest, &sources));
+        out!("{}", crate::status::render(&args.dest, &sources));
     }
     let Some(max_age) = &args.max_age else { return Ok(exit_code::OK) };
     let max_age =
@@ -206,9 +206,9 @@ pub(super) async fn dbt_sources(args: DbtSourcesArgs) -> Result<i32> {
     match &args.out {
         Some(path) => {
             std::fs::write(path, yml).with_context(|| format!("writing {}", path.display()))?;
-            println!("wrote the dbt sources of {} to {}", args.dest.dest, path.display());
+            outln!("wrote the dbt sources of {} to {}", args.dest.dest, path.display());
         }
-        None => print!("{yml}"),
+        None => out!("{yml}"),
     }
     Ok(exit_code::OK)
 }

@@ -150,7 +150,7 @@ pub(super) async fn check(args: CheckArgs, config: Option<&ConfigFile>) -> Resul
             });
         }
     }
-    print!("{}", doctor::render(&results));
+    out!("{}", doctor::render(&results));
     Ok(if results.iter().all(|r| r.ok) { exit_code::OK } else { exit_code::USAGE })
 }
 
@@ -175,16 +175,16 @@ pub(super) fn plan(args: PlanArgs) -> Result<i32> {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&shards)?);
+        outln!("{}", serde_json::to_string_pretty(&shards)?);
         return Ok(exit_code::OK);
     }
-    println!("{} window(s) from {} to {} in {} shard(s):", windows.len(), args.from, args.to, args.shards);
+    outln!("{} window(s) from {} to {} in {} shard(s):", windows.len(), args.from, args.to, args.shards);
     for shard in &shards {
         let range = match (shard["from"].as_str(), shard["to"].as_str()) {
             (Some(from), Some(to)) => format!("--from {from} --to {to}"),
             _ => "(nothing)".into(),
         };
-        println!(
+        outln!(
             "  --shard {:<6} {:>4} window(s)  {range}",
             shard["shard"].as_str().unwrap_or_default(),
             shard["windows"]
@@ -200,7 +200,7 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
         return Err(usage("no config file: pass --config cxlake.toml or set CXLAKE_CONFIG"));
     };
     let root = command_tree();
-    println!(
+    outln!(
         "# {}: the effective settings; command line > environment > file > defaults; secrets redacted",
         config.path.display()
     );
@@ -211,7 +211,7 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
         {
             Ok(parsed) => parsed,
             Err(e) => {
-                println!("\n[sources.{name}]\n# cannot run: {}", format!("{e:#}").replace('\n', "\n# "));
+                outln!("\n[sources.{name}]\n# cannot run: {}", format!("{e:#}").replace('\n', "\n# "));
                 code = exit_code::USAGE;
                 continue;
             }
@@ -223,7 +223,7 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
             .collect();
         if !globals_shown {
             for setting in effective(&root, &matches, &from_file) {
-                println!(
+                outln!(
                     "{:<48} # {}",
                     format!("{} = {:?}", setting.key, setting.value),
                     setting.origin.name()
@@ -237,9 +237,9 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
             .subcommand_matches("sync")
             .and_then(|m| m.subcommand_matches(&name))
             .expect("parsed above");
-        println!("\n[sources.{name}]");
+        outln!("\n[sources.{name}]");
         for setting in effective(leaf, sub, &from_file) {
-            println!("{:<48} # {}", format!("{} = {:?}", setting.key, setting.value), setting.origin.name());
+            outln!("{:<48} # {}", format!("{} = {:?}", setting.key, setting.value), setting.origin.name());
         }
         for (key, var) in secrets {
             let origin = match config.secret_reference_of(&name, key) {
@@ -250,7 +250,7 @@ pub(super) fn config_show(config: Option<&ConfigFile>) -> Result<i32> {
                 None if std::env::var_os(var).is_some() => format!("environment: {var}"),
                 None => format!("not set ({var} or {key}_file)"),
             };
-            println!("{:<48} # {origin}", format!("{key} = \"<redacted>\""));
+            outln!("{:<48} # {origin}", format!("{key} = \"<redacted>\""));
         }
     }
     Ok(code)
@@ -304,7 +304,7 @@ pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) 
         };
         outcomes.push((name.clone(), code));
     }
-    println!("\n{:<14} {:>4}  outcome", "source", "exit");
+    outln!("\n{:<14} {:>4}  outcome", "source", "exit");
     for (name, code) in &outcomes {
         let outcome = match *code {
             exit_code::OK => "ok",
@@ -314,7 +314,7 @@ pub(super) async fn sync_all(request: SyncRequest, config: Option<&ConfigFile>) 
             exit_code::INTERRUPTED => "interrupted (Ctrl-C or SIGTERM)",
             _ => "failed",
         };
-        println!("{name:<14} {code:>4}  {outcome}");
+        outln!("{name:<14} {code:>4}  {outcome}");
     }
     Ok(outcomes.iter().map(|(_, code)| *code).max().unwrap_or(exit_code::OK))
 }

@@ -16,10 +16,16 @@ pub(super) fn synth(args: SynthArgs) -> Result<i32> {
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
-    let rows = synth_source(source, dataset, args.date, args.per_day, &mut out)?;
-    std::io::Write::flush(&mut out).context("writing the synthetic data")?;
-    tracing::info!(dataset = %args.dataset, rows, "Generated");
+    let mut out = output::Watched::new(std::io::BufWriter::with_capacity(1 << 20, out));
+    let written = synth_source(source, dataset, args.date, args.per_day, &mut out).and_then(|rows| {
+        std::io::Write::flush(&mut out).context("writing the synthetic data").map(|()| rows)
+    });
+    match written {
+        Ok(rows) => tracing::info!(dataset = %args.dataset, rows, "Generated"),
+        // `cxlake synth … | head`: the reader had what it wanted.
+        Err(_) if out.reader_gone => {}
+        Err(e) => return Err(e),
+    }
     Ok(exit_code::OK)
 }
 
@@ -43,24 +49,18 @@ pub(super) async fn schema(command: SchemaCommand) -> Result<i32> {
     match command {
         SchemaCommand::List { schemas } => {
             let registry = plan::registry(schemas.dir.as_deref())?;
-            println!("{:<22} {:>7}  {:<20} description", "dataset", "columns", "file");
+            outln!("{:<22} {:>7}  {:<20} description", "dataset", "columns", "file");
             for s in registry.iter() {
-                println!(
-                    "{:<22} {:>7}  {:<20} {}",
-                    s.qualified_name(),
-                    s.columns.len(),
-                    s.file,
-                    s.description
-                );
+                outln!("{:<22} {:>7}  {:<20} {}", s.qualified_name(), s.columns.len(), s.file, s.description);
             }
         }
         SchemaCommand::Draft { name, file: Some(file), rows, .. } => {
-            print!("{}", schema_draft(&name, &file, rows)?);
+            out!("{}", schema_draft(&name, &file, rows)?);
         }
         SchemaCommand::Draft { name, from_lake: Some(dest), from, to, rows, schemas, .. } => {
             let registry = plan::registry(schemas.dir.as_deref())?;
             let (from, to) = (plan::day_of(from.as_deref())?, plan::day_of(to.as_deref())?);
-            print!("{}", plan::redraw(&registry, &Lake::existing(&dest)?, &name, from, to, rows).await?);
+            out!("{}", plan::redraw(&registry, &Lake::existing(&dest)?, &name, from, to, rows).await?);
         }
         SchemaCommand::Draft { .. } => return Err(usage("name a sample FILE or --from-lake DEST")),
         SchemaCommand::Docs { format, source, out, schemas } => {
@@ -79,21 +79,21 @@ pub(super) async fn schema(command: SchemaCommand) -> Result<i32> {
                 Some(path) => {
                     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
                 }
-                None => print!("{text}"),
+                None => out!("{text}"),
             }
         }
         SchemaCommand::Show { name, schemas } => {
             let registry = plan::registry(schemas.dir.as_deref())?;
             let s = registry.get(&name).map_err(|e| usage(e.to_string()))?;
             let version = s.version.as_deref().map(|v| format!(", newest by {v}")).unwrap_or_default();
-            println!(
+            outln!(
                 "{} — {} ({}; key {}{version})",
                 s.qualified_name(),
                 s.description,
                 s.file,
                 s.key_display()
             );
-            println!("{:<38} {:<30} {:<8} {:<12} description", "column", "arrow type", "nullable", "pii");
+            outln!("{:<38} {:<30} {:<8} {:<12} description", "column", "arrow type", "nullable", "pii");
             let yes_no = |b: bool| if b { "yes" } else { "no" };
             // A personal column shows what it holds and its own action, when it has one.
             let pii = |c: &crate::schema::Column| {
@@ -112,7 +112,7 @@ pub(super) async fn schema(command: SchemaCommand) -> Result<i32> {
             };
             for c in &s.columns {
                 let deprecated = if c.deprecated { " (deprecated)" } else { "" };
-                println!(
+                outln!(
                     "{:<38} {:<30} {:<8} {:<12} {}{deprecated}",
                     c.name,
                     c.column_type.to_string(),
@@ -121,7 +121,7 @@ pub(super) async fn schema(command: SchemaCommand) -> Result<i32> {
                     c.description
                 );
                 for m in c.members() {
-                    println!(
+                    outln!(
                         "{:<38} {:<30} {:<8} {:<12} {}",
                         format!("  .{}", m.name),
                         m.column_type.to_string(),

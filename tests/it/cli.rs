@@ -297,3 +297,30 @@ async fn sigint_stops_taking_windows_prints_the_summary_and_records_an_interrupt
     let status = run_cxlake(&["status", "--dest", &lake_arg], NO_ENV).await;
     assert!(status.stdout.contains("INTERRUPTED"), "{}", status.stdout);
 }
+
+/// `cxlake … | head`: a reader that goes away ends the output, not the command — no panic, no
+/// error, the command's own exit code. (SIGPIPE stays ignored: with its default action a write
+/// to a closed S3 connection killed a sync, which the storage-fault tests found.)
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    for args in [
+        vec!["schema", "docs", "--format", "json"],
+        vec!["synth", "saltedcx.turn", "--date", "2024-03-01", "--per-day", "20000"],
+    ] {
+        let mut child = cxlake_command()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "{args:?} printed something");
+        // The reader is dropped here: the rest of the output meets a closed pipe.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
