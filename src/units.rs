@@ -1,6 +1,9 @@
-//! Human-written durations in arguments and configuration: `90s`, `30m`, `2h`, `7d`, `250ms`.
+//! Durations as people and servers write them: `90s`, `30m`, `2h`, `7d`, `250ms` in arguments
+//! and configuration; `Retry-After` in an HTTP answer (the platforms' APIs and the object store).
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 /// Parses `90s`, `30m`, `2h`, `7d`, `500ms` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -20,9 +23,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT` (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn retry_now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        assert_eq!(parse_retry_after("120", retry_now()), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", retry_now()),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", retry_now()), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", retry_now()), None);
+    }
 
     #[test]
     fn durations_in_common_units() {

@@ -12,6 +12,7 @@ pub mod lease;
 pub mod parquet;
 pub mod raw;
 pub mod resilient;
+pub mod retry_after;
 pub mod row_groups;
 pub mod s3_uploads;
 pub mod store;

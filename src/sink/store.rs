@@ -42,7 +42,10 @@ impl Destination {
             if bucket.is_empty() {
                 return Err(invalid("no bucket name; write s3://BUCKET/optional/prefix".into()));
             }
-            let builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            // object_store's retries, made to wait as long as a `Retry-After` asks.
+            let builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_http_connector(super::retry_after::RetryAfterConnector::default());
             let region =
                 builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
             let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);

@@ -67,12 +67,16 @@ pub struct FaultPlan {
     pub seed: u64,
     /// How long a `Delay` holds a request.
     pub delay: std::time::Duration,
+    /// The `Retry-After` (seconds) a SlowDown carries, if any.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 pub struct Counts {
     pub requests: BTreeMap<Op, u64>,
     pub injected: BTreeMap<(Op, Fault), u64>,
+    /// For each SlowDown that carried `Retry-After`: how long until the same request came again.
+    pub came_back_after: Vec<std::time::Duration>,
 }
 
 pub struct FaultProxy {
@@ -121,6 +125,7 @@ impl FaultProxy {
             rng: Mutex::new(cxlake::sources::synthetic::Rng::new(0)),
             turn: Mutex::new(0),
             counts: counts.clone(),
+            slowed: Mutex::default(),
         });
         *state.rng.lock().unwrap() = cxlake::sources::synthetic::Rng::new(state.plan.seed);
         let task = tokio::spawn(async move {
@@ -149,6 +154,8 @@ struct State {
     rng: Mutex<cxlake::sources::synthetic::Rng>,
     turn: Mutex<usize>,
     counts: Arc<Mutex<Counts>>,
+    /// Requests answered SlowDown with `Retry-After`, by method and URI: when.
+    slowed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// Why the proxy answers nothing: an injected reset, or the upstream failing.
@@ -163,13 +170,13 @@ impl std::fmt::Display for NoAnswer {
 
 impl std::error::Error for NoAnswer {}
 
-fn s3_error(status: u16, code: &str) -> Response<Full<Bytes>> {
+fn s3_error(status: u16, code: &str, retry_after: Option<u64>) -> Response<Full<Bytes>> {
     let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>");
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/xml")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
+    let mut response = Response::builder().status(status).header("content-type", "application/xml");
+    if let Some(seconds) = retry_after {
+        response = response.header("retry-after", seconds.to_string());
+    }
+    response.body(Full::new(Bytes::from(body))).unwrap()
 }
 
 impl State {
@@ -193,10 +200,19 @@ impl State {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, NoAnswer> {
         let failed = |e: &dyn std::fmt::Display| NoAnswer(e.to_string());
         let op = classify(&request);
+        let key = format!("{} {}", request.method(), request.uri());
+        if let Some(at) = self.slowed.lock().unwrap().remove(&key) {
+            self.counts.lock().unwrap().came_back_after.push(at.elapsed());
+        }
         let fault = self.draw(op);
         match fault {
-            Some(Fault::SlowDown) => return Ok(s3_error(503, "SlowDown")),
-            Some(Fault::InternalError) => return Ok(s3_error(500, "InternalError")),
+            Some(Fault::SlowDown) => {
+                if self.plan.retry_after.is_some() {
+                    self.slowed.lock().unwrap().insert(key, std::time::Instant::now());
+                }
+                return Ok(s3_error(503, "SlowDown", self.plan.retry_after));
+            }
+            Some(Fault::InternalError) => return Ok(s3_error(500, "InternalError", None)),
             Some(Fault::Delay) => tokio::time::sleep(self.plan.delay).await,
             _ => {}
         }
