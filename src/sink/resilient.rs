@@ -19,7 +19,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,6 +39,10 @@ pub struct StorageRetry {
     pub attempts: u32,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// No attempt starts this long after a call's first: each attempt is itself up to ten of
+    /// object_store's retries (within its three minutes), so a store that is down fails the
+    /// window in minutes rather than after attempts × object_store's budget.
+    pub deadline: Duration,
 }
 
 impl Default for StorageRetry {
@@ -47,6 +51,7 @@ impl Default for StorageRetry {
             attempts: 10,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            deadline: Duration::from_secs(300),
         }
     }
 }
@@ -73,6 +78,35 @@ impl StorageRetry {
     }
 }
 
+/// One call's attempts so far, against the policy's count and deadline.
+struct Attempts {
+    policy: StorageRetry,
+    made: u32,
+    started: Instant,
+}
+
+impl Attempts {
+    fn new(policy: StorageRetry) -> Attempts {
+        Attempts { policy, made: 1, started: Instant::now() }
+    }
+
+    /// Whether no attempt has been repeated yet.
+    fn first(&self) -> bool {
+        self.made == 1
+    }
+
+    /// After a failure in transit: the wait before one more attempt, or `None` when the error
+    /// is an answer or the budget is spent.
+    fn another(&mut self, error: &Error) -> Option<Duration> {
+        let within = self.made < self.policy.attempts && self.started.elapsed() < self.policy.deadline;
+        if !(is_transient(error) && within) {
+            return None;
+        }
+        self.made += 1;
+        Some(self.policy.backoff(self.made))
+    }
+}
+
 /// Whether `error` may be a call that failed on the way (a broken connection, a timeout, an
 /// error status past object_store's own retries): the answers that mean something — not found,
 /// already exists, a failed precondition, refused credentials — are not.
@@ -85,16 +119,17 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut attempt = 1;
+    let mut attempts = Attempts::new(policy);
     loop {
         match call().await {
-            Err(e) if is_transient(&e) && attempt < policy.attempts => {
-                attempt += 1;
-                let wait = policy.backoff(attempt);
-                tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "Storage call failed in transit ({what}); trying again");
-                tokio::time::sleep(wait).await;
-            }
-            other => return other,
+            Err(e) => match attempts.another(&e) {
+                Some(wait) => {
+                    tracing::warn!(error = %e, attempt = attempts.made, wait_ms = wait.as_millis() as u64, "Storage call failed in transit ({what}); trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(e),
+            },
+            done => return done,
         }
     }
 }
@@ -155,16 +190,16 @@ impl ObjectStore for Resilient {
             })
             .await;
         }
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(self.policy);
         loop {
             match self.inner.put_opts(location, payload.clone(), opts.clone()).await {
-                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, path = %location, "A create-only put failed in transit; reading back whether it landed");
                     if let Some(result) = self.landed(location, &payload).await? {
                         return Ok(result);
                     }
-                    attempt += 1;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    let Some(wait) = attempts.another(&e) else { return Err(e) };
+                    tokio::time::sleep(wait).await;
                 }
                 // A create that finds the object: someone else's, or ours after all — object_store
                 // itself sends a request again when its connection broke, and the second
@@ -227,31 +262,37 @@ impl ObjectStore for Resilient {
                             Err(e) => results.push(Err(e)),
                         }
                     }
-                    let mut attempt = 1;
+                    let mut attempts = Attempts::new(policy);
                     while !pending.is_empty() {
                         let paths = futures::stream::iter(pending.clone().into_iter().map(Ok)).boxed();
                         let outcomes: Vec<Result<Path>> = inner.delete_stream(paths).collect().await;
-                        let mut again = Vec::new();
+                        let (mut again, mut failed) = (Vec::new(), Vec::new());
                         for (path, outcome) in pending.iter().zip(outcomes) {
                             match outcome {
                                 Ok(done) => results.push(Ok(done)),
                                 Err(Error::NotFound { .. }) => results.push(Ok(path.clone())),
-                                Err(e) if is_transient(&e) && attempt < policy.attempts => {
-                                    again.push(path.clone())
+                                Err(e) if is_transient(&e) => {
+                                    again.push(path.clone());
+                                    failed.push(e);
                                 }
                                 Err(e) => results.push(Err(e)),
                             }
                         }
                         pending = again;
-                        if !pending.is_empty() {
-                            attempt += 1;
-                            let wait = policy.backoff(attempt);
-                            tracing::warn!(
-                                paths = pending.len(),
-                                attempt,
-                                "Deletes failed in transit; deleting them again"
-                            );
-                            tokio::time::sleep(wait).await;
+                        let Some(first) = failed.first() else { continue };
+                        match attempts.another(first) {
+                            Some(wait) => {
+                                tracing::warn!(
+                                    paths = pending.len(),
+                                    attempt = attempts.made,
+                                    "Deletes failed in transit; deleting them again"
+                                );
+                                tokio::time::sleep(wait).await;
+                            }
+                            None => {
+                                results.extend(failed.into_iter().map(Err));
+                                pending.clear();
+                            }
                         }
                     }
                     futures::stream::iter(results)
@@ -279,16 +320,16 @@ impl ObjectStore for Resilient {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(self.policy);
         loop {
             match self.inner.copy_opts(from, to, options.clone()).await {
-                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                Err(e) if is_transient(&e) => {
+                    let Some(wait) = attempts.another(&e) else { return Err(e) };
+                    tokio::time::sleep(wait).await;
                 }
                 // A create-only copy retried after a lost answer finds its own copy.
                 Err(Error::AlreadyExists { .. })
-                    if attempt > 1 && matches!(options.mode, CopyMode::Create) =>
+                    if !attempts.first() && matches!(options.mode, CopyMode::Create) =>
                 {
                     let (source, target) = (self.inner.head(from).await?, self.inner.head(to).await?);
                     return if source.size == target.size && source.e_tag == target.e_tag {
@@ -306,16 +347,16 @@ impl ObjectStore for Resilient {
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(self.policy);
         loop {
             match self.inner.rename_opts(from, to, options.clone()).await {
-                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                Err(e) if is_transient(&e) => {
+                    let Some(wait) = attempts.another(&e) else { return Err(e) };
+                    tokio::time::sleep(wait).await;
                 }
                 // A retried rename whose first attempt moved the object: the source is gone and
                 // the target is there.
-                Err(Error::NotFound { .. }) if attempt > 1 => {
+                Err(Error::NotFound { .. }) if !attempts.first() => {
                     return match self.inner.head(to).await {
                         Ok(_) => Ok(()),
                         Err(e) => Err(e),
@@ -346,21 +387,21 @@ impl MultipartUpload for ResilientUpload {
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(self.policy);
         loop {
             match self.inner.complete().await {
-                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
+                Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, path = %self.location, "Completing a multipart upload failed in transit; checking whether it completed");
                     if let Ok(meta) = self.store.head(&self.location).await {
                         if meta.size == self.bytes {
                             return Ok(PutResult { e_tag: meta.e_tag, version: meta.version });
                         }
                     }
-                    attempt += 1;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    let Some(wait) = attempts.another(&e) else { return Err(e) };
+                    tokio::time::sleep(wait).await;
                 }
                 // A completion retried after its first attempt completed: the upload is gone.
-                Err(e) if attempt > 1 => {
+                Err(e) if !attempts.first() => {
                     return match self.store.head(&self.location).await {
                         Ok(meta) if meta.size == self.bytes => {
                             Ok(PutResult { e_tag: meta.e_tag, version: meta.version })
@@ -374,16 +415,42 @@ impl MultipartUpload for ResilientUpload {
     }
 
     async fn abort(&mut self) -> Result<()> {
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(self.policy);
         loop {
             match self.inner.abort().await {
-                Err(e) if is_transient(&e) && attempt < self.policy.attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                Err(e) if is_transient(&e) => {
+                    let Some(wait) = attempts.another(&e) else { return Err(e) };
+                    tokio::time::sleep(wait).await;
                 }
                 Err(Error::NotFound { .. }) => return Ok(()),
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_tried_again_within_its_count_and_deadline_and_never_after_an_answer() {
+        let transient = || Error::Generic { store: "S3", source: "connection reset".into() };
+        let policy = StorageRetry {
+            attempts: 3,
+            first_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            deadline: Duration::from_secs(3600),
+        };
+        let mut attempts = Attempts::new(policy);
+        assert!(attempts.first());
+        assert!(attempts.another(&transient()).is_some());
+        assert!(!attempts.first());
+        assert!(attempts.another(&transient()).is_some());
+        assert!(attempts.another(&transient()).is_none(), "three attempts in all");
+        let answer = Error::NotFound { path: "x".into(), source: "gone".into() };
+        assert!(Attempts::new(policy).another(&answer).is_none());
+        let spent = StorageRetry { deadline: Duration::ZERO, ..policy };
+        assert!(Attempts::new(spent).another(&transient()).is_none(), "past the deadline");
     }
 }
