@@ -339,8 +339,14 @@ pub async fn run_cxlake<A: AsRef<str>, K: AsRef<str>, V: AsRef<str>>(args: &[A],
             std::thread::sleep(Duration::from_millis(20));
         };
         let (stdout, mut stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-        if status.is_none() {
-            stderr.push_str(&format!("\n[test] cxlake {args:?} did not finish in {RUN_TIMEOUT:?}: killed\n"));
+        match status {
+            None => stderr
+                .push_str(&format!("\n[test] cxlake {args:?} did not finish in {RUN_TIMEOUT:?}: killed\n")),
+            Some(status) => {
+                if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+                    stderr.push_str(&format!("\n[test] cxlake {args:?} ended by signal {signal}\n"));
+                }
+            }
         }
         Output { code: status.and_then(|s| s.code()).unwrap_or(-1), stdout, stderr }
     })
@@ -617,6 +623,30 @@ impl S3 {
             .with_secret_access_key(&self.secret)
             .build()
             .unwrap()
+    }
+
+    /// The bucket as cxlake sees it for what object_store cannot do (listing open uploads).
+    pub fn bucket(&self) -> cxlake::sink::s3_uploads::S3Bucket {
+        cxlake::sink::s3_uploads::S3Bucket {
+            store: std::sync::Arc::new(self.store()),
+            bucket: self.bucket.clone(),
+            region: "us-east-1".into(),
+            endpoint: Some(self.endpoint.clone()),
+        }
+    }
+
+    /// Nothing half-done under the lake at `prefix`: no open multipart upload, an empty staging area.
+    pub async fn assert_nothing_left(&self, prefix: &str, what: &str) {
+        use futures::TryStreamExt;
+        let open = self.bucket().incomplete_uploads(prefix).await.unwrap();
+        assert!(open.is_empty(), "{what}: uploads left open: {open:?}");
+        let staging = object_store::path::Path::from(format!("{prefix}/_cxlake/staging"));
+        let staged: Vec<String> = object_store::ObjectStore::list(&self.store(), Some(&staging))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(staged.is_empty(), "{what}: staging left: {staged:?}");
     }
 }
 

@@ -2,7 +2,6 @@
 //! random moments of a sync whose files go up as multipart uploads leaves no upload behind.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cxlake::sink::s3_uploads::S3Bucket;
@@ -16,13 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::common::*;
 
 fn bucket() -> S3Bucket {
-    let s3 = s3();
-    S3Bucket {
-        store: Arc::new(s3.store()),
-        bucket: s3.bucket,
-        region: "us-east-1".into(),
-        endpoint: Some(s3.endpoint),
-    }
+    s3().bucket()
 }
 
 fn env_for(emulator: &cxlake::sources::saltedcx::emulator::Emulator) -> Vec<(&'static str, String)> {

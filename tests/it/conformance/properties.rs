@@ -453,10 +453,10 @@ pub async fn every_format_and_store_lands_the_same_rows<S: SourceUnderTest>() {
     assert!(delta.path().join(format!("{}/{}/_delta_log", S::NAME, schemas::<S>()[0].dataset)).is_dir());
 }
 
-/// Storage that misbehaves never costs a window: through the fault proxy, a tenth of the S3
+/// Storage that misbehaves never costs a window: through the fault proxy, a quarter of the S3
 /// requests meet a 503 SlowDown, a 500, a connection reset after the server executed them, or a
 /// delay, and one sync still lands, as plain Parquet and as Delta, exactly the rows a sync to
-/// local disk lands.
+/// local disk lands, with no upload left open and nothing left in staging.
 pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
     use crate::fault_proxy::{Fault, FaultPlan, FaultProxy};
     let secret = S::secret();
@@ -469,11 +469,12 @@ pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
     let run = Rng::new(std::process::id().into()).below(1 << 40);
     for (format, seed) in [("parquet", 5), ("delta", 9)] {
         let plan = FaultPlan {
-            rate: 0.1,
+            rate: 0.25,
             ops: Vec::new(),
             faults: vec![Fault::SlowDown, Fault::InternalError, Fault::ResetAfterExecution, Fault::Delay],
             seed: seed + S::NAME.len() as u64,
             delay: Duration::from_millis(200),
+            retry_after: None,
         };
         let proxy = FaultProxy::start(&s3.endpoint, plan).await;
         let prefix = format!("storage-faults-{}-{run}-{format}", S::NAME);
@@ -492,6 +493,7 @@ pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
             };
             assert!(got == want, "{}.{}: {format} through storage faults {counts}", S::NAME, schema.dataset);
         }
+        s3.assert_nothing_left(&prefix, &format!("{}: {format}", S::NAME)).await;
     }
 }
 
