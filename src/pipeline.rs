@@ -352,7 +352,7 @@ async fn refresh_current_tables<S: Source>(
             Ok(tables) => {
                 report.current = tables;
                 if failed_before.is_some() {
-                    state.delete(&failure_file).await?;
+                    state.clear(&failure_file).await;
                 }
             }
             Err(e) => {

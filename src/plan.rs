@@ -674,7 +674,7 @@ pub async fn refresh_current(
                 crate::current::refresh_tables(dest, source, tables, *format, &run_id, memory, full).await;
             lease.release().await?;
             reports.extend(refreshed?);
-            StateStore::new(dest.clone()).delete(&layout::current_refresh_failure_file(source)).await?;
+            StateStore::new(dest.clone()).clear(&layout::current_refresh_failure_file(source)).await;
         }
         let lease = Lease::acquire_waiting(dest, &LeaseName::views(), &run_id, times.ttl, times.wait).await?;
         let views = crate::current::write_views(dest, registry).await;

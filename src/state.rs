@@ -184,6 +184,14 @@ impl StateStore {
         }
     }
 
+    /// Deletes a marker whose work is done (a failed refresh that has since succeeded): cleanup,
+    /// so a failure is a warning — the marker left asks the next run for work it would do anyway.
+    pub async fn clear(&self, relative: &str) {
+        if let Err(e) = self.delete(relative).await {
+            tracing::warn!(error = %e, "Could not clear a marker of work since done; the next run looks at it again");
+        }
+    }
+
     /// Sources that have bookkeeping in this destination.
     pub async fn sources(&self) -> Result<Vec<String>, SinkError> {
         let dir = self.dest.path(&format!("{}/state", layout::BOOKKEEPING_DIR));

@@ -494,9 +494,15 @@ impl RunGuard {
         }
         let presence = &self.presence;
         let path = presence.dest.path(&presence.name.file(presence.record.generation));
-        // Cleanup: a presence left behind expires at its TTL (see `Lease::release`).
+        // Cleanup: a presence left behind expires at its TTL (see `Lease::release`). A store
+        // that refuses deletes (an append-only bucket policy) may still take it marked released.
         if let Err(e) = presence.dest.store.delete(&path).await {
-            tracing::warn!(error = %e, path = %path, "Could not remove this run's presence; it expires at its TTL");
+            let mut record = presence.record.clone();
+            record.released = true;
+            record.heartbeat_at = Utc::now();
+            if write(&presence.dest, &presence.name, &record, PutMode::Overwrite).await.is_err() {
+                tracing::warn!(error = %e, path = %path, "Could not remove this run's presence; it expires at its TTL");
+            }
         }
         // object_store leaves the emptied directory behind on local disk.
         if let Some(dir) = &presence.dest.local_dir {

@@ -12,7 +12,9 @@
 //!   that second attempt finds what the first one wrote); other bytes mean another writer won,
 //!   and the caller sees `AlreadyExists`;
 //! - a multipart completion whose answer was lost is resolved by a HEAD: an object of the size of
-//!   the parts is the upload completed.
+//!   the parts is the upload completed;
+//! - a rename (a copy, then a delete) of a staged file whose source cannot be deleted has
+//!   landed: what is left in staging is swept by a later run.
 //!
 //! Only S3 lakes are wrapped: a local directory's calls do not lose answers.
 
@@ -29,7 +31,7 @@ use object_store::path::Path;
 use object_store::{
     CopyMode, CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
     ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result, UploadPart,
+    RenameOptions, RenameTargetMode, Result, UploadPart,
 };
 
 /// How often and how long a call that failed in transit is tried again.
@@ -346,26 +348,31 @@ impl ObjectStore for Resilient {
         }
     }
 
+    /// A rename on S3 is a copy and a delete. The copy moves the data and is retried as a copy
+    /// is; deleting a staged source afterwards is cleanup — a staged file left behind is
+    /// invisible to readers and a later run's sweep removes it — so its failure is a warning,
+    /// never a failed window. Any other source must be gone for the rename to have happened.
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        let mut attempts = Attempts::new(self.policy);
-        loop {
-            match self.inner.rename_opts(from, to, options.clone()).await {
-                Err(e) if is_transient(&e) => {
-                    let Some(wait) = attempts.another(&e) else { return Err(e) };
-                    tokio::time::sleep(wait).await;
-                }
-                // A retried rename whose first attempt moved the object: the source is gone and
-                // the target is there.
-                Err(Error::NotFound { .. }) if !attempts.first() => {
-                    return match self.inner.head(to).await {
-                        Ok(_) => Ok(()),
-                        Err(e) => Err(e),
-                    };
-                }
-                other => return other,
+        let mode = match options.target_mode {
+            RenameTargetMode::Overwrite => CopyMode::Overwrite,
+            RenameTargetMode::Create => CopyMode::Create,
+        };
+        self.copy_opts(from, to, CopyOptions { mode, extensions: options.extensions }).await?;
+        match self.delete(from).await {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) if is_staged(from) => {
+                tracing::warn!(error = %e, path = %from, "Could not delete a staged file after copying it into place; it is invisible to readers, and a later run's sweep removes it");
+                Ok(())
             }
+            Err(e) => Err(e),
         }
     }
+}
+
+/// Whether `path` is in a run's staging area (`…/_cxlake/staging/…`).
+fn is_staged(path: &Path) -> bool {
+    let staging = super::layout::staging_root();
+    path.as_ref().starts_with(&format!("{staging}/")) || path.as_ref().contains(&format!("/{staging}/"))
 }
 
 /// A multipart upload whose completion survives a lost answer.
@@ -452,5 +459,15 @@ mod tests {
         assert!(Attempts::new(policy).another(&answer).is_none());
         let spent = StorageRetry { deadline: Duration::ZERO, ..policy };
         assert!(Attempts::new(spent).another(&transient()).is_none(), "past the deadline");
+    }
+
+    #[test]
+    fn staged_files_are_told_apart_from_the_lake() {
+        assert!(is_staged(&Path::from(
+            "lake/_cxlake/staging/run-1/saltedcx/turn/date=2024-03-01/part-00000.parquet"
+        )));
+        assert!(is_staged(&Path::from("_cxlake/staging/run-1/x.parquet")));
+        assert!(!is_staged(&Path::from("lake/saltedcx/turn/date=2024-03-01/part-00000.parquet")));
+        assert!(!is_staged(&Path::from("lake/_cxlake/state/saltedcx/staging.json")));
     }
 }

@@ -650,18 +650,11 @@ impl S3 {
     }
 }
 
-/// A Delta table's rows on S3 through its own log (the files its latest version references),
-/// each rendered, sorted: files a retried or crashed commit left unreferenced do not count.
-pub async fn delta_rows_on_s3(
-    store: &impl object_store::ObjectStore,
-    prefix: &str,
-    source: &str,
-    dataset: &str,
-) -> Vec<String> {
+/// The data files (keys under the table) a Delta table's latest version references, from its log.
+pub async fn delta_files_on_s3(store: &impl object_store::ObjectStore, table: &str) -> BTreeSet<String> {
     use futures::TryStreamExt;
     use object_store::path::Path as ObjectPath;
     use object_store::ObjectStoreExt;
-    let table = format!("{prefix}/{source}/{dataset}");
     let log = ObjectPath::from(format!("{table}/_delta_log"));
     let mut entries: Vec<ObjectPath> = store
         .list(Some(&log))
@@ -673,24 +666,37 @@ pub async fn delta_rows_on_s3(
         .filter(|k| k.as_ref().ends_with(".json"))
         .collect();
     entries.sort();
-    let mut files = std::collections::BTreeSet::new();
+    let mut files = BTreeSet::new();
     for entry in entries {
         let text =
             String::from_utf8(store.get(&entry).await.unwrap().bytes().await.unwrap().to_vec()).unwrap();
         for line in text.lines() {
             let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            let decoded =
+                |path: &str| percent_encoding::percent_decode_str(path).decode_utf8().unwrap().to_string();
             if let Some(path) = action["add"]["path"].as_str() {
-                files.insert(path.to_string());
+                files.insert(format!("{table}/{}", decoded(path)));
             }
             if let Some(path) = action["remove"]["path"].as_str() {
-                files.remove(path);
+                files.remove(&format!("{table}/{}", decoded(path)));
             }
         }
     }
+    files
+}
+
+/// A Delta table's rows on S3 through its own log (the files its latest version references),
+/// each rendered, sorted: files a retried or crashed commit left unreferenced do not count.
+pub async fn delta_rows_on_s3(
+    store: &impl object_store::ObjectStore,
+    prefix: &str,
+    source: &str,
+    dataset: &str,
+) -> Vec<String> {
+    use object_store::ObjectStoreExt;
     let mut rows = Vec::new();
-    for file in files {
-        let decoded = percent_encoding::percent_decode_str(&file).decode_utf8().unwrap().to_string();
-        let key = ObjectPath::from(format!("{table}/{decoded}"));
+    for key in delta_files_on_s3(store, &format!("{prefix}/{source}/{dataset}")).await {
+        let key = object_store::path::Path::from(key);
         rows.extend(
             batch_rows(&read_parquet_bytes(store.get(&key).await.unwrap().bytes().await.unwrap()))
                 .iter()
@@ -699,4 +705,18 @@ pub async fn delta_rows_on_s3(
     }
     rows.sort();
     rows
+}
+
+/// The Parquet data files under a table on S3 (its log's own files aside).
+pub async fn parquet_keys_on_s3(store: &impl object_store::ObjectStore, table: &str) -> BTreeSet<String> {
+    use futures::TryStreamExt;
+    store
+        .list(Some(&object_store::path::Path::from(table)))
+        .map_ok(|m| m.location.to_string())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.ends_with(".parquet") && !k.contains("/_delta_log/"))
+        .collect()
 }

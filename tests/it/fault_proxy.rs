@@ -55,6 +55,8 @@ pub enum Fault {
     /// The request reaches the server and is executed; its answer never comes back.
     ResetAfterExecution,
     Delay,
+    /// 403 AccessDenied: a bucket policy that refuses the operation (deletes, in an append-only bucket).
+    AccessDenied,
 }
 
 /// Which requests meet a fault: `rate` of those whose operation is in `ops` (all when empty),
@@ -213,6 +215,7 @@ impl State {
                 return Ok(s3_error(503, "SlowDown", self.plan.retry_after));
             }
             Some(Fault::InternalError) => return Ok(s3_error(500, "InternalError", None)),
+            Some(Fault::AccessDenied) => return Ok(s3_error(403, "AccessDenied", None)),
             Some(Fault::Delay) => tokio::time::sleep(self.plan.delay).await,
             _ => {}
         }

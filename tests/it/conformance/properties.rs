@@ -492,9 +492,61 @@ pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
                 s3_rows(&store, &prefix, S::NAME, &schema.dataset).await
             };
             assert!(got == want, "{}.{}: {format} through storage faults {counts}", S::NAME, schema.dataset);
+            if format == "delta" {
+                // No stray object: every data file under the table is one its log references.
+                let table = format!("{prefix}/{}/{}", S::NAME, schema.dataset);
+                let referenced = crate::common::delta_files_on_s3(&store, &table).await;
+                let present = crate::common::parquet_keys_on_s3(&store, &table).await;
+                let strays: Vec<_> = present.difference(&referenced).collect();
+                assert!(
+                    strays.is_empty(),
+                    "{}.{}: files no version references: {strays:?}",
+                    S::NAME,
+                    schema.dataset
+                );
+            }
         }
         s3.assert_nothing_left(&prefix, &format!("{}: {format}", S::NAME)).await;
     }
+}
+
+/// Cleanup never fails a window: against a store that refuses every delete (an append-only
+/// bucket policy: 403 AccessDenied), one sync still lands exactly the rows a sync to local disk
+/// lands, and the next run, once deletes are allowed, sweeps what the first left in staging.
+pub async fn refused_cleanup_never_fails_a_window<S: SourceUnderTest>() {
+    use crate::fault_proxy::{Fault, FaultPlan, FaultProxy, Op};
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let reference = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, reference.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let s3 = crate::common::s3();
+    let plan = FaultPlan {
+        rate: 1.0,
+        ops: vec![Op::Delete, Op::BulkDelete],
+        faults: vec![Fault::AccessDenied],
+        seed: 1,
+        delay: Duration::ZERO,
+        retry_after: None,
+    };
+    let proxy = FaultProxy::start(&s3.endpoint, plan).await;
+    let run = Rng::new(std::process::id().into()).below(1 << 40);
+    let prefix = format!("refused-deletes-{}-{run}", S::NAME);
+    let dest = format!("s3://{}/{prefix}", s3.bucket);
+    let out = sync_into::<S>(&emulator, &secret, &dest, 2, &[], proxy.s3_env(&s3)).await;
+    let counts = format!("{:?}", proxy.counts.lock().unwrap());
+    assert_eq!(out.code, 0, "{}: deletes refused {counts}\n{}\n{}", S::NAME, out.stdout, out.stderr);
+    assert!(proxy.injected() > 0, "{}: no delete was refused", S::NAME);
+    let store = s3.store();
+    for schema in schemas::<S>() {
+        let want = local_rows(reference.path(), S::NAME, &schema.dataset);
+        let got = s3_rows(&store, &prefix, S::NAME, &schema.dataset).await;
+        assert!(got == want, "{}.{}: deletes refused {counts}", S::NAME, schema.dataset);
+    }
+    let env: Vec<(String, String)> = s3.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let out = sync_into::<S>(&emulator, &secret, &dest, 3, &[], env).await;
+    assert_eq!(out.code, 0, "{}: the next run\n{}\n{}", S::NAME, out.stdout, out.stderr);
+    s3.assert_nothing_left(&prefix, &format!("{}: after the next run's sweep", S::NAME)).await;
 }
 
 /// `forget` of a person the source's data names leaves no trace: the lake, the current tables,
@@ -618,6 +670,7 @@ macro_rules! with_properties {
             replay_and_convert_land_what_sync_landed,
             every_format_and_store_lands_the_same_rows,
             storage_faults_are_survived,
+            refused_cleanup_never_fails_a_window,
             forget_leaves_no_trace,
             incremental_current_tables_equal_a_full_rebuild
         }
