@@ -204,15 +204,20 @@ async fn soak_source<S: SourceUnderTest>(soak: &Soak, role: usize) -> Figures {
     std::mem::take(figures)
 }
 
-/// What the soak has found so far, kept in the report it writes.
-const FOUND: &str = "## What the soak found\n\n\
+/// What the soak (and the storage-fault tests) found so far, kept in the report it writes.
+const FOUND: &str = "## What the soak and the fault tests found\n\n\
 - **A run that waited out the hour (the first 60-night soak, 7 December 2026).** About the 330th run, Salted CX's last \
 night, never finished: it held its window's lease, heartbeated it, and sent nothing. It was not stuck: it was waiting for \
 the lake's export creation cap (`--max-export-rate`, 60 an hour by default), because the soak's nights pass in seconds \
 and that night's export was Salted CX's 61st within the hour (with the kills' extra ones). It had said so at `info` \
 (\"Waiting for the export creation cap shared by this lake's workers\"), in output the test did not keep. The soak now \
 passes `--max-export-rate 100000/1h` with the other flags that compress time (poll intervals), and a test's `cxlake` run \
-is killed after 300 s with what it printed, so a wait like this one is shown, not guessed at.\n";
+is killed after 300 s with what it printed, so a wait like this one is shown, not guessed at.\n\
+- **A sync killed by SIGPIPE (the multipart fault test, 7 December 2026).** A part upload answered 503 before the \
+server read its body ended the whole process by signal 13, with no message: cxlake had restored SIGPIPE's default \
+action (so that `cxlake … | head` ended quietly), and a write to a connection the server had closed then killed it. \
+SIGPIPE stays ignored now, as Rust leaves it; the commands' output goes through a writer that stops quietly when its \
+reader goes away; a test's run reports the signal that ended it.\n";
 
 async fn soak(nights: u32) -> Figures {
     let s3 = s3();
