@@ -10,6 +10,21 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::common::*;
 use crate::fault_proxy::{Fault, FaultPlan, FaultProxy};
 
+/// `cxlake sync saltedcx --from 2024-03-01 EXTRA` into `dest` through `proxy`.
+async fn sync_through(
+    proxy: &FaultProxy,
+    emulator: &cxlake::sources::saltedcx::emulator::Emulator,
+    dest: &str,
+    extra: &[&str],
+) -> Output {
+    let mut env = proxy.s3_env(&s3());
+    env.extend(api_env(emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
+    let mut args =
+        vec!["sync", "saltedcx", "--dest", dest, "--from", "2024-03-01", "--poll-interval", "10ms"];
+    args.extend_from_slice(extra);
+    run_cxlake(&args, &env).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sync_through_a_quarter_of_storage_faults_lands_an_exact_lake() {
     let s3 = s3();
@@ -34,27 +49,8 @@ async fn one_sync_through_a_quarter_of_storage_faults_lands_an_exact_lake() {
         let proxy = FaultProxy::start(&s3.endpoint, plan).await;
         let prefix = format!("faults/{}-{format}", cxlake::cli::new_run_id());
         let dest = format!("s3://{}/{prefix}", s3.bucket);
-        let mut env = proxy.s3_env(&s3);
-        env.extend(api_env(&emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
         let started = std::time::Instant::now();
-        let out = run_cxlake(
-            &[
-                "sync",
-                "saltedcx",
-                "--dest",
-                &dest,
-                "--from",
-                "2024-03-01",
-                "--to",
-                "2024-03-03",
-                "--poll-interval",
-                "10ms",
-                "--format",
-                format,
-            ],
-            &env,
-        )
-        .await;
+        let out = sync_through(&proxy, &emulator, &dest, &["--to", "2024-03-03", "--format", format]).await;
         let counts = format!("{:?} in {:?}", proxy.counts.lock().unwrap(), started.elapsed());
         eprintln!("{format}: {counts}");
         assert_eq!(
@@ -129,24 +125,7 @@ async fn a_slow_down_with_retry_after_is_waited_out() {
     };
     let proxy = FaultProxy::start(&s3.endpoint, plan).await;
     let dest = format!("s3://{}/retry-after/{}", s3.bucket, cxlake::cli::new_run_id());
-    let mut env = proxy.s3_env(&s3);
-    env.extend(api_env(&emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
-    let out = run_cxlake(
-        &[
-            "sync",
-            "saltedcx",
-            "--dest",
-            &dest,
-            "--from",
-            "2024-03-01",
-            "--to",
-            "2024-03-02",
-            "--poll-interval",
-            "10ms",
-        ],
-        &env,
-    )
-    .await;
+    let out = sync_through(&proxy, &emulator, &dest, &["--to", "2024-03-02"]).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let counts = proxy.counts.lock().unwrap();
     let gaps = &counts.came_back_after;
@@ -186,28 +165,8 @@ async fn multipart_uploads_survive_faulty_parts_and_lost_completions() {
         let proxy = FaultProxy::start(&s3.endpoint, plan).await;
         let prefix = format!("multipart-faults/{}", cxlake::cli::new_run_id());
         let dest = format!("s3://{}/{prefix}", s3.bucket);
-        let mut env = proxy.s3_env(&s3);
-        env.extend(api_env(&emulator).into_iter().map(|(k, v)| (k.to_string(), v)));
-        let out = run_cxlake(
-            &[
-                "sync",
-                "saltedcx",
-                "--dest",
-                &dest,
-                "--from",
-                "2024-03-01",
-                "--to",
-                "2024-03-02",
-                "--poll-interval",
-                "10ms",
-                "--datasets",
-                "turn",
-                "--upload-chunk-bytes",
-                "5242880",
-            ],
-            &env,
-        )
-        .await;
+        let extra = ["--to", "2024-03-02", "--datasets", "turn", "--upload-chunk-bytes", "5242880"];
+        let out = sync_through(&proxy, &emulator, &dest, &extra).await;
         let counts = format!("{:?}", proxy.counts.lock().unwrap());
         assert_eq!(out.code, 0, "{name}: {counts}\n{}\n{}", out.stdout, out.stderr);
         let hit = proxy.counts.lock().unwrap().injected.keys().any(|(op, _)| *op == target);

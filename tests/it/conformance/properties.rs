@@ -90,6 +90,16 @@ pub async fn sync_into<S: SourceUnderTest>(
     run_cxlake(&args, &env_all).await
 }
 
+/// A started emulator, its secret, and a local lake its first two days were synced into.
+async fn synced_two_days<S: SourceUnderTest>() -> (S::Emulator, String, tempfile::TempDir) {
+    let secret = S::secret();
+    let emulator = S::start(false, &secret).await;
+    let lake = tempfile::tempdir().unwrap();
+    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    (emulator, secret, lake)
+}
+
 fn assert_exact<S: SourceUnderTest>(emulator: &S::Emulator, lake: &Path, windows: &[Window], context: &str) {
     for schema in schemas::<S>() {
         for w in windows {
@@ -124,11 +134,7 @@ fn visible_files<S: SourceUnderTest>(lake: &Path, context: &str) -> BTreeSet<Str
 }
 
 pub async fn window_is_exact_and_complete<S: SourceUnderTest>() {
-    let secret = S::secret();
-    let emulator = S::start(false, &secret).await;
-    let lake = tempfile::tempdir().unwrap();
-    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (emulator, _secret, lake) = synced_two_days::<S>().await;
     assert_exact::<S>(&emulator, lake.path(), &days(FIRST_DAY, 2), "first sync");
     // Every file fetched is in the raw archive, as its record says.
     let archived = archived_files(lake.path(), S::NAME);
@@ -313,11 +319,7 @@ pub async fn the_canary_secret_is_never_written<S: SourceUnderTest>() {
 /// `replay` (from the raw archive, with no call to the platform: no credential given) and
 /// `convert` (of the archived files, into a new lake) land exactly what `sync` landed.
 pub async fn replay_and_convert_land_what_sync_landed<S: SourceUnderTest>() {
-    let secret = S::secret();
-    let emulator = S::start(false, &secret).await;
-    let lake = tempfile::tempdir().unwrap();
-    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (emulator, _secret, lake) = synced_two_days::<S>().await;
     let dest = lake.path().to_str().unwrap();
     let replay = run_cxlake(&["replay", S::NAME, "--dest", dest], NO_ENV).await;
     assert_eq!(replay.code, 0, "{}: replay\n{}\n{}", S::NAME, replay.stdout, replay.stderr);
@@ -394,20 +396,10 @@ pub async fn s3_rows(
     source: &str,
     dataset: &str,
 ) -> Vec<String> {
-    use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
-    let dir = object_store::path::Path::from(format!("{prefix}/{source}/{dataset}"));
-    let keys: Vec<object_store::path::Path> = store
-        .list(Some(&dir))
-        .map_ok(|m| m.location)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|k| k.as_ref().ends_with(".parquet") && !k.as_ref().contains("_delta_log"))
-        .collect();
     let mut files = Vec::new();
-    for key in keys {
+    for key in crate::common::parquet_keys_on_s3(store, &format!("{prefix}/{source}/{dataset}")).await {
+        let key = object_store::path::Path::from(key);
         files.push(read_parquet_bytes(store.get(&key).await.unwrap().bytes().await.unwrap()));
     }
     dataset_rows(files)
@@ -459,11 +451,7 @@ pub async fn every_format_and_store_lands_the_same_rows<S: SourceUnderTest>() {
 /// local disk lands, with no upload left open and nothing left in staging.
 pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
     use crate::fault_proxy::{Fault, FaultPlan, FaultProxy};
-    let secret = S::secret();
-    let emulator = S::start(false, &secret).await;
-    let reference = tempfile::tempdir().unwrap();
-    let out = sync::<S>(&emulator, &secret, reference.path(), 2).await;
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (emulator, secret, reference) = synced_two_days::<S>().await;
     let s3 = crate::common::s3();
     let store = s3.store();
     let run = Rng::new(std::process::id().into()).below(1 << 40);
@@ -515,11 +503,7 @@ pub async fn storage_faults_are_survived<S: SourceUnderTest>() {
 /// lands, and the next run, once deletes are allowed, sweeps what the first left in staging.
 pub async fn refused_cleanup_never_fails_a_window<S: SourceUnderTest>() {
     use crate::fault_proxy::{Fault, FaultPlan, FaultProxy, Op};
-    let secret = S::secret();
-    let emulator = S::start(false, &secret).await;
-    let reference = tempfile::tempdir().unwrap();
-    let out = sync::<S>(&emulator, &secret, reference.path(), 2).await;
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (emulator, secret, reference) = synced_two_days::<S>().await;
     let s3 = crate::common::s3();
     let plan = FaultPlan {
         rate: 1.0,
@@ -554,11 +538,7 @@ pub async fn refused_cleanup_never_fails_a_window<S: SourceUnderTest>() {
 /// without that person are all still there.
 pub async fn forget_leaves_no_trace<S: SourceUnderTest>() {
     use cxlake::schema::pii::PiiKind;
-    let secret = S::secret();
-    let emulator = S::start(false, &secret).await;
-    let lake = tempfile::tempdir().unwrap();
-    let out = sync::<S>(&emulator, &secret, lake.path(), 2).await;
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (emulator, _secret, lake) = synced_two_days::<S>().await;
     // The first e-mail address (else phone number) the generator put in a personal column.
     let mut target = None;
     'find: for (kind, flag) in [(PiiKind::Email, "--email"), (PiiKind::Phone, "--phone")] {
