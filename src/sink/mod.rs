@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod delta;
+pub mod dictionary;
 pub mod layout;
 pub mod lease;
 pub mod parquet;

@@ -295,6 +295,8 @@ impl PartWriter {
 
     async fn write_stamped(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if self.encoder.is_none() {
+            // Decided once, from the first batch: every file and row group of the writer agree.
+            self.properties = super::dictionary::plain_where_distinct(self.properties.clone(), batch);
             let encoder = RowGroupEncoder::new(
                 self.schema.clone(),
                 self.properties.clone(),
