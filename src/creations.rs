@@ -30,6 +30,8 @@ const LOG_KEEP: Duration = Duration::from_secs(24 * 3600);
 const TURN_TTL: Duration = Duration::from_secs(30);
 /// How often a worker waiting for an export in flight to land looks again.
 const IN_FLIGHT_POLL: Duration = Duration::from_secs(2);
+/// How often a worker still waiting for the cap says so again.
+const STILL_WAITING_EVERY: Duration = Duration::from_secs(300);
 
 fn log_dir(source: &str) -> String {
     format!("{BOOKKEEPING_DIR}/creations/{source}")
@@ -118,7 +120,9 @@ pub async fn begin(
     cap: CreationCap,
 ) -> Result<Lease, LockError> {
     let name = LeaseName::creations(source);
-    let mut logged = false;
+    // Said when the wait begins and every few minutes after: a run waiting out an hourly cap
+    // must not look like a run that hangs.
+    let mut said_at: Option<std::time::Instant> = None;
     loop {
         // A turn is held for one creation (a history read and a POST): look again soon.
         let turn = match Lease::acquire(dest, &name, run_id, TURN_TTL).await {
@@ -141,7 +145,7 @@ pub async fn begin(
             return Ok(turn);
         };
         let _ = turn.release().await;
-        if !logged {
+        if said_at.is_none_or(|at| at.elapsed() >= STILL_WAITING_EVERY) {
             tracing::info!(
                 source,
                 window = %window,
@@ -151,11 +155,11 @@ pub async fn begin(
                 period_secs = cap.period.as_secs(),
                 cap_in_flight = cap.in_flight,
                 wait_ms = wait.as_millis() as u64,
-                "Waiting for the export creation cap shared by this lake's workers"
+                "Waiting for the export creation cap shared by this lake's workers (--max-export-rate, --max-exports-in-flight)"
             );
-            logged = true;
+            said_at = Some(std::time::Instant::now());
         }
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(wait.min(STILL_WAITING_EVERY)).await;
     }
 }
 
