@@ -26,9 +26,9 @@ const SAMPLE: usize = 4096;
 /// A column whose sample is more than this share of distinct values is written plain.
 const MOSTLY_DISTINCT: f64 = 0.8;
 
-/// `properties` with dictionary encoding turned off for the number and timestamp columns —
+/// `properties` with dictionary encoding turned off for the text, number and timestamp columns —
 /// top-level, or members of lists and structs — that `batch` (the file's first) shows to be
-/// mostly distinct.
+/// mostly distinct; those of integers and timestamps are delta-encoded instead.
 pub fn plain_where_distinct(properties: WriterProperties, batch: &RecordBatch) -> WriterProperties {
     let mut leaves: Vec<(Vec<String>, &ArrayRef)> = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {

@@ -385,16 +385,21 @@ impl Lease {
         if self.lost.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut record = self.record.clone();
-        record.released = true;
-        record.heartbeat_at = Utc::now();
         // Releasing is cleanup: a lease left unreleased expires at its TTL, and no work waits on
         // it succeeding — a storage failure here never fails what the lease protected.
-        if let Err(e) = write(&self.dest, &self.name, &record, PutMode::Overwrite).await {
-            let path = self.dest.path(&self.name.file(record.generation));
+        if let Err(e) = self.write_released().await {
+            let path = self.dest.path(&self.name.file(self.record.generation));
             tracing::warn!(error = %e, path = %path, "Could not release a lease; it expires at its TTL");
         }
         Ok(())
+    }
+
+    /// Overwrites the lease with its record marked released (free for anyone at once).
+    async fn write_released(&self) -> object_store::Result<()> {
+        let mut record = self.record.clone();
+        record.released = true;
+        record.heartbeat_at = Utc::now();
+        write(&self.dest, &self.name, &record, PutMode::Overwrite).await
     }
 }
 
@@ -497,10 +502,7 @@ impl RunGuard {
         // Cleanup: a presence left behind expires at its TTL (see `Lease::release`). A store
         // that refuses deletes (an append-only bucket policy) may still take it marked released.
         if let Err(e) = presence.dest.store.delete(&path).await {
-            let mut record = presence.record.clone();
-            record.released = true;
-            record.heartbeat_at = Utc::now();
-            if write(&presence.dest, &presence.name, &record, PutMode::Overwrite).await.is_err() {
+            if presence.write_released().await.is_err() {
                 tracing::warn!(error = %e, path = %path, "Could not remove this run's presence; it expires at its TTL");
             }
         }
