@@ -424,8 +424,32 @@ mod tests {
             if len >= 4 {
                 // Stored: the frame is the input plus 6 bytes of header and 3 per block.
                 assert_eq!(stored.len(), len + 6 + 3 * len.div_ceil(super::RAW_BLOCK).max(1), "{len}");
+                assert_eq!(zstd::zstd_safe::find_frame_compressed_size(&stored), Ok(stored.len()), "{len}");
             }
             assert_eq!(zstd::stream::decode_all(stored.as_slice()).unwrap(), bytes, "{len} bytes");
+        }
+    }
+
+    /// One zstd frame, whatever the size: Python's `zstandard` (`stream_reader`,
+    /// `decompressobj`) stops at the first frame's end unless told `read_across_frames`, so an
+    /// archive of many frames would read short there, silently.
+    #[test]
+    fn a_compressed_archive_is_one_frame_and_restores_byte_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = b"2024-03-01T10:00:00Z,\"Hello, \"\"order\"\" 4711\",agent-7\r\n";
+        for len in [0usize, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 9_000_003] {
+            let bytes: Vec<u8> = line.iter().copied().cycle().take(len).collect();
+            let input = dir.path().join("turns.csv");
+            std::fs::write(&input, &bytes).unwrap();
+            let (size, sha256, stored) = super::compress(&input, Vec::new()).unwrap();
+            assert_eq!((size, sha256.as_str()), (len as u64, super::file_sha256(&input).unwrap().as_str()));
+            assert_eq!(zstd::zstd_safe::find_frame_compressed_size(&stored), Ok(stored.len()), "{len} bytes");
+            assert!(len < 1000 || stored.len() < len / 10, "{len} bytes compressed to {}", stored.len());
+            let archived = dir.path().join("turns.csv.zst");
+            std::fs::write(&archived, &stored).unwrap();
+            let restored = dir.path().join("restored.csv");
+            assert_eq!(super::decompress(&archived, &restored).unwrap(), (len as u64, sha256));
+            assert_eq!(std::fs::read(&restored).unwrap(), bytes, "{len} bytes");
         }
     }
 
