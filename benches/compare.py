@@ -254,16 +254,22 @@ def main():
     path = os.path.join(DATA, "last-bench.json")
     last = json.load(open(path)) if os.path.exists(path) else {}
     last["convert"] = rows
+    parts = (("sync", sync_bench), ("nightly", nightly_bench), ("workers", workers_bench), ("sources", sources_bench))
     if not CONVERT_ONLY:
-        for part in ("sync", "nightly", "workers", "sources"):
+        # A full run keeps no figure of an earlier one.
+        for part, _ in parts:
             last.pop(part, None)
+
+    def save():
+        json.dump(last, open(path, "w"), indent=2)
+
+    save()
+    if not CONVERT_ONLY:
         # Each part is saved as soon as it is measured: a run stopped later keeps what it measured
         # (the parts can be run again alone, see the usage above).
-        for part, bench in (("sync", sync_bench), ("nightly", nightly_bench), ("workers", workers_bench),
-                            ("sources", sources_bench)):
-            json.dump(last, open(path, "w"), indent=2)
+        for part, bench in parts:
             last[part] = bench()
-    json.dump(last, open(path, "w"), indent=2)
+            save()
     write_report(rows, last.get("sync"), last.get("nightly"), last.get("workers"), last.get("sources"))
 
 

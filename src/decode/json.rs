@@ -457,13 +457,15 @@ fn remember_key(order: &mut Vec<(String, Option<usize>)>, position: usize, raw: 
     if position >= KEY_ORDER_LIMIT {
         return;
     }
-    if order.len() <= position {
-        order.resize(position + 1, (String::new(), None));
+    // Keys are remembered in order, so a new position is always the next one.
+    match order.get_mut(position) {
+        Some((known, known_column)) => {
+            known.clear();
+            known.push_str(raw);
+            *known_column = column;
+        }
+        None => order.push((raw.to_string(), column)),
     }
-    let (known, known_column) = &mut order[position];
-    known.clear();
-    known.push_str(raw);
-    *known_column = column;
 }
 
 const KEY_ORDER_LIMIT: usize = 1024;

@@ -78,7 +78,7 @@ fn collect_leaves<'a>(path: Vec<String>, column: &'a ArrayRef, out: &mut Vec<(Ve
     }
 }
 
-/// The share of distinct values among the first [`SAMPLE`] non-null values of a number or
+/// The share of distinct values among the first [`SAMPLE`] non-null values of a text, number or
 /// timestamp column; `None` for other types or a column of nulls.
 fn distinct_share(column: &ArrayRef) -> Option<f64> {
     let bits: Vec<u64> = match column.data_type() {
