@@ -148,6 +148,17 @@ pub fn parse_i64(text: &str) -> Result<i64, InvalidValue> {
 /// coercion the decoders count).
 pub fn parse_whole(text: &str) -> Result<(i64, bool), InvalidValue> {
     const WHOLE: InvalidValue = InvalidValue("expected a whole number");
+    // Nearly every value is a plain integer that fits (ids, epoch milliseconds, counts): read
+    // its digits at once; anything else takes the general path below.
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if (1..=18).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        let value = digits.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+        return Ok((if negative { -value } else { value }, false));
+    }
     let t = text.trim();
     let (negative, unsigned) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -358,6 +369,29 @@ mod tests {
             ["1500.5", "12a", "", "-", "9223372036854775808", "1,000", "1.", "1e", "1e-1", ".5", "1.5e0"]
         {
             assert!(parse_i64(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Plain integers of every length agree with the standard parser, on both sides of the
+    /// 18-digit fast path and of i64's range.
+    #[test]
+    fn plain_integers_read_as_the_standard_parser_reads_them() {
+        for digits in 1..=20 {
+            for lead in ['1', '9', '0'] {
+                let text: String =
+                    std::iter::once(lead).chain("987654321098765432109".chars()).take(digits).collect();
+                for sign in ["", "-", "+"] {
+                    let text = format!("{sign}{text}");
+                    let expected = text.parse::<i64>().map(|v| (v, false)).ok();
+                    assert_eq!(parse_whole(&text).ok(), expected, "{text}");
+                }
+            }
+        }
+        for edge in ["9223372036854775807", "-9223372036854775808", "-0", "007"] {
+            assert_eq!(parse_whole(edge), Ok((edge.parse().unwrap(), false)), "{edge}");
+        }
+        for bad in ["", "-", "+", "9223372036854775808", "-9223372036854775809", "1-2", "--1"] {
+            assert!(parse_whole(bad).is_err(), "{bad}");
         }
     }
 
