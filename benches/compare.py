@@ -611,11 +611,11 @@ if __name__ == "__main__":
         else:
             last["sync"] = sync_bench()
         json.dump(last, open(path, "w"), indent=2)
-        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"), last.get("sources"))
+        write_report(last["convert"], last.get("sync"), last.get("nightly"), last.get("workers"), last.get("sources"))
     elif RENDER_ONLY:
         last = json.load(open(os.path.join(DATA, "last-bench.json")))
         if isinstance(last, list):  # written before the sync benchmark existed
             last = {"convert": last, "sync": None}
-        write_report(last["convert"], last["sync"], last.get("nightly"), last.get("workers"), last.get("sources"))
+        write_report(last["convert"], last.get("sync"), last.get("nightly"), last.get("workers"), last.get("sources"))
     else:
         main()
