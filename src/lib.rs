@@ -35,5 +35,7 @@ pub mod sink;
 pub mod sources;
 pub mod state;
 pub mod status;
+#[cfg(test)]
+mod test_rng;
 pub mod units;
 pub mod window;

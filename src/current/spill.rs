@@ -283,13 +283,8 @@ mod tests {
 
     fn records(count: u32, keys: u32) -> Vec<KeyRecord> {
         // A deterministic shuffle of keys over windows, files and versions, with repeats.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next_u64();
         (0..count)
             .map(|i| {
                 let key = next() % u64::from(keys);

@@ -594,13 +594,8 @@ mod tests {
     /// newlines), well formed or mutated, in every chunking: the same elements, lines and errors.
     #[test]
     fn blocks_and_bytes_agree_on_random_arrays() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_F491_4F6C_DD1D);
+        let mut next = move |below: usize| rng.below(below);
         let pieces: [&[u8]; 14] = [
             b"\"",
             b"\\",

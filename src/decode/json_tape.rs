@@ -474,11 +474,9 @@ mod tests {
     /// relative to the 16-byte steps, and for bytes above 0x7F (compared unsigned).
     #[test]
     fn a_string_stops_at_its_first_quote_backslash_or_control_byte() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::XorShift::new(0x9E37_79B9_7F4A_7C15);
         for case in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let len = (state % 80) as usize;
             let mut text: Vec<u8> =
                 (0..len).map(|k| [b'a', 0xC3, 0xA9, 0x7F, 0x20][(k + case) % 5]).collect();
@@ -601,13 +599,8 @@ mod tests {
             "\\",
             "\u{1}",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
         let mut tape = Tape::new();
         let mut agreed = 0;
         for _ in 0..60_000 {
