@@ -547,18 +547,9 @@ mod tests {
 
     /// Splits `input` fed in chunks of `size` bytes.
     fn split(input: &str, size: usize) -> Result<Vec<(String, u64)>, ScanError> {
-        let mut scanner = ArrayScanner::new();
-        let mut out = Vec::new();
-        let mut element = Vec::new();
-        for chunk in input.as_bytes().chunks(size.max(1)) {
-            let mut at = 0;
-            while let Some(next) = scanner.scan(chunk, at, Some(&mut element))? {
-                out.push((String::from_utf8(std::mem::take(&mut element)).unwrap(), scanner.element_line()));
-                at = next;
-            }
-        }
-        scanner.finish()?;
-        Ok(out)
+        let (elements, scanned) = split_bytes(input.as_bytes(), size, true);
+        scanned?;
+        Ok(elements.into_iter().map(|(e, line)| (String::from_utf8(e).unwrap(), line)).collect())
     }
 
     fn elements(input: &str) -> Vec<String> {

@@ -280,19 +280,21 @@ impl Parser<'_, '_> {
         let mut escaped = false;
         loop {
             let rest = &self.bytes[self.at..];
-            let found = string_stop(rest);
-            if found.is_none_or(|at| rest[at] < 0x20) && memchr::memchr2(b'"', b'\\', rest).is_none() {
-                self.at = self.bytes.len();
-                return Err(self.error("a string without its closing quote".into()));
-            }
-            let found = found.expect("a quote or backslash is there");
-            if rest[found] < 0x20 {
-                self.at += found;
-                return Err(self.error(format!(
-                    "a raw control character ({}) inside a string; JSON escapes it",
-                    describe_byte(self.bytes[self.at])
-                )));
-            }
+            let found = match string_stop(rest) {
+                Some(at) if rest[at] >= 0x20 => at,
+                // A control byte in a string that is closed later is the error to name.
+                Some(at) if memchr::memchr2(b'"', b'\\', &rest[at..]).is_some() => {
+                    self.at += at;
+                    return Err(self.error(format!(
+                        "a raw control character ({}) inside a string; JSON escapes it",
+                        describe_byte(self.bytes[self.at])
+                    )));
+                }
+                _ => {
+                    self.at = self.bytes.len();
+                    return Err(self.error("a string without its closing quote".into()));
+                }
+            };
             self.at += found;
             if self.bytes[self.at] == b'"' {
                 self.at += 1;
