@@ -21,6 +21,7 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 
+use super::csv_fields::{Record, Tokenizer};
 use super::drift::{push_json_string, Coercion};
 use super::parallel::{ChunkDecoder, ChunkOutcome, ChunkReader, ParallelDecoder};
 use super::{DecodeError, DecodeStats, Drift, RejectedRow, TypeMismatchPolicy};
@@ -106,7 +107,7 @@ impl KeptColumns {
     /// undeclared columns, and the record positions in `misfits`. `names` is the header.
     fn collect(
         &mut self,
-        record: &::csv::ByteRecord,
+        record: &Record<'_>,
         misfits: &[usize],
         names: &[String],
     ) -> Result<(), (Option<String>, String)> {
@@ -424,7 +425,6 @@ impl RecordEnds {
 /// Parses records into one batch: what one worker holds.
 struct RowParser {
     spec: RowSpec,
-    record: ::csv::ByteRecord,
     extra: Option<KeptColumns>,
     notes: RowNotes,
     /// Where local times are (zone, the file's day) and how many a DST change made ambiguous.
@@ -446,7 +446,6 @@ impl RowParser {
             local: LocalParse { zone: spec.zone, fold: spec.fold, day: spec.day, ..LocalParse::default() },
             builders: spec.schema.columns.iter().map(|c| Builder::new(c, spec.batch_rows)).collect(),
             drift: Drift::default(),
-            record: ::csv::ByteRecord::new(),
             spec,
         }
     }
@@ -460,7 +459,8 @@ impl ChunkDecoder for RowParser {
         let mut stats = DecodeStats::default();
         let mut rejects = Vec::new();
         let mut spare: Vec<Parsed<'static>> = Vec::with_capacity(spec.positions.len());
-        let mut reader = csv_reader(chunk.bytes.as_slice());
+        let mut tokenizer = Tokenizer::new(chunk.bytes.as_slice());
+        let mut record = Record::default();
         // Batches of at most `batch_rows` rows (rows read, rejects included).
         let mut decoded = Vec::new();
         let mut batched = 0u64;
@@ -468,24 +468,14 @@ impl ChunkDecoder for RowParser {
             pending: memchr::memchr_iter(b'\n', &chunk.bytes).map(|i| chunk.offset + i as u64).collect(),
             passed: chunk.lines_before,
         };
-        let record = &mut self.record;
-        loop {
-            let more = reader.read_byte_record(record).map_err(|e| DecodeError::Read {
-                file: spec.file.clone(),
-                line: e.position().map(|p| lines.line_at(chunk.offset + p.byte())).unwrap_or(0),
-                message: e.to_string(),
-            })?;
-            if !more {
-                break;
-            }
-            // A blank line between records is not a row.
+        while tokenizer.next_record(&mut record) {
+            // A lone `""` between records is not a row (as an empty line is not).
             if record.len() == 1 && record[0].is_empty() && spec.header_len != 1 {
                 continue;
             }
-            // The csv crate's own line count is one short for records after a CRLF (it notes a
-            // record's start between the `\r` and the `\n`), so lines are counted from the bytes.
-            let line = record.position().map(|p| lines.line_at(chunk.offset + p.byte())).unwrap_or(0);
-            let record = &*record;
+            // The physical line of the record's first byte.
+            let line = lines.line_at(chunk.offset + record.start() as u64);
+            let record = &record;
             stats.rows_read += 1;
             let mut parsed = recycle(std::mem::take(&mut spare));
             let notes = &mut self.notes;
@@ -802,7 +792,7 @@ fn parse_row<'r>(
     positions: &[Option<usize>],
     fills: &[Option<i64>],
     header_len: usize,
-    record: &'r ::csv::ByteRecord,
+    record: &'r Record<'_>,
     out: &mut Vec<Parsed<'r>>,
     local: &mut LocalParse,
     notes: &mut RowNotes,
@@ -812,7 +802,9 @@ fn parse_row<'r>(
         return Err((None, format!("expected {header_len} fields as in the header, found {}", record.len())));
     }
     let mut text_bytes = 0;
-    let whole_record_is_utf8 = record_is_utf8(record);
+    // The bytes between fields are ASCII, so the record's bytes are valid UTF-8 exactly when
+    // every field is: one check per record instead of one per field (the decoder's hottest).
+    let whole_record_is_utf8 = std::str::from_utf8(record.raw()).is_ok();
     for ((column, position), fill) in schema.columns.iter().zip(positions).zip(fills) {
         let raw = match (position, fill) {
             (Some(i), _) => &record[*i],
@@ -830,8 +822,9 @@ fn parse_row<'r>(
             continue;
         }
         let text = if whole_record_is_utf8 {
-            // SAFETY: `record_is_utf8` proved the record's bytes valid UTF-8 and every field
-            // boundary a char boundary, so each field's bytes are valid UTF-8 on their own.
+            // SAFETY: the record's bytes are valid UTF-8 and every field boundary is next to an
+            // ASCII quote, delimiter or terminator, so each field's bytes are valid on their own
+            // (an unescaped field is valid pieces joined by `"`).
             unsafe { std::str::from_utf8_unchecked(raw) }
         } else {
             std::str::from_utf8(raw).map_err(|e| {
@@ -895,18 +888,6 @@ fn parse_row<'r>(
 fn recycle<'to>(mut buffer: Vec<Parsed<'_>>) -> Vec<Parsed<'to>> {
     buffer.clear();
     buffer.into_iter().map(|_| Parsed::Null).collect()
-}
-
-/// Whether every field of `record` is valid UTF-8, checked in one pass over the record instead
-/// of one call per field (the decoder's hottest check). The fields lie back to back in one
-/// buffer: if that buffer is valid UTF-8 and no field starts with a continuation byte
-/// (`0b10xx_xxxx`), every field boundary is a char boundary and so every field is valid.
-fn record_is_utf8(record: &::csv::ByteRecord) -> bool {
-    let bytes = record.as_slice();
-    std::str::from_utf8(bytes).is_ok()
-        && (0..record.len()).all(|i| {
-            record.range(i).is_some_and(|range| bytes.get(range.start).is_none_or(|b| b & 0xC0 != 0x80))
-        })
 }
 
 /// Local times: the export's zone, the file's day, and what DST changes made of them.
@@ -1018,11 +999,11 @@ fn quote_for_message(text: &str) -> String {
 }
 
 /// Re-encodes a record as one CSV line, so a reject file holds it exactly as it was.
-fn encode_record(record: &::csv::ByteRecord) -> Vec<u8> {
+fn encode_record(record: &Record<'_>) -> Vec<u8> {
     let mut writer =
         ::csv::WriterBuilder::new().terminator(::csv::Terminator::Any(b'\n')).from_writer(Vec::new());
     // Writing into a Vec cannot fail.
-    let _ = writer.write_byte_record(record);
+    let _ = writer.write_record(record.iter());
     let mut bytes = writer.into_inner().unwrap_or_default();
     if bytes.last() == Some(&b'\n') {
         bytes.pop();

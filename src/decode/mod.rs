@@ -15,6 +15,7 @@
 //! [`open`] picks the decoder by the dataset's declared file format.
 
 pub mod csv;
+mod csv_fields;
 pub mod drift;
 pub mod json;
 pub mod json_array;
