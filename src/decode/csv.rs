@@ -1,7 +1,7 @@
 //! Streaming CSV → Arrow decoding with columns matched by header name.
 //!
-//! The `csv` crate does the RFC 4180 tokenising (quotes, doubled quotes, CR/LF inside fields);
-//! this module maps header names to declared columns, parses each field with
+//! Records are tokenised by [`super::csv_fields`] with the `csv` crate's RFC 4180 rules (quotes,
+//! doubled quotes, CR/LF inside fields; the header is read by the crate itself); this module maps header names to declared columns, parses each field with
 //! [`crate::schema::value`], and appends whole rows to Arrow builders. A row is validated
 //! completely before any builder is touched, so a reject never leaves a half-appended row.
 //! Text is kept byte-exact: no trimming, no normalisation, only UTF-8 validation.
@@ -147,10 +147,9 @@ struct RowNotes {
 }
 
 /// Reads a CSV stream batch by batch. Create with [`CsvDecoder::new`], then call
-/// [`CsvDecoder::next_batch`] until it returns `None`. Records are tokenised on the calling
-/// thread (the csv crate's reader, so quoting is exactly RFC 4180 as it reads it) and handed in
-/// chunks to the CPU workers, which parse and append them ([`super::parallel`]); batches come
-/// back in order.
+/// [`CsvDecoder::next_batch`] until it returns `None`. The calling thread cuts the file into
+/// chunks of whole records ([`RecordEnds`]); the CPU workers tokenise, parse and append them
+/// ([`super::parallel`]); batches come back in order.
 pub struct CsvDecoder<R: Read> {
     spec: RowSpec,
     reader: Option<RecordReader<R>>,
@@ -767,8 +766,8 @@ struct LineIndex {
 impl LineIndex {
     /// The 1-based physical line of the byte at `offset` (offsets must not decrease).
     fn line_at(&mut self, offset: u64) -> u64 {
-        // `<=`: after a CRLF the csv reader reports a record as starting on the `\n` itself,
-        // which ends the previous line. (No record genuinely starts with a newline.)
+        // `<=` as well as `<`: no record starts with a newline, so a newline at `offset` (were
+        // one asked about) ends the line before it.
         while self.pending.front().is_some_and(|&n| n <= offset) {
             self.pending.pop_front();
             self.passed += 1;
@@ -777,8 +776,9 @@ impl LineIndex {
     }
 }
 
-/// The csv crate's reader as every chunk (and the header) is tokenised: RFC 4180, no trimming,
-/// any number of fields (a short or long row is the decoder's to reject, with its line).
+/// The csv crate's reader as the header is read (and as [`super::csv_fields`] reads every
+/// record): RFC 4180, no trimming, any number of fields (a short or long row is the decoder's to
+/// reject, with its line).
 fn csv_reader(bytes: &[u8]) -> ::csv::Reader<&[u8]> {
     ::csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(::csv::Trim::None).from_reader(bytes)
 }
@@ -1232,6 +1232,10 @@ mod tests {
         let (_, rejects, _) = decode_all(agent_schema(), csv.as_bytes());
         let lines: Vec<u64> = rejects.iter().map(|r| r.line).collect();
         assert_eq!(lines, [2, 5, 6]);
+        // A row after empty lines is on its own line, not on the first empty one.
+        let csv = "pid,hourly_cost\n\n\r\n\na1,x\r\r\na2,y\n";
+        let (_, rejects, _) = decode_all(agent_schema(), csv.as_bytes());
+        assert_eq!(rejects.iter().map(|r| r.line).collect::<Vec<_>>(), [5, 6]);
         // Beyond the csv reader's own buffer, too.
         let mut big = String::from("pid,hourly_cost\r\n");
         for i in 0..5000 {
