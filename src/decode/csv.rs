@@ -1,10 +1,11 @@
 //! Streaming CSV → Arrow decoding with columns matched by header name.
 //!
 //! Records are tokenised by [`super::csv_fields`] with the `csv` crate's RFC 4180 rules (quotes,
-//! doubled quotes, CR/LF inside fields; the header is read by the crate itself); this module maps header names to declared columns, parses each field with
-//! [`crate::schema::value`], and appends whole rows to Arrow builders. A row is validated
-//! completely before any builder is touched, so a reject never leaves a half-appended row.
-//! Text is kept byte-exact: no trimming, no normalisation, only UTF-8 validation.
+//! doubled quotes, CR/LF inside fields; the header is read by the crate itself); this module
+//! maps header names to declared columns, parses each field with [`crate::schema::value`], and
+//! appends whole rows to Arrow builders. A row is validated completely before any builder is
+//! touched, so a reject never leaves a half-appended row. Text is kept byte-exact: no trimming,
+//! no normalisation, only UTF-8 validation.
 //!
 //! In a dataset that keeps `_extra` (Khoros' CSV format), nothing is lost either way: columns the
 //! schema does not declare and values that do not parse as their column's type (the column then

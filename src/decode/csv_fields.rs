@@ -228,7 +228,7 @@ impl Blocks {
     }
 }
 
-/// For each of `bytes`, a mask of where it is in `block`. SSE2 (every x86-64 has it): 16 bytes
+/// For each byte of [`CLASSES`], a mask of where it is in `block`. SSE2 (every x86-64 has it): 16 bytes
 /// compared at a time.
 #[cfg(target_arch = "x86_64")]
 fn masks(block: &[u8; 64]) -> [u64; 4] {
