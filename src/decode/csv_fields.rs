@@ -228,8 +228,8 @@ impl Blocks {
     }
 }
 
-/// For each byte of [`CLASSES`], a mask of where it is in `block`. SSE2 (every x86-64 has it): 16 bytes
-/// compared at a time.
+/// For each byte of [`CLASSES`], a mask of where it is in `block`. SSE2 (every x86-64 has it):
+/// 16 bytes compared at a time.
 #[cfg(target_arch = "x86_64")]
 fn masks(block: &[u8; 64]) -> [u64; 4] {
     use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
