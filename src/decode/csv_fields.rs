@@ -14,6 +14,8 @@
 
 use std::ops::Range;
 
+use super::blocks::byte_masks;
+
 /// One field: a range of the chunk, or of the record's unescaped text.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -115,11 +117,8 @@ impl<'c> Tokenizer<'c> {
             }
         };
         record.raw = start..end;
-        self.at = match chunk.get(end) {
-            Some(b'\r') if chunk.get(end + 1) == Some(&b'\n') => end + 2,
-            Some(_) => end + 1,
-            None => end,
-        };
+        // Past the terminator; the `\n` of a `\r\n` is skipped with the empty lines.
+        self.at = (end + 1).min(chunk.len());
         true
     }
 
@@ -216,47 +215,16 @@ impl Blocks {
 
     fn load(&mut self, chunk: &[u8], base: usize) {
         let masks = match chunk.get(base..base + 64) {
-            Some(block) => masks(block.try_into().expect("64 bytes")),
+            Some(block) => byte_masks(block.try_into().expect("64 bytes"), CLASSES),
             None => {
                 // The chunk's last, partial block, padded with bytes that match nothing.
                 let mut block = [0u8; 64];
                 block[..chunk.len() - base].copy_from_slice(&chunk[base..]);
-                masks(&block)
+                byte_masks(&block, CLASSES)
             }
         };
         (self.base, self.delimiters, self.quotes) = (base, masks[0] | masks[1] | masks[2], masks[3]);
     }
-}
-
-/// For each byte of [`CLASSES`], a mask of where it is in `block`. SSE2 (every x86-64 has it):
-/// 16 bytes compared at a time.
-#[cfg(target_arch = "x86_64")]
-fn masks(block: &[u8; 64]) -> [u64; 4] {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-    let mut masks = [0u64; 4];
-    // SAFETY: SSE2 is part of the x86-64 baseline; each unaligned 16-byte load lies inside the
-    // 64-byte block.
-    unsafe {
-        for part in 0..4 {
-            let v = _mm_loadu_si128(block.as_ptr().add(part * 16).cast::<__m128i>());
-            for (mask, byte) in masks.iter_mut().zip(CLASSES) {
-                let equal = _mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8));
-                *mask |= u64::from(_mm_movemask_epi8(equal) as u16) << (part * 16);
-            }
-        }
-    }
-    masks
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn masks(block: &[u8; 64]) -> [u64; 4] {
-    let mut masks = [0u64; 4];
-    for (k, &b) in block.iter().enumerate() {
-        for (mask, byte) in masks.iter_mut().zip(CLASSES) {
-            *mask |= u64::from(b == byte) << k;
-        }
-    }
-    masks
 }
 
 /// The bytes the masks are of: the three that end a field, then the quote.

@@ -10,6 +10,7 @@
 //! malformed element is one rejected row, not a failed file. Line numbers count the newlines
 //! outside strings (a JSON string cannot hold a raw newline).
 
+use super::blocks::byte_masks;
 use super::json_tape::{describe_byte, is_json_whitespace};
 
 /// A structural problem with the array as a whole.
@@ -341,7 +342,6 @@ enum Skipped {
 }
 
 /// One bit per byte of a 64-byte block, for the bytes that matter inside an element.
-#[derive(Default)]
 struct BlockMasks {
     quote: u64,
     backslash: u64,
@@ -351,45 +351,10 @@ struct BlockMasks {
 }
 
 impl BlockMasks {
-    /// SSE2 (every x86-64 has it): 16 bytes compared at a time, one movemask per byte class.
-    #[cfg(target_arch = "x86_64")]
     fn of(block: &[u8; 64]) -> BlockMasks {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        };
-        let mut masks = BlockMasks::default();
-        // SAFETY: SSE2 is part of the x86-64 baseline, so these instructions always exist; each
-        // unaligned 16-byte load lies inside the 64-byte block.
-        unsafe {
-            for part in 0..4 {
-                let v = _mm_loadu_si128(block.as_ptr().add(part * 16).cast::<__m128i>());
-                let bits = |v: __m128i, byte: u8| {
-                    let equal = _mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8));
-                    u64::from(_mm_movemask_epi8(equal) as u16) << (part * 16)
-                };
-                // `[` 0x5B and `{` 0x7B, `]` 0x5D and `}` 0x7D differ in bit 0x20 only.
-                let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
-                masks.quote |= bits(v, b'"');
-                masks.backslash |= bits(v, b'\\');
-                masks.open |= bits(folded, b'{');
-                masks.close |= bits(folded, b'}');
-                masks.newline |= bits(v, b'\n');
-            }
-        }
-        masks
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn of(block: &[u8; 64]) -> BlockMasks {
-        let mut masks = BlockMasks::default();
-        for (k, &b) in block.iter().enumerate() {
-            masks.quote |= u64::from(b == b'"') << k;
-            masks.backslash |= u64::from(b == b'\\') << k;
-            masks.open |= u64::from(b | 0x20 == b'{') << k;
-            masks.close |= u64::from(b | 0x20 == b'}') << k;
-            masks.newline |= u64::from(b == b'\n') << k;
-        }
-        masks
+        let [quote, backslash, brace, bracket, close_brace, close_bracket, newline] =
+            byte_masks(block, [b'"', b'\\', b'{', b'[', b'}', b']', b'\n']);
+        BlockMasks { quote, backslash, open: brace | bracket, close: close_brace | close_bracket, newline }
     }
 }
 

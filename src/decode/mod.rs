@@ -14,6 +14,7 @@
 //! columns, coercions, kept values — is one [`Drift`]. Every format implements [`BatchDecoder`];
 //! [`open`] picks the decoder by the dataset's declared file format.
 
+mod blocks;
 pub mod csv;
 mod csv_fields;
 pub mod drift;
